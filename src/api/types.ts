@@ -1,0 +1,122 @@
+// The public shapes of ext4kit's fs/promises-like API. Kept apart from the implementation so
+// that the CLI, FUSE and tests depend on a small, stable contract.
+
+/** Like node:fs Stats, plus nanosecond times as bigints. */
+export interface Ext4Stats {
+  dev: number;
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  blksize: number;
+  /** 512-byte units, as st_blocks. */
+  blocks: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  birthtimeMs: number;
+  atime: Date;
+  mtime: Date;
+  ctime: Date;
+  birthtime: Date;
+  /** Exact times in nanoseconds since the epoch. */
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  birthtimeNs: bigint;
+  /** ext4 inode flags (i_flags). */
+  flags: number;
+  generation: number;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isBlockDevice(): boolean;
+  isCharacterDevice(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+}
+
+export interface Ext4Dirent {
+  name: string;
+  /** The raw on-disk name bytes (names need not be UTF-8). */
+  nameBytes: Uint8Array;
+  /** Directory that holds the entry (the path given to readdir). */
+  parentPath: string;
+  ino: number;
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  isBlockDevice(): boolean;
+  isCharacterDevice(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+}
+
+export interface Ext4StatFs {
+  type: number;
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+
+/** Superblock summary, like `dumpe2fs -h`. */
+export interface Ext4Info {
+  label: string;
+  uuid: string;
+  state: 'clean' | 'not clean' | 'with errors';
+  features: string[];
+  blockSize: number;
+  clusterSize: number;
+  blocksCount: number;
+  freeBlocks: number;
+  reservedBlocks: number;
+  inodesCount: number;
+  freeInodes: number;
+  inodeSize: number;
+  groupCount: number;
+  blocksPerGroup: number;
+  clustersPerGroup: number;
+  inodesPerGroup: number;
+  firstDataBlock: number;
+  reservedGdtBlocks: number;
+  flexBgSize: number;
+  descSize: number;
+  hashSeed: string;
+  defaultHashVersion: string;
+  checksumType: string | undefined;
+  checksumSeed: number | undefined;
+  journalInode: number;
+  orphanFileInode: number;
+  created: Date;
+  lastWritten: Date;
+  lastMounted: Date | undefined;
+  mountCount: number;
+  /** Set when the image was opened read-only because of what it contains. */
+  forcedReadOnly: string | undefined;
+  readOnly: boolean;
+}
+
+export interface ReadResult {
+  bytesRead: number;
+  buffer: Uint8Array;
+}
+
+export interface Ext4FileHandle {
+  readonly fd: number;
+  /** Reads into `buffer[offset..offset+length)` from `position` (default: the current position). */
+  read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<ReadResult>;
+  readFile(): Promise<Uint8Array>;
+  stat(): Promise<Ext4Stats>;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Open without ever writing (forced for images that fail validation of ro_compat features). */
+  readOnly?: boolean;
+}

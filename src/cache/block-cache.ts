@@ -1,0 +1,58 @@
+// Metadata block cache: an LRU over the device, keyed by block number, that merges concurrent
+// reads of the same block. Knows nothing of ext4. Cached buffers are shared: callers must not
+// mutate what `read` returns.
+import { type BlockDevice } from '../device/block-device.ts';
+import { ioError } from '../errors/ext4-error.ts';
+
+export class BlockCache {
+  private readonly lru = new Map<number, Uint8Array>();
+  private readonly inflight = new Map<number, Promise<Uint8Array>>();
+
+  constructor(
+    readonly device: BlockDevice,
+    readonly blockSize: number,
+    readonly blocksCount: number,
+    private readonly capacityBlocks = 4096,
+  ) {}
+
+  async read(block: number): Promise<Uint8Array> {
+    const hit = this.lru.get(block);
+    if (hit) {
+      this.lru.delete(block);
+      this.lru.set(block, hit);
+      return hit;
+    }
+    const pending = this.inflight.get(block);
+    if (pending) return pending;
+    if (!Number.isSafeInteger(block) || block < 0 || block >= this.blocksCount) {
+      throw ioError(`block ${block} is outside the filesystem (${this.blocksCount} blocks)`);
+    }
+    const p = this.device.read(block * this.blockSize, this.blockSize).then((bytes) => {
+      this.inflight.delete(block);
+      this.lru.set(block, bytes);
+      if (this.lru.size > this.capacityBlocks) this.lru.delete(this.lru.keys().next().value!);
+      return bytes;
+    }, (e: unknown) => {
+      this.inflight.delete(block);
+      throw e;
+    });
+    this.inflight.set(block, p);
+    return p;
+  }
+
+  /** Uncached read of `count` consecutive blocks (file data). */
+  async readRange(block: number, count: number): Promise<Uint8Array> {
+    if (block < 0 || count < 0 || block + count > this.blocksCount) {
+      throw ioError(`blocks ${block}+${count} are outside the filesystem`);
+    }
+    return this.device.read(block * this.blockSize, count * this.blockSize);
+  }
+
+  /** Replaces a cached block after a write (the write path's hook). */
+  put(block: number, bytes: Uint8Array): void {
+    this.lru.delete(block);
+    this.lru.set(block, bytes);
+  }
+
+  clear(): void { this.lru.clear(); }
+}
