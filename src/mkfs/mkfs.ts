@@ -61,8 +61,10 @@ class WriteSet {
   async flush(dev: BlockDevice): Promise<void> {
     this.items.sort((a, b) => a.off - b.off);
     const CHUNK = 1 << 20;
+    const inflight: Array<Promise<void>> = [];
     let i = 0;
     while (i < this.items.length) {
+      if (inflight.length >= 32) await Promise.all(inflight.splice(0));
       let j = i + 1;
       let end = this.items[i]!.off + this.items[i]!.bytes.length;
       while (j < this.items.length && this.items[j]!.off === end && end - this.items[i]!.off < CHUNK) {
@@ -70,14 +72,15 @@ class WriteSet {
         j++;
       }
       if (j === i + 1) {
-        await dev.write(this.items[i]!.off, this.items[i]!.bytes);
+        inflight.push(dev.write(this.items[i]!.off, this.items[i]!.bytes));
       } else {
         const buf = new Uint8Array(end - this.items[i]!.off);
         for (let k = i; k < j; k++) buf.set(this.items[k]!.bytes, this.items[k]!.off - this.items[i]!.off);
-        await dev.write(this.items[i]!.off, buf);
+        inflight.push(dev.write(this.items[i]!.off, buf));
       }
       i = j;
     }
+    await Promise.all(inflight);
     this.items = [];
   }
 }
@@ -365,7 +368,7 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
         usedClusters++;
       }
     }
-    for (let bit = nClusters; bit < 8 * bs; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
+    setTrailingBits(bitmap, nClusters);
     const free = nClusters - usedClusters;
     freeClustersTotal += free;
     const [rs, re] = lay.superRegion(g);
@@ -382,7 +385,7 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
       inodesUsedInGroup++;
       highest = Math.max(highest, idx + 1);
     }
-    for (let bit = geo.inodesPerGroup; bit < 8 * bs; bit++) ibitmap[bit >> 3]! |= 1 << (bit & 7);
+    setTrailingBits(ibitmap, geo.inodesPerGroup);
     const inodeUninit = lazyInit && inodesUsedInGroup === 0;
 
     const gd: GroupDesc = decodeGroupDesc(new Uint8Array(geo.descSize), geo.descSize);
@@ -445,6 +448,12 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
     blockSize: bs, clusterSize: bs * R, blocksCount: geo.blocksCount, groupCount: geo.groupCount,
     inodesCount: geo.inodesCount, features: [], uuid: sb.uuid,
   };
+}
+
+/** Sets every bit from `from` to the end of the bitmap block (the padding e2fsck expects). */
+function setTrailingBits(bitmap: Uint8Array, from: number): void {
+  for (let bit = from; bit < bitmap.length * 8 && bit & 7; bit++) bitmap[bit >> 3]! |= 1 << (bit & 7);
+  bitmap.fill(0xff, Math.ceil(from / 8));
 }
 
 function padTo(b: Uint8Array, len: number): Uint8Array {
