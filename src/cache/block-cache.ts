@@ -54,5 +54,8 @@ export class BlockCache {
     this.lru.set(block, bytes);
   }
 
+  /** Forgets a block (freed metadata). */
+  drop(block: number): void { this.lru.delete(block); }
+
   clear(): void { this.lru.clear(); }
 }

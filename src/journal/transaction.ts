@@ -1,0 +1,105 @@
+// The journaling seam. Every metadata change goes through a Handle obtained from a Journal with a
+// block budget, exactly where jbd2 handles will go: callers ask for write access to a block,
+// mutate the returned buffer, and the journal decides when and how it reaches the disk.
+//
+// Today's implementation (WriteBackJournal) has no on-disk log: dirty metadata stays in memory
+// and is written at commit (sync/close), after file data, so that the image is clean after
+// close() and the on-disk journal is never touched (never marked as needing recovery).
+import { Ext4Error, assert } from '../errors/ext4-error.ts';
+import { type FsBlock } from '../util/brand.ts';
+import { type BlockCache } from '../cache/block-cache.ts';
+
+/** Metadata block access inside one handle. */
+export interface MetaTxn {
+  /** Current contents of a metadata block (including uncommitted changes). Do not mutate. */
+  read(block: FsBlock | number): Promise<Uint8Array>;
+  /** A mutable buffer for the block, recorded as modified by this handle. */
+  getWrite(block: FsBlock | number): Promise<Uint8Array>;
+  /** A zeroed mutable buffer for a block that was just allocated (its old contents are not read). */
+  getNew(block: FsBlock | number): Uint8Array;
+  /** The block was freed: any pending write of it is dropped (a revoke, under jbd2). */
+  forget(block: FsBlock | number): void;
+}
+
+export interface Handle extends MetaTxn {
+  /** Blocks this handle may still dirty. */
+  readonly creditsLeft: number;
+  /** Asks for more credits (jbd2 may restart the transaction; here it always succeeds). */
+  extend(credits: number): void;
+  stop(): void;
+}
+
+export interface Journal {
+  start(credits: number): Handle;
+  /** Writes every committed change to the device (after the caller wrote file data). */
+  commit(): Promise<void>;
+  /** Number of metadata blocks waiting for commit. */
+  readonly dirtyBlocks: number;
+}
+
+/** Journal with no log: changes are kept in memory and written in block order at commit. */
+export class WriteBackJournal implements Journal {
+  private readonly dirty = new Map<number, Uint8Array>();
+
+  constructor(private readonly cache: BlockCache) {}
+
+  get dirtyBlocks(): number { return this.dirty.size; }
+
+  start(credits: number): Handle {
+    assert(Number.isInteger(credits) && credits >= 0, `bad credit count ${credits}`);
+    const journal = this;
+    let left = credits;
+    let stopped = false;
+    const touched = new Set<number>();
+    const spend = (block: number) => {
+      assert(!stopped, 'handle used after stop');
+      if (touched.has(block)) return;
+      if (left <= 0) throw new Ext4Error('EIO', `journal handle out of credits (block ${block})`, { detail: 'journal-credits' });
+      left--;
+      touched.add(block);
+    };
+    return {
+      get creditsLeft() { return left; },
+      extend(n: number) { left += n; },
+      stop() { stopped = true; },
+      async read(block) {
+        return journal.dirty.get(block) ?? journal.cache.read(block);
+      },
+      async getWrite(block) {
+        spend(block);
+        let buf = journal.dirty.get(block);
+        if (!buf) {
+          buf = (await journal.cache.read(block)).slice();
+          journal.dirty.set(block, buf);
+          journal.cache.put(block, buf);
+        }
+        return buf;
+      },
+      getNew(block) {
+        spend(block);
+        const buf = new Uint8Array(journal.cache.blockSize);
+        journal.dirty.set(block, buf);
+        journal.cache.put(block, buf);
+        return buf;
+      },
+      forget(block) {
+        journal.dirty.delete(block);
+        journal.cache.drop(block);
+      },
+    };
+  }
+
+  async commit(): Promise<void> {
+    const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
+    const bs = this.cache.blockSize;
+    for (let i = 0; i < blocks.length;) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && j - i < 256) j++;
+      const buf = new Uint8Array((j - i) * bs);
+      for (let k = i; k < j; k++) buf.set(this.dirty.get(blocks[k]!)!, (k - i) * bs);
+      await this.cache.device.write(blocks[i]! * bs, buf);
+      i = j;
+    }
+    this.dirty.clear();
+  }
+}
