@@ -1,0 +1,78 @@
+// `ext4kit info [--json] IMAGE`: the superblock summary, laid out like `dumpe2fs -h` (same labels,
+// so the two can be compared line by line; times in UTC).
+import { Ext4 } from '../node.ts';
+import type { Ext4Info } from '../api/types.ts';
+import { parseArgs } from './args.ts';
+
+export const INFO_USAGE = `usage: ext4kit info [--json] IMAGE
+  --json  print the summary as a JSON object`;
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** ctime(3) layout in UTC, as dumpe2fs prints times with TZ=UTC. */
+export function ctimeUtc(d: Date): string {
+  if (Number.isNaN(d.getTime())) return 'n/a';
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${DAYS[d.getUTCDay()]} ${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2)} ` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} ${d.getUTCFullYear()}`;
+}
+
+/** The info object as plain JSON (dates as ISO strings, undefined as null). */
+export function infoJson(info: Ext4Info): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(info)) {
+    out[k] = v instanceof Date ? (Number.isNaN(v.getTime()) ? null : v.toISOString()) : v === undefined ? null : v;
+  }
+  return out;
+}
+
+export function formatInfo(info: Ext4Info): string {
+  const rows: Array<[string, string | number]> = [
+    ['Filesystem volume name', info.label === '' ? '<none>' : info.label],
+    ['Filesystem UUID', info.uuid],
+    ['Filesystem magic number', '0xEF53'],
+    ['Filesystem features', info.features.join(' ') || '(none)'],
+    ['Filesystem state', info.state],
+    ['Inode count', info.inodesCount],
+    ['Block count', info.blocksCount],
+    ['Reserved block count', info.reservedBlocks],
+    ['Free blocks', info.freeBlocks],
+    ['Free inodes', info.freeInodes],
+    ['First block', info.firstDataBlock],
+    ['Block size', info.blockSize],
+    [info.clusterSize !== info.blockSize ? 'Cluster size' : 'Fragment size', info.clusterSize],
+  ];
+  if (info.descSize > 32) rows.push(['Group descriptor size', info.descSize]);
+  if (info.reservedGdtBlocks > 0) rows.push(['Reserved GDT blocks', info.reservedGdtBlocks]);
+  rows.push(['Blocks per group', info.blocksPerGroup]);
+  rows.push([info.clusterSize !== info.blockSize ? 'Clusters per group' : 'Fragments per group', info.clustersPerGroup]);
+  rows.push(['Inodes per group', info.inodesPerGroup]);
+  rows.push(['Group count', info.groupCount]);
+  if (info.flexBgSize > 0) rows.push(['Flex block group size', info.flexBgSize]);
+  rows.push(['Filesystem created', ctimeUtc(info.created)]);
+  rows.push(['Last mount time', info.lastMounted ? ctimeUtc(info.lastMounted) : 'n/a']);
+  rows.push(['Last write time', ctimeUtc(info.lastWritten)]);
+  rows.push(['Mount count', info.mountCount]);
+  rows.push(['Inode size', info.inodeSize]);
+  if (info.journalInode > 0) rows.push(['Journal inode', info.journalInode]);
+  rows.push(['Default directory hash', info.defaultHashVersion]);
+  rows.push(['Directory Hash Seed', info.hashSeed]);
+  if (info.checksumType !== undefined) rows.push(['Checksum type', info.checksumType]);
+  if (info.checksumSeed !== undefined) rows.push(['Checksum seed', `0x${info.checksumSeed.toString(16).padStart(8, '0')}`]);
+  if (info.orphanFileInode > 0) rows.push(['Orphan file inode', info.orphanFileInode]);
+  if (info.forcedReadOnly !== undefined) rows.push(['Forced read-only', info.forcedReadOnly]);
+  return rows.map(([k, v]) => `${(k + ':').padEnd(26)}${v}`).join('\n') + '\n';
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { flags: ['json'], minPositionals: 1, maxPositionals: 1, usage: INFO_USAGE });
+  const fs = await Ext4.open(args.positionals[0]!, { readOnly: true });
+  try {
+    const info = await fs.info();
+    process.stdout.write(args.flags.has('json') ? JSON.stringify(infoJson(info), null, 2) + '\n' : formatInfo(info));
+  } finally {
+    await fs.close();
+  }
+  return 0;
+}

@@ -1,0 +1,100 @@
+// The ext4kit command line: parses argv, runs one command (one file each) and maps failures to
+// exit codes: 0 ok, 1 Ext4Error or host I/O error (one line on stderr), 2 usage error, 70 bug.
+import { isExt4Error } from '../errors/ext4-error.ts';
+import { UsageError } from './args.ts';
+import * as cat from './cat.ts';
+import * as demo from './demo.ts';
+import * as get from './get.ts';
+import * as info from './info.ts';
+import * as ls from './ls.ts';
+import * as mkfs from './mkfs.ts';
+import * as stat from './stat.ts';
+
+interface Command {
+  run(argv: string[]): Promise<number>;
+  summary: string;
+}
+
+const COMMANDS: Record<string, Command> = {
+  mkfs: { run: mkfs.run, summary: 'create a filesystem image (mke2fs-like options)' },
+  info: { run: info.run, summary: 'show the superblock summary (like dumpe2fs -h)' },
+  ls: { run: ls.run, summary: 'list a directory' },
+  cat: { run: cat.run, summary: 'write file contents to stdout' },
+  stat: { run: stat.run, summary: "show one inode's metadata" },
+  get: { run: get.run, summary: 'copy a file or a tree out to the host' },
+  demo: { run: demo.run, summary: 'make a small image and show it' },
+};
+
+export const USAGE = `usage: ext4kit COMMAND [ARGS...]
+commands:
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(6)} ${c.summary}`).join('\n')}
+Run 'ext4kit COMMAND --help' for a command's options.`;
+
+const EX_OK = 0, EX_ERROR = 1, EX_USAGE = 2, EX_SOFTWARE = 70;
+
+/** A Node system error from host I/O (ENOENT on DEST, EACCES, ENOSPC...): the user's problem, not a bug. */
+function isSystemError(e: unknown): e is NodeJS.ErrnoException & { code: string } {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' &&
+    typeof (e as NodeJS.ErrnoException).errno === 'number' && typeof (e as NodeJS.ErrnoException).syscall === 'string';
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    const out = name === undefined ? process.stderr : process.stdout;
+    out.write(USAGE + '\n');
+    return name === undefined ? EX_USAGE : EX_OK;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write('ext4kit 0.1.0\n');
+    return EX_OK;
+  }
+  const cmd = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!cmd) {
+    process.stderr.write(`ext4kit: unknown command '${name}'\n${USAGE}\n`);
+    return EX_USAGE;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    try {
+      await cmd.run(['--help']);
+    } catch (e) {
+      if (e instanceof UsageError && e.usage) {
+        process.stdout.write(e.usage + '\n');
+        return EX_OK;
+      }
+    }
+    return EX_OK;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`ext4kit ${name}: ${e.message}\n${e.usage ?? USAGE}\n`);
+      return EX_USAGE;
+    }
+    if (isExt4Error(e)) {
+      const msg = oneLine(e.message);
+      process.stderr.write(`ext4kit: ${e.code}: ${msg.startsWith(`${e.code}: `) ? msg.slice(e.code.length + 2) : msg}\n`);
+      return EX_ERROR;
+    }
+    if (isSystemError(e)) {
+      const msg = oneLine(e.message);
+      process.stderr.write(`ext4kit: ${e.code}: ${msg.startsWith(`${e.code}: `) ? msg.slice(e.code.length + 2) : msg}\n`);
+      return EX_ERROR;
+    }
+    process.stderr.write(`ext4kit: internal error (a bug; please report it):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return EX_SOFTWARE;
+  }
+}
+
+// A reader that stops early (`ext4kit cat IMG f | head`) is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
+process.exitCode = await main(process.argv.slice(2));
