@@ -49,6 +49,7 @@ export interface QuotaUsage {
 interface QuotaRecord {
   usedBytes: number;
   reservedBytes: number;
+  inodes: number;
   limits: QuotaLimits;
   /** Seconds since the epoch when the soft-limit grace ends; 0 = not over the soft limit. */
   graceEnds: number;
@@ -89,6 +90,31 @@ export class MemoryQuota implements QuotaAccounting {
     this.#charge(uid, gid, bytes, false, 'reservedBytes');
   }
 
+  /** Seeds one id's usage and limits from a quota file at mount. */
+  load(kind: QuotaKind, id: number, usedBytes: number, inodes: number, limits: QuotaLimits): void {
+    const r = this.#record(kind, id);
+    r.usedBytes = usedBytes;
+    r.inodes = inodes;
+    r.limits = { ...limits };
+  }
+
+  /** Inode usage (dqb_curinodes); not limited by ext4kit. */
+  addInodes(uid: number, gid: number, delta: number): void {
+    for (const [kind, id] of [['user', uid], ['group', gid]] as const) {
+      const r = this.#record(kind, id);
+      if (r.inodes + delta < 0) throw new Error(`quota ${kind} ${id}: inode count would go negative`);
+      r.inodes += delta;
+    }
+  }
+
+  /** Every id's usage, for writing quota files. */
+  *entries(kind: QuotaKind): IterableIterator<{ id: number; usedBytes: number; reservedBytes: number; inodes: number; limits: QuotaLimits }> {
+    for (const [key, r] of this.#records) {
+      const [k, id] = key.split(':');
+      if (k === kind) yield { id: Number(id), usedBytes: r.usedBytes, reservedBytes: r.reservedBytes, inodes: r.inodes, limits: r.limits };
+    }
+  }
+
   addUsage(uid: number, gid: number, bytes: number, opts: { force?: boolean } = {}): void {
     this.#charge(uid, gid, bytes, opts.force ?? false, 'usedBytes');
   }
@@ -113,7 +139,7 @@ export class MemoryQuota implements QuotaAccounting {
     const key = `${kind}:${id}`;
     let r = this.#records.get(key);
     if (r === undefined) {
-      r = { usedBytes: 0, reservedBytes: 0, limits: { softBytes: 0, hardBytes: 0 }, graceEnds: 0 };
+      r = { usedBytes: 0, reservedBytes: 0, inodes: 0, limits: { softBytes: 0, hardBytes: 0 }, graceEnds: 0 };
       this.#records.set(key, r);
     }
     return r;

@@ -3,6 +3,7 @@
 import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { Volume } from '../fs/volume.ts';
+import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
 import { readXattrs, inlineDataXattr } from '../fs/xattrs.ts';
 import { listDirectory, lookupName, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
@@ -13,7 +14,8 @@ import { groupSuperAndGdtBlocks } from '../layout/geometry.ts';
 import { decodeUtf8, encodeUtf8, uuidToString } from '../util/bytes.ts';
 import { mkfs as mkfsDevice, type MkfsOptions, type MkfsResult } from '../mkfs/mkfs.ts';
 import { makeDirent, makeStats } from './stats.ts';
-import type { Ext4Dirent, Ext4FileHandle, Ext4Info, Ext4StatFs, Ext4Stats, OpenOptions, ReadResult } from './types.ts';
+import type { Ext4Dirent, Ext4FileHandle, Ext4Info, Ext4StatFs, Ext4Stats, OpenOptions, ReadResult, WriteResult, FallocateMode } from './types.ts';
+import { parseOpenFlags, type OpenFlags } from './open-flags.ts';
 import type { Mapping } from '../mapping/read-map.ts';
 
 const ROOT_INO = 2;
@@ -25,11 +27,20 @@ interface Resolved { ino: number; inode: Inode }
 export class Ext4 {
   private nextFd = 3;
   private closed = false;
-  protected constructor(protected readonly vol: Volume) {}
+  private readonly cred: Credentials;
+  protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
+    this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
+  }
 
-  /** Opens an image on a block device (browser and Node). Node's entry also accepts a path. */
+  /**
+   * Opens an image on a block device (browser and Node; Node's entry also accepts a path).
+   * Without `readOnly` the image is mounted writable when ext4kit can write it; otherwise it
+   * opens read-only and `info().forcedReadOnly` says why (writes then fail with EROFS).
+   */
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
-    return new Ext4(await Volume.open(device, opts));
+    const vol = await Volume.open(device, opts);
+    const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
+    return new Ext4(vol, fs, opts);
   }
 
   /** Creates an empty filesystem on `device`. */
@@ -37,7 +48,19 @@ export class Ext4 {
     return mkfsDevice(device, options);
   }
 
-  get readOnly(): boolean { return this.vol.readOnly; }
+  get readOnly(): boolean { return this.fs === undefined; }
+
+  /** The writable filesystem, or EROFS naming why there is none. */
+  private rw(syscall: string, path?: string): Filesystem {
+    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
+    if (!this.fs) {
+      const e = posixError('EROFS', syscall, path);
+      const why = this.vol.readOnly && !this.vol.forcedReadOnly ? 'opened read-only' : (writeBlocker(this.vol) ?? 'opened read-only');
+      e.message = `${e.message} (${why})`;
+      throw e;
+    }
+    return this.fs;
+  }
 
   // ---- path resolution ------------------------------------------------------------------
 
@@ -97,13 +120,19 @@ export class Ext4 {
   // ---- metadata ---------------------------------------------------------------------------
 
   async stat(path: string): Promise<Ext4Stats> {
-    const r = await this.resolve(path, true, 'stat');
-    return makeStats(r.ino, r.inode, this.vol.geo.blockSize);
+    return this.statOf(await this.resolve(path, true, 'stat'));
   }
 
   async lstat(path: string): Promise<Ext4Stats> {
-    const r = await this.resolve(path, false, 'lstat');
-    return makeStats(r.ino, r.inode, this.vol.geo.blockSize);
+    return this.statOf(await this.resolve(path, false, 'lstat'));
+  }
+
+  /** st_blocks counts delayed (reserved, not yet allocated) clusters as the kernel does. */
+  private async statOf(r: Resolved): Promise<Ext4Stats> {
+    if (!this.fs) return makeStats(r.ino, r.inode, this.vol.geo.blockSize);
+    const oi = await this.fs.getInode(r.ino);
+    const delayed512 = oi.state.reservation.reservedClusters * this.vol.geo.clusterSize / 512;
+    return makeStats(r.ino, oi.inode, this.vol.geo.blockSize, delayed512);
   }
 
   async readdir(path: string): Promise<string[]>;
@@ -195,14 +224,23 @@ export class Ext4 {
   async readFile(path: string): Promise<Uint8Array>;
   async readFile(path: string, encoding: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<string>;
   async readFile(path: string, encoding?: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<Uint8Array | string> {
+    if (this.fs) {
+      const oi = await this.fs.resolve(path, true, 'open');
+      if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'read', path);
+      if (oi.inode.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
+      const bytes = await this.fs.read(oi, 0, oi.inode.sizeBytes);
+      return encoding === undefined ? bytes : decodeUtf8(bytes);
+    }
     const data = await this.openData(path, 'open');
     if (data.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
     const bytes = await data.read(0, data.sizeBytes);
     return encoding === undefined ? bytes : decodeUtf8(bytes);
   }
 
-  async open(path: string, flags: string | number = 'r'): Promise<Ext4FileHandle> {
-    if (flags !== 'r' && flags !== 0) throw posixError(this.vol.readOnly ? 'EROFS' : 'ENOTSUP', 'open', path);
+  async open(path: string, flags: OpenFlags = 'r', mode = 0o666): Promise<Ext4FileHandle> {
+    const f = parseOpenFlags(flags);
+    if (this.fs) return this.openWritable(path, f, mode);
+    if (f.write || f.create || f.truncate) throw this.rw('open', path);
     const data = await this.openData(path, 'open');
     const fd = this.nextFd++;
     let position = 0;
@@ -237,6 +275,15 @@ export class Ext4 {
     let pos = opts.start ?? 0;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        if (this.fs) {
+          const oi = await this.fs.resolve(path, true, 'open');
+          const end = Math.min(oi.inode.sizeBytes, opts.end === undefined ? Infinity : opts.end + 1);
+          if (pos >= end) { controller.close(); return; }
+          const bytes = await this.fs.read(oi, pos, Math.min(chunk, end - pos));
+          pos += bytes.length;
+          controller.enqueue(bytes);
+          return;
+        }
         data ??= await this.openData(path, 'open');
         const end = Math.min(data.sizeBytes, opts.end === undefined ? Infinity : opts.end + 1);
         if (pos >= end) { controller.close(); return; }
@@ -269,7 +316,8 @@ export class Ext4 {
     if (sb.featureCompat & COMPAT.has_journal && sb.journalInum) {
       overheadBlocks += Math.floor((sb.jnlBlocks[15]! * 2 ** 32 + sb.jnlBlocks[16]!) / geo.blockSize);
     }
-    const bfree = freeClusters * R;
+    const dirty = this.fs ? this.fs.space.dirtyClusters : 0;
+    const bfree = (freeClusters - dirty) * R;
     return {
       type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
       bfree, bavail: Math.max(0, bfree - sb.rBlocksCount), files: geo.inodesCount, ffree: freeInodes,
@@ -306,9 +354,188 @@ export class Ext4 {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    await this.vol.close();
+    try {
+      if (this.fs) await this.fs.close();
+    } finally {
+      this.closed = true;
+      await this.vol.close();
+    }
   }
+
+  // ---- writing ----------------------------------------------------------------------------
+
+  private async openWritable(path: string, f: ReturnType<typeof parseOpenFlags>, mode: number): Promise<Ext4FileHandle> {
+    const fs = this.rw('open', path);
+    let oi: OpenInode;
+    if (f.create) oi = await fs.create(path, mode, this.cred, { exclusive: f.exclusive });
+    else oi = await fs.resolve(path, true, 'open');
+    if (isDirMode(oi.inode.mode) && (f.write || f.truncate)) throw posixError('EISDIR', 'open', path);
+    if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
+    oi.refs++;
+    const fd = this.nextFd++;
+    let position = f.append ? oi.inode.sizeBytes : 0;
+    let open = true;
+    const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
+    const handle: Ext4WritableHandle = {
+      fd,
+      read: async (buffer: Uint8Array, offset = 0, length = buffer.length - offset, pos: number | null = null): Promise<ReadResult> => {
+        check('read');
+        if (!f.read) throw posixError('EBADF', 'read', path);
+        if (offset < 0 || length < 0 || offset + length > buffer.length) throw posixError('EINVAL', 'read', path);
+        const at = pos ?? position;
+        const bytes = await fs.read(oi, at, length);
+        buffer.set(bytes, offset);
+        if (pos === null || pos === undefined) position += bytes.length;
+        return { bytesRead: bytes.length, buffer };
+      },
+      readFile: async () => { check('read'); return fs.read(oi, 0, oi.inode.sizeBytes); },
+      write: async (data: Uint8Array | string, offset?: number, length?: number, pos: number | null = null): Promise<WriteResult> => {
+        check('write');
+        if (!f.write) throw posixError('EBADF', 'write', path);
+        const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
+        const at = f.append ? oi.inode.sizeBytes : pos ?? position;
+        const n = await fs.write(oi, at, bytes, this.cred);
+        if (f.append || pos === null || pos === undefined) position = at + n;
+        return { bytesWritten: n, buffer: bytes };
+      },
+      truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },
+      sync: async () => { check('fsync'); await fs.fsync(oi); },
+      datasync: async () => { check('fdatasync'); await fs.fsync(oi); },
+      stat: async () => { check('fstat'); return this.statOf({ ino: oi.ino, inode: oi.inode }); },
+      fallocate: async (m: FallocateMode | number, off: number, len: number) => {
+        check('fallocate');
+        if (!f.write) throw posixError('EBADF', 'fallocate', path);
+        await fs.fallocate(oi, fallocateMode(m), off, len, this.cred);
+      },
+      close: async () => {
+        if (!open) return;
+        open = false;
+        await fs.release(oi);
+      },
+    };
+    return handle;
+  }
+
+  async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags } = {}): Promise<void> {
+    const fh = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666) as Ext4WritableHandle;
+    try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data, 0, undefined, 0); } finally { await fh.close(); }
+  }
+
+  async appendFile(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {
+    const fh = await this.open(path, 'a', opts.mode ?? 0o666) as Ext4WritableHandle;
+    try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data); } finally { await fh.close(); }
+  }
+
+  async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}): Promise<string | undefined> {
+    const fs = this.rw('mkdir', path);
+    const mode = opts.mode ?? 0o777;
+    if (!opts.recursive) { await fs.mkdir(path, mode, this.cred); return undefined; }
+    const parts = path.split('/').filter((c) => c && c !== '.');
+    let cur = '';
+    let first: string | undefined;
+    for (const p of parts) {
+      cur += '/' + p;
+      try {
+        await fs.mkdir(cur, mode, this.cred);
+        first ??= cur;
+      } catch (e) {
+        if (!(e instanceof Ext4Error && e.code === 'EEXIST')) throw e;
+        if (!(await this.stat(cur)).isDirectory()) throw posixError('ENOTDIR', 'mkdir', path);
+      }
+    }
+    return first;
+  }
+
+  async rmdir(path: string): Promise<void> { await this.rw('rmdir', path).rmdir(path); }
+  async unlink(path: string): Promise<void> { await this.rw('unlink', path).unlink(path); }
+
+  async rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    const fs = this.rw('rm', path);
+    let st: Ext4Stats;
+    try { st = await this.lstat(path); } catch (e) {
+      if (opts.force && e instanceof Ext4Error && e.code === 'ENOENT') return;
+      throw e;
+    }
+    if (!st.isDirectory()) { await fs.unlink(path); return; }
+    if (!opts.recursive) throw posixError('EISDIR' as never, 'rm', path);
+    for (const name of await this.readdir(path)) await this.rm(`${path.replace(/\/+$/, '')}/${name}`, opts);
+    await fs.rmdir(path);
+  }
+
+  async rename(from: string, to: string): Promise<void> { await this.rw('rename', from).rename(from, to); }
+  async link(existing: string, path: string): Promise<void> { await this.rw('link', path).link(existing, path); }
+  async symlink(target: string, path: string): Promise<void> { await this.rw('symlink', path).symlink(target, path, this.cred); }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.rw('chmod', path).setAttr(path, true, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); }, 'chmod');
+  }
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.rw('chown', path).setAttr(path, true, (i) => { if (uid >= 0) i.uid = uid; if (gid >= 0) i.gid = gid; }, 'chown');
+  }
+  async lchown(path: string, uid: number, gid: number): Promise<void> {
+    await this.rw('lchown', path).setAttr(path, false, (i) => { if (uid >= 0) i.uid = uid; if (gid >= 0) i.gid = gid; }, 'lchown');
+  }
+  async utimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
+    await this.rw('utime', path).setAttr(path, true, (i) => { i.atime = toTs(atime); i.mtime = toTs(mtime); }, 'utime');
+  }
+  async lutimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
+    await this.rw('lutime', path).setAttr(path, false, (i) => { i.atime = toTs(atime); i.mtime = toTs(mtime); }, 'lutime');
+  }
+
+  async truncate(path: string, len = 0): Promise<void> {
+    const fs = this.rw('truncate', path);
+    await fs.truncate(await fs.resolve(path, true, 'truncate'), len);
+  }
+
+  async setxattr(path: string, name: string, value: Uint8Array | string, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    await this.rw('setxattr', path).setXattr(path, name, typeof value === 'string' ? encodeUtf8(value) : value, flags);
+  }
+  async removexattr(path: string, name: string): Promise<void> {
+    await this.rw('removexattr', path).setXattr(path, name, undefined);
+  }
+
+  /** Linux fallocate(2) on an open handle: mode flags KEEP_SIZE (1), PUNCH_HOLE (2), ZERO_RANGE (0x10). */
+  async fallocate(fh: Ext4FileHandle, mode: FallocateMode | number, offset: number, length: number): Promise<void> {
+    const w = fh as Ext4WritableHandle;
+    if (typeof w.fallocate !== 'function') throw posixError('EBADF', 'fallocate');
+    await w.fallocate(mode, offset, length);
+  }
+
+  /** Writes every cached change to the image. */
+  async sync(): Promise<void> { if (this.fs) await this.fs.sync(); }
+
+  /** Runs one background writeback pass (what the flusher thread would do). */
+  async writebackPass(): Promise<void> { if (this.fs) await this.fs.backgroundWritebackPass(); }
+
+  /** Recomputes free/dirty/reserved clusters and quota from scratch; throws on any mismatch. */
+  async checkInvariants(): Promise<void> { if (this.fs) await this.fs.checkInvariants(); }
+}
+
+type TimeLike = Date | number | { sec: number; nsec: number };
+
+function toTs(t: TimeLike): { sec: number; nsec: number } {
+  if (t instanceof Date) t = t.getTime() / 1000;
+  if (typeof t === 'number') {
+    const sec = Math.floor(t);
+    return { sec, nsec: Math.min(999_999_999, Math.round((t - sec) * 1e9)) };
+  }
+  return t;
+}
+
+function fallocateMode(m: FallocateMode | number): { keepSize?: boolean; punchHole?: boolean; zeroRange?: boolean } {
+  if (typeof m !== 'number') return m;
+  const known = 0x1 | 0x2 | 0x10;
+  if (m & ~known) throw posixError('ENOTSUP', 'fallocate');
+  if (m & 0x2 && !(m & 0x1)) throw posixError('ENOTSUP', 'fallocate');
+  return { keepSize: (m & 0x1) !== 0, punchHole: (m & 0x2) !== 0, zeroRange: (m & 0x10) !== 0 };
+}
+
+export interface Ext4WritableHandle extends Ext4FileHandle {
+  write(data: Uint8Array | string, offset?: number, length?: number, position?: number | null): Promise<WriteResult>;
+  truncate(len?: number): Promise<void>;
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  fallocate(mode: FallocateMode | number, offset: number, length: number): Promise<void>;
 }
 
 function isDotOrDotDot(name: Uint8Array): boolean {

@@ -119,4 +119,19 @@ export interface Ext4FileHandle {
 export interface OpenOptions {
   /** Open without ever writing (forced for images that fail validation of ro_compat features). */
   readOnly?: boolean;
+  /** Owner of files and directories created through this mount (default 0: root). */
+  uid?: number;
+  gid?: number;
+}
+
+export interface WriteResult {
+  bytesWritten: number;
+  buffer: Uint8Array;
+}
+
+/** fallocate(2) modes: default allocates; keepSize leaves i_size; punchHole frees; zeroRange zeroes. */
+export interface FallocateMode {
+  keepSize?: boolean;
+  punchHole?: boolean;
+  zeroRange?: boolean;
 }

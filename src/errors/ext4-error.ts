@@ -6,7 +6,7 @@ export type Ext4ErrorCode =
   | 'EUCLEAN' | 'EBADMSG' | 'ENOTSUP' | 'EIO'
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EINVAL' | 'ENAMETOOLONG'
   | 'ELOOP' | 'EBADF' | 'EROFS' | 'ENOSPC' | 'EDQUOT' | 'EXDEV' | 'EMLINK' | 'EFBIG'
-  | 'ENODATA' | 'ERANGE' | 'EPERM' | 'EACCES' | 'E2BIG';
+  | 'ENODATA' | 'ERANGE' | 'EPERM' | 'EACCES' | 'E2BIG' | 'EBUSY' | 'ENODEV';
 
 /** Where in the filesystem a problem was found. */
 export interface Ext4ErrorWhere {
@@ -17,7 +17,7 @@ export interface Ext4ErrorWhere {
 }
 
 export const ERRNO: Readonly<Record<Ext4ErrorCode, number>> = {
-  EPERM: 1, ENOENT: 2, EIO: 5, E2BIG: 7, EBADF: 9, EACCES: 13, EEXIST: 17, EXDEV: 18,
+  EPERM: 1, ENOENT: 2, EIO: 5, E2BIG: 7, EBADF: 9, EACCES: 13, EBUSY: 16, EEXIST: 17, EXDEV: 18, ENODEV: 19,
   ENOTDIR: 20, EISDIR: 21, EINVAL: 22, EFBIG: 27, ENOSPC: 28, EROFS: 30, EMLINK: 31,
   ERANGE: 34, ENAMETOOLONG: 36, ENOTEMPTY: 39, ELOOP: 40, ENODATA: 61, EBADMSG: 74,
   ENOTSUP: 95, EUCLEAN: 117, EDQUOT: 122,
@@ -26,6 +26,7 @@ export const ERRNO: Readonly<Record<Ext4ErrorCode, number>> = {
 const DESCRIPTION: Readonly<Record<Ext4ErrorCode, string>> = {
   EPERM: 'operation not permitted', ENOENT: 'no such file or directory', EIO: 'i/o error',
   E2BIG: 'argument list too long', EBADF: 'bad file descriptor', EACCES: 'permission denied',
+  EBUSY: 'resource busy or locked', ENODEV: 'no such device',
   EEXIST: 'file already exists', EXDEV: 'cross-device link not permitted',
   ENOTDIR: 'not a directory', EISDIR: 'illegal operation on a directory',
   EINVAL: 'invalid argument', EFBIG: 'file too large', ENOSPC: 'no space left on device',

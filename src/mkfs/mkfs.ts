@@ -225,7 +225,7 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
 
   // Resize inode: a block-mapped file whose double-indirect block lists the primary reserved
   // GDT blocks, each of which lists its backups (the layout e2fsck checks).
-  if (has('compat', COMPAT.resize_inode) && geo.reservedGdtBlocks > 0) {
+  if (has('compat', COMPAT.resize_inode)) {
     const resize = newInode(RESIZE_INO, S_IFREG | 0o600);
     const apb = bs / 4;
     const dind = alloc.one(lpfRuns[lpfRuns.length - 1]!.fsBlock);

@@ -1,0 +1,175 @@
+// The inode allocator: inode bitmaps, group choice for new files and directories, lazy
+// initialisation of INODE_UNINIT groups, bg_itable_unused, and the descriptors' free-inode and
+// used-directory counts and bitmap checksums. Layout: kernel Documentation/filesystems/ext4/
+// blockgroup.rst ("Lazy Block Group Initialization"), group_descr.rst.
+import { Ext4Error, assert, corrupt, badChecksum } from '../errors/ext4-error.ts';
+import { BG_FLAGS } from '../format/group-desc.ts';
+import { type Geometry } from '../layout/geometry.ts';
+import { type MetaTxn } from '../journal/transaction.ts';
+import { type BlockReader, type GroupTable, countZeroBits, findBit, markBitmapEnd, testBit } from './group-table.ts';
+
+export interface InodeAllocatorOptions {
+  /** s_first_ino: inodes below it are reserved and never handed out (default 11). */
+  firstIno?: number;
+  /** Reads bitmaps for `isAllocated` when no transaction is passed. */
+  reader?: BlockReader;
+}
+
+export class InodeAllocator {
+  readonly #geo: Geometry;
+  readonly #table: GroupTable;
+  readonly #firstIno: number;
+  readonly #reader: BlockReader | undefined;
+  #lastTxn: BlockReader | undefined;
+  readonly #verified = new Set<number>();
+  #lock: Promise<unknown> = Promise.resolve();
+
+  constructor(geo: Geometry, table: GroupTable, opts: InodeAllocatorOptions = {}) {
+    this.#geo = geo;
+    this.#table = table;
+    this.#firstIno = opts.firstIno ?? 11;
+    this.#reader = opts.reader;
+    assert(Number.isInteger(this.#firstIno) && this.#firstIno >= 1, `bad first inode ${this.#firstIno}`);
+    for (let g = 0; g < geo.groupCount; g++) {
+      const gd = table.desc(g);
+      if (gd.freeInodesCount > geo.inodesPerGroup || gd.itableUnused > geo.inodesPerGroup) {
+        throw corrupt('group-desc-counts', `group ${g}: inode counts exceed ${geo.inodesPerGroup} inodes per group`, { group: g });
+      }
+    }
+  }
+
+  /**
+   * Allocates an inode. Directories spread out: the group (searched from the parent's) with at
+   * least the average free inodes and free clusters and the fewest directories. Files stay in
+   * the parent's group, else the next group with a free inode. ENOSPC when every group is full.
+   * With ITABLE_ZEROED clear the slot may hold stale bytes: the caller writes a whole inode.
+   */
+  alloc(txn: MetaTxn, parentIno: number, isDir: boolean): Promise<number> {
+    return this.#exclusive(txn, async () => {
+      const geo = this.#geo;
+      const G = geo.groupCount;
+      const parentGroup = Number.isInteger(parentIno) && parentIno >= 1 && parentIno <= geo.inodesCount
+        ? Math.floor((parentIno - 1) / geo.inodesPerGroup) : 0;
+      const order = Array.from({ length: G }, (_, i) => (parentGroup + i) % G);
+      const candidates: number[] = [];
+      if (isDir) {
+        const avgInodes = this.#table.freeInodes() / G;
+        const avgClusters = this.#table.freeClusters() / G;
+        let best: number | undefined;
+        for (const g of order) {
+          const gd = this.#table.desc(g);
+          if (gd.freeInodesCount === 0 || gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgClusters) continue;
+          if (best === undefined || gd.usedDirsCount < this.#table.desc(best).usedDirsCount) best = g;
+        }
+        if (best !== undefined) candidates.push(best);
+      }
+      for (const g of order) if (this.#table.desc(g).freeInodesCount > 0) candidates.push(g);
+      for (const g of candidates) {
+        const bits = await this.#view(txn, g);
+        const from = g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0;
+        const idx = findBit(bits, from, geo.inodesPerGroup, 0);
+        if (idx === geo.inodesPerGroup) continue;
+        const buf = await this.#writable(txn, g);
+        buf[idx >> 3]! |= 1 << (idx & 7);
+        const gd = this.#table.desc(g);
+        gd.freeInodesCount--;
+        if (isDir) gd.usedDirsCount++;
+        // bg_itable_unused counts the never-used inodes at the end of the table.
+        if (this.#table.lazyInit && idx >= geo.inodesPerGroup - gd.itableUnused) gd.itableUnused = geo.inodesPerGroup - (idx + 1);
+        this.#table.setInodeBitmapCsum(g, buf);
+        this.#table.markDirty(g);
+        return g * geo.inodesPerGroup + idx + 1;
+      }
+      throw new Ext4Error('ENOSPC', 'no free inodes', { detail: 'no-free-inodes' });
+    });
+  }
+
+  /** Frees an inode; EUCLEAN when it is reserved, out of range or already free. */
+  free(txn: MetaTxn, ino: number, isDir: boolean): Promise<void> {
+    return this.#exclusive(txn, async () => {
+      const geo = this.#geo;
+      if (!Number.isInteger(ino) || ino < this.#firstIno || ino > geo.inodesCount) {
+        throw corrupt('inode-free-range', `freeing inode ${ino}: reserved or out of range`, { inode: ino });
+      }
+      const g = Math.floor((ino - 1) / geo.inodesPerGroup);
+      const idx = (ino - 1) % geo.inodesPerGroup;
+      const bits = await this.#view(txn, g);
+      if (!testBit(bits, idx)) throw corrupt('inode-double-free', `inode ${ino} is already free`, { inode: ino, group: g });
+      const gd = this.#table.desc(g);
+      if (isDir && gd.usedDirsCount === 0) throw corrupt('group-used-dirs', `group ${g}: freeing directory ${ino} with no directories counted`, { inode: ino, group: g });
+      const buf = await this.#writable(txn, g);
+      buf[idx >> 3]! &= ~(1 << (idx & 7));
+      gd.freeInodesCount++;
+      if (isDir) gd.usedDirsCount--;
+      this.#table.setInodeBitmapCsum(g, buf);
+      this.#table.markDirty(g);
+    });
+  }
+
+  async isAllocated(ino: number, txn?: BlockReader): Promise<boolean> {
+    const geo = this.#geo;
+    assert(Number.isInteger(ino) && ino >= 1 && ino <= geo.inodesCount, `inode ${ino} out of range`);
+    const g = Math.floor((ino - 1) / geo.inodesPerGroup);
+    const r = txn ?? this.#reader ?? this.#lastTxn;
+    assert(r, 'InodeAllocator: no reader (pass a transaction, or `reader` at construction)');
+    return testBit(await this.#view(r, g), (ino - 1) % geo.inodesPerGroup);
+  }
+
+  /** Free inodes counted from the bitmaps (INODE_UNINIT groups as all free). */
+  async countFreeInBitmaps(txn?: BlockReader): Promise<number> {
+    const r = txn ?? this.#reader ?? this.#lastTxn;
+    assert(r, 'InodeAllocator: no reader (pass a transaction, or `reader` at construction)');
+    let n = 0;
+    for (let g = 0; g < this.#geo.groupCount; g++) n += countZeroBits(await this.#view(r, g), this.#geo.inodesPerGroup);
+    return n;
+  }
+
+  /** The bitmap an INODE_UNINIT group gets on first use: all free, padding bits set (kernel ext4_read_inode_bitmap). */
+  #uninitImage(): Uint8Array {
+    const bits = new Uint8Array(this.#geo.blockSize);
+    markBitmapEnd(bits, this.#geo.inodesPerGroup);
+    return bits;
+  }
+
+  async #view(reader: BlockReader, g: number): Promise<Uint8Array> {
+    const gd = this.#table.desc(g);
+    const uninit = this.#table.inodeUninit(g);
+    let bits: Uint8Array;
+    if (uninit) {
+      bits = this.#uninitImage();
+    } else {
+      this.#table.checkBitmapBlock(g, gd.inodeBitmap, 'inode');
+      bits = await reader.read(gd.inodeBitmap);
+    }
+    if (!this.#verified.has(g)) {
+      const where = { group: g, block: gd.inodeBitmap };
+      if (!uninit && !this.#table.inodeBitmapCsumOk(g, bits)) throw badChecksum('inode bitmap', where);
+      const free = countZeroBits(bits, this.#geo.inodesPerGroup);
+      if (free !== gd.freeInodesCount) {
+        throw corrupt('group-free-inodes', `group ${g}: ${free} free inodes in the bitmap, ${gd.freeInodesCount} in the descriptor`, where);
+      }
+      this.#verified.add(g);
+    }
+    return bits;
+  }
+
+  async #writable(txn: MetaTxn, g: number): Promise<Uint8Array> {
+    const gd = this.#table.desc(g);
+    if (!this.#table.inodeUninit(g)) return txn.getWrite(gd.inodeBitmap);
+    const buf = txn.getNew(gd.inodeBitmap);
+    buf.set(this.#uninitImage());
+    gd.flags &= ~BG_FLAGS.inodeUninit;
+    // The whole table was unused: itable_unused restarts from the inode handed out now.
+    gd.itableUnused = this.#geo.inodesPerGroup;
+    this.#table.setInodeBitmapCsum(g, buf);
+    this.#table.markDirty(g);
+    return buf;
+  }
+
+  #exclusive<T>(txn: MetaTxn, fn: () => Promise<T>): Promise<T> {
+    this.#lastTxn = txn;
+    const run = this.#lock.then(fn, fn);
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+}

@@ -1,0 +1,618 @@
+// Writing directories: creating the first block, inserting / removing / replacing entries in
+// linear blocks and hash-tree (dx) indexed directories, and converting a one-block linear
+// directory into an htree (Documentation/filesystems/ext4/directory.rst).
+import { assert, corrupt, Ext4Error, unsupported, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
+import {
+  decodeDirBlock, decodeRecLen, direntRecLenFor, encodeDirBlock, DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR,
+  type DirEntry,
+} from '../format/dirent.ts';
+import {
+  decodeDxNode, decodeDxRoot, dxFindEntry, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot,
+  DX_HTREE_LEVEL_COMPAT, DX_HTREE_LEVEL_LARGEDIR, type DxEntry, type DxNode, type DxRoot,
+} from '../format/htree.ts';
+import { dirHash, effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
+import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL } from '../format/inode.ts';
+import { u16, u32 } from '../util/bytes.ts';
+import { type MetaTxn } from '../journal/transaction.ts';
+
+/** What directory writing needs: geometry, the directory's block map, a transaction, its flags. */
+export interface DirWriteEnv {
+  ino: number;
+  blockSize: number;
+  filetype: boolean;
+  metadataCsum: boolean;
+  inodeSeed: number | undefined;
+  /** COMPAT_DIR_INDEX: the directory may be converted to / kept as an htree. */
+  dirIndex: boolean;
+  /** INCOMPAT_LARGEDIR: three index levels allowed (else two). */
+  largeDir: boolean;
+  hashSeed: readonly number[];
+  sbFlags: number;
+  /** s_def_hash_version, used when a directory is first indexed. */
+  defHashVersion: number;
+  txn: MetaTxn;
+  /** Current size of the directory in blocks. */
+  blockCount(): number;
+  /** Physical block of a directory block; undefined for a hole. */
+  mapBlock(fileBlock: number): Promise<number | undefined>;
+  /** Grows the directory by one block at its end; returns the physical block (contents unset). */
+  appendBlock(): Promise<number>;
+  getFlags(): number;
+  setFlags(flags: number): void;
+}
+
+// ---- shared helpers ---------------------------------------------------------------------------
+
+interface Leaf {
+  fileBlock: number;
+  phys: number;
+  entries: DirEntry[];
+  /** The block carries a checksum tail (always with metadata_csum). */
+  tail: boolean;
+}
+
+interface Frame {
+  fileBlock: number;
+  phys: number;
+  root?: DxRoot;
+  node?: DxNode;
+  entries: DxEntry[];
+  limit: number;
+  /** Index of the entry followed at this level. */
+  at: number;
+}
+
+const isDot = (n: Uint8Array): boolean => n.length === 1 && n[0] === 0x2e;
+const isDotDot = (n: Uint8Array): boolean => n.length === 2 && n[0] === 0x2e && n[1] === 0x2e;
+
+function sameName(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function seedOf(env: DirWriteEnv): number | undefined {
+  if (!env.metadataCsum) return undefined;
+  assert(env.inodeSeed !== undefined, 'metadata_csum directory without an inode checksum seed');
+  return env.inodeSeed;
+}
+
+const whereOf = (env: DirWriteEnv, block?: number): Ext4ErrorWhere =>
+  block === undefined ? { inode: env.ino } : { inode: env.ino, block };
+
+/** Bytes available to records in a fresh leaf block. */
+const leafEnd = (env: DirWriteEnv): number => env.blockSize - (env.metadataCsum ? DIR_TAIL_LEN : 0);
+
+function checkName(name: Uint8Array): void {
+  assert(name.length >= 1 && name.length <= EXT4_NAME_LEN, `directory entry name of ${name.length} bytes`);
+  assert(!name.includes(0) && !name.includes(0x2f), 'directory entry name contains NUL or /');
+}
+
+function refuseDots(name: Uint8Array): void {
+  if (isDot(name) || isDotDot(name)) {
+    throw new Ext4Error('EINVAL', "'.' and '..' cannot be changed through directory entry operations", { detail: 'dir-dot-entry' });
+  }
+}
+
+async function physOf(env: DirWriteEnv, fileBlock: number): Promise<number> {
+  const p = await env.mapBlock(fileBlock);
+  if (p === undefined) throw corrupt('dir-hole', `directory block ${fileBlock} is a hole`, whereOf(env));
+  return p;
+}
+
+async function appendDirBlock(env: DirWriteEnv): Promise<{ fileBlock: number; phys: number }> {
+  const fileBlock = env.blockCount();
+  const phys = await env.appendBlock();
+  assert(env.blockCount() === fileBlock + 1, 'appendBlock did not grow the directory by one block');
+  return { fileBlock, phys };
+}
+
+async function readLeaf(env: DirWriteEnv, fileBlock: number): Promise<Leaf> {
+  const phys = await physOf(env, fileBlock);
+  const seed = seedOf(env);
+  const d = decodeDirBlock(await env.txn.read(phys), {
+    blockSize: env.blockSize, filetype: env.filetype, metadataCsum: env.metadataCsum,
+    ...(seed !== undefined ? { csumInodeSeed: seed } : {}), where: whereOf(env, phys),
+  });
+  return { fileBlock, phys, entries: d.entries, tail: d.hasTail };
+}
+
+function encodeLeaf(env: DirWriteEnv, leaf: Leaf, buf: Uint8Array): void {
+  const seed = seedOf(env);
+  encodeDirBlock(leaf.entries, buf, {
+    blockSize: env.blockSize, filetype: env.filetype, metadataCsum: leaf.tail,
+    ...(seed !== undefined ? { csumInodeSeed: seed } : {}),
+  });
+}
+
+async function writeLeaf(env: DirWriteEnv, leaf: Leaf): Promise<void> {
+  encodeLeaf(env, leaf, await env.txn.getWrite(leaf.phys));
+}
+
+function writeNewLeaf(env: DirWriteEnv, leaf: Leaf): void {
+  encodeLeaf(env, leaf, env.txn.getNew(leaf.phys));
+}
+
+function newEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number, recLen: number): DirEntry {
+  return { inode: ino, recLen, nameLen: name.length, fileType: env.filetype ? fileType & 0xff : 0, name: name.slice(), offset: 0 };
+}
+
+const emptyRecord = (recLen: number): DirEntry =>
+  ({ inode: 0, recLen, nameLen: 0, fileType: 0, name: new Uint8Array(0), offset: 0 });
+
+/**
+ * First record with room for `need` bytes: a deleted record's whole length counts, a live one
+ * offers what lies past its own name (the kernel's first-fit placement).
+ */
+function findSlot(entries: readonly DirEntry[], need: number): number {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const used = e.inode !== 0 ? direntRecLenFor(e.nameLen) : 0;
+    if (e.recLen - used >= need) return i;
+  }
+  return -1;
+}
+
+/** Puts `entry` into slot `i`: splits a live record's slack, or takes over a deleted record. */
+function insertAt(entries: DirEntry[], i: number, entry: DirEntry): void {
+  const e = entries[i]!;
+  if (e.inode !== 0) {
+    const used = direntRecLenFor(e.nameLen);
+    entries.splice(i + 1, 0, { ...entry, recLen: e.recLen - used });
+    entries[i] = { ...e, recLen: used };
+  } else {
+    entries[i] = { ...entry, recLen: e.recLen };
+  }
+}
+
+/** Removes entry `i`: merged into the previous record, or (first in block) marked unused. */
+function removeAt(entries: DirEntry[], i: number): void {
+  const e = entries[i]!;
+  if (i > 0) {
+    const prev = entries[i - 1]!;
+    entries[i - 1] = { ...prev, recLen: prev.recLen + e.recLen };
+    entries.splice(i, 1);
+  } else {
+    entries[0] = emptyRecord(e.recLen);
+  }
+}
+
+/** Lays records out back to back, the last one taking the rest up to `end`. */
+function pack(live: readonly DirEntry[], end: number): DirEntry[] {
+  if (live.length === 0) return [emptyRecord(end)];
+  const out: DirEntry[] = [];
+  let off = 0;
+  for (const e of live) {
+    const len = direntRecLenFor(e.nameLen);
+    out.push({ ...e, recLen: len, offset: off });
+    off += len;
+  }
+  assert(off <= end, `packed records need ${off} bytes, ${end} available`);
+  const last = out[out.length - 1]!;
+  last.recLen += end - off;
+  return out;
+}
+
+function findLive(entries: readonly DirEntry[], name: Uint8Array, from = 0): number {
+  for (let i = from; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.inode !== 0 && sameName(e.name, name)) return i;
+  }
+  return -1;
+}
+
+// ---- mode selection ---------------------------------------------------------------------------
+
+type DirMode = 'linear' | 'indexed';
+
+/** Linear or indexed, refusing the kinds of directory whose names this module cannot hash. */
+function modeOf(env: DirWriteEnv): DirMode {
+  const flags = env.getFlags();
+  if (flags & INLINE_DATA_FL) throw unsupported('dir-inline-write', 'writing inline-data directories is not supported', whereOf(env));
+  if (flags & ENCRYPT_FL) throw unsupported('dir-encrypted-write', 'writing encrypted directories is not supported', whereOf(env));
+  if ((flags & INDEX_FL) && env.dirIndex) {
+    if (flags & CASEFOLD_FL) throw unsupported('dir-casefold-htree', 'writing casefolded htree directories is not supported', whereOf(env));
+    return 'indexed';
+  }
+  return 'linear';
+}
+
+/** The dx_root stores the algorithm (0..2); the unsigned flavour comes from the superblock. */
+function storedHashVersion(v: number): number {
+  return v > DX_HASH_TEA && v <= DX_HASH_TEA_UNSIGNED ? v - 3 : v;
+}
+
+// ---- htree walk -------------------------------------------------------------------------------
+
+interface Tree {
+  version: number;
+  maxLevels: number;
+}
+
+function dxOpts(env: DirWriteEnv, phys: number) {
+  const seed = seedOf(env);
+  return {
+    blockSize: env.blockSize, filetype: env.filetype, metadataCsum: env.metadataCsum, largeDir: env.largeDir,
+    dirBlocks: env.blockCount(), where: whereOf(env, phys),
+    ...(seed !== undefined ? { csumInodeSeed: seed } : {}),
+  };
+}
+
+function dxEncodeOpts(env: DirWriteEnv) {
+  const seed = seedOf(env);
+  return {
+    blockSize: env.blockSize, filetype: env.filetype, metadataCsum: env.metadataCsum,
+    ...(seed !== undefined ? { csumInodeSeed: seed } : {}),
+  };
+}
+
+async function readRootFrame(env: DirWriteEnv): Promise<Frame> {
+  const phys = await physOf(env, 0);
+  const root = decodeDxRoot(await env.txn.read(phys), dxOpts(env, phys));
+  return { fileBlock: 0, phys, root, entries: root.entries, limit: root.limit, at: 0 };
+}
+
+async function readNodeFrame(env: DirWriteEnv, fileBlock: number): Promise<Frame> {
+  const phys = await physOf(env, fileBlock);
+  const node = decodeDxNode(await env.txn.read(phys), dxOpts(env, phys));
+  return { fileBlock, phys, node, entries: node.entries, limit: node.limit, at: 0 };
+}
+
+async function writeFrame(env: DirWriteEnv, f: Frame): Promise<void> {
+  const buf = await env.txn.getWrite(f.phys);
+  if (f.root) {
+    f.root.entries = f.entries;
+    encodeDxRoot(f.root, buf, dxEncodeOpts(env));
+  } else {
+    f.node!.entries = f.entries;
+    encodeDxNode(f.node!, buf, dxEncodeOpts(env));
+  }
+}
+
+function writeNewNode(env: DirWriteEnv, phys: number, entries: DxEntry[]): void {
+  const node: DxNode = { limit: dxNodeLimit(env.blockSize, env.metadataCsum), entries };
+  encodeDxNode(node, env.txn.getNew(phys), dxEncodeOpts(env));
+}
+
+/** Root-to-leaf path for `hash`: at each level the last entry whose hash is <= it. */
+async function probe(env: DirWriteEnv, name: Uint8Array): Promise<{ frames: Frame[]; hash: number; tree: Tree }> {
+  const rootFrame = await readRootFrame(env);
+  const root = rootFrame.root!;
+  const version = effectiveHashVersion(root.hashVersion, env.sbFlags);
+  const { hash } = dirHash(name, version, env.hashSeed, whereOf(env, rootFrame.phys));
+  const frames: Frame[] = [rootFrame];
+  let f = rootFrame;
+  for (let level = 0; ; level++) {
+    f.at = dxFindEntry(f.entries, hash);
+    if (level === root.indirectLevels) break;
+    f = await readNodeFrame(env, f.entries[f.at]!.block);
+    frames.push(f);
+  }
+  return {
+    frames, hash,
+    tree: { version, maxLevels: env.largeDir ? DX_HTREE_LEVEL_LARGEDIR : DX_HTREE_LEVEL_COMPAT },
+  };
+}
+
+/**
+ * Moves the path to the next leaf when that leaf continues a run of `hash` (its index entry is
+ * the same hash with the collision bit set). Returns false at the end of the run.
+ */
+async function nextInRun(env: DirWriteEnv, frames: Frame[], hash: number): Promise<boolean> {
+  let lvl = frames.length - 1;
+  while (lvl >= 0 && frames[lvl]!.at + 1 >= frames[lvl]!.entries.length) lvl--;
+  if (lvl < 0) return false;
+  const next = frames[lvl]!.entries[frames[lvl]!.at + 1]!;
+  if ((next.hash & 1) === 0 || ((next.hash & ~1) >>> 0) !== hash) return false;
+  frames[lvl]!.at++;
+  for (let l = lvl + 1; l < frames.length; l++) {
+    const up = frames[l - 1]!;
+    frames[l] = await readNodeFrame(env, up.entries[up.at]!.block);
+  }
+  return true;
+}
+
+/** The leaf holding `name` and its index there, following collision runs across leaves. */
+async function dxFind(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {
+  const { frames, hash } = await probe(env, name);
+  const maxHops = env.blockCount();
+  for (let hops = 0; hops <= maxHops; hops++) {
+    const last = frames[frames.length - 1]!;
+    const leaf = await readLeaf(env, last.entries[last.at]!.block);
+    const i = findLive(leaf.entries, name);
+    if (i >= 0) return { leaf, i };
+    if (!(await nextInRun(env, frames, hash))) return undefined;
+  }
+  throw corrupt('htree-loop', 'htree collision chain does not end', whereOf(env));
+}
+
+async function linearFind(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {
+  const n = env.blockCount();
+  for (let fb = 0; fb < n; fb++) {
+    const leaf = await readLeaf(env, fb);
+    // '.' and '..' open block 0 and are never matched here.
+    const i = findLive(leaf.entries, name, fb === 0 ? 2 : 0);
+    if (i >= 0) return { leaf, i };
+  }
+  return undefined;
+}
+
+async function findEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {
+  return modeOf(env) === 'indexed' ? dxFind(env, name) : linearFind(env, name);
+}
+
+// ---- leaf split -------------------------------------------------------------------------------
+
+interface Hashed { e: DirEntry; hash: number; minor: number; size: number }
+
+/**
+ * Where to split hash-sorted records: move records from the top while more than half of the
+ * next one would still land in the upper half; if that would move nearly everything (a block
+ * that is full only through fragmentation), split by count instead.
+ */
+function splitPoint(sorted: readonly Hashed[], usable: number): number {
+  const count = sorted.length;
+  assert(count >= 2, 'splitting a leaf with fewer than two entries');
+  let size = 0;
+  let i = count - 1;
+  for (; i >= 0; i--) {
+    const s = sorted[i]!.size;
+    if (size + s / 2 > usable / 2) break;
+    size += s;
+  }
+  return i > 0 ? i + 1 : count >> 1;
+}
+
+function hashEntries(env: DirWriteEnv, entries: readonly DirEntry[], version: number): Hashed[] {
+  const out: Hashed[] = [];
+  for (const e of entries) {
+    if (e.inode === 0) continue;
+    const h = dirHash(e.name, version, env.hashSeed, whereOf(env));
+    out.push({ e, hash: h.hash, minor: h.minorHash, size: direntRecLenFor(e.nameLen) });
+  }
+  out.sort((a, b) => a.hash - b.hash || a.minor - b.minor);
+  return out;
+}
+
+/** Splits sorted records into two packed leaves; returns the index entry hash of the upper one. */
+function splitSorted(sorted: readonly Hashed[], end: number): { lower: DirEntry[]; upper: DirEntry[]; hash2: number; indexHash: number } {
+  const split = splitPoint(sorted, end);
+  const hash2 = sorted[split]!.hash;
+  // Equal hashes on both sides: the index entry gets the low bit, telling lookups to continue.
+  const continued = sorted[split - 1]!.hash === hash2;
+  return {
+    lower: pack(sorted.slice(0, split).map((h) => h.e), end),
+    upper: pack(sorted.slice(split).map((h) => h.e), end),
+    hash2,
+    indexHash: (hash2 | (continued ? 1 : 0)) >>> 0,
+  };
+}
+
+// ---- htree insert -----------------------------------------------------------------------------
+
+async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
+  const need = direntRecLenFor(entry.nameLen);
+  // Each pass either inserts or splits one index level; a tree has at most three levels.
+  for (let pass = 0; pass < 8; pass++) {
+    const { frames, hash, tree } = await probe(env, entry.name);
+    const parent = frames[frames.length - 1]!;
+    const leaf = await readLeaf(env, parent.entries[parent.at]!.block);
+    const slot = findSlot(leaf.entries, need);
+    if (slot >= 0) {
+      insertAt(leaf.entries, slot, entry);
+      await writeLeaf(env, leaf);
+      return;
+    }
+    const end = env.blockSize - (leaf.tail ? DIR_TAIL_LEN : 0);
+    const live = leaf.entries.filter((e) => e.inode !== 0);
+    if (live.length < 2) {
+      // Full only through scattered unused records (not something the kernel leaves): repack.
+      const packed = pack(live, end);
+      const at = findSlot(packed, need);
+      assert(at >= 0, 'no room in a repacked leaf');
+      insertAt(packed, at, entry);
+      await writeLeaf(env, { ...leaf, entries: packed });
+      return;
+    }
+    if (parent.entries.length < parent.limit) {
+      await splitLeafAndInsert(env, parent, leaf, entry, hash, tree.version);
+      return;
+    }
+    // The leaf's index block is full: split the lowest full level whose parent has room, or
+    // grow the tree by one level when every level up to the root is full.
+    let k = frames.length - 1;
+    while (k > 0 && frames[k - 1]!.entries.length >= frames[k - 1]!.limit) k--;
+    if (k === 0) {
+      const rootFrame = frames[0]!;
+      const root = rootFrame.root!;
+      if (root.indirectLevels + 1 >= tree.maxLevels) {
+        throw new Ext4Error('ENOSPC', `directory index is full (${root.indirectLevels + 1} levels)`, {
+          detail: 'dir-full', where: whereOf(env),
+        });
+      }
+      const { fileBlock, phys } = await appendDirBlock(env);
+      writeNewNode(env, phys, rootFrame.entries.map((e) => ({ ...e })));
+      rootFrame.entries = [{ hash: 0, block: fileBlock }];
+      root.indirectLevels++;
+      await writeFrame(env, rootFrame);
+    } else {
+      const f = frames[k]!;
+      const up = frames[k - 1]!;
+      const { fileBlock, phys } = await appendDirBlock(env);
+      const moved = f.entries.splice(f.entries.length >> 1);
+      const hash2 = moved[0]!.hash;
+      writeNewNode(env, phys, moved);
+      await writeFrame(env, f);
+      up.entries.splice(up.at + 1, 0, { hash: hash2, block: fileBlock });
+      await writeFrame(env, up);
+    }
+  }
+  assert(false, 'htree insert did not converge');
+}
+
+async function splitLeafAndInsert(env: DirWriteEnv, parent: Frame, leaf: Leaf, entry: DirEntry,
+  hash: number, version: number): Promise<void> {
+  const end = env.blockSize - (leaf.tail ? DIR_TAIL_LEN : 0);
+  const sorted = hashEntries(env, leaf.entries, version);
+  const { fileBlock, phys } = await appendDirBlock(env);
+  const s = splitSorted(sorted, end);
+  const lower: Leaf = { ...leaf, entries: s.lower };
+  const upper: Leaf = { fileBlock, phys, entries: s.upper, tail: leaf.tail };
+  const target = hash >= s.hash2 ? upper : lower;
+  const slot = findSlot(target.entries, direntRecLenFor(entry.nameLen));
+  assert(slot >= 0, 'no room in a leaf just split');
+  insertAt(target.entries, slot, entry);
+  writeNewLeaf(env, upper);
+  await writeLeaf(env, lower);
+  parent.entries.splice(parent.at + 1, 0, { hash: s.indexHash, block: fileBlock });
+  await writeFrame(env, parent);
+}
+
+/**
+ * Turns a full one-block linear directory into an htree: block 0 becomes the dx_root (keeping
+ * '.' and '..'), its entries move, sorted by hash, into one or two new leaves.
+ */
+async function makeIndexed(env: DirWriteEnv, block0: Leaf, entry: DirEntry): Promise<void> {
+  const [dot, dotdot] = block0.entries;
+  if (!dot || !dotdot || dot.inode === 0 || !isDot(dot.name) || !isDotDot(dotdot.name)) {
+    throw corrupt('dir-dots', "directory block 0 does not start with '.' and '..'", whereOf(env, block0.phys));
+  }
+  const stored = storedHashVersion(env.defHashVersion);
+  const version = effectiveHashVersion(stored, env.sbFlags);
+  const sorted = hashEntries(env, block0.entries.slice(2), version);
+  const end = leafEnd(env);
+  const rootEntries: DxEntry[] = [];
+  if (sorted.length >= 2) {
+    const s = splitSorted(sorted, end);
+    const a = await appendDirBlock(env);
+    writeNewLeaf(env, { ...a, entries: s.lower, tail: env.metadataCsum });
+    const b = await appendDirBlock(env);
+    writeNewLeaf(env, { ...b, entries: s.upper, tail: env.metadataCsum });
+    rootEntries.push({ hash: 0, block: a.fileBlock }, { hash: s.indexHash, block: b.fileBlock });
+  } else {
+    const a = await appendDirBlock(env);
+    writeNewLeaf(env, { ...a, entries: pack(sorted.map((h) => h.e), end), tail: env.metadataCsum });
+    rootEntries.push({ hash: 0, block: a.fileBlock });
+  }
+  const root = newDxRoot(dot.inode, dotdot.inode, stored, rootEntries[0]!.block, env.blockSize, env.metadataCsum);
+  if (env.filetype) {
+    root.dotFileType = dot.fileType;
+    root.dotdotFileType = dotdot.fileType;
+  }
+  root.entries = rootEntries;
+  encodeDxRoot(root, await env.txn.getWrite(block0.phys), dxEncodeOpts(env));
+  env.setFlags(env.getFlags() | INDEX_FL);
+  await dxAdd(env, entry);
+}
+
+// ---- public operations ------------------------------------------------------------------------
+
+/** Writes the first block of a new directory: '.' and '..' (and the checksum tail). */
+export async function dirInit(env: DirWriteEnv, selfIno: number, parentIno: number): Promise<void> {
+  const phys = env.blockCount() === 0 ? (await appendDirBlock(env)).phys : await physOf(env, 0);
+  const end = leafEnd(env);
+  const dot = newEntry(env, new Uint8Array([0x2e]), selfIno, FT_DIR, 12);
+  const dotdot = newEntry(env, new Uint8Array([0x2e, 0x2e]), parentIno, FT_DIR, end - 12);
+  writeNewLeaf(env, { fileBlock: 0, phys, entries: [dot, dotdot], tail: env.metadataCsum });
+  if (env.getFlags() & INDEX_FL) env.setFlags(env.getFlags() & ~INDEX_FL);
+}
+
+/** Adds `name` → `ino`. The caller guarantees the name is valid and not present. */
+export async function dirAddEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<void> {
+  checkName(name);
+  refuseDots(name);
+  assert(Number.isInteger(ino) && ino > 0, `bad inode number ${ino}`);
+  const mode = modeOf(env);
+  const entry = newEntry(env, name, ino, fileType, 0);
+  if (mode === 'indexed') return dxAdd(env, entry);
+
+  await linearAdd(env, entry);
+  // An index the filesystem cannot use (dir_index off) went stale with this linear insert.
+  const flags = env.getFlags();
+  if ((flags & INDEX_FL) && !env.dirIndex) env.setFlags(flags & ~INDEX_FL);
+}
+
+async function linearAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
+  const flags = env.getFlags();
+  const need = direntRecLenFor(entry.nameLen);
+  const n = env.blockCount();
+  if (n === 0) throw corrupt('dir-empty', 'directory has no blocks', whereOf(env));
+  let block0: Leaf | undefined;
+  for (let fb = 0; fb < n; fb++) {
+    const leaf = await readLeaf(env, fb);
+    if (fb === 0) block0 = leaf;
+    const slot = findSlot(leaf.entries, need);
+    if (slot >= 0) {
+      insertAt(leaf.entries, slot, entry);
+      await writeLeaf(env, leaf);
+      return;
+    }
+  }
+  if (n === 1 && env.dirIndex && !(flags & CASEFOLD_FL)) return makeIndexed(env, block0!, entry);
+  const { fileBlock, phys } = await appendDirBlock(env);
+  writeNewLeaf(env, { fileBlock, phys, entries: [{ ...entry, recLen: leafEnd(env) }], tail: env.metadataCsum });
+}
+
+/** Removes `name`; returns what it pointed to, or undefined when absent. */
+export async function dirRemoveEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ ino: number; fileType: number } | undefined> {
+  refuseDots(name);
+  const found = await findEntry(env, name);
+  if (!found) return undefined;
+  const { leaf, i } = found;
+  const e = leaf.entries[i]!;
+  removeAt(leaf.entries, i);
+  await writeLeaf(env, leaf);
+  return { ino: e.inode, fileType: e.fileType };
+}
+
+/** Points the existing `name` at `ino`; returns the inode it pointed to. ENOENT when absent. */
+export async function dirReplaceEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<number> {
+  refuseDots(name);
+  assert(Number.isInteger(ino) && ino > 0, `bad inode number ${ino}`);
+  const found = await findEntry(env, name);
+  if (!found) throw new Ext4Error('ENOENT', 'directory entry not found', { detail: 'dir-entry-missing', where: whereOf(env) });
+  const { leaf, i } = found;
+  const old = leaf.entries[i]!;
+  leaf.entries[i] = { ...old, inode: ino, fileType: env.filetype ? fileType & 0xff : 0 };
+  await writeLeaf(env, leaf);
+  return old.inode;
+}
+
+/** Rewrites '..' (in the dx_root of an indexed directory, else in block 0). */
+export async function dirSetParent(env: DirWriteEnv, parentIno: number): Promise<void> {
+  assert(Number.isInteger(parentIno) && parentIno > 0, `bad inode number ${parentIno}`);
+  if (modeOf(env) === 'indexed') {
+    const f = await readRootFrame(env);
+    f.root!.dotdotInode = parentIno;
+    const buf = await env.txn.getWrite(f.phys);
+    encodeDxRoot(f.root!, buf, { ...dxEncodeOpts(env), keepSlack: true });
+    return;
+  }
+  const leaf = await readLeaf(env, 0);
+  const dd = leaf.entries[1];
+  if (!dd || !isDotDot(dd.name) || !leaf.entries[0] || !isDot(leaf.entries[0].name)) {
+    throw corrupt('dir-dots', "directory block 0 does not start with '.' and '..'", whereOf(env, leaf.phys));
+  }
+  leaf.entries[1] = { ...dd, inode: parentIno };
+  await writeLeaf(env, leaf);
+}
+
+/** Whether the directory holds nothing but '.' and '..'. */
+export async function dirIsEmpty(env: DirWriteEnv): Promise<boolean> {
+  const indexed = modeOf(env) === 'indexed';
+  const n = env.blockCount();
+  for (let fb = 0; fb < n; fb++) {
+    const phys = await env.mapBlock(fb);
+    if (phys === undefined) continue;
+    if (indexed) {
+      if (fb === 0) continue;
+      const block = await env.txn.read(phys);
+      // An interior node hides behind one unused record spanning the whole block.
+      if (u32(block, 0) === 0 && decodeRecLen(u16(block, 4), env.blockSize) === env.blockSize) continue;
+    }
+    const leaf = await readLeaf(env, fb);
+    const from = !indexed && fb === 0 ? 2 : 0;
+    for (let i = from; i < leaf.entries.length; i++) if (leaf.entries[i]!.inode !== 0) return false;
+  }
+  return true;
+}

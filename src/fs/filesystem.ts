@@ -1,0 +1,1195 @@
+// The writable filesystem: composes inodes, directories, the page cache, block mapping,
+// allocators, quota and the journal seam. The only layer that opens transaction handles across
+// modules. Reads of a writable mount go through here too (page cache first, then disk).
+//
+// Locks, in the kernel's order (delalloc-bigalloc.md §5): `ns` (namespace, one per filesystem)
+// → inode `io` (i_rwsem) → journal handle → inode `data` (i_data_sem, an async RW lock). The
+// allocator has its own mutex, taken innermost around bitmap search-and-set.
+import { Ext4Error, posixError, corrupt, assert } from '../errors/ext4-error.ts';
+import { type InodeNo, inodeNo } from '../util/brand.ts';
+import { RwLock, Mutex } from '../util/rw-lock.ts';
+import { encodeUtf8 } from '../util/bytes.ts';
+import { COMPAT, INCOMPAT, RO_COMPAT } from '../format/features.ts';
+import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
+import {
+  blankInode, encodeInode, EXTENTS_FL, INDEX_FL, INLINE_DATA_FL, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK,
+  isDirMode, isRegMode, isSymlinkMode, type Inode,
+} from '../format/inode.ts';
+import { FT_DIR, FT_REG, FT_SYMLINK, FT_CHRDEV, FT_BLKDEV, FT_FIFO, FT_SOCK } from '../format/dirent.ts';
+import { decodeQuotaFile, encodeQuotaFile, type QuotaUsage as QuotaFileUsage } from '../format/quota.ts';
+import {
+  decodeInodeXattrs, decodeXattrBlock, encodeInodeXattrs, encodeXattrBlock, splitXattrName, type XattrEntry,
+} from '../format/xattr.ts';
+import { WriteBackJournal, type Handle, type MetaTxn } from '../journal/transaction.ts';
+import { GroupTable } from '../alloc/group-table.ts';
+import { ClusterAllocator } from '../alloc/cluster-allocator.ts';
+import { InodeAllocator } from '../alloc/inode-allocator.ts';
+import { SpaceAccounting, MemoryQuota, noQuota, type QuotaAccounting } from '../alloc/space-accounting.ts';
+import { checkInvariants } from '../alloc/invariants.ts';
+import { createDelallocState, checkQuiescent, type DelallocState } from '../mapping/delalloc.ts';
+import { MAX_FILE_BLOCK } from '../mapping/extent-status.ts';
+import { extentLookup, extentInsert, initExtentRoot, logicalClusterMapped, type ExtentTreeEnv } from '../mapping/extent-tree.ts';
+import {
+  allocateDelayed, allocateUnwritten, lookupRange, removeBlocks, reserveDelayed, setUnwritten, type FileMap,
+} from '../mapping/map-blocks.ts';
+import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
+import { lookupName, type DirSource } from '../dir/dir-read.ts';
+import { FilePages } from '../pagecache/file-pages.ts';
+import { InodeData } from './file-data.ts';
+import { inlineDataXattr } from './xattrs.ts';
+import type { Volume } from './volume.ts';
+
+const ROOT_INO = 2;
+const EXT4_LINK_MAX = 65000;
+/** Background writeback starts when this many bytes are dirty in the page cache. */
+const DIRTY_THRESHOLD_BYTES = 64 << 20;
+/** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
+const CREDITS = 512;
+
+/** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
+const WRITABLE_INCOMPAT = INCOMPAT.filetype | INCOMPAT.extent | INCOMPAT['64bit'] | INCOMPAT.flex_bg |
+  INCOMPAT.metadata_csum_seed | INCOMPAT.large_dir | INCOMPAT.meta_bg;
+const WRITABLE_RO_COMPAT = RO_COMPAT.sparse_super | RO_COMPAT.large_file | RO_COMPAT.huge_file | RO_COMPAT.uninit_bg |
+  RO_COMPAT.dir_nlink | RO_COMPAT.extra_isize | RO_COMPAT.quota | RO_COMPAT.bigalloc | RO_COMPAT.metadata_csum;
+const WRITABLE_COMPAT = COMPAT.has_journal | COMPAT.ext_attr | COMPAT.resize_inode | COMPAT.dir_index |
+  COMPAT.orphan_file | COMPAT.sparse_super2 | COMPAT.fast_commit | COMPAT.stable_inodes | COMPAT.dir_prealloc;
+
+/** Why this image cannot be written by ext4kit, or undefined. */
+export function writeBlocker(vol: Volume): string | undefined {
+  const { sb } = vol;
+  if (vol.forcedReadOnly) return vol.forcedReadOnly;
+  if (sb.featureIncompat & INCOMPAT.needs_recovery) return 'journal needs recovery';
+  if (sb.featureIncompat & ~WRITABLE_INCOMPAT) return 'incompat features the write path does not support yet';
+  if (sb.featureRoCompat & ~WRITABLE_RO_COMPAT) return 'ro_compat features the write path does not support yet';
+  if (sb.featureCompat & ~WRITABLE_COMPAT) return 'compat features the write path does not support yet';
+  if (sb.state & SB_STATE.errors) return 'filesystem has errors (run e2fsck)';
+  return undefined;
+}
+
+export interface Credentials { uid: number; gid: number }
+
+/** One in-memory inode (the kernel's struct inode + ext4_inode_info). */
+export class OpenInode {
+  readonly io = new Mutex();
+  readonly data = new RwLock();
+  readonly writeback = new Mutex();
+  refs = 0;
+  goal = 0;
+  readonly pages: FilePages;
+  state: DelallocState;
+  constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting) {
+    this.pages = new FilePages(blockSize);
+    this.state = createDelallocState(space, inodeNo(ino), inode.uid, inode.gid);
+  }
+}
+
+export class Filesystem {
+  readonly journal: WriteBackJournal;
+  readonly table: GroupTable;
+  readonly clusters: ClusterAllocator;
+  readonly inodes: InodeAllocator;
+  readonly space: SpaceAccounting;
+  readonly quota: MemoryQuota | undefined;
+  private readonly open = new Map<number, OpenInode>();
+  private readonly ns = new Mutex();
+  private readonly allocLock = new Mutex();
+  private readonly orphans = new Set<number>();
+  private background: Promise<void> | undefined;
+  private closed = false;
+  private markedDirty = false;
+
+  private constructor(readonly vol: Volume, quota: MemoryQuota | undefined) {
+    const { geo, sb } = vol;
+    this.journal = new WriteBackJournal(vol.cache);
+    this.table = new GroupTable(geo, vol.groups as never);
+    // A credit-less handle lets the allocators read bitmaps (including uncommitted ones) outside any operation.
+    const reader = this.journal.start(0);
+    this.clusters = new ClusterAllocator(geo, this.table, { reader });
+    this.inodes = new InodeAllocator(geo, this.table, { reader });
+    this.quota = quota;
+    const R = geo.clusterRatio;
+    this.space = new SpaceAccounting({
+      clusterRatio: R, blockSizeBytes: geo.blockSize, totalClusters: geo.clustersCount,
+      freeClusters: this.clusters.freeClusters, rootReserveClusters: Math.ceil(sb.rBlocksCount / R),
+      resvPoolClusters: Math.min(Math.floor(geo.clustersCount / 50), 4096),
+      quota: quota ?? noQuota,
+    });
+  }
+
+  static async mount(vol: Volume): Promise<Filesystem> {
+    const why = writeBlocker(vol);
+    if (why) throw new Ext4Error('EROFS', `EROFS: read-only file system: ${why}`, { detail: 'write-blocked' });
+    let quota: MemoryQuota | undefined;
+    if (vol.sb.featureRoCompat & RO_COMPAT.quota) quota = await loadQuota(vol);
+    return new Filesystem(vol, quota);
+  }
+
+  get blockSize(): number { return this.vol.geo.blockSize; }
+  private get R(): number { return this.vol.geo.clusterRatio; }
+
+  // ---- handles and inodes ------------------------------------------------------------------
+
+  private async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>): Promise<T> {
+    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
+    if (!this.markedDirty) await this.markDirty();
+    const h = this.journal.start(credits);
+    try { return await fn(h); } finally { h.stop(); }
+  }
+
+  /** Clears the "cleanly unmounted" state on first write, as a non-journalled ext4 mount does. */
+  private async markDirty(): Promise<void> {
+    this.markedDirty = true;
+    const { sb } = this.vol;
+    sb.state &= ~SB_STATE.valid;
+    sb.mntCount = (sb.mntCount + 1) & 0xffff;
+    sb.mtime = nowSec();
+    await this.writeSuperblock();
+  }
+
+  async getInode(ino: number): Promise<OpenInode> {
+    let oi = this.open.get(ino);
+    if (!oi) {
+      const inode = await this.vol.readInode(ino);
+      oi = this.open.get(ino);
+      if (!oi) {
+        oi = new OpenInode(ino, inode, this.blockSize, this.space);
+        this.open.set(ino, oi);
+      }
+    }
+    return oi;
+  }
+
+  /** Writes the in-memory inode into its inode-table block (through the handle). */
+  async storeInode(txn: MetaTxn, oi: OpenInode): Promise<void> {
+    const { geo } = this.vol;
+    const g = Math.floor((oi.ino - 1) / geo.inodesPerGroup);
+    const idx = (oi.ino - 1) % geo.inodesPerGroup;
+    const blk = this.vol.groups[g]!.inodeTable + Math.floor(idx / geo.inodesPerBlock);
+    const block = await txn.getWrite(blk);
+    const off = (idx % geo.inodesPerBlock) * geo.inodeSize;
+    encodeInode(oi.inode, block.subarray(off, off + geo.inodeSize), {
+      ino: oi.ino, inodeSize: geo.inodeSize, fsCsumSeed: geo.metadataCsum ? geo.csumSeed : undefined,
+      hugeFile: this.vol.hugeFile, blockSize: geo.blockSize, has64bit: this.vol.has('incompat', INCOMPAT['64bit']),
+    });
+  }
+
+  private inodeSeed(oi: OpenInode): number | undefined {
+    return this.vol.inodeSeed(oi.ino, oi.inode);
+  }
+
+  /** Allocates one cluster for metadata (tree nodes, directory and xattr blocks). */
+  private async allocMetaCluster(txn: MetaTxn, oi: OpenInode, goalBlock: number, mustSucceed: boolean): Promise<number> {
+    const opts = mustSucceed ? { useResvPool: true } : { useRootReserve: oi.inode.uid === 0 };
+    this.space.claim(1, opts);
+    try {
+      this.space.quota.addUsage(oi.inode.uid, oi.inode.gid, this.R * this.blockSize, { force: mustSucceed });
+    } catch (e) {
+      this.space.releaseClaim(1);
+      throw e;
+    }
+    const run = await this.allocLock.withLock(() => this.clusters.allocRun(txn, Math.floor(goalBlock / this.R), 1, 1));
+    this.space.releaseClaim(1);
+    if (!run) {
+      this.space.quota.freeUsage(oi.inode.uid, oi.inode.gid, this.R * this.blockSize);
+      throw new Ext4Error('ENOSPC', 'no free cluster for metadata', { detail: 'meta-enospc' });
+    }
+    this.space.markAllocated(1);
+    this.charge(oi, 1);
+    return run.cluster * this.R;
+  }
+
+  private async freeMetaCluster(txn: MetaTxn, oi: OpenInode, block: number): Promise<void> {
+    txn.forget(block);
+    await this.allocLock.withLock(() => this.clusters.free(txn, Math.floor(block / this.R), 1));
+    this.space.markFreed(1);
+    this.space.quota.freeUsage(oi.inode.uid, oi.inode.gid, this.R * this.blockSize);
+    this.charge(oi, -1);
+  }
+
+  private charge(oi: OpenInode, clusters: number): void {
+    oi.inode.blocks512 += clusters * this.R * (this.blockSize / 512);
+    assert(oi.inode.blocks512 >= 0, `inode ${oi.ino}: i_blocks went negative`);
+  }
+
+  treeEnv(txn: MetaTxn, oi: OpenInode): ExtentTreeEnv {
+    return {
+      txn, blockSize: this.blockSize, clusterRatio: this.R, ino: oi.ino, inodeSeed: this.inodeSeed(oi),
+      blocksCount: this.vol.geo.blocksCount, root: oi.inode.iBlock,
+      allocNodeBlock: (goal) => this.allocMetaCluster(txn, oi, goal || oi.goal, true),
+      freeNodeBlock: (b) => this.freeMetaCluster(txn, oi, b),
+      freeDataClusters: async (cluster, count) => {
+        for (let i = 0; i < count; i++) for (let k = 0; k < this.R; k++) txn.forget((cluster + i) * this.R + k);
+        await this.allocLock.withLock(() => this.clusters.free(txn, cluster, count));
+      },
+    };
+  }
+
+  fileMap(oi: OpenInode): FileMap {
+    const fs = this;
+    const clusters = this.clusters;
+    const lockedAlloc = {
+      allocRun: (txn: MetaTxn, goal: number, want: number, min?: number) => fs.allocLock.withLock(() => clusters.allocRun(txn, goal, want, min)),
+    } as unknown as ClusterAllocator;
+    return {
+      ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, clusterRatio: this.R, blockSize: this.blockSize,
+      state: oi.state, space: this.space, alloc: lockedAlloc,
+      treeEnv: (txn) => fs.treeEnv(txn, oi),
+      goal: () => oi.goal || fs.defaultGoal(oi.ino),
+      setGoal: (b) => { oi.goal = b; },
+      chargeClusters: (n) => fs.charge(oi, n),
+    };
+  }
+
+  private defaultGoal(ino: number): number {
+    const { geo } = this.vol;
+    const g = Math.floor((ino - 1) / geo.inodesPerGroup);
+    return geo.firstDataBlock + g * geo.blocksPerGroup;
+  }
+
+  private dirEnv(txn: MetaTxn, oi: OpenInode): DirWriteEnv {
+    const { vol } = this;
+    const bs = this.blockSize;
+    return {
+      ino: oi.ino, blockSize: bs, filetype: vol.filetype, metadataCsum: vol.geo.metadataCsum,
+      inodeSeed: this.inodeSeed(oi), dirIndex: (vol.sb.featureCompat & COMPAT.dir_index) !== 0,
+      largeDir: vol.has('incompat', INCOMPAT.large_dir), hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
+      defHashVersion: vol.sb.defHashVersion, txn,
+      blockCount: () => Math.ceil(oi.inode.sizeBytes / bs),
+      mapBlock: async (fileBlock) => {
+        const e = await extentLookup(this.treeEnv(txn, oi), fileBlock as never);
+        return e && !e.unwritten ? e.fsBlock + (fileBlock - e.fileBlock) : undefined;
+      },
+      appendBlock: async () => {
+        const fileBlock = Math.ceil(oi.inode.sizeBytes / bs);
+        const env = this.treeEnv(txn, oi);
+        const implied = this.R > 1 ? await logicalClusterMapped(env, Math.floor(fileBlock / this.R) as never) : undefined;
+        const physical = implied ? implied.physicalCluster * this.R + (fileBlock % this.R)
+          : (await this.allocMetaCluster(txn, oi, oi.goal || this.defaultGoal(oi.ino), false)) + (fileBlock % this.R);
+        await extentInsert(env, { fileBlock: fileBlock as never, fsBlock: physical as never, countBlocks: 1, unwritten: false });
+        oi.goal = physical + 1;
+        oi.inode.sizeBytes += bs;
+        return physical;
+      },
+      getFlags: () => oi.inode.flags,
+      setFlags: (f) => { oi.inode.flags = f; },
+    };
+  }
+
+  dirSource(oi: OpenInode): DirSource {
+    const vol = this.vol;
+    const data = new InodeData(vol, oi.ino, oi.inode);
+    return {
+      ino: oi.ino, inode: oi.inode, blockSize: vol.geo.blockSize, filetype: vol.filetype, metadataCsum: vol.geo.metadataCsum,
+      inodesCount: vol.geo.inodesCount, inodeSeed: vol.inodeSeed(oi.ino, oi.inode),
+      dirIndex: (vol.sb.featureCompat & COMPAT.dir_index) !== 0, largeDir: vol.has('incompat', INCOMPAT.large_dir),
+      hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
+      mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
+      inlineData: async () => inlineDataXattr(vol, oi.ino, oi.inode),
+    };
+  }
+
+  // ---- paths -------------------------------------------------------------------------------
+
+  /** Resolves a path to an inode; `followLast` follows a final symlink. */
+  async resolve(path: string, followLast: boolean, syscall: string): Promise<OpenInode> {
+    const parts = splitPath(path, syscall);
+    let cur = await this.getInode(ROOT_INO);
+    const stack = [...parts].reverse();
+    let follows = 0;
+    while (stack.length) {
+      const name = stack.pop()!;
+      if (!isDirMode(cur.inode.mode)) throw posixError('ENOTDIR', syscall, path);
+      const e = await lookupName(this.dirSource(cur), encodeUtf8(name));
+      if (!e) throw posixError('ENOENT', syscall, path);
+      const next = await this.getInode(e.ino);
+      if (next.inode.linksCount === 0 && next.inode.mode === 0) throw corrupt('dirent-unused-inode', `entry '${name}' points to unused inode ${e.ino}`, { inode: e.ino });
+      if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
+        if (++follows > 40) throw posixError('ELOOP', syscall, path);
+        const target = new TextDecoder().decode(await this.readlinkOf(next));
+        for (const c of target.split('/').filter((x) => x !== '' && x !== '.').reverse()) stack.push(c);
+        if (target.startsWith('/')) cur = await this.getInode(ROOT_INO);
+        continue;
+      }
+      cur = next;
+    }
+    return cur;
+  }
+
+  /** The parent directory of `path` and the final name (not resolved). */
+  async resolveParent(path: string, syscall: string): Promise<{ dir: OpenInode; name: string; nameBytes: Uint8Array }> {
+    const parts = splitPath(path, syscall);
+    if (parts.length === 0) throw posixError('EBUSY', syscall, path);
+    const name = parts[parts.length - 1]!;
+    if (name === '..') throw posixError('EINVAL', syscall, path);
+    const dir = await this.resolve('/' + parts.slice(0, -1).join('/'), true, syscall);
+    if (!isDirMode(dir.inode.mode)) throw posixError('ENOTDIR', syscall, path);
+    return { dir, name, nameBytes: encodeUtf8(name) };
+  }
+
+  async lookupIn(dir: OpenInode, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
+    const e = await lookupName(this.dirSource(dir), nameBytes);
+    return e ? this.getInode(e.ino) : undefined;
+  }
+
+  async readlinkOf(oi: OpenInode): Promise<Uint8Array> {
+    if (oi.pages.size > 0 && oi.inode.sizeBytes >= 60) return (await this.read(oi, 0, oi.inode.sizeBytes));
+    return new InodeData(this.vol, oi.ino, oi.inode).symlinkTarget();
+  }
+
+  // ---- inode creation and removal ----------------------------------------------------------
+
+  private newInodeFields(mode: number, cred: Credentials, flags: number): Inode {
+    const inode = blankInode(this.vol.geo.inodeSize, this.vol.geo.inodeSize > 128 ? 32 : 0);
+    const t = nowTs();
+    Object.assign(inode, { mode, uid: cred.uid, gid: cred.gid, atime: t, ctime: { ...t }, mtime: { ...t }, linksCount: 1, flags });
+    if (inode.crtime) inode.crtime = { ...t };
+    inode.generation = (Math.random() * 0x1_0000_0000) >>> 0;
+    return inode;
+  }
+
+  private async createInode(txn: MetaTxn, parent: OpenInode, mode: number, cred: Credentials): Promise<OpenInode> {
+    const isDir = (mode & S_IFMT) === S_IFDIR;
+    this.space.quota === noQuota || this.quota?.addInodes(cred.uid, cred.gid, 1);
+    const ino = await this.allocLock.withLock(() => this.inodes.alloc(txn, parent.ino, isDir));
+    const usesExtents = (mode & S_IFMT) === S_IFREG || isDir || (mode & S_IFMT) === S_IFLNK;
+    const inode = this.newInodeFields(mode, cred, usesExtents ? EXTENTS_FL : 0);
+    if (usesExtents) initExtentRoot(inode.iBlock);
+    const oi = new OpenInode(ino, inode, this.blockSize, this.space);
+    this.open.set(ino, oi);
+    return oi;
+  }
+
+  /** Frees an inode whose link count reached zero and that nobody has open. */
+  private async evictInode(txn: Handle, oi: OpenInode): Promise<void> {
+    const { inode } = oi;
+    if (isRegMode(inode.mode) || isDirMode(inode.mode) || (isSymlinkMode(inode.mode) && inode.flags & EXTENTS_FL)) {
+      if (inode.flags & EXTENTS_FL) {
+        await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), txn, 0, MAX_FILE_BLOCK));
+      }
+    }
+    oi.pages.drop(0);
+    checkQuiescent(oi.state);
+    if (inode.fileAcl) {
+      await this.freeMetaCluster(txn, oi, inode.fileAcl);
+      inode.fileAcl = 0;
+    }
+    this.quota?.addInodes(inode.uid, inode.gid, -1);
+    inode.dtime = nowSec();
+    inode.linksCount = 0;
+    await this.storeInode(txn, oi);
+    await this.allocLock.withLock(() => this.inodes.free(txn, oi.ino, isDirMode(inode.mode)));
+    this.open.delete(oi.ino);
+  }
+
+  /** Drops a link; frees the inode now, or when its last handle closes (orphan). */
+  private async dropLink(txn: Handle, oi: OpenInode, dirLinks = false): Promise<void> {
+    const { inode } = oi;
+    inode.linksCount = dirLinks ? 0 : Math.max(0, inode.linksCount - 1);
+    inode.ctime = nowTs();
+    if (inode.linksCount > 0) { await this.storeInode(txn, oi); return; }
+    if (oi.refs > 0) {
+      await this.addOrphan(txn, oi);
+      return;
+    }
+    await this.evictInode(txn, oi);
+  }
+
+  private async addOrphan(txn: Handle, oi: OpenInode): Promise<void> {
+    const { sb } = this.vol;
+    oi.inode.dtime = sb.lastOrphan;
+    sb.lastOrphan = oi.ino;
+    this.orphans.add(oi.ino);
+    await this.storeInode(txn, oi);
+  }
+
+  private async removeOrphan(txn: Handle, oi: OpenInode): Promise<void> {
+    const { sb } = this.vol;
+    if (sb.lastOrphan === oi.ino) {
+      sb.lastOrphan = oi.inode.dtime;
+    } else {
+      for (const ino of this.orphans) {
+        const o = await this.getInode(ino);
+        if (o.inode.dtime === oi.ino) { o.inode.dtime = oi.inode.dtime; await this.storeInode(txn, o); break; }
+      }
+    }
+    this.orphans.delete(oi.ino);
+    oi.inode.dtime = 0;
+  }
+
+  /** A file handle closed. */
+  async release(oi: OpenInode): Promise<void> {
+    oi.refs--;
+    if (oi.refs === 0 && oi.inode.linksCount === 0 && this.orphans.has(oi.ino)) {
+      await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+        await this.removeOrphan(h, oi);
+        await this.evictInode(h, oi);
+      }));
+    }
+  }
+
+  // ---- namespace operations ---------------------------------------------------------------
+
+  async create(path: string, mode: number, cred: Credentials, opts: { exclusive: boolean }): Promise<OpenInode> {
+    return this.ns.withLock(async () => {
+      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
+      checkName(nameBytes, 'open', path);
+      const existing = await this.lookupIn(dir, nameBytes);
+      if (existing) {
+        if (opts.exclusive) throw posixError('EEXIST', 'open', path);
+        if (isSymlinkMode(existing.inode.mode)) return this.resolve(path, true, 'open');
+        return existing;
+      }
+      return this.withHandle(CREDITS, async (h) => {
+        const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
+        await this.storeInode(h, oi);
+        await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
+        return oi;
+      });
+    });
+  }
+
+  private async addEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array, ino: number, fileType: number): Promise<void> {
+    if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
+    await dir.data.withWrite(() => dirAddEntry(this.dirEnv(h, dir), nameBytes, ino, this.vol.filetype ? fileType : 0));
+    const t = nowTs();
+    dir.inode.mtime = t; dir.inode.ctime = { ...t };
+    await this.storeInode(h, dir);
+  }
+
+  private async removeEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array): Promise<void> {
+    if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
+    await dir.data.withWrite(() => dirRemoveEntry(this.dirEnv(h, dir), nameBytes));
+    const t = nowTs();
+    dir.inode.mtime = t; dir.inode.ctime = { ...t };
+    await this.storeInode(h, dir);
+  }
+
+  async mkdir(path: string, mode: number, cred: Credentials): Promise<void> {
+    await this.ns.withLock(async () => {
+      const { dir, nameBytes } = await this.resolveParent(path, 'mkdir');
+      checkName(nameBytes, 'mkdir', path);
+      if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'mkdir', path);
+      const dirNlink = this.vol.has('roCompat', RO_COMPAT.dir_nlink);
+      if (dir.inode.linksCount >= EXT4_LINK_MAX && !dirNlink) throw posixError('EMLINK', 'mkdir', path);
+      await this.withHandle(CREDITS, async (h) => {
+        const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o7777), cred);
+        oi.inode.linksCount = 2;
+        await oi.data.withWrite(() => dirInit(this.dirEnv(h, oi), oi.ino, dir.ino));
+        await this.storeInode(h, oi);
+        await this.addEntry(h, dir, nameBytes, oi.ino, FT_DIR);
+        this.incDirLinks(dir);
+        await this.storeInode(h, dir);
+      });
+    });
+  }
+
+  private incDirLinks(dir: OpenInode): void {
+    // dir_nlink: past the limit a directory's link count is pinned at 1 ("many").
+    if (dir.inode.linksCount === 1) return;
+    dir.inode.linksCount = dir.inode.linksCount + 1 >= EXT4_LINK_MAX ? 1 : dir.inode.linksCount + 1;
+  }
+
+  private decDirLinks(dir: OpenInode): void {
+    if (dir.inode.linksCount === 1) return;
+    dir.inode.linksCount = Math.max(2, dir.inode.linksCount - 1);
+  }
+
+  async symlink(target: string, path: string, cred: Credentials): Promise<void> {
+    const targetBytes = encodeUtf8(target);
+    if (targetBytes.length === 0 || targetBytes.length >= this.blockSize) throw posixError('ENAMETOOLONG', 'symlink', target, path);
+    await this.ns.withLock(async () => {
+      const { dir, nameBytes } = await this.resolveParent(path, 'symlink');
+      checkName(nameBytes, 'symlink', path);
+      if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'symlink', target, path);
+      await this.withHandle(CREDITS, async (h) => {
+        const oi = await this.createInode(h, dir, S_IFLNK | 0o777, cred);
+        oi.inode.sizeBytes = targetBytes.length;
+        if (targetBytes.length < 60) {
+          oi.inode.flags &= ~EXTENTS_FL;
+          oi.inode.iBlock.fill(0);
+          oi.inode.iBlock.set(targetBytes);
+        } else {
+          const block = await this.allocMetaCluster(h, oi, this.defaultGoal(oi.ino), false);
+          await extentInsert(this.treeEnv(h, oi), { fileBlock: 0 as never, fsBlock: block as never, countBlocks: 1, unwritten: false });
+          // The target is file data: it goes straight to the device (before the metadata commit).
+          const data = new Uint8Array(this.blockSize);
+          data.set(targetBytes);
+          await this.vol.device.write(block * this.blockSize, data);
+        }
+        await this.storeInode(h, oi);
+        await this.addEntry(h, dir, nameBytes, oi.ino, FT_SYMLINK);
+      });
+    });
+  }
+
+  async link(existing: string, path: string): Promise<void> {
+    await this.ns.withLock(async () => {
+      const src = await this.resolve(existing, false, 'link');
+      if (isDirMode(src.inode.mode)) throw posixError('EPERM', 'link', existing, path);
+      if (src.inode.linksCount >= EXT4_LINK_MAX) throw posixError('EMLINK', 'link', existing, path);
+      const { dir, nameBytes } = await this.resolveParent(path, 'link');
+      checkName(nameBytes, 'link', path);
+      if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'link', existing, path);
+      await this.withHandle(CREDITS, async (h) => {
+        await this.addEntry(h, dir, nameBytes, src.ino, fileTypeOf(src.inode.mode));
+        src.inode.linksCount++;
+        src.inode.ctime = nowTs();
+        await this.storeInode(h, src);
+      });
+    });
+  }
+
+  async unlink(path: string): Promise<void> {
+    await this.ns.withLock(async () => {
+      const { dir, nameBytes } = await this.resolveParent(path, 'unlink');
+      const oi = await this.lookupIn(dir, nameBytes);
+      if (!oi) throw posixError('ENOENT', 'unlink', path);
+      if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'unlink', path);
+      await this.withHandle(CREDITS, async (h) => {
+        await this.removeEntry(h, dir, nameBytes);
+        await this.dropLink(h, oi);
+      });
+    });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    await this.ns.withLock(async () => {
+      const { dir, nameBytes, name } = await this.resolveParent(path, 'rmdir');
+      if (name === '.') throw posixError('EINVAL', 'rmdir', path);
+      const oi = await this.lookupIn(dir, nameBytes);
+      if (!oi) throw posixError('ENOENT', 'rmdir', path);
+      if (!isDirMode(oi.inode.mode)) throw posixError('ENOTDIR', 'rmdir', path);
+      if (oi.ino === ROOT_INO) throw posixError('EBUSY', 'rmdir', path);
+      await this.withHandle(CREDITS, async (h) => {
+        if (!(await dirIsEmpty(this.dirEnv(h, oi)))) throw posixError('ENOTEMPTY', 'rmdir', path);
+        await this.removeEntry(h, dir, nameBytes);
+        this.decDirLinks(dir);
+        await this.storeInode(h, dir);
+        await this.dropLink(h, oi, true);
+      });
+    });
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await this.ns.withLock(async () => {
+      const src = await this.resolveParent(from, 'rename');
+      const dst = await this.resolveParent(to, 'rename');
+      checkName(dst.nameBytes, 'rename', to);
+      const moving = await this.lookupIn(src.dir, src.nameBytes);
+      if (!moving) throw posixError('ENOENT', 'rename', from, to);
+      const target = await this.lookupIn(dst.dir, dst.nameBytes);
+      if (target && target.ino === moving.ino) return;
+      const movingDir = isDirMode(moving.inode.mode);
+      if (movingDir) {
+        // A directory may not move into its own subtree.
+        for (let d = dst.dir, hops = 0; d.ino !== ROOT_INO; hops++) {
+          if (d.ino === moving.ino) throw posixError('EINVAL', 'rename', from, to);
+          if (hops > 65536) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: d.ino });
+          const up = await lookupName(this.dirSource(d), encodeUtf8('..'));
+          if (!up) throw corrupt('dir-no-dotdot', "directory has no '..'", { inode: d.ino });
+          d = await this.getInode(up.ino);
+        }
+      }
+      if (target) {
+        if (movingDir && !isDirMode(target.inode.mode)) throw posixError('ENOTDIR', 'rename', from, to);
+        if (!movingDir && isDirMode(target.inode.mode)) throw posixError('EISDIR', 'rename', from, to);
+      }
+      await this.withHandle(CREDITS, async (h) => {
+        if (target && isDirMode(target.inode.mode) && !(await dirIsEmpty(this.dirEnv(h, target)))) {
+          throw posixError('ENOTEMPTY', 'rename', from, to);
+        }
+        if (target) {
+          await dst.dir.data.withWrite(() => dirReplaceEntry(this.dirEnv(h, dst.dir), dst.nameBytes, moving.ino, fileTypeOf(moving.inode.mode)));
+          dst.dir.inode.mtime = nowTs(); dst.dir.inode.ctime = nowTs();
+          await this.storeInode(h, dst.dir);
+          if (isDirMode(target.inode.mode)) { this.decDirLinks(dst.dir); await this.storeInode(h, dst.dir); }
+          await this.dropLink(h, target, isDirMode(target.inode.mode));
+        } else {
+          await this.addEntry(h, dst.dir, dst.nameBytes, moving.ino, fileTypeOf(moving.inode.mode));
+        }
+        // Re-resolve the source directory's entry: dst.dir may be the same directory.
+        await this.removeEntry(h, src.dir, src.nameBytes);
+        if (movingDir && src.dir.ino !== dst.dir.ino) {
+          await moving.data.withWrite(() => dirSetParent(this.dirEnv(h, moving), dst.dir.ino));
+          this.decDirLinks(src.dir);
+          if (!target) this.incDirLinks(dst.dir);
+          await this.storeInode(h, src.dir);
+          await this.storeInode(h, dst.dir);
+        }
+        moving.inode.ctime = nowTs();
+        await this.storeInode(h, moving);
+      });
+    });
+  }
+
+  async setAttr(path: string, follow: boolean, f: (inode: Inode) => void, syscall: string): Promise<void> {
+    const oi = await this.resolve(path, follow, syscall);
+    await this.setAttrOf(oi, f);
+  }
+
+  async setAttrOf(oi: OpenInode, f: (inode: Inode) => void): Promise<void> {
+    await this.withHandle(CREDITS, async (h) => {
+      const before = { uid: oi.inode.uid, gid: oi.inode.gid };
+      f(oi.inode);
+      if (this.quota && (before.uid !== oi.inode.uid || before.gid !== oi.inode.gid)) {
+        const bytes = oi.inode.blocks512 * 512;
+        const reserved = oi.state.reservation.reservedClusters * this.R * this.blockSize;
+        if (reserved) throw new Ext4Error('EBUSY', 'chown of a file with unwritten delayed data: sync first');
+        this.quota.freeUsage(before.uid, before.gid, bytes);
+        this.quota.addInodes(before.uid, before.gid, -1);
+        this.quota.addUsage(oi.inode.uid, oi.inode.gid, bytes, { force: true });
+        this.quota.addInodes(oi.inode.uid, oi.inode.gid, 1);
+        oi.state = createDelallocState(this.space, inodeNo(oi.ino), oi.inode.uid, oi.inode.gid);
+      }
+      oi.inode.ctime = nowTs();
+      await this.storeInode(h, oi);
+    });
+  }
+
+  // ---- xattrs ------------------------------------------------------------------------------
+
+  async xattrsOf(oi: OpenInode): Promise<XattrEntry[]> {
+    const { geo } = this.vol;
+    const out: XattrEntry[] = geo.inodeSize > 128 && oi.inode.extraIsize > 0
+      ? decodeInodeXattrs(oi.inode.raw, geo.inodeSize, oi.inode.extraIsize, { inode: oi.ino }) : [];
+    if (oi.inode.fileAcl) {
+      const block = await this.vol.readBlock(oi.inode.fileAcl);
+      out.push(...decodeXattrBlock(block, { blockNo: oi.inode.fileAcl, where: { inode: oi.ino }, ...(geo.metadataCsum ? { csumSeed: geo.csumSeed } : {}) }).entries);
+    }
+    return out;
+  }
+
+  async setXattr(path: string, name: string, value: Uint8Array | undefined, opts: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    const syscall = value ? 'setxattr' : 'removexattr';
+    await this.ns.withLock(async () => {
+      const oi = await this.resolve(path, false, syscall);
+      if (oi.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: xattrs on inline-data inodes are not supported yet');
+      const { nameIndex, name: suffix } = splitXattrName(name);
+      const entries = (await this.xattrsOf(oi)).filter((e) => e.valueInum === 0 || true);
+      if (entries.some((e) => e.valueInum !== 0)) throw new Ext4Error('ENOTSUP', 'ENOTSUP: xattrs stored in EA inodes are not supported yet');
+      const at = entries.findIndex((e) => e.nameIndex === nameIndex && e.name === suffix);
+      if (value === undefined) {
+        if (at < 0) throw posixError('ENODATA', syscall, path);
+        entries.splice(at, 1);
+      } else {
+        if (at >= 0 && opts.create) throw posixError('EEXIST', syscall, path);
+        if (at < 0 && opts.replace) throw posixError('ENODATA', syscall, path);
+        if (value.length > this.blockSize - 64) throw posixError('E2BIG', syscall, path);
+        const entry = { nameIndex, name: suffix, fullName: name, value, valueInum: 0, valueSize: value.length, hash: 0 };
+        if (at >= 0) entries[at] = entry; else entries.push(entry);
+      }
+      await this.withHandle(CREDITS, (h) => this.storeXattrs(h, oi, entries, path));
+    });
+  }
+
+  /** Places entries in the inode body first, the rest in one xattr block. */
+  private async storeXattrs(h: Handle, oi: OpenInode, entries: XattrEntry[], path: string): Promise<void> {
+    const { geo } = this.vol;
+    const inBody: XattrEntry[] = [];
+    const inBlock: XattrEntry[] = [];
+    const sorted = [...entries].sort((a, b) => a.value.length - b.value.length);
+    for (const e of sorted) {
+      if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) {
+        try {
+          encodeInodeXattrs([...inBody, e], oi.inode.raw.slice(), geo.inodeSize, oi.inode.extraIsize);
+          inBody.push(e);
+          continue;
+        } catch (err) {
+          if (!(err instanceof Ext4Error)) throw err;
+        }
+      }
+      inBlock.push(e);
+    }
+    if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) encodeInodeXattrs(inBody, oi.inode.raw, geo.inodeSize, oi.inode.extraIsize);
+    if (inBlock.length === 0) {
+      if (oi.inode.fileAcl) { await this.releaseXattrBlock(h, oi); }
+    } else {
+      let blk = oi.inode.fileAcl;
+      if (blk) {
+        const cur = decodeXattrBlock(await h.read(blk), { blockNo: blk });
+        if (cur.refcount > 1) { await this.releaseXattrBlock(h, oi); blk = 0; }
+      }
+      if (!blk) blk = await this.allocMetaCluster(h, oi, oi.goal || this.defaultGoal(oi.ino), false);
+      const bytes = await h.getWrite(blk);
+      bytes.fill(0);
+      try {
+        encodeXattrBlock(inBlock, bytes, { blockNo: blk, ...(geo.metadataCsum ? { csumSeed: geo.csumSeed } : {}) });
+      } catch (e) {
+        if (e instanceof Ext4Error && e.code === 'ENOSPC') throw posixError('ENOSPC', 'setxattr', path);
+        throw e;
+      }
+      oi.inode.fileAcl = blk;
+    }
+    oi.inode.ctime = nowTs();
+    await this.storeInode(h, oi);
+  }
+
+  private async releaseXattrBlock(h: Handle, oi: OpenInode): Promise<void> {
+    const blk = oi.inode.fileAcl;
+    const cur = decodeXattrBlock(await h.read(blk), { blockNo: blk });
+    if (cur.refcount > 1) {
+      const bytes = await h.getWrite(blk);
+      const entries = cur.entries;
+      encodeXattrBlock(entries, bytes, { blockNo: blk, refcount: cur.refcount - 1, ...(this.vol.geo.metadataCsum ? { csumSeed: this.vol.geo.csumSeed } : {}) });
+      this.charge(oi, -1);
+    } else {
+      await this.freeMetaCluster(h, oi, blk);
+    }
+    oi.inode.fileAcl = 0;
+  }
+
+  // ---- file data ---------------------------------------------------------------------------
+
+  /** Reads file bytes from the page cache, falling back to disk. */
+  async read(oi: OpenInode, pos: number, len: number): Promise<Uint8Array> {
+    const size = oi.inode.sizeBytes;
+    if (pos >= size || len <= 0) return new Uint8Array(0);
+    const end = Math.min(size, pos + len);
+    const out = new Uint8Array(end - pos);
+    if (oi.inode.flags & INLINE_DATA_FL || !(oi.inode.flags & EXTENTS_FL)) {
+      return new InodeData(this.vol, oi.ino, oi.inode).read(pos, len);
+    }
+    const bs = this.blockSize;
+    const first = Math.floor(pos / bs);
+    const last = Math.floor((end - 1) / bs);
+    await oi.data.withRead(async () => {
+      const h = this.journal.start(0);
+      try {
+        for (const seg of await lookupRange(this.fileMap(oi), h, first, last - first + 1)) {
+          for (let b = seg.first; b < seg.first + seg.count; b++) {
+            const page = oi.pages.get(b);
+            let src: Uint8Array | undefined = page?.data;
+            if (!src && seg.state === 'written') {
+              // Read the rest of this written run in one device request.
+              let n = 1;
+              while (b + n < seg.first + seg.count && !oi.pages.get(b + n) && n < 2048) n++;
+              const data = await this.vol.cache.readRange(seg.fsBlock! + (b - seg.first), n);
+              for (let k = 0; k < n; k++) copyBlock(out, pos, end, (b + k) * bs, data.subarray(k * bs, (k + 1) * bs));
+              b += n - 1;
+              continue;
+            }
+            if (src) copyBlock(out, pos, end, b * bs, src);
+          }
+        }
+      } finally { h.stop(); }
+    });
+    return out;
+  }
+
+  /** Loads the page of block b for a partial write (contents from disk when written there). */
+  private async loadPage(oi: OpenInode, b: number): Promise<void> {
+    if (oi.pages.get(b)) return;
+    const bs = this.blockSize;
+    let data = new Uint8Array(bs);
+    if (b * bs < oi.inode.sizeBytes) {
+      const h = this.journal.start(0);
+      try {
+        const [seg] = await lookupRange(this.fileMap(oi), h, b, 1);
+        if (seg && seg.state === 'written') data = (await this.vol.cache.readRange(seg.fsBlock!, 1)).slice();
+      } finally { h.stop(); }
+    }
+    if (!oi.pages.get(b)) oi.pages.install(b, data);
+  }
+
+  /** Buffered write: reserves space for new blocks (ENOSPC/EDQUOT here), then copies into pages. */
+  async write(oi: OpenInode, pos: number, src: Uint8Array, cred: Credentials): Promise<number> {
+    if (!isRegMode(oi.inode.mode)) throw posixError('EINVAL', 'write');
+    if (!(oi.inode.flags & EXTENTS_FL) || oi.inode.flags & INLINE_DATA_FL) {
+      throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing block-mapped or inline-data files is not supported yet');
+    }
+    if (src.length === 0) return 0;
+    const bs = this.blockSize;
+    const end = pos + src.length;
+    if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
+    const first = Math.floor(pos / bs);
+    const last = Math.floor((end - 1) / bs);
+    await oi.io.withLock(async () => {
+      // Partial first/last pages need their old contents before the copy.
+      if (pos % bs) await oi.data.withRead(() => this.loadPage(oi, first));
+      if (end % bs && end < oi.inode.sizeBytes) await oi.data.withRead(() => this.loadPage(oi, last));
+      await this.withHandle(CREDITS, async (h) => {
+        await oi.data.withWrite(() => reserveDelayed(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
+      });
+      for (let b = first; b <= last; b++) {
+        if (!oi.pages.get(b)) oi.pages.install(b, new Uint8Array(bs));
+        const from = Math.max(pos, b * bs);
+        const to = Math.min(end, (b + 1) * bs);
+        oi.pages.write(b, from - b * bs, src.subarray(from - pos, to - pos));
+      }
+      const t = nowTs();
+      oi.inode.mtime = t; oi.inode.ctime = { ...t };
+      if (end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
+      await this.withHandle(4, (h) => this.storeInode(h, oi));
+    });
+    this.maybeStartBackgroundWriteback();
+    return src.length;
+  }
+
+  /** Zeroes [from, to) inside block b's page (loading it first), marking it dirty. */
+  private async zeroInPage(oi: OpenInode, b: number, from: number, to: number): Promise<void> {
+    const bs = this.blockSize;
+    await oi.data.withRead(() => this.loadPage(oi, b));
+    const h = this.journal.start(0);
+    let backed = false;
+    try {
+      const [seg] = await lookupRange(this.fileMap(oi), h, b, 1);
+      backed = !!seg && seg.state !== 'hole';
+    } finally { h.stop(); }
+    if (backed) oi.pages.write(b, from - b * bs, new Uint8Array(to - from));
+    else oi.pages.get(b)?.data.fill(0, from - b * bs, to - b * bs);
+  }
+
+  async truncate(oi: OpenInode, newSize: number): Promise<void> {
+    if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'ftruncate');
+    if (!isRegMode(oi.inode.mode)) throw posixError('EINVAL', 'ftruncate');
+    if (!(oi.inode.flags & EXTENTS_FL) || oi.inode.flags & INLINE_DATA_FL) {
+      throw new Ext4Error('ENOTSUP', 'ENOTSUP: truncating block-mapped or inline-data files is not supported yet');
+    }
+    if (newSize < 0 || !Number.isSafeInteger(newSize)) throw posixError('EINVAL', 'ftruncate');
+    if (newSize > MAX_FILE_BLOCK * this.blockSize) throw posixError('EFBIG', 'ftruncate');
+    const bs = this.blockSize;
+    await oi.io.withLock(async () => {
+      const old = oi.inode.sizeBytes;
+      if (newSize < old) {
+        if (newSize % bs) await this.zeroInPage(oi, Math.floor(newSize / bs), newSize, Math.floor(newSize / bs) * bs + bs);
+        const firstGone = Math.ceil(newSize / bs);
+        oi.pages.drop(firstGone);
+        await this.withHandle(CREDITS, async (h) => {
+          if (firstGone <= MAX_FILE_BLOCK) await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstGone, MAX_FILE_BLOCK));
+        });
+      }
+      oi.inode.sizeBytes = newSize;
+      const t = nowTs();
+      oi.inode.mtime = t; oi.inode.ctime = { ...t };
+      await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+    });
+  }
+
+  /** fallocate: mode 0 / keep-size allocate unwritten extents; punch-hole and zero-range as Linux. */
+  async fallocate(oi: OpenInode, mode: { keepSize?: boolean; punchHole?: boolean; zeroRange?: boolean }, offset: number, length: number, cred: Credentials): Promise<void> {
+    if (offset < 0 || length <= 0) throw posixError('EINVAL', 'fallocate');
+    if (!isRegMode(oi.inode.mode)) throw posixError('ENODEV', 'fallocate');
+    if (!(oi.inode.flags & EXTENTS_FL)) throw new Ext4Error('ENOTSUP', 'ENOTSUP: fallocate needs an extent-mapped file');
+    if (offset + length > MAX_FILE_BLOCK * this.blockSize) throw posixError('EFBIG', 'fallocate');
+    const bs = this.blockSize;
+    const end = offset + length;
+    if (mode.punchHole || mode.zeroRange) {
+      await oi.io.withLock(async () => {
+        const size = oi.inode.sizeBytes;
+        const stop = mode.punchHole ? Math.min(end, size) : end;
+        if (offset < stop) {
+          const firstFull = Math.ceil(offset / bs);
+          const lastFull = Math.floor(stop / bs) - 1;
+          if (offset % bs) await this.zeroInPage(oi, Math.floor(offset / bs), offset, Math.min(stop, Math.floor(offset / bs) * bs + bs));
+          if (stop % bs && Math.floor(stop / bs) >= firstFull) await this.zeroInPage(oi, Math.floor(stop / bs), Math.floor(stop / bs) * bs, stop);
+          if (firstFull <= lastFull) {
+            oi.pages.drop(firstFull, lastFull);
+            await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstFull, lastFull)));
+            if (mode.zeroRange) {
+              await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, firstFull, lastFull - firstFull + 1, { useRootReserve: cred.uid === 0 })));
+            }
+          }
+        }
+        if (mode.zeroRange && !mode.keepSize && end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
+        oi.inode.mtime = nowTs(); oi.inode.ctime = nowTs();
+        await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+      });
+      return;
+    }
+    // Allocation: delayed blocks in the range go to disk first, then holes become unwritten.
+    await this.writebackInode(oi);
+    await oi.io.withLock(async () => {
+      const first = Math.floor(offset / bs);
+      const last = Math.floor((end - 1) / bs);
+      await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 })));
+      if (!mode.keepSize && end > oi.inode.sizeBytes) { oi.inode.sizeBytes = end; oi.inode.mtime = nowTs(); }
+      oi.inode.ctime = nowTs();
+      await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+    });
+  }
+
+  // ---- writeback ---------------------------------------------------------------------------
+
+  /** Writes an inode's dirty pages: allocates delayed blocks, writes data, converts unwritten. */
+  async writebackInode(oi: OpenInode): Promise<void> {
+    await oi.writeback.withLock(async () => {
+      const bs = this.blockSize;
+      const dirty = oi.pages.dirtyBlocks();
+      for (let i = 0; i < dirty.length;) {
+        let j = i + 1;
+        while (j < dirty.length && dirty[j] === dirty[j - 1]! + 1 && j - i < 4096) j++;
+        const first = dirty[i]!;
+        const count = j - i;
+        i = j;
+        const targets: Array<{ first: number; count: number; fsBlock: number; convert: boolean }> = [];
+        await this.withHandle(CREDITS + count, async (h) => {
+          await oi.data.withWrite(async () => {
+            for (const seg of await lookupRange(this.fileMap(oi), h, first, count)) {
+              if (seg.state === 'delayed') {
+                for (const p of await allocateDelayed(this.fileMap(oi), h, seg.first, seg.count)) targets.push({ ...p, convert: false });
+              } else if (seg.state === 'written' || seg.state === 'unwritten') {
+                targets.push({ first: seg.first, count: seg.count, fsBlock: seg.fsBlock!, convert: seg.state === 'unwritten' });
+              }
+              // A dirty page over a hole was truncated away after it was dirtied: nothing to write.
+            }
+            await this.storeInode(h, oi);
+          });
+        });
+        // Data first (ordered mode); the metadata reaches the disk at the next commit.
+        for (const t of targets) {
+          const versions: number[] = [];
+          const buf = new Uint8Array(t.count * bs);
+          for (let k = 0; k < t.count; k++) {
+            const p = oi.pages.get(t.first + k);
+            versions.push(p ? p.version : -1);
+            if (p) buf.set(p.data, k * bs);
+          }
+          await this.vol.device.write(t.fsBlock * bs, buf);
+          for (let k = 0; k < t.count; k++) if (versions[k]! >= 0) oi.pages.cleaned(t.first + k, versions[k]!);
+          if (t.convert) {
+            await this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
+              await setUnwritten(this.fileMap(oi), h, t.first, t.count, false);
+              await this.storeInode(h, oi);
+            }));
+          }
+        }
+      }
+    });
+  }
+
+  private dirtyBytes(): number {
+    let n = 0;
+    for (const oi of this.open.values()) n += oi.pages.dirtyCount;
+    return n * this.blockSize;
+  }
+
+  private maybeStartBackgroundWriteback(): void {
+    if (this.background || this.dirtyBytes() < DIRTY_THRESHOLD_BYTES) return;
+    this.background = (async () => {
+      try {
+        for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+      } finally {
+        this.background = undefined;
+      }
+    })();
+    this.background.catch(() => {});
+  }
+
+  /** Runs one background writeback pass now (tests and the founding scenario drive it). */
+  async backgroundWritebackPass(): Promise<void> {
+    for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+  }
+
+  /** fsync: the inode's data, then every pending metadata change. */
+  async fsync(oi: OpenInode): Promise<void> {
+    await this.writebackInode(oi);
+    await this.commit();
+  }
+
+  /** Writes everything: data, inodes, group descriptors, quota files, superblock. */
+  async sync(): Promise<void> {
+    if (this.background) await this.background;
+    if (!this.markedDirty) return;
+    for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+    await this.commit();
+    for (const [ino, oi] of this.open) {
+      if (oi.refs === 0 && oi.pages.dirtyCount === 0 && !this.orphans.has(ino)) { oi.pages.shrink(); this.open.delete(ino); }
+    }
+  }
+
+  private async commit(): Promise<void> {
+    await this.withHandle(CREDITS * 4, async (h) => {
+      if (this.quota) await this.writeQuotaFiles(h);
+      await this.table.flush(h);
+    });
+    await this.journal.commit();
+    await this.writeSuperblock();
+    await this.vol.device.flush();
+  }
+
+  private async writeSuperblock(): Promise<void> {
+    const { sb, geo } = this.vol;
+    sb.freeBlocksCount = this.clusters.freeClusters * geo.clusterRatio;
+    sb.freeInodesCount = this.table.freeInodes();
+    sb.wtime = nowSec();
+    await this.vol.device.write(SUPERBLOCK_OFFSET, encodeSuperblock(sb));
+  }
+
+  private async writeQuotaFiles(h: Handle): Promise<void> {
+    const { sb } = this.vol;
+    for (const [kind, ino] of [['user', sb.usrQuotaInum], ['group', sb.grpQuotaInum]] as const) {
+      if (!ino) continue;
+      const usage = new Map<number, QuotaFileUsage>();
+      for (const e of this.quota!.entries(kind)) {
+        usage.set(e.id, { spaceBytes: e.usedBytes, inodes: e.inodes, softBytes: e.limits.softBytes, hardBytes: e.limits.hardBytes });
+      }
+      const bytes = encodeQuotaFile(kind, usage);
+      const oi = await this.getInode(ino);
+      const bs = this.blockSize;
+      const blocks = Math.ceil(bytes.length / bs);
+      const have = Math.ceil(oi.inode.sizeBytes / bs);
+      const env = this.treeEnv(h, oi);
+      for (let b = have; b < blocks; b++) {
+        const implied = this.R > 1 ? await logicalClusterMapped(env, Math.floor(b / this.R) as never) : undefined;
+        const phys = implied ? implied.physicalCluster * this.R + (b % this.R)
+          : (await this.allocMetaClusterUncharged(h, oi)) + (b % this.R);
+        await extentInsert(env, { fileBlock: b as never, fsBlock: phys as never, countBlocks: 1, unwritten: false });
+      }
+      for (let b = 0; b < blocks; b++) {
+        const e = await extentLookup(env, b as never);
+        assert(e, `quota file block ${b} unmapped`);
+        const target = await h.getWrite(e.fsBlock + (b - e.fileBlock));
+        target.fill(0);
+        target.set(bytes.subarray(b * bs, Math.min(bytes.length, (b + 1) * bs)));
+      }
+      oi.inode.sizeBytes = Math.max(oi.inode.sizeBytes, bytes.length);
+      await this.storeInode(h, oi);
+    }
+  }
+
+  /** Quota files are not charged to any quota. */
+  private async allocMetaClusterUncharged(h: Handle, oi: OpenInode): Promise<number> {
+    this.space.claim(1, { useResvPool: true });
+    const run = await this.allocLock.withLock(() => this.clusters.allocRun(h, Math.floor((oi.goal || this.defaultGoal(oi.ino)) / this.R), 1, 1));
+    this.space.releaseClaim(1);
+    if (!run) throw new Ext4Error('ENOSPC', 'no space for the quota file', { detail: 'quota-enospc' });
+    this.space.markAllocated(1);
+    this.charge(oi, 1);
+    return run.cluster * this.R;
+  }
+
+  /**
+   * Recomputes the accounting from scratch and compares it with the running counters
+   * (delalloc-bigalloc.md §4.2): free clusters from the bitmaps, reserved clusters from the
+   * extent-status trees and pending sets, dirty = Σ reserved, and quota usage from every
+   * inode's i_blocks. Throws an Error worded like the kernel's warnings.
+   */
+  async checkInvariants(): Promise<void> {
+    const h = this.journal.start(0);
+    try {
+      const views = [];
+      for (const oi of this.open.values()) {
+        const env = this.treeEnv(h, oi);
+        const mapped = new Map<number, boolean>();
+        const extents = (oi.inode.flags & EXTENTS_FL) !== 0 && !(oi.inode.flags & INLINE_DATA_FL);
+        for (const c of [...oi.state.es.delayedClusters(this.R), ...oi.state.pending]) {
+          if (!mapped.has(c)) mapped.set(c, extents && (await logicalClusterMapped(env, c as never)) !== undefined);
+        }
+        views.push({
+          ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, es: oi.state.es, pending: oi.state.pending,
+          reservedClusters: oi.state.reservation.reservedClusters, clusterMapped: (c: number) => mapped.get(c) ?? false,
+        });
+      }
+      checkInvariants({
+        clusterRatio: this.R, blockSizeBytes: this.blockSize, totalClusters: this.vol.geo.clustersCount,
+        freeClusters: this.space.freeClusters, dirtyClusters: this.space.dirtyClusters,
+        bitmapFreeClusters: await this.clusters.countFreeInBitmaps(h), inodes: views,
+        ...(this.quota ? { quota: this.quota } : {}),
+      });
+      if (this.space.freeClusters !== this.clusters.freeClusters) {
+        throw new Error(`free clusters counter ${this.space.freeClusters}, allocator ${this.clusters.freeClusters}`);
+      }
+      if (this.quota) await this.checkQuotaUsage();
+    } finally { h.stop(); }
+  }
+
+  /** Quota usage must equal Σ i_blocks and the inode count per owner (what e2fsck recomputes). */
+  private async checkQuotaUsage(): Promise<void> {
+    const { geo, sb } = this.vol;
+    const expected = new Map<string, { bytes: number; inodes: number }>();
+    const skip = new Set([sb.usrQuotaInum, sb.grpQuotaInum, sb.prjQuotaInum, sb.orphanFileInum, sb.journalInum]);
+    for (let ino = 1; ino <= geo.inodesCount; ino++) {
+      if ((ino < sb.firstIno && ino !== ROOT_INO) || skip.has(ino)) continue;
+      if (!(await this.inodes.isAllocated(ino))) continue;
+      const inode = this.open.get(ino)?.inode ?? await this.vol.readInode(ino);
+      if (inode.linksCount === 0 && !this.orphans.has(ino)) continue;
+      for (const key of [`user:${inode.uid}`, `group:${inode.gid}`]) {
+        const e = expected.get(key) ?? { bytes: 0, inodes: 0 };
+        e.bytes += inode.blocks512 * 512;
+        e.inodes++;
+        expected.set(key, e);
+      }
+    }
+    for (const kind of ['user', 'group'] as const) {
+      for (const e of this.quota!.entries(kind)) {
+        const want = expected.get(`${kind}:${e.id}`) ?? { bytes: 0, inodes: 0 };
+        if (want.bytes !== e.usedBytes || want.inodes !== e.inodes) {
+          throw new Error(`${kind} quota ${e.id}: usage (${e.usedBytes} bytes, ${e.inodes} inodes) but inodes hold (${want.bytes} bytes, ${want.inodes} inodes)`);
+        }
+        expected.delete(`${kind}:${e.id}`);
+      }
+    }
+    for (const [key, want] of expected) {
+      if (want.bytes || want.inodes) throw new Error(`quota ${key}: no record for (${want.bytes} bytes, ${want.inodes} inodes)`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const oi of [...this.open.values()]) {
+      if (oi.refs > 0 && this.orphans.has(oi.ino)) { oi.refs = 1; await this.release(oi); }
+    }
+    await this.sync();
+    for (const oi of this.open.values()) checkQuiescent(oi.state);
+    if (this.space.dirtyClusters !== 0) throw new Error(`unmount with ${this.space.dirtyClusters} dirty clusters`);
+    if (this.markedDirty) {
+      this.vol.sb.state |= SB_STATE.valid;
+      await this.writeSuperblock();
+      await this.vol.device.flush();
+    }
+    this.closed = true;
+  }
+}
+
+async function loadQuota(vol: Volume): Promise<MemoryQuota> {
+  const quota = new MemoryQuota();
+  const { sb } = vol;
+  for (const [kind, ino] of [['user', sb.usrQuotaInum], ['group', sb.grpQuotaInum]] as const) {
+    if (!ino) continue;
+    const inode = await vol.readInode(ino);
+    const bytes = await new InodeData(vol, ino, inode).read(0, Math.min(inode.sizeBytes, 64 << 20));
+    for (const [id, u] of decodeQuotaFile(bytes, kind, { inode: ino })) {
+      quota.load(kind, id, u.spaceBytes, u.inodes, { softBytes: u.softBytes ?? 0, hardBytes: u.hardBytes ?? 0 });
+    }
+  }
+  return quota;
+}
+
+function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {
+  const s = Math.max(pos, blockStart);
+  const e = Math.min(end, blockStart + src.length);
+  if (e > s) out.set(src.subarray(s - blockStart, e - blockStart), s - pos);
+}
+
+function splitPath(path: string, syscall: string): string[] {
+  if (typeof path !== 'string' || path.includes('\0')) throw posixError('EINVAL', syscall, String(path));
+  return path.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+function checkName(nameBytes: Uint8Array, syscall: string, path: string): void {
+  if (nameBytes.length > 255) throw posixError('ENAMETOOLONG', syscall, path);
+  if (nameBytes.length === 0 || (nameBytes.length === 1 && nameBytes[0] === 0x2e) ||
+      (nameBytes.length === 2 && nameBytes[0] === 0x2e && nameBytes[1] === 0x2e)) throw posixError('EEXIST', syscall, path);
+}
+
+function fileTypeOf(mode: number): number {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return FT_REG;
+    case S_IFDIR: return FT_DIR;
+    case S_IFLNK: return FT_SYMLINK;
+    case 0x2000: return FT_CHRDEV;
+    case 0x6000: return FT_BLKDEV;
+    case 0x1000: return FT_FIFO;
+    case 0xc000: return FT_SOCK;
+    default: return 0;
+  }
+}
+
+function nowSec(): number { return Math.floor(Date.now() / 1000); }
+function nowTs(): { sec: number; nsec: number } {
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}
+
+export { fileTypeOf, INDEX_FL };
+export type { QuotaAccounting };

@@ -1,0 +1,225 @@
+// THE file-block seam: every question "what backs logical block b of this file?" and every
+// change to the answer — delayed reservation at write(), allocation at writeback, unwritten
+// allocation for fallocate, removal for truncate/punch — goes through here, so that the es
+// tree, the pending set, the on-disk extent tree and the counters change together.
+//
+// Locking: the caller holds the inode's data lock (i_data_sem) EXCLUSIVELY around every
+// function below except lookupRange (shared is enough). Async steps (extent-tree I/O) happen
+// before the synchronous accounting step that commits a decision, and every decision is
+// re-derived from state read under the lock (delalloc-bigalloc.md §2.1, §5).
+import { Ext4Error } from '../errors/ext4-error.ts';
+import { type FileBlock, type FsBlock, type InodeNo, fileBlock as fb, fsBlock as pb } from '../util/brand.ts';
+import type { MetaTxn } from '../journal/transaction.ts';
+import type { ClusterAllocator } from '../alloc/cluster-allocator.ts';
+import type { SpaceAccounting } from '../alloc/space-accounting.ts';
+import {
+  completeAllocation, insertDelayed, onPhysicalClusterFreed, removeRange, type DelallocState,
+} from './delalloc.ts';
+import { clusterOf, logicalCluster, type LogicalCluster } from './extent-status.ts';
+import {
+  extentInsert, extentLookup, extentRemoveRange, logicalClusterMapped, extentSetUnwritten, type ExtentTreeEnv,
+} from './extent-tree.ts';
+
+/** Everything mapping needs about one inode, assembled by the filesystem layer. */
+export interface FileMap {
+  readonly ino: InodeNo;
+  readonly uid: number;
+  readonly gid: number;
+  readonly clusterRatio: number;
+  readonly blockSize: number;
+  readonly state: DelallocState;
+  readonly space: SpaceAccounting;
+  readonly alloc: ClusterAllocator;
+  /** Builds the extent-tree environment for one handle. */
+  treeEnv(txn: MetaTxn): ExtentTreeEnv;
+  /** Physical block to start searching from for this file's next allocation. */
+  goal(): number;
+  setGoal(block: number): void;
+  /** i_blocks changes, in clusters (data and tree nodes). */
+  chargeClusters(delta: number): void;
+}
+
+export type BlockState = 'hole' | 'delayed' | 'written' | 'unwritten';
+export interface Segment { first: number; count: number; state: BlockState; fsBlock?: number }
+
+/** Splits [first, first+count) into runs by what backs them (es tree for delayed, extent tree otherwise). */
+export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count: number): Promise<Segment[]> {
+  const out: Segment[] = [];
+  const env = f.treeEnv(txn);
+  const end = first + count;
+  for (let b = first; b < end;) {
+    const es = f.state.es.lookup(fb(b));
+    if (es && es.status === 'delayed') {
+      const n = Math.min(end, es.first + es.countBlocks) - b;
+      push(out, { first: b, count: n, state: 'delayed' });
+      b += n;
+      continue;
+    }
+    const ext = await extentLookup(env, fb(b));
+    if (ext) {
+      const n = Math.min(end, ext.fileBlock + ext.countBlocks) - b;
+      push(out, { first: b, count: n, state: ext.unwritten ? 'unwritten' : 'written', fsBlock: ext.fsBlock + (b - ext.fileBlock) });
+      b += n;
+      continue;
+    }
+    // A hole up to the next delayed or mapped block.
+    let n = 1;
+    while (b + n < end && !f.state.es.lookup(fb(b + n)) && !(await extentLookup(env, fb(b + n)))) n++;
+    push(out, { first: b, count: n, state: 'hole' });
+    b += n;
+  }
+  return out;
+}
+
+function push(out: Segment[], s: Segment): void {
+  const last = out[out.length - 1];
+  if (last && last.state === s.state && last.first + last.count === s.first &&
+      (s.fsBlock === undefined || last.fsBlock! + last.count === s.fsBlock)) {
+    last.count += s.count;
+  } else out.push(s);
+}
+
+/** bigalloc: physical cluster already backing logical cluster c on disk, if any. */
+async function impliedCluster(f: FileMap, env: ExtentTreeEnv, c: LogicalCluster): Promise<number | undefined> {
+  if (f.clusterRatio === 1) return undefined;
+  return (await logicalClusterMapped(env, c))?.physicalCluster;
+}
+
+/**
+ * write(): makes every hole in [first, first+count) delayed, reserving quota and clusters.
+ * ENOSPC/EDQUOT leave nothing reserved. Returns the number of clusters reserved.
+ */
+export async function reserveDelayed(f: FileMap, txn: MetaTxn, first: number, count: number,
+  opts: { useRootReserve?: boolean } = {}): Promise<number> {
+  const holes = (await lookupRange(f, txn, first, count)).filter((s) => s.state === 'hole');
+  const env = f.treeEnv(txn);
+  const R = f.clusterRatio;
+  // Answers for the end clusters of each hole, looked up now (async) and used synchronously below.
+  const allocated = new Map<number, boolean>();
+  for (const h of holes) {
+    for (const c of new Set([clusterOf(fb(h.first), R), clusterOf(fb(h.first + h.count - 1), R)])) {
+      if (!allocated.has(c)) allocated.set(c, (await impliedCluster(f, env, c)) !== undefined);
+    }
+  }
+  const done: Segment[] = [];
+  let reserved = 0;
+  try {
+    for (const h of holes) {
+      reserved += insertDelayed(f.state, fb(h.first), h.count, R, (c) => allocated.get(c) ?? false, opts).reservedClusters;
+      done.push(h);
+    }
+  } catch (e) {
+    for (const h of done) removeRange(f.state, fb(h.first), fb(h.first + h.count - 1));
+    throw e;
+  }
+  return reserved;
+}
+
+/**
+ * Writeback: gives the delayed run [first, first+count) physical blocks, inserts the extents
+ * and settles the reservations. Returns the mapped pieces so the caller can write the data.
+ * Must not fail for lack of space (the clusters were reserved at write time).
+ */
+export async function allocateDelayed(f: FileMap, txn: MetaTxn, first: number, count: number): Promise<Array<{ first: number; count: number; fsBlock: number }>> {
+  return allocateRange(f, txn, first, count, false);
+}
+
+/**
+ * fallocate over holes: allocates unwritten extents, charging quota and free space now
+ * (EDQUOT/ENOSPC here, never later). Delayed blocks in the range must have been written back first.
+ */
+export async function allocateUnwritten(f: FileMap, txn: MetaTxn, first: number, count: number,
+  opts: { useRootReserve?: boolean } = {}): Promise<number> {
+  const holes = (await lookupRange(f, txn, first, count)).filter((s) => s.state === 'hole');
+  let mapped = 0;
+  for (const h of holes) mapped += (await allocateRange(f, txn, h.first, h.count, true, opts)).reduce((n, p) => n + p.count, 0);
+  return mapped;
+}
+
+async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: number, unwritten: boolean,
+  opts: { useRootReserve?: boolean } = {}): Promise<Array<{ first: number; count: number; fsBlock: number }>> {
+  const R = f.clusterRatio;
+  const env = f.treeEnv(txn);
+  const pieces: Array<{ first: number; count: number; fsBlock: number }> = [];
+  const delalloc = !unwritten;
+  let b = first;
+  const end = first + count;
+  while (b < end) {
+    const c = clusterOf(fb(b), R);
+    const clusterEnd = (c + 1) * R;
+    const implied = await impliedCluster(f, env, c);
+    let fsStart: number;
+    let n: number;
+    if (implied !== undefined) {
+      // Implied cluster allocation: blocks of a logical cluster share its physical cluster (§1).
+      n = Math.min(end, clusterEnd) - b;
+      fsStart = implied * R + (b % R);
+    } else {
+      // New clusters for the logical clusters from c up to the run's end (stopping before a
+      // logical cluster that is itself already backed).
+      let lastC = clusterOf(fb(end - 1), R);
+      if (R > 1 && lastC > c && (await impliedCluster(f, env, lastC)) !== undefined) lastC--;
+      const want = lastC - c + 1;
+      if (!delalloc) {
+        f.space.claim(want, opts);
+        try {
+          f.space.quota.addUsage(f.uid, f.gid, want * R * f.blockSize);
+        } catch (e) {
+          f.space.releaseClaim(want);
+          throw e;
+        }
+      }
+      const run = await f.alloc.allocRun(txn, Math.floor(f.goal() / R), want, 1);
+      if (!run) {
+        if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
+        throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
+      }
+      f.space.markAllocated(run.count);
+      if (!delalloc) {
+        f.space.releaseClaim(want);
+        if (run.count < want) f.space.quota.freeUsage(f.uid, f.gid, (want - run.count) * R * f.blockSize);
+      }
+      f.chargeClusters(run.count);
+      fsStart = run.cluster * R + (b % R);
+      n = Math.min(end, (c + run.count) * R) - b;
+    }
+    await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+    completeAllocation(f.state, fb(b), n, pb(fsStart) as FsBlock, unwritten);
+    f.setGoal(fsStart + n);
+    pieces.push({ first: b, count: n, fsBlock: fsStart });
+    b += n;
+  }
+  return pieces;
+}
+
+/** Converts a written range back to unwritten or the reverse (zero-range, writeback of unwritten). */
+export async function setUnwritten(f: FileMap, txn: MetaTxn, first: number, count: number, unwritten: boolean): Promise<void> {
+  await extentSetUnwritten(f.treeEnv(txn), fb(first), count, unwritten);
+  const es = f.state.es.lookup(fb(first));
+  if (es && (es.status === 'written' || es.status === 'unwritten')) f.state.es.remove(fb(first), fb(first + count - 1));
+}
+
+/**
+ * Truncate / punch: forgets delayed blocks in [first, last] (releasing their reservations), then
+ * removes the on-disk mappings, freeing clusters by the partial-cluster rules; a freed cluster
+ * whose logical cluster still has delayed blocks is re-reserved instead of returned.
+ */
+export async function removeBlocks(f: FileMap, txn: MetaTxn, first: number, last: number): Promise<void> {
+  removeRange(f.state, fb(first), fb(last));
+  const env = f.treeEnv(txn);
+  const R = f.clusterRatio;
+  const free = env.freeDataClusters;
+  await extentRemoveRange({
+    ...env,
+    freeDataClusters: async (clusterNo, count, lclu) => {
+      await free(clusterNo, count, lclu);
+      for (let i = 0; i < count; i++) {
+        f.chargeClusters(-1);
+        if (!onPhysicalClusterFreed(f.state, logicalCluster(lclu + i))) {
+          f.space.markFreed(1);
+          f.space.quota.freeUsage(f.uid, f.gid, R * f.blockSize);
+        }
+      }
+    },
+  }, fb(first), fb(last));
+}

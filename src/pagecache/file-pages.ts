@@ -1,0 +1,66 @@
+// Per-inode page cache: one page per filesystem block. Pages carry a version so that writeback
+// can clear "dirty" only if nobody wrote the page while its data was on its way to the disk.
+// Knows nothing of allocation: map-blocks decides what backs a page.
+
+export interface Page {
+  data: Uint8Array;
+  dirty: boolean;
+  /** Bumped by every write into the page. */
+  version: number;
+}
+
+export class FilePages {
+  private readonly pages = new Map<number, Page>();
+  private dirtyPages = 0;
+
+  constructor(readonly blockSize: number) {}
+
+  get(block: number): Page | undefined { return this.pages.get(block); }
+
+  /** Installs a clean page read from disk (or zeros). */
+  install(block: number, data: Uint8Array): Page {
+    const p: Page = { data, dirty: false, version: 0 };
+    this.pages.set(block, p);
+    return p;
+  }
+
+  /** Copies `src` into the page at `offset` and marks it dirty. */
+  write(block: number, offset: number, src: Uint8Array): void {
+    const p = this.pages.get(block);
+    if (!p) throw new Error(`page ${block} written before it was installed`);
+    p.data.set(src, offset);
+    p.version++;
+    if (!p.dirty) { p.dirty = true; this.dirtyPages++; }
+  }
+
+  /** Marks a page clean if it was not written since `version` was observed. */
+  cleaned(block: number, version: number): void {
+    const p = this.pages.get(block);
+    if (p && p.dirty && p.version === version) { p.dirty = false; this.dirtyPages--; }
+  }
+
+  get dirtyCount(): number { return this.dirtyPages; }
+
+  /** Dirty page numbers in ascending order. */
+  dirtyBlocks(): number[] {
+    const out: number[] = [];
+    for (const [b, p] of this.pages) if (p.dirty) out.push(b);
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Drops pages at or after `fromBlock` (truncate), or in [fromBlock, toBlock] (punch). */
+  drop(fromBlock: number, toBlock = Infinity): void {
+    for (const [b, p] of this.pages) {
+      if (b < fromBlock || b > toBlock) continue;
+      if (p.dirty) this.dirtyPages--;
+      this.pages.delete(b);
+    }
+  }
+
+  /** Forgets clean pages to bound memory. */
+  shrink(): void {
+    for (const [b, p] of this.pages) if (!p.dirty) this.pages.delete(b);
+  }
+
+  get size(): number { return this.pages.size; }
+}
