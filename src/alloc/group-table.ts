@@ -41,6 +41,8 @@ export class GroupTable {
   /** Encodes every dirty descriptor into its primary GDT block, with its checksum. Backup GDTs are left alone, as the kernel does. */
   async flush(txn: MetaTxn): Promise<void> {
     const { geo } = this;
+    for (const [g, bitmap] of this.#pendingBlockCsum) this.desc(g).blockBitmapCsum = this.blockBitmapCsum(bitmap);
+    this.#pendingBlockCsum.clear();
     for (const g of this.dirtyGroups) {
       const buf = await txn.getWrite(descriptorBlock(geo, Math.floor(g / geo.descPerBlock)));
       const off = (g % geo.descPerBlock) * geo.descSize;
@@ -75,8 +77,10 @@ export class GroupTable {
   inodeBitmapCsumOk(g: number, bitmap: Uint8Array): boolean {
     return !this.geo.metadataCsum || (this.desc(g).inodeBitmapCsum & this.#csumMask()) >>> 0 === this.inodeBitmapCsum(bitmap);
   }
+  /** Bitmaps whose checksums are computed at the next flush (they change many times per commit). */
+  readonly #pendingBlockCsum = new Map<number, Uint8Array>();
   setBlockBitmapCsum(g: number, bitmap: Uint8Array): void {
-    if (this.geo.metadataCsum) this.desc(g).blockBitmapCsum = this.blockBitmapCsum(bitmap);
+    if (this.geo.metadataCsum) { this.#pendingBlockCsum.set(g, bitmap); this.#dirty.add(g); }
   }
   setInodeBitmapCsum(g: number, bitmap: Uint8Array): void {
     if (this.geo.metadataCsum) this.desc(g).inodeBitmapCsum = this.inodeBitmapCsum(bitmap);

@@ -74,43 +74,52 @@ export class Ext4 {
       hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
       mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
       inlineData: async () => inlineDataXattr(vol, ino, inode),
+      ...(this.fs ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) } : {}),
     };
   }
 
   private async loadInode(ino: number, where: string): Promise<Inode> {
-    const inode = await this.vol.readInode(ino);
+    // A writable mount's in-memory inodes are newer than the inode table until commit.
+    const inode = this.fs ? (await this.fs.getInode(ino)).inode : await this.vol.readInode(ino);
     if (inode.linksCount === 0 && inode.mode === 0) {
       throw corrupt('dirent-unused-inode', `directory entry '${where}' points to unused inode ${ino}`, { inode: ino });
     }
     return inode;
   }
 
-  private async resolve(path: string, followLast: boolean, syscall: string): Promise<Resolved> {
+  /**
+   * Path lookup. Paths are strings (UTF-8) or raw bytes (Uint8Array), as in node:fs: names on
+   * disk need not be UTF-8, and byte paths reach every entry readdir's `nameBytes` shows.
+   */
+  private async resolve(pathIn: PathLike, followLast: boolean, syscall: string): Promise<Resolved> {
     this.checkOpen();
-    if (typeof path !== 'string') throw posixError('EINVAL', syscall, String(path));
-    if (path.includes('\0')) throw posixError('EINVAL', syscall, path);
+    const bytes = pathBytes(pathIn, syscall);
+    const path = typeof pathIn === 'string' ? pathIn : decodeUtf8(bytes);
     const fail = (code: Ext4ErrorCode) => posixError(code, syscall, path);
-    const stack = path.split('/').filter((c) => c !== '' && c !== '.').reverse();
+    const stack = splitBytes(bytes).reverse();
     let cur: Resolved = { ino: ROOT_INO, inode: await this.loadInode(ROOT_INO, '/') };
     let follows = 0;
     while (stack.length) {
-      const name = stack.pop()!;
+      const nameBytes = stack.pop()!;
       if (!isDirMode(cur.inode.mode)) throw fail('ENOTDIR');
-      const nameBytes = encodeUtf8(name);
       if (nameBytes.length > 255) throw fail('ENAMETOOLONG');
       const entry = await lookupName(this.dirSource(cur.ino, cur.inode), nameBytes);
       if (!entry) throw fail('ENOENT');
-      const next: Resolved = { ino: entry.ino, inode: await this.loadInode(entry.ino, name) };
+      const next: Resolved = { ino: entry.ino, inode: await this.loadInode(entry.ino, decodeUtf8(nameBytes)) };
       if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
         if (++follows > MAX_SYMLINK_FOLLOWS) throw fail('ELOOP');
-        const target = decodeUtf8(await new InodeData(this.vol, next.ino, next.inode).symlinkTarget());
-        for (const c of target.split('/').filter((x) => x !== '' && x !== '.').reverse()) stack.push(c);
-        if (target.startsWith('/')) cur = { ino: ROOT_INO, inode: await this.loadInode(ROOT_INO, '/') };
+        const target = await this.symlinkTargetOf(next);
+        for (const c of splitBytes(target).reverse()) stack.push(c);
+        if (target[0] === 0x2f) cur = { ino: ROOT_INO, inode: await this.loadInode(ROOT_INO, '/') };
         continue;
       }
       cur = next;
     }
     return cur;
+  }
+
+  private async symlinkTargetOf(r: Resolved): Promise<Uint8Array> {
+    return new InodeData(this.vol, r.ino, r.inode).symlinkTarget();
   }
 
   private checkOpen(): void {
@@ -119,11 +128,11 @@ export class Ext4 {
 
   // ---- metadata ---------------------------------------------------------------------------
 
-  async stat(path: string): Promise<Ext4Stats> {
+  async stat(path: PathLike): Promise<Ext4Stats> {
     return this.statOf(await this.resolve(path, true, 'stat'));
   }
 
-  async lstat(path: string): Promise<Ext4Stats> {
+  async lstat(path: PathLike): Promise<Ext4Stats> {
     return this.statOf(await this.resolve(path, false, 'lstat'));
   }
 
@@ -135,10 +144,11 @@ export class Ext4 {
     return makeStats(r.ino, oi.inode, this.vol.geo.blockSize, delayed512);
   }
 
-  async readdir(path: string): Promise<string[]>;
-  async readdir(path: string, opts: { withFileTypes: true }): Promise<Ext4Dirent[]>;
-  async readdir(path: string, opts: { withFileTypes?: boolean } = {}): Promise<string[] | Ext4Dirent[]> {
-    const r = await this.resolve(path, true, 'scandir');
+  async readdir(path: PathLike): Promise<string[]>;
+  async readdir(path: PathLike, opts: { withFileTypes: true }): Promise<Ext4Dirent[]>;
+  async readdir(pathIn: PathLike, opts: { withFileTypes?: boolean } = {}): Promise<string[] | Ext4Dirent[]> {
+    const r = await this.resolve(pathIn, true, 'scandir');
+    const path = typeof pathIn === 'string' ? pathIn : decodeUtf8(pathIn);
     if (!isDirMode(r.inode.mode)) throw posixError('ENOTDIR', 'scandir', path);
     const raw: RawDirEntry[] = [];
     for await (const e of listDirectory(this.dirSource(r.ino, r.inode))) {
@@ -155,13 +165,13 @@ export class Ext4 {
     return out;
   }
 
-  async readlink(path: string): Promise<string> {
+  async readlink(path: PathLike): Promise<string> {
     return decodeUtf8(await this.readlinkBytes(path));
   }
 
-  async readlinkBytes(path: string): Promise<Uint8Array> {
+  async readlinkBytes(path: PathLike): Promise<Uint8Array> {
     const r = await this.resolve(path, false, 'readlink');
-    if (!isSymlinkMode(r.inode.mode)) throw posixError('EINVAL', 'readlink', path);
+    if (!isSymlinkMode(r.inode.mode)) throw posixError('EINVAL', 'readlink', showPath(path));
     return new InodeData(this.vol, r.ino, r.inode).symlinkTarget();
   }
 
@@ -197,16 +207,16 @@ export class Ext4 {
     return '/' + parts.reverse().join('/');
   }
 
-  async listxattr(path: string): Promise<string[]> {
+  async listxattr(path: PathLike): Promise<string[]> {
     const r = await this.resolve(path, false, 'listxattr');
     const entries = await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes);
     return entries.filter((e) => !(e.nameIndex === 7 && e.name === 'data')).map((e) => e.fullName);
   }
 
-  async getxattr(path: string, name: string): Promise<Uint8Array> {
+  async getxattr(path: PathLike, name: string): Promise<Uint8Array> {
     const r = await this.resolve(path, false, 'getxattr');
     const e = (await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes)).find((x) => x.fullName === name);
-    if (!e) throw posixError('ENODATA', 'getxattr', path);
+    if (!e) throw posixError('ENODATA', 'getxattr', showPath(path));
     return e.value.slice();
   }
 
@@ -215,16 +225,16 @@ export class Ext4 {
 
   // ---- file data --------------------------------------------------------------------------
 
-  private async openData(path: string, syscall: string): Promise<InodeData> {
+  private async openData(path: PathLike, syscall: string): Promise<InodeData> {
     const r = await this.resolve(path, true, syscall);
-    if ((r.inode.mode & S_IFMT) === S_IFDIR) throw posixError('EISDIR', syscall, path);
+    if ((r.inode.mode & S_IFMT) === S_IFDIR) throw posixError('EISDIR', syscall, typeof path === 'string' ? path : decodeUtf8(path));
     return new InodeData(this.vol, r.ino, r.inode);
   }
 
-  async readFile(path: string): Promise<Uint8Array>;
-  async readFile(path: string, encoding: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<string>;
-  async readFile(path: string, encoding?: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<Uint8Array | string> {
-    if (this.fs) {
+  async readFile(path: PathLike): Promise<Uint8Array>;
+  async readFile(path: PathLike, encoding: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<string>;
+  async readFile(path: PathLike, encoding?: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<Uint8Array | string> {
+    if (this.fs && typeof path === 'string') {
       const oi = await this.fs.resolve(path, true, 'open');
       if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'read', path);
       if (oi.inode.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
@@ -232,7 +242,7 @@ export class Ext4 {
       return encoding === undefined ? bytes : decodeUtf8(bytes);
     }
     const data = await this.openData(path, 'open');
-    if (data.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
+    if (data.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', typeof path === 'string' ? path : decodeUtf8(path));
     const bytes = await data.read(0, data.sizeBytes);
     return encoding === undefined ? bytes : decodeUtf8(bytes);
   }
@@ -295,7 +305,7 @@ export class Ext4 {
   }
 
   /** Block mappings of a file (for sparse copies and inspection). */
-  async *mappings(path: string): AsyncGenerator<Mapping> {
+  async *mappings(path: PathLike): AsyncGenerator<Mapping> {
     const data = await this.openData(path, 'open');
     yield* await data.mappings();
   }
@@ -536,6 +546,33 @@ export interface Ext4WritableHandle extends Ext4FileHandle {
   sync(): Promise<void>;
   datasync(): Promise<void>;
   fallocate(mode: FallocateMode | number, offset: number, length: number): Promise<void>;
+}
+
+/** A path as node:fs takes it: a string, or raw bytes for names that are not UTF-8. */
+export type PathLike = string | Uint8Array;
+
+const showPath = (p: PathLike): string => (typeof p === 'string' ? p : decodeUtf8(p));
+
+function pathBytes(p: PathLike, syscall: string): Uint8Array {
+  if (typeof p === 'string') {
+    if (p.includes('\0')) throw posixError('EINVAL', syscall, p);
+    return encodeUtf8(p);
+  }
+  if (!(p instanceof Uint8Array) || p.includes(0)) throw posixError('EINVAL', syscall, String(p));
+  return p;
+}
+
+/** Path components as bytes, without empty ones and '.'. */
+function splitBytes(b: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let start = 0;
+  for (let i = 0; i <= b.length; i++) {
+    if (i === b.length || b[i] === 0x2f) {
+      if (i > start && !(i - start === 1 && b[start] === 0x2e)) out.push(b.subarray(start, i));
+      start = i + 1;
+    }
+  }
+  return out;
 }
 
 function isDotOrDotDot(name: Uint8Array): boolean {

@@ -25,6 +25,8 @@ export interface DirSource {
   readBlock(fsBlock: number): Promise<Uint8Array>;
   /** The system.data xattr value of an inline directory. */
   inlineData(): Promise<Uint8Array | undefined>;
+  /** Blocks changed but not committed (checksums finalized at commit): not verified. */
+  isDirty?(fsBlock: number): boolean;
 }
 
 export interface RawDirEntry {
@@ -43,9 +45,10 @@ function isDxNodeBlock(block: Uint8Array, blockSize: number): boolean {
 }
 
 function decodeLeaf(src: DirSource, block: Uint8Array, where: Ext4ErrorWhere): DirEntry[] {
+  const verify = src.inodeSeed !== undefined && !(where.block !== undefined && src.isDirty?.(where.block));
   return decodeDirBlock(block, {
     blockSize: src.blockSize, filetype: src.filetype, metadataCsum: src.metadataCsum,
-    ...(src.inodeSeed !== undefined ? { csumInodeSeed: src.inodeSeed } : {}),
+    ...(verify ? { csumInodeSeed: src.inodeSeed } : {}),
     inodesCount: src.inodesCount, where,
   }).entries;
 }
@@ -86,9 +89,10 @@ export async function* listDirectory(src: DirSource): AsyncGenerator<RawDirEntry
 }
 
 function dxOpts(src: DirSource, where: Ext4ErrorWhere) {
+  const verify = src.inodeSeed !== undefined && !(where.block !== undefined && src.isDirty?.(where.block));
   return {
     blockSize: src.blockSize, filetype: src.filetype, metadataCsum: src.metadataCsum, largeDir: src.largeDir, where,
-    ...(src.inodeSeed !== undefined ? { csumInodeSeed: src.inodeSeed } : {}),
+    ...(verify ? { csumInodeSeed: src.inodeSeed } : {}),
   };
 }
 

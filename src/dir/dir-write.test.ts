@@ -48,6 +48,9 @@ class MemTxn implements MetaTxn {
     return buf;
   }
   forget(b: FsBlock | number): void { this.blocks.delete(b); }
+  /** Every block counts as committed: finalizers (deferred checksums) run at once. */
+  isDirty(): boolean { return false; }
+  onCommit(b: number, finalize: (bytes: Uint8Array) => void): void { finalize(this.get(b)); }
   private get(b: number): Uint8Array {
     const buf = this.blocks.get(b) ?? this.fallback?.(b);
     if (!buf) throw new Error(`read of unwritten block ${b}`);

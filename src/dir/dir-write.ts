@@ -3,7 +3,7 @@
 // directory into an htree (Documentation/filesystems/ext4/directory.rst).
 import { assert, corrupt, Ext4Error, unsupported, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
 import {
-  decodeDirBlock, decodeRecLen, direntRecLenFor, encodeDirBlock, DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR,
+  decodeDirBlock, decodeRecLen, direntRecLenFor, encodeDirBlock, setDirBlockTail, DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR,
   type DirEntry,
 } from '../format/dirent.ts';
 import {
@@ -110,9 +110,12 @@ async function appendDirBlock(env: DirWriteEnv): Promise<{ fileBlock: number; ph
 async function readLeaf(env: DirWriteEnv, fileBlock: number): Promise<Leaf> {
   const phys = await physOf(env, fileBlock);
   const seed = seedOf(env);
+  // A block changed in this transaction has its checksum finalized at commit: verify only
+  // what came from disk.
+  const verify = seed !== undefined && !env.txn.isDirty(phys);
   const d = decodeDirBlock(await env.txn.read(phys), {
     blockSize: env.blockSize, filetype: env.filetype, metadataCsum: env.metadataCsum,
-    ...(seed !== undefined ? { csumInodeSeed: seed } : {}), where: whereOf(env, phys),
+    ...(verify ? { csumInodeSeed: seed } : {}), where: whereOf(env, phys),
   });
   return { fileBlock, phys, entries: d.entries, tail: d.hasTail };
 }
@@ -126,7 +129,13 @@ function encodeLeaf(env: DirWriteEnv, leaf: Leaf, buf: Uint8Array): void {
 }
 
 async function writeLeaf(env: DirWriteEnv, leaf: Leaf): Promise<void> {
-  encodeLeaf(env, leaf, await env.txn.getWrite(leaf.phys));
+  const seed = seedOf(env);
+  const buf = await env.txn.getWrite(leaf.phys);
+  encodeDirBlock(leaf.entries, buf, { blockSize: env.blockSize, filetype: env.filetype, metadataCsum: leaf.tail });
+  if (leaf.tail && seed !== undefined) {
+    const bs = env.blockSize;
+    env.txn.onCommit(leaf.phys, (bytes) => setDirBlockTail(bytes, seed, bs));
+  }
 }
 
 function writeNewLeaf(env: DirWriteEnv, leaf: Leaf): void {
@@ -230,7 +239,7 @@ interface Tree {
 }
 
 function dxOpts(env: DirWriteEnv, phys: number) {
-  const seed = seedOf(env);
+  const seed = env.txn.isDirty(phys) ? undefined : seedOf(env);
   return {
     blockSize: env.blockSize, filetype: env.filetype, metadataCsum: env.metadataCsum, largeDir: env.largeDir,
     dirBlocks: env.blockCount(), where: whereOf(env, phys),

@@ -34,7 +34,7 @@ import {
 } from '../mapping/map-blocks.ts';
 import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
-import { FilePages } from '../pagecache/file-pages.ts';
+import { FilePages, DirtyCounter } from '../pagecache/file-pages.ts';
 import { InodeData } from './file-data.ts';
 import { inlineDataXattr } from './xattrs.ts';
 import type { Volume } from './volume.ts';
@@ -68,6 +68,9 @@ export function writeBlocker(vol: Volume): string | undefined {
 
 export interface Credentials { uid: number; gid: number }
 
+/** One page on its way to disk: where it goes and which version of it was mapped. */
+interface WbBlock { oi: OpenInode; fileBlock: number; fsBlock: number; version: number }
+
 /** One in-memory inode (the kernel's struct inode + ext4_inode_info). */
 export class OpenInode {
   readonly io = new Mutex();
@@ -77,8 +80,8 @@ export class OpenInode {
   goal = 0;
   readonly pages: FilePages;
   state: DelallocState;
-  constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting) {
-    this.pages = new FilePages(blockSize);
+  constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting, dirty: DirtyCounter) {
+    this.pages = new FilePages(blockSize, dirty);
     this.state = createDelallocState(space, inodeNo(ino), inode.uid, inode.gid);
   }
 }
@@ -94,6 +97,11 @@ export class Filesystem {
   private readonly ns = new Mutex();
   private readonly allocLock = new Mutex();
   private readonly orphans = new Set<number>();
+  private readonly dirtyPages = new DirtyCounter();
+  private readonly dirtyInodes = new Set<OpenInode>();
+  /** Dentry cache: directory inode → name → inode. `complete` directories answer misses too. */
+  private readonly dcache = new Map<number, { names: Map<string, number>; complete: boolean }>();
+  private dcacheEntries = 0;
   private background: Promise<void> | undefined;
   private closed = false;
   private markedDirty = false;
@@ -152,15 +160,23 @@ export class Filesystem {
       const inode = await this.vol.readInode(ino);
       oi = this.open.get(ino);
       if (!oi) {
-        oi = new OpenInode(ino, inode, this.blockSize, this.space);
+        oi = new OpenInode(ino, inode, this.blockSize, this.space, this.dirtyPages);
         this.open.set(ino, oi);
       }
     }
     return oi;
   }
 
-  /** Writes the in-memory inode into its inode-table block (through the handle). */
-  async storeInode(txn: MetaTxn, oi: OpenInode): Promise<void> {
+  /**
+   * Records that an inode changed. Like the kernel's dirty-inode list, the on-disk copy is
+   * encoded at commit (writeInode); readers of a writable mount use the in-memory inode.
+   */
+  markInodeDirty(oi: OpenInode): void {
+    this.dirtyInodes.add(oi);
+  }
+
+  /** Encodes the in-memory inode into its inode-table block (through the handle). */
+  private async writeInode(txn: MetaTxn, oi: OpenInode): Promise<void> {
     const { geo } = this.vol;
     const g = Math.floor((oi.ino - 1) / geo.inodesPerGroup);
     const idx = (oi.ino - 1) % geo.inodesPerGroup;
@@ -285,6 +301,7 @@ export class Filesystem {
       hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
       mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
       inlineData: async () => inlineDataXattr(vol, oi.ino, oi.inode),
+      isDirty: (b) => this.journal.isDirty(b),
     };
   }
 
@@ -299,10 +316,10 @@ export class Filesystem {
     while (stack.length) {
       const name = stack.pop()!;
       if (!isDirMode(cur.inode.mode)) throw posixError('ENOTDIR', syscall, path);
-      const e = await lookupName(this.dirSource(cur), encodeUtf8(name));
-      if (!e) throw posixError('ENOENT', syscall, path);
-      const next = await this.getInode(e.ino);
-      if (next.inode.linksCount === 0 && next.inode.mode === 0) throw corrupt('dirent-unused-inode', `entry '${name}' points to unused inode ${e.ino}`, { inode: e.ino });
+      const childIno = await this.lookupEntry(cur, name);
+      if (childIno === undefined) throw posixError('ENOENT', syscall, path);
+      const next = await this.getInode(childIno);
+      if (next.inode.linksCount === 0 && next.inode.mode === 0) throw corrupt('dirent-unused-inode', `entry '${name}' points to unused inode ${childIno}`, { inode: childIno });
       if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
         if (++follows > 40) throw posixError('ELOOP', syscall, path);
         const target = new TextDecoder().decode(await this.readlinkOf(next));
@@ -327,8 +344,32 @@ export class Filesystem {
   }
 
   async lookupIn(dir: OpenInode, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
+    const ino = await this.lookupEntry(dir, new TextDecoder().decode(nameBytes), nameBytes);
+    return ino === undefined ? undefined : this.getInode(ino);
+  }
+
+  /** Name lookup through the dentry cache. */
+  private async lookupEntry(dir: OpenInode, name: string, nameBytes = encodeUtf8(name)): Promise<number | undefined> {
+    const cached = this.dcache.get(dir.ino);
+    const hit = cached?.names.get(name);
+    if (hit !== undefined) return hit;
+    if (cached?.complete) return undefined;
     const e = await lookupName(this.dirSource(dir), nameBytes);
-    return e ? this.getInode(e.ino) : undefined;
+    if (e) this.dcachePut(dir.ino, name, e.ino, false);
+    return e?.ino;
+  }
+
+  private dcachePut(dirIno: number, name: string, ino: number, complete: boolean): void {
+    if (this.dcacheEntries > 200_000) { this.dcache.clear(); this.dcacheEntries = 0; }
+    let d = this.dcache.get(dirIno);
+    if (!d) { d = { names: new Map(), complete }; this.dcache.set(dirIno, d); }
+    if (!d.names.has(name)) this.dcacheEntries++;
+    d.names.set(name, ino);
+  }
+
+  private dcacheDelete(dirIno: number, name: string): void {
+    const d = this.dcache.get(dirIno);
+    if (d?.names.delete(name)) this.dcacheEntries--;
   }
 
   async readlinkOf(oi: OpenInode): Promise<Uint8Array> {
@@ -354,7 +395,7 @@ export class Filesystem {
     const usesExtents = (mode & S_IFMT) === S_IFREG || isDir || (mode & S_IFMT) === S_IFLNK;
     const inode = this.newInodeFields(mode, cred, usesExtents ? EXTENTS_FL : 0);
     if (usesExtents) initExtentRoot(inode.iBlock);
-    const oi = new OpenInode(ino, inode, this.blockSize, this.space);
+    const oi = new OpenInode(ino, inode, this.blockSize, this.space, this.dirtyPages);
     this.open.set(ino, oi);
     return oi;
   }
@@ -376,7 +417,7 @@ export class Filesystem {
     this.quota?.addInodes(inode.uid, inode.gid, -1);
     inode.dtime = nowSec();
     inode.linksCount = 0;
-    await this.storeInode(txn, oi);
+    this.markInodeDirty(oi);
     await this.allocLock.withLock(() => this.inodes.free(txn, oi.ino, isDirMode(inode.mode)));
     this.open.delete(oi.ino);
   }
@@ -386,7 +427,7 @@ export class Filesystem {
     const { inode } = oi;
     inode.linksCount = dirLinks ? 0 : Math.max(0, inode.linksCount - 1);
     inode.ctime = nowTs();
-    if (inode.linksCount > 0) { await this.storeInode(txn, oi); return; }
+    if (inode.linksCount > 0) { this.markInodeDirty(oi); return; }
     if (oi.refs > 0) {
       await this.addOrphan(txn, oi);
       return;
@@ -399,7 +440,7 @@ export class Filesystem {
     oi.inode.dtime = sb.lastOrphan;
     sb.lastOrphan = oi.ino;
     this.orphans.add(oi.ino);
-    await this.storeInode(txn, oi);
+    this.markInodeDirty(oi);
   }
 
   private async removeOrphan(txn: Handle, oi: OpenInode): Promise<void> {
@@ -409,7 +450,7 @@ export class Filesystem {
     } else {
       for (const ino of this.orphans) {
         const o = await this.getInode(ino);
-        if (o.inode.dtime === oi.ino) { o.inode.dtime = oi.inode.dtime; await this.storeInode(txn, o); break; }
+        if (o.inode.dtime === oi.ino) { o.inode.dtime = oi.inode.dtime; this.markInodeDirty(o); break; }
       }
     }
     this.orphans.delete(oi.ino);
@@ -441,7 +482,7 @@ export class Filesystem {
       }
       return this.withHandle(CREDITS, async (h) => {
         const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
-        await this.storeInode(h, oi);
+        this.markInodeDirty(oi);
         await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
         return oi;
       });
@@ -451,17 +492,19 @@ export class Filesystem {
   private async addEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array, ino: number, fileType: number): Promise<void> {
     if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
     await dir.data.withWrite(() => dirAddEntry(this.dirEnv(h, dir), nameBytes, ino, this.vol.filetype ? fileType : 0));
+    if (this.dcache.has(dir.ino)) this.dcachePut(dir.ino, new TextDecoder().decode(nameBytes), ino, false);
     const t = nowTs();
     dir.inode.mtime = t; dir.inode.ctime = { ...t };
-    await this.storeInode(h, dir);
+    this.markInodeDirty(dir);
   }
 
   private async removeEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array): Promise<void> {
     if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
+    this.dcacheDelete(dir.ino, new TextDecoder().decode(nameBytes));
     await dir.data.withWrite(() => dirRemoveEntry(this.dirEnv(h, dir), nameBytes));
     const t = nowTs();
     dir.inode.mtime = t; dir.inode.ctime = { ...t };
-    await this.storeInode(h, dir);
+    this.markInodeDirty(dir);
   }
 
   async mkdir(path: string, mode: number, cred: Credentials): Promise<void> {
@@ -475,10 +518,11 @@ export class Filesystem {
         const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o7777), cred);
         oi.inode.linksCount = 2;
         await oi.data.withWrite(() => dirInit(this.dirEnv(h, oi), oi.ino, dir.ino));
-        await this.storeInode(h, oi);
+        this.dcachePut(oi.ino, '..', dir.ino, true);
+        this.markInodeDirty(oi);
         await this.addEntry(h, dir, nameBytes, oi.ino, FT_DIR);
         this.incDirLinks(dir);
-        await this.storeInode(h, dir);
+        this.markInodeDirty(dir);
       });
     });
   }
@@ -516,7 +560,7 @@ export class Filesystem {
           data.set(targetBytes);
           await this.vol.device.write(block * this.blockSize, data);
         }
-        await this.storeInode(h, oi);
+        this.markInodeDirty(oi);
         await this.addEntry(h, dir, nameBytes, oi.ino, FT_SYMLINK);
       });
     });
@@ -534,7 +578,7 @@ export class Filesystem {
         await this.addEntry(h, dir, nameBytes, src.ino, fileTypeOf(src.inode.mode));
         src.inode.linksCount++;
         src.inode.ctime = nowTs();
-        await this.storeInode(h, src);
+        this.markInodeDirty(src);
       });
     });
   }
@@ -564,8 +608,9 @@ export class Filesystem {
         if (!(await dirIsEmpty(this.dirEnv(h, oi)))) throw posixError('ENOTEMPTY', 'rmdir', path);
         await this.removeEntry(h, dir, nameBytes);
         this.decDirLinks(dir);
-        await this.storeInode(h, dir);
+        this.markInodeDirty(dir);
         await this.dropLink(h, oi, true);
+        if (this.dcache.delete(oi.ino)) this.dcacheEntries = [...this.dcache.values()].reduce((n, d) => n + d.names.size, 0);
       });
     });
   }
@@ -600,9 +645,10 @@ export class Filesystem {
         }
         if (target) {
           await dst.dir.data.withWrite(() => dirReplaceEntry(this.dirEnv(h, dst.dir), dst.nameBytes, moving.ino, fileTypeOf(moving.inode.mode)));
+          if (this.dcache.has(dst.dir.ino)) this.dcachePut(dst.dir.ino, dst.name, moving.ino, false);
           dst.dir.inode.mtime = nowTs(); dst.dir.inode.ctime = nowTs();
-          await this.storeInode(h, dst.dir);
-          if (isDirMode(target.inode.mode)) { this.decDirLinks(dst.dir); await this.storeInode(h, dst.dir); }
+          this.markInodeDirty(dst.dir);
+          if (isDirMode(target.inode.mode)) { this.decDirLinks(dst.dir); this.markInodeDirty(dst.dir); }
           await this.dropLink(h, target, isDirMode(target.inode.mode));
         } else {
           await this.addEntry(h, dst.dir, dst.nameBytes, moving.ino, fileTypeOf(moving.inode.mode));
@@ -611,13 +657,14 @@ export class Filesystem {
         await this.removeEntry(h, src.dir, src.nameBytes);
         if (movingDir && src.dir.ino !== dst.dir.ino) {
           await moving.data.withWrite(() => dirSetParent(this.dirEnv(h, moving), dst.dir.ino));
+          if (this.dcache.has(moving.ino)) this.dcachePut(moving.ino, '..', dst.dir.ino, false);
           this.decDirLinks(src.dir);
           if (!target) this.incDirLinks(dst.dir);
-          await this.storeInode(h, src.dir);
-          await this.storeInode(h, dst.dir);
+          this.markInodeDirty(src.dir);
+          this.markInodeDirty(dst.dir);
         }
         moving.inode.ctime = nowTs();
-        await this.storeInode(h, moving);
+        this.markInodeDirty(moving);
       });
     });
   }
@@ -642,7 +689,7 @@ export class Filesystem {
         oi.state = createDelallocState(this.space, inodeNo(oi.ino), oi.inode.uid, oi.inode.gid);
       }
       oi.inode.ctime = nowTs();
-      await this.storeInode(h, oi);
+      this.markInodeDirty(oi);
     });
   }
 
@@ -721,7 +768,7 @@ export class Filesystem {
       oi.inode.fileAcl = blk;
     }
     oi.inode.ctime = nowTs();
-    await this.storeInode(h, oi);
+    this.markInodeDirty(oi);
   }
 
   private async releaseXattrBlock(h: Handle, oi: OpenInode): Promise<void> {
@@ -819,7 +866,7 @@ export class Filesystem {
       const t = nowTs();
       oi.inode.mtime = t; oi.inode.ctime = { ...t };
       if (end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
-      await this.withHandle(4, (h) => this.storeInode(h, oi));
+      this.markInodeDirty(oi);
     });
     this.maybeStartBackgroundWriteback();
     return src.length;
@@ -861,7 +908,7 @@ export class Filesystem {
       oi.inode.sizeBytes = newSize;
       const t = nowTs();
       oi.inode.mtime = t; oi.inode.ctime = { ...t };
-      await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+      this.markInodeDirty(oi);
     });
   }
 
@@ -892,7 +939,7 @@ export class Filesystem {
         }
         if (mode.zeroRange && !mode.keepSize && end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
         oi.inode.mtime = nowTs(); oi.inode.ctime = nowTs();
-        await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+        this.markInodeDirty(oi);
       });
       return;
     }
@@ -904,7 +951,7 @@ export class Filesystem {
       await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 })));
       if (!mode.keepSize && end > oi.inode.sizeBytes) { oi.inode.sizeBytes = end; oi.inode.mtime = nowTs(); }
       oi.inode.ctime = nowTs();
-      await this.withHandle(CREDITS, (h) => this.storeInode(h, oi));
+      this.markInodeDirty(oi);
     });
   }
 
@@ -912,62 +959,90 @@ export class Filesystem {
 
   /** Writes an inode's dirty pages: allocates delayed blocks, writes data, converts unwritten. */
   async writebackInode(oi: OpenInode): Promise<void> {
-    await oi.writeback.withLock(async () => {
-      const bs = this.blockSize;
-      const dirty = oi.pages.dirtyBlocks();
-      for (let i = 0; i < dirty.length;) {
-        let j = i + 1;
-        while (j < dirty.length && dirty[j] === dirty[j - 1]! + 1 && j - i < 4096) j++;
-        const first = dirty[i]!;
-        const count = j - i;
-        i = j;
-        const targets: Array<{ first: number; count: number; fsBlock: number; convert: boolean }> = [];
-        await this.withHandle(CREDITS + count, async (h) => {
-          await oi.data.withWrite(async () => {
-            for (const seg of await lookupRange(this.fileMap(oi), h, first, count)) {
-              if (seg.state === 'delayed') {
-                for (const p of await allocateDelayed(this.fileMap(oi), h, seg.first, seg.count)) targets.push({ ...p, convert: false });
-              } else if (seg.state === 'written' || seg.state === 'unwritten') {
-                targets.push({ first: seg.first, count: seg.count, fsBlock: seg.fsBlock!, convert: seg.state === 'unwritten' });
-              }
-              // A dirty page over a hole was truncated away after it was dirtied: nothing to write.
-            }
-            await this.storeInode(h, oi);
-          });
-        });
-        // Data first (ordered mode); the metadata reaches the disk at the next commit.
-        for (const t of targets) {
-          const versions: number[] = [];
-          const buf = new Uint8Array(t.count * bs);
-          for (let k = 0; k < t.count; k++) {
-            const p = oi.pages.get(t.first + k);
-            versions.push(p ? p.version : -1);
-            if (p) buf.set(p.data, k * bs);
-          }
-          await this.vol.device.write(t.fsBlock * bs, buf);
-          for (let k = 0; k < t.count; k++) if (versions[k]! >= 0) oi.pages.cleaned(t.first + k, versions[k]!);
-          if (t.convert) {
-            await this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
-              await setUnwritten(this.fileMap(oi), h, t.first, t.count, false);
-              await this.storeInode(h, oi);
-            }));
-          }
-        }
+    await this.writebackInodes([oi]);
+  }
+
+  /**
+   * Writeback of several inodes as one batch: each inode's dirty pages are mapped to disk
+   * blocks (delayed ones allocated, under that inode's data lock), then all the data is
+   * written in block order with adjacent ranges coalesced (ordered mode: data before the
+   * metadata commit), then pages are marked clean and unwritten ranges converted.
+   */
+  private async writebackInodes(inodes: OpenInode[]): Promise<void> {
+    const sorted = [...new Set(inodes)].sort((a, b) => a.ino - b.ino);
+    const releases = [];
+    for (const oi of sorted) releases.push(await oi.writeback.acquire());
+    try {
+      const blocks: WbBlock[] = [];
+      const converts: Array<{ oi: OpenInode; first: number; count: number }> = [];
+      for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
+      await this.writeBlocks(blocks);
+      for (const c of converts) {
+        await this.withHandle(CREDITS, (h) => c.oi.data.withWrite(async () => {
+          await setUnwritten(this.fileMap(c.oi), h, c.first, c.count, false);
+          this.markInodeDirty(c.oi);
+        }));
       }
-    });
+    } finally {
+      for (const r of releases) r();
+    }
+  }
+
+  /** Finds what backs each dirty page (allocating delayed blocks) and records page versions. */
+  private async mapDirtyPages(oi: OpenInode, blocks: WbBlock[], converts: Array<{ oi: OpenInode; first: number; count: number }>): Promise<void> {
+    const dirty = oi.pages.dirtyBlocks();
+    for (let i = 0; i < dirty.length;) {
+      let j = i + 1;
+      while (j < dirty.length && dirty[j] === dirty[j - 1]! + 1 && j - i < 4096) j++;
+      const first = dirty[i]!;
+      const count = j - i;
+      i = j;
+      await this.withHandle(CREDITS + count, (h) => oi.data.withWrite(async () => {
+        for (const seg of await lookupRange(this.fileMap(oi), h, first, count)) {
+          const pieces = seg.state === 'delayed' ? await allocateDelayed(this.fileMap(oi), h, seg.first, seg.count)
+            : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
+            : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
+          for (const p of pieces) {
+            for (let k = 0; k < p.count; k++) {
+              const page = oi.pages.get(p.first + k);
+              if (page) blocks.push({ oi, fileBlock: p.first + k, fsBlock: p.fsBlock + k, version: page.version });
+            }
+          }
+          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count });
+        }
+        this.markInodeDirty(oi);
+      }));
+    }
+  }
+
+  /** Writes page contents to their blocks, sorted and coalesced into large device writes. */
+  private async writeBlocks(blocks: WbBlock[]): Promise<void> {
+    const bs = this.blockSize;
+    blocks.sort((a, b) => a.fsBlock - b.fsBlock);
+    const MAX_RUN = Math.max(1, (8 << 20) / bs);
+    for (let i = 0; i < blocks.length;) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j]!.fsBlock === blocks[j - 1]!.fsBlock + 1 && j - i < MAX_RUN) j++;
+      const buf = new Uint8Array((j - i) * bs);
+      for (let k = i; k < j; k++) {
+        const page = blocks[k]!.oi.pages.get(blocks[k]!.fileBlock);
+        if (page) buf.set(page.data, (k - i) * bs);
+      }
+      await this.vol.device.write(blocks[i]!.fsBlock * bs, buf);
+      for (let k = i; k < j; k++) blocks[k]!.oi.pages.cleaned(blocks[k]!.fileBlock, blocks[k]!.version);
+      i = j;
+    }
   }
 
   private dirtyBytes(): number {
-    let n = 0;
-    for (const oi of this.open.values()) n += oi.pages.dirtyCount;
-    return n * this.blockSize;
+    return this.dirtyPages.pages * this.blockSize;
   }
 
   private maybeStartBackgroundWriteback(): void {
     if (this.background || this.dirtyBytes() < DIRTY_THRESHOLD_BYTES) return;
     this.background = (async () => {
       try {
-        for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+        await this.writebackAll();
       } finally {
         this.background = undefined;
       }
@@ -977,7 +1052,21 @@ export class Filesystem {
 
   /** Runs one background writeback pass now (tests and the founding scenario drive it). */
   async backgroundWritebackPass(): Promise<void> {
-    for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+    await this.writebackAll();
+  }
+
+  /** Writes back every dirty inode, in batches bounded by dirty bytes. */
+  private async writebackAll(): Promise<void> {
+    let batch: OpenInode[] = [];
+    let pages = 0;
+    const limit = Math.max(1, (64 << 20) / this.blockSize);
+    for (const oi of [...this.open.values()]) {
+      if (!oi.pages.dirtyCount) continue;
+      batch.push(oi);
+      pages += oi.pages.dirtyCount;
+      if (pages >= limit || batch.length >= 4096) { await this.writebackInodes(batch); batch = []; pages = 0; }
+    }
+    if (batch.length) await this.writebackInodes(batch);
   }
 
   /** fsync: the inode's data, then every pending metadata change. */
@@ -990,7 +1079,7 @@ export class Filesystem {
   async sync(): Promise<void> {
     if (this.background) await this.background;
     if (!this.markedDirty) return;
-    for (const oi of [...this.open.values()]) if (oi.pages.dirtyCount) await this.writebackInode(oi);
+    await this.writebackAll();
     await this.commit();
     for (const [ino, oi] of this.open) {
       if (oi.refs === 0 && oi.pages.dirtyCount === 0 && !this.orphans.has(ino)) { oi.pages.shrink(); this.open.delete(ino); }
@@ -998,8 +1087,10 @@ export class Filesystem {
   }
 
   private async commit(): Promise<void> {
-    await this.withHandle(CREDITS * 4, async (h) => {
+    await this.withHandle(CREDITS * 4 + this.dirtyInodes.size, async (h) => {
       if (this.quota) await this.writeQuotaFiles(h);
+      for (const oi of this.dirtyInodes) await this.writeInode(h, oi);
+      this.dirtyInodes.clear();
       await this.table.flush(h);
     });
     await this.journal.commit();
@@ -1043,7 +1134,7 @@ export class Filesystem {
         target.set(bytes.subarray(b * bs, Math.min(bytes.length, (b + 1) * bs)));
       }
       oi.inode.sizeBytes = Math.max(oi.inode.sizeBytes, bytes.length);
-      await this.storeInode(h, oi);
+      this.markInodeDirty(oi);
     }
   }
 

@@ -19,6 +19,13 @@ export interface MetaTxn {
   getNew(block: FsBlock | number): Uint8Array;
   /** The block was freed: any pending write of it is dropped (a revoke, under jbd2). */
   forget(block: FsBlock | number): void;
+  /** Whether the block has uncommitted changes (its checksum may not be final yet). */
+  isDirty(block: FsBlock | number): boolean;
+  /**
+   * Runs `finalize` on the block's bytes just before it is written at commit (jbd2's "frozen
+   * trigger"): checksums of blocks changed many times per commit are computed once.
+   */
+  onCommit(block: FsBlock | number, finalize: (bytes: Uint8Array) => void): void;
 }
 
 export interface Handle extends MetaTxn {
@@ -40,8 +47,11 @@ export interface Journal {
 /** Journal with no log: changes are kept in memory and written in block order at commit. */
 export class WriteBackJournal implements Journal {
   private readonly dirty = new Map<number, Uint8Array>();
+  private readonly finalizers = new Map<number, (bytes: Uint8Array) => void>();
 
   constructor(private readonly cache: BlockCache) {}
+
+  isDirty(block: number): boolean { return this.dirty.has(block); }
 
   get dirtyBlocks(): number { return this.dirty.size; }
 
@@ -84,12 +94,20 @@ export class WriteBackJournal implements Journal {
       },
       forget(block) {
         journal.dirty.delete(block);
+        journal.finalizers.delete(block);
         journal.cache.drop(block);
+      },
+      isDirty(block) { return journal.dirty.has(block); },
+      onCommit(block, finalize) {
+        assert(journal.dirty.has(block), `finalizer for clean block ${block}`);
+        journal.finalizers.set(block, finalize);
       },
     };
   }
 
   async commit(): Promise<void> {
+    for (const [block, finalize] of this.finalizers) finalize(this.dirty.get(block)!);
+    this.finalizers.clear();
     const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
     const bs = this.cache.blockSize;
     for (let i = 0; i < blocks.length;) {

@@ -45,6 +45,9 @@ class MemTxn implements MetaTxn {
     return x;
   }
   forget(b: number): void { this.blocks.delete(b); }
+  /** Every block counts as committed: finalizers (deferred checksums) run at once. */
+  isDirty(): boolean { return false; }
+  onCommit(b: number, finalize: (bytes: Uint8Array) => void): void { finalize(this.blocks.get(b)!); }
 }
 
 interface FreeCall { cluster: number; count: number; logicalCluster: number }

@@ -3,8 +3,8 @@
 // Uses format/, layout/ and the device; never the mounted filesystem (fs/).
 import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { COMPAT, INCOMPAT, RO_COMPAT } from '../format/features.ts';
-import { encodeSuperblock, SUPERBLOCK_OFFSET, type Superblock } from '../format/superblock.ts';
+import { COMPAT, INCOMPAT, RO_COMPAT, allFeatureNames } from '../format/features.ts';
+import { encodeSuperblock, featureSet, SUPERBLOCK_OFFSET, type Superblock } from '../format/superblock.ts';
 import { BG_FLAGS, decodeGroupDesc, encodeGroupDesc, setGroupDescChecksum, type GroupDesc } from '../format/group-desc.ts';
 import { blankInode, encodeInode, EXTENTS_FL, IMMUTABLE_FL, S_IFDIR, S_IFREG, type Inode } from '../format/inode.ts';
 import { encodeDirBlock, FT_DIR, type DirEntry } from '../format/dirent.ts';
@@ -446,7 +446,7 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
   void inodeTableBlocks;
   return {
     blockSize: bs, clusterSize: bs * R, blocksCount: geo.blocksCount, groupCount: geo.groupCount,
-    inodesCount: geo.inodesCount, features: [], uuid: sb.uuid,
+    inodesCount: geo.inodesCount, features: allFeatureNames(featureSet(sb)), uuid: sb.uuid,
   };
 }
 

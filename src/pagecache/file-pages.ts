@@ -9,11 +9,16 @@ export interface Page {
   version: number;
 }
 
+/** Shared count of dirty pages across all files, for the writeback threshold. */
+export class DirtyCounter {
+  pages = 0;
+}
+
 export class FilePages {
   private readonly pages = new Map<number, Page>();
   private dirtyPages = 0;
 
-  constructor(readonly blockSize: number) {}
+  constructor(readonly blockSize: number, private readonly total: DirtyCounter = new DirtyCounter()) {}
 
   get(block: number): Page | undefined { return this.pages.get(block); }
 
@@ -30,13 +35,13 @@ export class FilePages {
     if (!p) throw new Error(`page ${block} written before it was installed`);
     p.data.set(src, offset);
     p.version++;
-    if (!p.dirty) { p.dirty = true; this.dirtyPages++; }
+    if (!p.dirty) { p.dirty = true; this.dirtyPages++; this.total.pages++; }
   }
 
   /** Marks a page clean if it was not written since `version` was observed. */
   cleaned(block: number, version: number): void {
     const p = this.pages.get(block);
-    if (p && p.dirty && p.version === version) { p.dirty = false; this.dirtyPages--; }
+    if (p && p.dirty && p.version === version) { p.dirty = false; this.dirtyPages--; this.total.pages--; }
   }
 
   get dirtyCount(): number { return this.dirtyPages; }
@@ -52,7 +57,7 @@ export class FilePages {
   drop(fromBlock: number, toBlock = Infinity): void {
     for (const [b, p] of this.pages) {
       if (b < fromBlock || b > toBlock) continue;
-      if (p.dirty) this.dirtyPages--;
+      if (p.dirty) { this.dirtyPages--; this.total.pages--; }
       this.pages.delete(b);
     }
   }
