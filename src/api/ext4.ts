@@ -27,6 +27,11 @@ interface Resolved { ino: number; inode: Inode }
 export class Ext4 {
   private nextFd = 3;
   private closed = false;
+  /** Read-only mounts: directory listings seen by readdir answer later lookups (dir inode → name key → inode). */
+  private readonly listed = new Map<number, Map<string, number>>();
+  private listedEntries = 0;
+  /** Read-only mounts: directory blocks whose checksums were verified once. */
+  private readonly verifiedBlocks = new Set<number>();
   private readonly cred: Credentials;
   protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
     this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
@@ -74,7 +79,7 @@ export class Ext4 {
       hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
       mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
       inlineData: async () => inlineDataXattr(vol, ino, inode),
-      ...(this.fs ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) } : {}),
+      ...(this.fs ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) } : { verified: this.verifiedBlocks }),
     };
   }
 
@@ -103,9 +108,9 @@ export class Ext4 {
       const nameBytes = stack.pop()!;
       if (!isDirMode(cur.inode.mode)) throw fail('ENOTDIR');
       if (nameBytes.length > 255) throw fail('ENAMETOOLONG');
-      const entry = await lookupName(this.dirSource(cur.ino, cur.inode), nameBytes);
-      if (!entry) throw fail('ENOENT');
-      const next: Resolved = { ino: entry.ino, inode: await this.loadInode(entry.ino, decodeUtf8(nameBytes)) };
+      const childIno = await this.lookupChild(cur, nameBytes);
+      if (childIno === undefined) throw fail('ENOENT');
+      const next: Resolved = { ino: childIno, inode: await this.loadInode(childIno, decodeUtf8(nameBytes)) };
       if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
         if (++follows > MAX_SYMLINK_FOLLOWS) throw fail('ELOOP');
         const target = await this.symlinkTargetOf(next);
@@ -116,6 +121,21 @@ export class Ext4 {
       cur = next;
     }
     return cur;
+  }
+
+  private async lookupChild(dir: Resolved, nameBytes: Uint8Array): Promise<number | undefined> {
+    const listing = this.fs ? undefined : this.listed.get(dir.ino);
+    if (listing) return listing.get(nameKey(nameBytes));
+    return (await lookupName(this.dirSource(dir.ino, dir.inode), nameBytes))?.ino;
+  }
+
+  private remember(dirIno: number, entries: readonly RawDirEntry[]): void {
+    if (this.fs) return;
+    if (this.listedEntries > 1 << 20) { this.listed.clear(); this.listedEntries = 0; }
+    const m = new Map<string, number>();
+    for (const e of entries) m.set(nameKey(e.name), e.ino);
+    this.listed.set(dirIno, m);
+    this.listedEntries += m.size;
   }
 
   private async symlinkTargetOf(r: Resolved): Promise<Uint8Array> {
@@ -150,11 +170,10 @@ export class Ext4 {
     const r = await this.resolve(pathIn, true, 'scandir');
     const path = typeof pathIn === 'string' ? pathIn : decodeUtf8(pathIn);
     if (!isDirMode(r.inode.mode)) throw posixError('ENOTDIR', 'scandir', path);
-    const raw: RawDirEntry[] = [];
-    for await (const e of listDirectory(this.dirSource(r.ino, r.inode))) {
-      if (isDotOrDotDot(e.name)) continue;
-      raw.push(e);
-    }
+    const all: RawDirEntry[] = [];
+    for await (const e of listDirectory(this.dirSource(r.ino, r.inode))) all.push(e);
+    this.remember(r.ino, all);
+    const raw = all.filter((e) => !isDotOrDotDot(e.name));
     if (!opts.withFileTypes) return raw.map((e) => decodeUtf8(e.name));
     const out: Ext4Dirent[] = [];
     for (const e of raw) {
@@ -550,6 +569,13 @@ export interface Ext4WritableHandle extends Ext4FileHandle {
 
 /** A path as node:fs takes it: a string, or raw bytes for names that are not UTF-8. */
 export type PathLike = string | Uint8Array;
+
+/** A Map key holding name bytes exactly (one char per byte). */
+function nameKey(b: Uint8Array): string {
+  let k = '';
+  for (let i = 0; i < b.length; i++) k += String.fromCharCode(b[i]!);
+  return k;
+}
 
 const showPath = (p: PathLike): string => (typeof p === 'string' ? p : decodeUtf8(p));
 

@@ -20,9 +20,8 @@
 //  - FIFOs: created with the `mkfifo` binary; block and character devices with `mknod`, only as
 //    root; sockets are skipped. Each skip gives a one-time warning.
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
+import { constants, openSync, writeSync, ftruncateSync, closeSync, lstatSync, mkdirSync, linkSync, symlinkSync } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { Ext4 } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
@@ -189,7 +188,7 @@ class Copier {
   }
 
   private async record(host: Buffer, st: Ext4Stats, kind: Kind): Promise<void> {
-    const h = await hostfs.lstat(host, { bigint: true });
+    const h = lstatSync(host, { bigint: true });
     this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino });
   }
 
@@ -199,7 +198,7 @@ class Copier {
     if (st.isDirectory()) {
       if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src}' is a directory (use -r)`, { where: { path: src } });
       this.enterDir(src, st);
-      await hostfs.mkdir(host, 0o700);
+      mkdirSync(host, 0o700);
       await this.record(host, st, 'dir');
       await this.collectXattrs(src, host);
       return true;
@@ -207,7 +206,7 @@ class Copier {
     if (st.nlink > 1) {
       const first = this.links.get(st.ino);
       if (first !== undefined) {
-        await hostfs.link(first, host);
+        linkSync(first, host);
         return false;
       }
     }
@@ -221,7 +220,7 @@ class Copier {
         this.warnOnce(`badlink:${src}`, `skipping symlink '${printableName(new TextEncoder().encode(src))}' with an invalid target`);
         return false;
       }
-      await hostfs.symlink(Buffer.from(target), host);
+      symlinkSync(Buffer.from(target), host);
       kind = 'symlink';
     } else {
       if (!(await this.makeSpecial(src, st, host))) return false;
@@ -233,33 +232,32 @@ class Copier {
     return false;
   }
 
+  // Host writes are synchronous: a CLI copying many small files is dominated by per-call
+  // promise overhead otherwise, and nothing else runs concurrently here.
   private async copyFile(src: string, st: Ext4Stats, host: Buffer): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-    const out = await hostfs.open(host, flags, 0o600);
+    const out = openSync(host, flags, 0o600);
     try {
       if (st.size > 0) {
-        if (st.flags & INLINE_DATA_FL) await this.writeAll(out, await this.fs.readFile(src), 0);
+        if (st.flags & INLINE_DATA_FL) this.writeAll(out, await this.fs.readFile(src), 0);
         else await this.copyMapped(src, st, out);
       }
-      await out.truncate(st.size);
+      ftruncateSync(out, st.size);
     } finally {
-      await out.close();
+      closeSync(out);
     }
     this.copiedFiles++;
   }
 
-  private async writeAll(out: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  private writeAll(out: number, data: Uint8Array, position: number): void {
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await out.write(data, done, data.length - done, position + done);
-      done += bytesWritten;
-    }
+    while (done < data.length) done += writeSync(out, data, done, data.length - done, position + done);
     this.copiedBytes += data.length;
     this.progress.tick(data.length);
   }
 
   /** Copies only the written, mapped ranges: holes and unwritten extents stay holes. */
-  private async copyMapped(src: string, st: Ext4Stats, out: FileHandle): Promise<void> {
+  private async copyMapped(src: string, st: Ext4Stats, out: number): Promise<void> {
     const fh = await this.fs.open(src, 'r');
     const buf = new Uint8Array(CHUNK);
     try {
@@ -271,7 +269,7 @@ class Copier {
         while (pos < end) {
           const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end - pos), pos);
           if (bytesRead <= 0) break;
-          await this.writeAll(out, buf.subarray(0, bytesRead), pos);
+          this.writeAll(out, buf.subarray(0, bytesRead), pos);
           pos += bytesRead;
         }
       }

@@ -27,6 +27,8 @@ export interface DirSource {
   inlineData(): Promise<Uint8Array | undefined>;
   /** Blocks changed but not committed (checksums finalized at commit): not verified. */
   isDirty?(fsBlock: number): boolean;
+  /** Leaf blocks whose checksum was already verified (read-only mounts: blocks never change). */
+  verified?: Set<number>;
 }
 
 export interface RawDirEntry {
@@ -45,12 +47,18 @@ function isDxNodeBlock(block: Uint8Array, blockSize: number): boolean {
 }
 
 function decodeLeaf(src: DirSource, block: Uint8Array, where: Ext4ErrorWhere): DirEntry[] {
-  const verify = src.inodeSeed !== undefined && !(where.block !== undefined && src.isDirty?.(where.block));
-  return decodeDirBlock(block, {
+  const b = where.block;
+  const verify = src.inodeSeed !== undefined && !(b !== undefined && (src.isDirty?.(b) || src.verified?.has(b)));
+  const entries = decodeDirBlock(block, {
     blockSize: src.blockSize, filetype: src.filetype, metadataCsum: src.metadataCsum,
     ...(verify ? { csumInodeSeed: src.inodeSeed } : {}),
     inodesCount: src.inodesCount, where,
   }).entries;
+  if (verify && b !== undefined && src.verified) {
+    if (src.verified.size > 1 << 20) src.verified.clear();
+    src.verified.add(b);
+  }
+  return entries;
 }
 
 /** All live entries, '.' and '..' included, in on-disk order. */
