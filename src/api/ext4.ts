@@ -294,6 +294,11 @@ export class Ext4 {
       },
       stat: async () => { check(); return statOf(); },
       close: async () => { open = false; },
+      write: async () => { check(); throw posixError('EBADF', 'write', path); },
+      truncate: async () => { check(); throw posixError('EBADF', 'ftruncate', path); },
+      sync: async () => { check(); },
+      datasync: async () => { check(); },
+      fallocate: async () => { check(); throw posixError('EBADF', 'fallocate', path); },
     };
   }
 
@@ -530,6 +535,14 @@ export class Ext4 {
     await w.fallocate(mode, offset, length);
   }
 
+  /**
+   * Sets quota block limits (bytes; 0 = none) for a user or group on a `quota` filesystem.
+   * Writes past the hard limit, or past the soft limit after the grace period, fail with EDQUOT.
+   */
+  async setQuotaLimits(kind: 'user' | 'group', id: number, limits: { softBytes?: number; hardBytes?: number }): Promise<void> {
+    await this.rw('quotactl').setQuotaLimits(kind, id, { softBytes: limits.softBytes ?? 0, hardBytes: limits.hardBytes ?? 0 });
+  }
+
   /** Writes every cached change to the image. */
   async sync(): Promise<void> { if (this.fs) await this.fs.sync(); }
 
@@ -559,13 +572,8 @@ function fallocateMode(m: FallocateMode | number): { keepSize?: boolean; punchHo
   return { keepSize: (m & 0x1) !== 0, punchHole: (m & 0x2) !== 0, zeroRange: (m & 0x10) !== 0 };
 }
 
-export interface Ext4WritableHandle extends Ext4FileHandle {
-  write(data: Uint8Array | string, offset?: number, length?: number, position?: number | null): Promise<WriteResult>;
-  truncate(len?: number): Promise<void>;
-  sync(): Promise<void>;
-  datasync(): Promise<void>;
-  fallocate(mode: FallocateMode | number, offset: number, length: number): Promise<void>;
-}
+/** Kept for callers written before Ext4FileHandle carried the writing methods. */
+export type Ext4WritableHandle = Ext4FileHandle;
 
 /** A path as node:fs takes it: a string, or raw bytes for names that are not UTF-8. */
 export type PathLike = string | Uint8Array;

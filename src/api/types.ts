@@ -107,11 +107,20 @@ export interface ReadResult {
   buffer: Uint8Array;
 }
 
+/** Like node:fs FileHandle. Writing methods fail with EBADF on a handle not opened for writing. */
 export interface Ext4FileHandle {
   readonly fd: number;
   /** Reads into `buffer[offset..offset+length)` from `position` (default: the current position). */
   read(buffer: Uint8Array, offset?: number, length?: number, position?: number | null): Promise<ReadResult>;
   readFile(): Promise<Uint8Array>;
+  /** Writes `data[offset..offset+length)` at `position` (default: the current position; appends with 'a'). */
+  write(data: Uint8Array | string, offset?: number, length?: number, position?: number | null): Promise<WriteResult>;
+  truncate(len?: number): Promise<void>;
+  /** fsync(2): the file's data, then every pending metadata change. */
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  /** fallocate(2): mode flags KEEP_SIZE (1), PUNCH_HOLE (2), ZERO_RANGE (0x10), or an object. */
+  fallocate(mode: FallocateMode | number, offset: number, length: number): Promise<void>;
   stat(): Promise<Ext4Stats>;
   close(): Promise<void>;
 }

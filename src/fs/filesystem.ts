@@ -59,6 +59,7 @@ export function writeBlocker(vol: Volume): string | undefined {
   const { sb } = vol;
   if (vol.forcedReadOnly) return vol.forcedReadOnly;
   if (sb.featureIncompat & INCOMPAT.needs_recovery) return 'journal needs recovery';
+  if (!(sb.featureIncompat & INCOMPAT.extent)) return 'block-mapped (ext2/ext3) filesystems are read-only for now';
   if (sb.featureIncompat & ~WRITABLE_INCOMPAT) return 'incompat features the write path does not support yet';
   if (sb.featureRoCompat & ~WRITABLE_RO_COMPAT) return 'ro_compat features the write path does not support yet';
   if (sb.featureCompat & ~WRITABLE_COMPAT) return 'compat features the write path does not support yet';
@@ -691,6 +692,13 @@ export class Filesystem {
       oi.inode.ctime = nowTs();
       this.markInodeDirty(oi);
     });
+  }
+
+  /** Sets block limits for one user or group (kept in the quota files at the next commit). */
+  async setQuotaLimits(kind: 'user' | 'group', id: number, limits: { softBytes: number; hardBytes: number }): Promise<void> {
+    if (!this.quota) throw new Ext4Error('ENOTSUP', 'ENOTSUP: the filesystem has no quota feature');
+    if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw posixError('EINVAL', 'quotactl');
+    await this.withHandle(0, async () => { this.quota!.setLimits(kind, id, limits); });
   }
 
   // ---- xattrs ------------------------------------------------------------------------------

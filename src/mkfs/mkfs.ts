@@ -17,6 +17,7 @@ import { ceilDiv } from '../util/checked-math.ts';
 import { fsBlock, type FsBlock } from '../util/brand.ts';
 import { groupFirstBlock, groupBlockCount, groupHasSuper, superBlockOfGroup, descriptorBlock } from '../layout/geometry.ts';
 import { buildExtentTree, extentTreeBlocksNeeded, type Run } from '../mapping/extent-build.ts';
+import { buildBlockMap } from '../mapping/blockmap-build.ts';
 import { resolveMkfsOptions, type MkfsOptions } from './options.ts';
 import { planLayout, type MkfsLayout } from './layout.ts';
 
@@ -166,10 +167,12 @@ export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Prom
       inode.iBlock.set(tree.iBlock);
       for (const n of tree.nodeBlocks) writes.block(n.block, n.bytes);
     } else {
-      // Small files on block-mapped filesystems: direct blocks only (mkfs never needs more).
-      let i = 0;
-      for (const r of runs) for (let k = 0; k < r.countBlocks; k++) setU32(inode.iBlock, 4 * i++, r.fsBlock + k);
-      if (i > 12) throw new Ext4Error('ENOTSUP', 'mkfs: initial file too large for a block map');
+      // ext2/ext3: direct, then indirect blocks (allocated right after the data).
+      const map = buildBlockMap(runs, {
+        blockSize: bs, allocBlock: () => { treeClusters++; return alloc.one(runs[runs.length - 1]!.fsBlock); },
+      });
+      inode.iBlock.set(map.iBlock);
+      for (const n of map.indirectBlocks) writes.block(n.block, n.bytes);
     }
     inode.blocks512 = (ceilDiv(countBlocks, R) + treeClusters) * blocks512PerCluster;
     fileRuns.set(ino, runs);
