@@ -7,7 +7,7 @@ import {
   type DirEntry,
 } from '../format/dirent.ts';
 import {
-  decodeDxNode, decodeDxRoot, dxFindEntry, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot,
+  decodeDxNode, decodeDxRoot, dxFindEntry, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot, setDxTail,
   DX_HTREE_LEVEL_COMPAT, DX_HTREE_LEVEL_LARGEDIR, type DxEntry, type DxNode, type DxRoot,
 } from '../format/htree.ts';
 import { dirHash, effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
@@ -272,15 +272,27 @@ async function writeFrame(env: DirWriteEnv, f: Frame): Promise<void> {
   if (f.root) {
     f.root.entries = f.entries;
     encodeDxRoot(f.root, buf, dxEncodeOpts(env));
+    stampDxAtCommit(env, f.phys, 'root');
   } else {
     f.node!.entries = f.entries;
     encodeDxNode(f.node!, buf, dxEncodeOpts(env));
+    stampDxAtCommit(env, f.phys, 'node');
   }
+}
+
+/**
+ * A block that becomes (or stays) an index block gets its dx tail at commit, replacing any
+ * leaf-tail finalizer it carried while it was a linear block.
+ */
+function stampDxAtCommit(env: DirWriteEnv, phys: number, kind: 'root' | 'node'): void {
+  const seed = seedOf(env);
+  if (seed !== undefined) env.txn.onCommit(phys, (b) => setDxTail(b, kind, seed));
 }
 
 function writeNewNode(env: DirWriteEnv, phys: number, entries: DxEntry[]): void {
   const node: DxNode = { limit: dxNodeLimit(env.blockSize, env.metadataCsum), entries };
   encodeDxNode(node, env.txn.getNew(phys), dxEncodeOpts(env));
+  stampDxAtCommit(env, phys, 'node');
 }
 
 /** Root-to-leaf path for `hash`: at each level the last entry whose hash is <= it. */
@@ -510,6 +522,7 @@ async function makeIndexed(env: DirWriteEnv, block0: Leaf, entry: DirEntry): Pro
   }
   root.entries = rootEntries;
   encodeDxRoot(root, await env.txn.getWrite(block0.phys), dxEncodeOpts(env));
+  stampDxAtCommit(env, block0.phys, 'root');
   env.setFlags(env.getFlags() | INDEX_FL);
   await dxAdd(env, entry);
 }
@@ -595,6 +608,7 @@ export async function dirSetParent(env: DirWriteEnv, parentIno: number): Promise
     f.root!.dotdotInode = parentIno;
     const buf = await env.txn.getWrite(f.phys);
     encodeDxRoot(f.root!, buf, { ...dxEncodeOpts(env), keepSlack: true });
+    stampDxAtCommit(env, f.phys, 'root');
     return;
   }
   const leaf = await readLeaf(env, 0);

@@ -43,6 +43,8 @@ const ROOT_INO = 2;
 const EXT4_LINK_MAX = 65000;
 /** Background writeback starts when this many bytes are dirty in the page cache. */
 const DIRTY_THRESHOLD_BYTES = 64 << 20;
+/** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
+const DIRTY_EXPIRE_MS = 5000;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
 const CREDITS = 512;
 
@@ -104,6 +106,8 @@ export class Filesystem {
   private readonly dcache = new Map<number, { names: Map<string, number>; complete: boolean }>();
   private dcacheEntries = 0;
   private background: Promise<void> | undefined;
+  private ageTimer: ReturnType<typeof setTimeout> | undefined;
+  private backgroundError: unknown;
   private closed = false;
   private markedDirty = false;
 
@@ -141,7 +145,7 @@ export class Filesystem {
   private async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>): Promise<T> {
     if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
     if (!this.markedDirty) await this.markDirty();
-    const h = this.journal.start(credits);
+    const h = await this.journal.begin(credits);
     try { return await fn(h); } finally { h.stop(); }
   }
 
@@ -1047,15 +1051,38 @@ export class Filesystem {
   }
 
   private maybeStartBackgroundWriteback(): void {
+    // Age: dirty data is written back at most DIRTY_EXPIRE_MS after it was first dirtied.
+    if (!this.ageTimer && !this.closed) {
+      const t = setTimeout(() => {
+        this.ageTimer = undefined;
+        if (!this.closed && !this.background) this.startBackground();
+      }, DIRTY_EXPIRE_MS);
+      (t as { unref?: () => void }).unref?.();
+      this.ageTimer = t;
+    }
     if (this.background || this.dirtyBytes() < DIRTY_THRESHOLD_BYTES) return;
+    this.startBackground();
+  }
+
+  private startBackground(): void {
     this.background = (async () => {
       try {
         await this.writebackAll();
+      } catch (e) {
+        // Reported by the next sync/fsync, as the kernel reports writeback errors (errseq).
+        this.backgroundError ??= e;
       } finally {
         this.background = undefined;
       }
     })();
-    this.background.catch(() => {});
+  }
+
+  /** Throws (once) an error that background writeback met. */
+  private takeBackgroundError(): void {
+    const e = this.backgroundError;
+    if (e === undefined) return;
+    this.backgroundError = undefined;
+    throw e;
   }
 
   /** Runs one background writeback pass now (tests and the founding scenario drive it). */
@@ -1080,12 +1107,14 @@ export class Filesystem {
   /** fsync: the inode's data, then every pending metadata change. */
   async fsync(oi: OpenInode): Promise<void> {
     await this.writebackInode(oi);
+    this.takeBackgroundError();
     await this.commit();
   }
 
   /** Writes everything: data, inodes, group descriptors, quota files, superblock. */
   async sync(): Promise<void> {
     if (this.background) await this.background;
+    this.takeBackgroundError();
     if (!this.markedDirty) return;
     await this.writebackAll();
     await this.commit();
@@ -1164,6 +1193,21 @@ export class Filesystem {
    * inode's i_blocks. Throws an Error worded like the kernel's warnings.
    */
   async checkInvariants(): Promise<void> {
+    // A consistent view: no namespace change, no mapping change on any open inode, no
+    // allocation in flight (same lock order as writers: ns → data → allocator).
+    await this.ns.withLock(async () => {
+      const inodes = [...this.open.values()].sort((a, b) => a.ino - b.ino);
+      const releases = [];
+      try {
+        for (const oi of inodes) releases.push(await oi.data.acquireRead());
+        await this.allocLock.withLock(() => this.checkInvariantsLocked());
+      } finally {
+        for (const r of releases) r();
+      }
+    });
+  }
+
+  private async checkInvariantsLocked(): Promise<void> {
     const h = this.journal.start(0);
     try {
       const views = [];
@@ -1225,6 +1269,7 @@ export class Filesystem {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    if (this.ageTimer) { clearTimeout(this.ageTimer); this.ageTimer = undefined; }
     for (const oi of [...this.open.values()]) {
       if (oi.refs > 0 && this.orphans.has(oi.ino)) { oi.refs = 1; await this.release(oi); }
     }

@@ -37,6 +37,9 @@ export interface Handle extends MetaTxn {
 }
 
 export interface Journal {
+  /** A handle for changes; waits while a commit is taking its snapshot. */
+  begin(credits: number): Promise<Handle>;
+  /** A handle at once (for reads: a 0-credit handle never blocks or waits for a commit). */
   start(credits: number): Handle;
   /** Writes every committed change to the device (after the caller wrote file data). */
   commit(): Promise<void>;
@@ -48,8 +51,18 @@ export interface Journal {
 export class WriteBackJournal implements Journal {
   private readonly dirty = new Map<number, Uint8Array>();
   private readonly finalizers = new Map<number, (bytes: Uint8Array) => void>();
+  /** Handles that may write and have not stopped. */
+  private writers = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Closed (a pending promise) while a commit waits for writers and takes its snapshot. */
+  private gate: Promise<void> | undefined;
 
   constructor(private readonly cache: BlockCache) {}
+
+  async begin(credits: number): Promise<Handle> {
+    while (this.gate) await this.gate;
+    return this.start(credits);
+  }
 
   isDirty(block: number): boolean { return this.dirty.has(block); }
 
@@ -60,6 +73,8 @@ export class WriteBackJournal implements Journal {
     const journal = this;
     let left = credits;
     let stopped = false;
+    const counted = credits > 0;
+    if (counted) this.writers++;
     const touched = new Set<number>();
     const spend = (block: number) => {
       assert(!stopped, 'handle used after stop');
@@ -71,7 +86,11 @@ export class WriteBackJournal implements Journal {
     return {
       get creditsLeft() { return left; },
       extend(n: number) { left += n; },
-      stop() { stopped = true; },
+      stop() {
+        if (stopped) return;
+        stopped = true;
+        if (counted && --journal.writers === 0) for (const w of journal.idleWaiters.splice(0)) w();
+      },
       async read(block) {
         return journal.dirty.get(block) ?? journal.cache.read(block);
       },
@@ -105,19 +124,35 @@ export class WriteBackJournal implements Journal {
     };
   }
 
+  /**
+   * Like a jbd2 commit: new handles wait, running ones finish, then the dirty set is finalized
+   * and copied in one synchronous step; the copies are written after the gate reopens, so
+   * handles started meanwhile change only the next commit's blocks.
+   */
   async commit(): Promise<void> {
-    for (const [block, finalize] of this.finalizers) finalize(this.dirty.get(block)!);
-    this.finalizers.clear();
-    const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
-    const bs = this.cache.blockSize;
-    for (let i = 0; i < blocks.length;) {
-      let j = i + 1;
-      while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && j - i < 256) j++;
-      const buf = new Uint8Array((j - i) * bs);
-      for (let k = i; k < j; k++) buf.set(this.dirty.get(blocks[k]!)!, (k - i) * bs);
-      await this.cache.device.write(blocks[i]! * bs, buf);
-      i = j;
+    while (this.gate) await this.gate;
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => { open = r; });
+    const runs: Array<{ block: number; bytes: Uint8Array }> = [];
+    try {
+      if (this.writers > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+      for (const [block, finalize] of this.finalizers) finalize(this.dirty.get(block)!);
+      this.finalizers.clear();
+      const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
+      const bs = this.cache.blockSize;
+      for (let i = 0; i < blocks.length;) {
+        let j = i + 1;
+        while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && j - i < 256) j++;
+        const buf = new Uint8Array((j - i) * bs);
+        for (let k = i; k < j; k++) buf.set(this.dirty.get(blocks[k]!)!, (k - i) * bs);
+        runs.push({ block: blocks[i]!, bytes: buf });
+        i = j;
+      }
+      this.dirty.clear();
+    } finally {
+      this.gate = undefined;
+      open();
     }
-    this.dirty.clear();
+    for (const r of runs) await this.cache.device.write(r.block * this.cache.blockSize, r.bytes);
   }
 }
