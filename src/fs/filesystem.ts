@@ -680,13 +680,18 @@ export class Filesystem {
   }
 
   async setAttrOf(oi: OpenInode, f: (inode: Inode) => void): Promise<void> {
+    const probe = { ...oi.inode };
+    f(probe);
+    const ownerChanges = probe.uid !== oi.inode.uid || probe.gid !== oi.inode.gid;
+    // Quota moves whole allocations between owners: delayed blocks are allocated first.
+    if (this.quota && ownerChanges && oi.state.reservation.reservedClusters > 0) await this.writebackInode(oi);
     await this.withHandle(CREDITS, async (h) => {
       const before = { uid: oi.inode.uid, gid: oi.inode.gid };
       f(oi.inode);
       if (this.quota && (before.uid !== oi.inode.uid || before.gid !== oi.inode.gid)) {
         const bytes = oi.inode.blocks512 * 512;
         const reserved = oi.state.reservation.reservedClusters * this.R * this.blockSize;
-        if (reserved) throw new Ext4Error('EBUSY', 'chown of a file with unwritten delayed data: sync first');
+        if (reserved) throw new Ext4Error('EBUSY', 'chown raced with a write of delayed data; retry');
         this.quota.freeUsage(before.uid, before.gid, bytes);
         this.quota.addInodes(before.uid, before.gid, -1);
         this.quota.addUsage(oi.inode.uid, oi.inode.gid, bytes, { force: true });
