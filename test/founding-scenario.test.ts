@@ -275,18 +275,23 @@ test('journal: commit() racing with forget() and with new changes', async () => 
     const h = j.start(10);
     (await h.getWrite(10)).fill(1);
     (await h.getWrite(20)).fill(2); // not adjacent to 10: commit() awaits between the two runs
+    h.stop(); // a commit waits for running handles, as jbd2's does
     return { dev, j };
   };
   {
     const { j } = await setup();
     const p = j.commit();
-    j.start(1).forget(20); // block 20 freed (e.g. an extent-tree leaf of a truncated file)
+    const h1 = j.start(1);
+    h1.forget(20); // block 20 freed (e.g. an extent-tree leaf of a truncated file)
+    h1.stop();
     await assert.doesNotReject(p, 'commit() survives a block forgotten while it runs');
   }
   {
     const { dev, j } = await setup();
     const p = j.commit();
-    j.start(1).getNew(30).fill(3); // e.g. a new extent block written by writeback meanwhile
+    const h2 = j.start(1);
+    h2.getNew(30).fill(3); // e.g. a new extent block written by writeback meanwhile
+    h2.stop();
     await p;
     await j.commit();
     assert.equal(dev.bytes[30 * 1024], 3, 'a block dirtied during commit() reaches the disk at the next commit');
@@ -294,7 +299,9 @@ test('journal: commit() racing with forget() and with new changes', async () => 
   {
     const { dev, j } = await setup();
     const p = j.commit(); // block 10 copied into its write synchronously, then an await
-    (await j.start(1).getWrite(10)).fill(9); // changed again before commit() finished
+    const h3 = j.start(1);
+    (await h3.getWrite(10)).fill(9); // changed again before commit() finished
+    h3.stop();
     await p;
     await j.commit();
     assert.equal(dev.bytes[10 * 1024], 9, 'a change made during commit() is not lost');

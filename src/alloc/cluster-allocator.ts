@@ -80,7 +80,8 @@ export class ClusterAllocator {
         const startLimit = i === G ? at.bit : n;
         const bits = await this.#view(txn, g);
         for (let s = findBit(bits, from, startLimit, 0); s < startLimit; s = findBit(bits, s, startLimit, 0)) {
-          const e = findBit(bits, s, n, 1);
+          // Only `want` clusters matter: stop scanning the free run there.
+          const e = findBit(bits, s, Math.min(n, s + want), 1);
           const len = e - s;
           if (len >= want) return this.#take(txn, g, s, want);
           if (len >= minClusters && (!best || len > best.len)) best = { g, bit: s, len };

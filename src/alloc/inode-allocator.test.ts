@@ -76,7 +76,10 @@ async function commitToFile(ctx: Ctx): Promise<string> {
   const h = ctx.journal.start(ctx.vol.geo.gdtBlocks);
   await ctx.table.flush(h);
   h.stop();
+  // A commit waits for running handles (as jbd2's does): end the test's long-lived one, then reopen it.
+  ctx.txn.stop();
   await ctx.journal.commit();
+  (ctx as { txn: typeof ctx.txn }).txn = ctx.journal.start(1e9);
   const sb = ctx.vol.sb;
   sb.freeBlocksCount = ctx.table.freeClusters() * ctx.vol.geo.clusterRatio;
   sb.freeInodesCount = ctx.table.freeInodes();

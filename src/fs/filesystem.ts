@@ -868,18 +868,21 @@ export class Filesystem {
     const first = Math.floor(pos / bs);
     const last = Math.floor((end - 1) / bs);
     await oi.io.withLock(async () => {
-      // Partial first/last pages need their old contents before the copy.
-      if (pos % bs) await oi.data.withRead(() => this.loadPage(oi, first));
-      if (end % bs && end < oi.inode.sizeBytes) await oi.data.withRead(() => this.loadPage(oi, last));
       await this.withHandle(CREDITS, async (h) => {
         await oi.data.withWrite(() => reserveDelayed(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
       });
-      for (let b = first; b <= last; b++) {
-        if (!oi.pages.get(b)) oi.pages.install(b, new Uint8Array(bs));
-        const from = Math.max(pos, b * bs);
-        const to = Math.min(end, (b + 1) * bs);
-        oi.pages.write(b, from - b * bs, src.subarray(from - pos, to - pos));
-      }
+      // Pages are prepared and filled under the data lock: writeback drops written pages only
+      // under it (exclusive), so a page loaded here cannot vanish before the copy.
+      await oi.data.withRead(async () => {
+        if (pos % bs) await this.loadPage(oi, first);
+        if (end % bs && end < oi.inode.sizeBytes) await this.loadPage(oi, last);
+        for (let b = first; b <= last; b++) {
+          if (!oi.pages.get(b)) oi.pages.install(b, new Uint8Array(bs));
+          const from = Math.max(pos, b * bs);
+          const to = Math.min(end, (b + 1) * bs);
+          oi.pages.write(b, from - b * bs, src.subarray(from - pos, to - pos));
+        }
+      });
       const t = nowTs();
       oi.inode.mtime = t; oi.inode.ctime = { ...t };
       if (end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
@@ -892,15 +895,17 @@ export class Filesystem {
   /** Zeroes [from, to) inside block b's page (loading it first), marking it dirty. */
   private async zeroInPage(oi: OpenInode, b: number, from: number, to: number): Promise<void> {
     const bs = this.blockSize;
-    await oi.data.withRead(() => this.loadPage(oi, b));
-    const h = this.journal.start(0);
-    let backed = false;
-    try {
-      const [seg] = await lookupRange(this.fileMap(oi), h, b, 1);
-      backed = !!seg && seg.state !== 'hole';
-    } finally { h.stop(); }
-    if (backed) oi.pages.write(b, from - b * bs, new Uint8Array(to - from));
-    else oi.pages.get(b)?.data.fill(0, from - b * bs, to - b * bs);
+    await oi.data.withRead(async () => {
+      await this.loadPage(oi, b);
+      const h = this.journal.start(0);
+      let backed = false;
+      try {
+        const [seg] = await lookupRange(this.fileMap(oi), h, b, 1);
+        backed = !!seg && seg.state !== 'hole';
+      } finally { h.stop(); }
+      if (backed) oi.pages.write(b, from - b * bs, new Uint8Array(to - from));
+      else oi.pages.get(b)?.data.fill(0, from - b * bs, to - b * bs);
+    });
   }
 
   async truncate(oi: OpenInode, newSize: number): Promise<void> {
@@ -1046,8 +1051,17 @@ export class Filesystem {
         if (page) buf.set(page.data, (k - i) * bs);
       }
       await this.vol.device.write(blocks[i]!.fsBlock * bs, buf);
-      for (let k = i; k < j; k++) blocks[k]!.oi.pages.cleaned(blocks[k]!.fileBlock, blocks[k]!.version);
       i = j;
+    }
+    // Written pages leave the cache under each inode's data lock: a reader holds it (shared)
+    // from looking a block up as delayed until it has copied the page.
+    const byInode = new Map<OpenInode, WbBlock[]>();
+    for (const b of blocks) {
+      const list = byInode.get(b.oi);
+      if (list) list.push(b); else byInode.set(b.oi, [b]);
+    }
+    for (const [oi, list] of byInode) {
+      await oi.data.withWrite(async () => { for (const b of list) oi.pages.cleaned(b.fileBlock, b.version); });
     }
   }
 
@@ -1120,7 +1134,10 @@ export class Filesystem {
   async sync(): Promise<void> {
     if (this.background) await this.background;
     this.takeBackgroundError();
-    if (!this.markedDirty) return;
+    if (!this.markedDirty) {
+      if (this.dirtyInodes.size === 0 && this.dirtyPages.pages === 0) return;
+      await this.markDirty();
+    }
     await this.writebackAll();
     await this.commit();
     for (const [ino, oi] of this.open) {

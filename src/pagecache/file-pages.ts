@@ -38,10 +38,17 @@ export class FilePages {
     if (!p.dirty) { p.dirty = true; this.dirtyPages++; this.total.pages++; }
   }
 
-  /** Marks a page clean if it was not written since `version` was observed. */
+  /**
+   * The page reached the disk: if nobody wrote it since `version` was observed, it is dropped
+   * (reads of written blocks go to the device), so memory is bounded by dirty data.
+   */
   cleaned(block: number, version: number): void {
     const p = this.pages.get(block);
-    if (p && p.dirty && p.version === version) { p.dirty = false; this.dirtyPages--; this.total.pages--; }
+    if (p && p.dirty && p.version === version) {
+      this.dirtyPages--;
+      this.total.pages--;
+      this.pages.delete(block);
+    }
   }
 
   get dirtyCount(): number { return this.dirtyPages; }
