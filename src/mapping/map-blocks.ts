@@ -85,11 +85,31 @@ async function impliedCluster(f: FileMap, env: ExtentTreeEnv, c: LogicalCluster)
   return (await logicalClusterMapped(env, c))?.physicalCluster;
 }
 
+/** The signature of reserveDelayed (what a test hook receives as the real implementation). */
+export type ReserveDelayedFn = (f: FileMap, txn: MetaTxn, first: number, count: number,
+  opts?: { useRootReserve?: boolean }) => Promise<number>;
+
+/**
+ * TEST-ONLY injection point — production code never sets it. When `reserveDelayed` is set, the
+ * exported reserveDelayed() calls it with the real implementation instead of calling that
+ * directly; when unset (always, outside tests) the cost is one property read per write().
+ * test/schedule-explorer.test.ts installs a deliberately broken variant (the 2011 mistake:
+ * "cluster already reserved" decided from state the data lock does not protect) to prove that
+ * its schedule explorer finds the race. Never set it from src/.
+ */
+export const mapBlocksTestHooks: { reserveDelayed?: (real: ReserveDelayedFn, ...args: Parameters<ReserveDelayedFn>) => Promise<number> } = {};
+
 /**
  * write(): makes every hole in [first, first+count) delayed, reserving quota and clusters.
  * ENOSPC/EDQUOT leave nothing reserved. Returns the number of clusters reserved.
  */
-export async function reserveDelayed(f: FileMap, txn: MetaTxn, first: number, count: number,
+export function reserveDelayed(f: FileMap, txn: MetaTxn, first: number, count: number,
+  opts: { useRootReserve?: boolean } = {}): Promise<number> {
+  const hook = mapBlocksTestHooks.reserveDelayed;
+  return hook ? hook(realReserveDelayed, f, txn, first, count, opts) : realReserveDelayed(f, txn, first, count, opts);
+}
+
+async function realReserveDelayed(f: FileMap, txn: MetaTxn, first: number, count: number,
   opts: { useRootReserve?: boolean } = {}): Promise<number> {
   const holes = (await lookupRange(f, txn, first, count)).filter((s) => s.state === 'hole');
   const env = f.treeEnv(txn);
