@@ -1,14 +1,20 @@
 // The ext4kit command line: parses argv, runs one command (one file each) and maps failures to
 // exit codes: 0 ok, 1 Ext4Error or host I/O error (one line on stderr), 2 usage error, 70 bug.
-import { isExt4Error } from '../errors/ext4-error.ts';
 import { UsageError } from './args.ts';
+import { errorLine } from './report.ts';
 import * as cat from './cat.ts';
 import * as demo from './demo.ts';
 import * as get from './get.ts';
 import * as info from './info.ts';
+import * as ln from './ln.ts';
 import * as ls from './ls.ts';
+import * as mkdir from './mkdir.ts';
 import * as mkfs from './mkfs.ts';
+import * as mv from './mv.ts';
+import * as put from './put.ts';
+import * as rm from './rm.ts';
 import * as stat from './stat.ts';
+import * as truncate from './truncate.ts';
 
 interface Command {
   run(argv: string[]): Promise<number>;
@@ -22,25 +28,21 @@ const COMMANDS: Record<string, Command> = {
   cat: { run: cat.run, summary: 'write file contents to stdout' },
   stat: { run: stat.run, summary: "show one inode's metadata" },
   get: { run: get.run, summary: 'copy a file or a tree out to the host' },
+  put: { run: put.run, summary: 'copy a host file or tree into the image (like cp -a)' },
+  mkdir: { run: mkdir.run, summary: 'make directories' },
+  rm: { run: rm.run, summary: 'remove files or trees' },
+  mv: { run: mv.run, summary: 'rename or move an entry' },
+  ln: { run: ln.run, summary: 'make a hard link or (-s) a symbolic link' },
+  truncate: { run: truncate.run, summary: "set a file's size (holes when growing)" },
   demo: { run: demo.run, summary: 'make a small image and show it' },
 };
 
 export const USAGE = `usage: ext4kit COMMAND [ARGS...]
 commands:
-${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(6)} ${c.summary}`).join('\n')}
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
 Run 'ext4kit COMMAND --help' for a command's options.`;
 
 const EX_OK = 0, EX_ERROR = 1, EX_USAGE = 2, EX_SOFTWARE = 70;
-
-/** A Node system error from host I/O (ENOENT on DEST, EACCES, ENOSPC...): the user's problem, not a bug. */
-function isSystemError(e: unknown): e is NodeJS.ErrnoException & { code: string } {
-  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' &&
-    typeof (e as NodeJS.ErrnoException).errno === 'number' && typeof (e as NodeJS.ErrnoException).syscall === 'string';
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
-}
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -76,14 +78,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`ext4kit ${name}: ${e.message}\n${e.usage ?? USAGE}\n`);
       return EX_USAGE;
     }
-    if (isExt4Error(e)) {
-      const msg = oneLine(e.message);
-      process.stderr.write(`ext4kit: ${e.code}: ${msg.startsWith(`${e.code}: `) ? msg.slice(e.code.length + 2) : msg}\n`);
-      return EX_ERROR;
-    }
-    if (isSystemError(e)) {
-      const msg = oneLine(e.message);
-      process.stderr.write(`ext4kit: ${e.code}: ${msg.startsWith(`${e.code}: `) ? msg.slice(e.code.length + 2) : msg}\n`);
+    const line = errorLine(e);
+    if (line !== undefined) {
+      process.stderr.write(line + '\n');
       return EX_ERROR;
     }
     process.stderr.write(`ext4kit: internal error (a bug; please report it):\n${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

@@ -5,6 +5,7 @@ import { Ext4 } from '../node.ts';
 import type { MkfsOptions } from '../mkfs/options.ts';
 import { intOption, optionValue, parseArgs, parseSize, UsageError, type ParsedArgs } from './args.ts';
 import { formatBytes } from './progress.ts';
+import { hostIdentity, populateFromDir } from './copy-in.ts';
 
 export const MKFS_USAGE = `usage: ext4kit mkfs [options] IMAGE SIZE
   SIZE             bytes, or with a binary unit: 512K, 64M, 1G, 2T
@@ -19,6 +20,9 @@ export const MKFS_USAGE = `usage: ext4kit mkfs [options] IMAGE SIZE
   -U UUID          filesystem UUID
   -E hash_seed=UUID  directory hash seed
   -m PCT           percentage of blocks reserved for root (default 5)
+  -d DIR          copy DIR's contents into the new filesystem (like mke2fs -d): contents,
+                   holes, modes, owners, ns times, symlinks, hard links, xattrs; the root
+                   directory takes DIR's own mode, owner and times
   -T SECONDS       use this time (seconds since the epoch) for every timestamp; with it the UUID
                    and hash seed default to values derived from the options (reproducible images)
   -q               print nothing on success`;
@@ -104,7 +108,7 @@ async function prepareImage(image: string, sizeBytes: number | undefined): Promi
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     flags: ['q', 'F'],
-    options: ['t', 'b', 'C', 'O', 'I', 'N', 'i', 'L', 'U', 'E', 'm', 'T'],
+    options: ['t', 'b', 'C', 'O', 'I', 'N', 'i', 'L', 'U', 'E', 'm', 'T', 'd'],
     minPositionals: 1,
     maxPositionals: 2,
     usage: MKFS_USAGE,
@@ -116,10 +120,25 @@ export async function run(argv: string[]): Promise<number> {
     if (sizeBytes === undefined) usage(args, `invalid size '${sizeText}'`);
   }
   const opts = mkfsOptionsFromArgs(args);
+  const populate = optionValue(args, 'd');
+  if (populate !== undefined) {
+    // Check the source before the image is touched (mke2fs -d checks it only after formatting).
+    const st = await stat(populate);
+    if (!st.isDirectory()) throw new UsageError(`'${populate}' is not a directory`, MKFS_USAGE);
+  }
   const existed = await stat(image).then(() => true, () => false);
   const prepared = await prepareImage(image, sizeBytes);
   try {
     await Ext4.mkfs(image, { ...opts, sizeBytes: prepared.sizeBytes, deviceZeroed: prepared.zeroed });
+    if (populate !== undefined) {
+      const self = await hostIdentity(image);
+      const fs = await Ext4.open(image);
+      try {
+        await populateFromDir(fs, populate, { progressLabel: 'mkfs', ...(self ? { exclude: self } : {}) });
+      } finally {
+        await fs.close();
+      }
+    }
   } catch (e) {
     // Leave no half-made image behind when the file is ours.
     if (!existed) await unlink(image).catch(() => undefined);

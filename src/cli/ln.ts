@@ -1,0 +1,24 @@
+// `ext4kit ln [-s] IMAGE TARGET LINKPATH`: a hard link to TARGET, or (-s) a symlink holding TARGET.
+import { Ext4 } from '../node.ts';
+import { parseArgs } from './args.ts';
+import { normalizeImagePath } from './ls.ts';
+import { intoIfDirectory } from './mv.ts';
+
+export const LN_USAGE = `usage: ext4kit ln [-s] IMAGE TARGET LINKPATH
+  makes LINKPATH a new name of the image file TARGET; with -s, a symbolic link whose contents
+  are TARGET (any text; resolved relative to the link's directory). When LINKPATH is an existing
+  directory the link goes inside it under TARGET's last name.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { flags: ['s'], minPositionals: 3, maxPositionals: 3, usage: LN_USAGE });
+  const [image, target, linkArg] = args.positionals as [string, string, string];
+  const fs = await Ext4.open(image);
+  try {
+    const link = await intoIfDirectory(fs, target, normalizeImagePath(linkArg));
+    if (args.flags.has('s')) await fs.symlink(target, link);
+    else await fs.link(normalizeImagePath(target), link);
+  } finally {
+    await fs.close();
+  }
+  return 0;
+}
