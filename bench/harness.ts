@@ -42,6 +42,8 @@ export interface Competitor {
   timeoutMs?: number;
   /** Printed under the table, e.g. how the command differs from the others. */
   note?: string;
+  /** At most this many runs (for slow competitors), whatever BENCH_RUNS says. */
+  maxRuns?: number;
 }
 
 export interface Section {
@@ -49,6 +51,8 @@ export interface Section {
   competitors: Competitor[];
   /** Printed under the table. */
   notes?: string[];
+  /** After all runs: target checks, one line each, starting with PASS or FAIL (printed under the table). */
+  verdicts?: (result: SectionResult) => string[];
 }
 
 export interface Workload {
@@ -100,6 +104,7 @@ export interface SectionResult {
   title: string;
   results: CompetitorResult[];
   notes: string[];
+  verdicts?: string[];
 }
 
 const TIME_BIN = '/usr/bin/time';
@@ -239,13 +244,13 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
   const rssFile = join(ctx.scratchDir, 'rss.txt');
   for (let i = 0; i < ctx.runs; i++) {
     for (const { c, r } of live) {
-      if (r.failed) continue;
+      if (r.failed || i >= (c.maxRuns ?? Infinity)) continue;
       try {
         if (c.prepare) await c.prepare();
         if (c.coldCache ?? true) dropCaches();
         const m = await measure(await c.command(), c.timeoutMs, rssFile);
         r.runs.push(m);
-        ctx.log(`  ${c.name}: run ${i + 1}/${ctx.runs}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
+        ctx.log(`  ${c.name}: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
         if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify();
         if (c.metrics && i === 0) r.metrics = await c.metrics();
       } catch (e) {
@@ -265,7 +270,9 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
       r.peakRssKiB = Math.max(...rss) || undefined;
     }
   }
-  return { workload, title: section.title, results, notes: section.notes ?? [] };
+  const result: SectionResult = { workload, title: section.title, results, notes: section.notes ?? [] };
+  if (section.verdicts) result.verdicts = section.verdicts(result);
+  return result;
 }
 
 // ---- reporting ----------------------------------------------------------------------------------
@@ -283,6 +290,7 @@ export function formatSection(s: SectionResult, runs: number): string {
   const base = s.results.find((r) => r.baseline);
   const baseName = base ? base.name.split(' ')[0] : undefined;
   const extra = [...new Set(s.results.flatMap((r) => Object.keys(r.metrics ?? {})))];
+  // Rows with fewer runs (Competitor.maxRuns) say so in their median cell.
   const rows: string[][] = [['tool', `median of ${runs}`, 'min', 'max', 'peak RSS', ...extra, 'relative time']];
   const blanks = extra.map(() => '');
   for (const r of s.results) {
@@ -298,7 +306,8 @@ export function formatSection(s: SectionResult, runs: number): string {
     if (r.baseline) rel = 'baseline';
     else if (base?.medianMs !== undefined) rel = `${(r.medianMs / base.medianMs).toFixed(2)}× ${baseName}'s time`;
     const m = extra.map((k) => r.metrics?.[k] ?? '');
-    rows.push([r.name, formatMs(r.medianMs), formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
+    const few = r.runs.length < runs ? ` (${r.runs.length} run${r.runs.length === 1 ? '' : 's'})` : '';
+    rows.push([r.name, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => (i === 0 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd();
@@ -307,6 +316,7 @@ export function formatSection(s: SectionResult, runs: number): string {
   const notes = [...s.results.filter((r) => r.note).map((r) => `${r.name}: ${r.note}`), ...s.notes];
   for (const n of notes) out.push(`  * ${n}`);
   for (const r of s.results.filter((x) => x.failed)) out.push(`  ! ${r.name} failed: ${r.failed}`);
+  for (const v of s.verdicts ?? []) out.push(`  ${v}`);
   return out.join('\n');
 }
 

@@ -1,6 +1,7 @@
 // `npm run bench [-- WORKLOAD...]`: runs the default workloads (or the named ones) and prints one
 // table per section. Progress goes to stderr, tables to stdout; results also land in
-// $BENCH_CACHE/results/latest.json. Environment: BENCH_RUNS (default 3), BENCH_CACHE.
+// $BENCH_CACHE/results/latest.json. Environment: BENCH_RUNS (default 3), BENCH_CACHE,
+// BENCH_MKFS_D_FALLBACK=1 (mkfs-d-*: time bench/tools/mkfs-d.ts, the API stand-in, instead of the CLI).
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,9 +9,12 @@ import { defaultCacheDir, formatMs, formatSection, loadLine, machineFacts, runSe
 import { readTree } from './workloads/read-tree.ts';
 import { mkfs } from './workloads/mkfs.ts';
 import { ext2fsProbe } from './workloads/ext2fs-probe.ts';
+import { mkfsDSmall } from './workloads/mkfs-d-small.ts';
+import { mkfsDLarge } from './workloads/mkfs-d-large.ts';
+import { interleaved } from './workloads/interleaved.ts';
 
 /** Every workload, in the order they run. Adding one = one file in workloads/ and one line here. */
-const WORKLOADS: Workload[] = [readTree, mkfs, ext2fsProbe];
+const WORKLOADS: Workload[] = [readTree, mkfs, mkfsDSmall, mkfsDLarge, interleaved, ext2fsProbe];
 
 function usage(): string {
   return [
