@@ -92,6 +92,38 @@ export class ClusterAllocator {
     });
   }
 
+  /**
+   * Like allocRun, but when the goal cluster itself is taken (another file's data sits where
+   * this file would continue), the run starts in the middle of the largest free run of the
+   * group with the most free clusters: concurrent streams then spread apart instead of
+   * interleaving chunk by chunk (what mballoc's per-inode preallocation achieves).
+   */
+  allocStream(txn: MetaTxn, goalCluster: number, wantClusters: number): Promise<ClusterRun | undefined> {
+    return this.#exclusive(txn, async () => {
+      const at = this.#locate(goalCluster);
+      if (at) {
+        const bits = await this.#view(txn, at.g);
+        if (findBit(bits, at.bit, at.bit + 1, 0) === at.bit) return undefined; // goal free: caller uses allocRun
+      }
+      const geo = this.#geo;
+      let g = -1;
+      for (let i = 0; i < geo.groupCount; i++) {
+        if (g < 0 || this.#table.desc(i).freeBlocksCount > this.#table.desc(g).freeBlocksCount) g = i;
+      }
+      if (g < 0 || this.#table.desc(g).freeBlocksCount < wantClusters * 4) return undefined;
+      const n = this.#groupClusters(g);
+      const bits = await this.#view(txn, g);
+      let best = { s: 0, len: 0 };
+      for (let s = findBit(bits, 0, n, 0); s < n;) {
+        const e = findBit(bits, s, n, 1);
+        if (e - s > best.len) best = { s, len: e - s };
+        s = findBit(bits, e, n, 0);
+      }
+      if (best.len < wantClusters * 4) return undefined;
+      return this.#take(txn, g, best.s + Math.floor(best.len / 2), Math.min(wantClusters, Math.ceil(best.len / 2)));
+    });
+  }
+
   /** Allocates exactly [cluster, cluster + count) if every cluster of it is free; false otherwise. */
   allocExact(txn: MetaTxn, cluster: number, count: number): Promise<boolean> {
     assert(Number.isSafeInteger(cluster) && Number.isInteger(count) && count >= 1, `bad range ${cluster}+${count}`);

@@ -42,7 +42,7 @@ import type { Volume } from './volume.ts';
 const ROOT_INO = 2;
 const EXT4_LINK_MAX = 65000;
 /** Background writeback starts when this many bytes are dirty in the page cache. */
-const DIRTY_THRESHOLD_BYTES = 64 << 20;
+const DIRTY_THRESHOLD_BYTES = 32 << 20;
 /** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
 const DIRTY_EXPIRE_MS = 5000;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
@@ -250,12 +250,14 @@ export class Filesystem {
     const clusters = this.clusters;
     const lockedAlloc = {
       allocRun: (txn: MetaTxn, goal: number, want: number, min?: number) => fs.allocLock.withLock(() => clusters.allocRun(txn, goal, want, min)),
+      allocStream: (txn: MetaTxn, goal: number, want: number) => fs.allocLock.withLock(() => clusters.allocStream(txn, goal, want)),
     } as unknown as ClusterAllocator;
     return {
       ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, clusterRatio: this.R, blockSize: this.blockSize,
       state: oi.state, space: this.space, alloc: lockedAlloc,
       treeEnv: (txn) => fs.treeEnv(txn, oi),
       goal: () => oi.goal || fs.defaultGoal(oi.ino),
+      hasOwnGoal: () => oi.goal !== 0,
       setGoal: (b) => { oi.goal = b; },
       chargeClusters: (n) => fs.charge(oi, n),
     };
@@ -889,6 +891,9 @@ export class Filesystem {
       this.markInodeDirty(oi);
     });
     this.maybeStartBackgroundWriteback();
+    // Throttle writers (the kernel's balance_dirty_pages): past twice the threshold a writer
+    // waits for writeback, so dirty memory stays bounded whatever the write rate.
+    while (this.background && this.dirtyBytes() >= 2 * DIRTY_THRESHOLD_BYTES) await this.background;
     return src.length;
   }
 

@@ -34,6 +34,8 @@ export interface FileMap {
   treeEnv(txn: MetaTxn): ExtentTreeEnv;
   /** Physical block to start searching from for this file's next allocation. */
   goal(): number;
+  /** Whether goal() continues this file's own earlier allocation (rather than a default). */
+  hasOwnGoal(): boolean;
   setGoal(block: number): void;
   /** i_blocks changes, in clusters (data and tree nodes). */
   chargeClusters(delta: number): void;
@@ -189,7 +191,11 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
           throw e;
         }
       }
-      const run = await f.alloc.allocRun(txn, Math.floor(f.goal() / R), want, 1);
+      // A file continuing a stream whose next blocks another file took starts a new stream
+      // elsewhere rather than interleaving with it.
+      const goalCluster = Math.floor(f.goal() / R);
+      const run = (delalloc && f.hasOwnGoal() ? await f.alloc.allocStream(txn, goalCluster, want) : undefined) ??
+        await f.alloc.allocRun(txn, goalCluster, want, 1);
       if (!run) {
         if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
         throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
