@@ -5,7 +5,7 @@ import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ex
 import { Volume } from '../fs/volume.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
-import { readXattrs, inlineDataXattr } from '../fs/xattrs.ts';
+import { readXattrs } from '../fs/xattrs.ts';
 import { listDirectory, lookupName, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
 import { isDirMode, isSymlinkMode, S_IFMT, S_IFDIR, type Inode } from '../format/inode.ts';
 import { INCOMPAT, COMPAT, RO_COMPAT, allFeatureNames } from '../format/features.ts';
@@ -70,17 +70,9 @@ export class Ext4 {
   // ---- path resolution ------------------------------------------------------------------
 
   private dirSource(ino: number, inode: Inode): DirSource {
-    const vol = this.vol;
-    const data = new InodeData(vol, ino, inode);
-    return {
-      ino, inode, blockSize: vol.geo.blockSize, filetype: vol.filetype, metadataCsum: vol.geo.metadataCsum,
-      inodesCount: vol.geo.inodesCount, inodeSeed: vol.inodeSeed(ino, inode),
-      dirIndex: (vol.sb.featureCompat & COMPAT.dir_index) !== 0, largeDir: vol.has('incompat', INCOMPAT.large_dir),
-      hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
-      mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
-      inlineData: async () => inlineDataXattr(vol, ino, inode),
-      ...(this.fs ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) } : { verified: this.verifiedBlocks }),
-    };
+    return this.vol.dirSource(ino, inode, this.fs
+      ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) }
+      : { verified: this.verifiedBlocks });
   }
 
   private async loadInode(ino: number, where: string): Promise<Inode> {

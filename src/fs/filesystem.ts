@@ -36,7 +36,6 @@ import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirS
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
 import { FilePages, DirtyCounter } from '../pagecache/file-pages.ts';
 import { InodeData } from './file-data.ts';
-import { inlineDataXattr } from './xattrs.ts';
 import type { Volume } from './volume.ts';
 
 const ROOT_INO = 2;
@@ -299,17 +298,7 @@ export class Filesystem {
   }
 
   dirSource(oi: OpenInode): DirSource {
-    const vol = this.vol;
-    const data = new InodeData(vol, oi.ino, oi.inode);
-    return {
-      ino: oi.ino, inode: oi.inode, blockSize: vol.geo.blockSize, filetype: vol.filetype, metadataCsum: vol.geo.metadataCsum,
-      inodesCount: vol.geo.inodesCount, inodeSeed: vol.inodeSeed(oi.ino, oi.inode),
-      dirIndex: (vol.sb.featureCompat & COMPAT.dir_index) !== 0, largeDir: vol.has('incompat', INCOMPAT.large_dir),
-      hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
-      mappings: () => data.mappings(), readBlock: (b) => vol.readBlock(b),
-      inlineData: async () => inlineDataXattr(vol, oi.ino, oi.inode),
-      isDirty: (b) => this.journal.isDirty(b),
-    };
+    return this.vol.dirSource(oi.ino, oi.inode, { isDirty: (b) => this.journal.isDirty(b) });
   }
 
   // ---- paths -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 // * non-root nodes are never empty (an emptied node is freed and its index entry dropped);
 // * adjacent extents inside one leaf that could be one extent are merged.
 import { assert, corrupt, Ext4Error, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
+import { lastAtOrBelow } from './read-map.ts';
 import { fileBlock as toFileBlock, fsBlock as toFsBlock } from '../util/brand.ts';
 import { setU16 } from '../util/bytes.ts';
 import {
@@ -83,17 +84,6 @@ function mergeAdjacent(list: readonly Extent[]): Extent[] {
   return out;
 }
 
-/** Index of the last entry whose key is <= target, or -1. */
-function lastAtOrBelow(keys: ReadonlyArray<{ fileBlock: number }>, target: number): number {
-  let lo = 0;
-  let hi = keys.length - 1;
-  let found = -1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]!.fileBlock <= target) { found = mid; lo = mid + 1; } else hi = mid - 1;
-  }
-  return found;
-}
 
 function checkEnv(env: ExtentTreeEnv): void {
   const bs = env.blockSize;

@@ -153,7 +153,7 @@ async function* walkNode(
 }
 
 /** Index of the last entry whose key is <= target, or -1. Keys are sorted (checked by decode). */
-function lastAtOrBelow(keys: ReadonlyArray<{ fileBlock: FileBlock }>, target: number): number {
+export function lastAtOrBelow(keys: ReadonlyArray<{ fileBlock: number }>, target: number): number {
   let lo = 0;
   let hi = keys.length - 1;
   let found = -1;
