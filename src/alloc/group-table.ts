@@ -43,6 +43,8 @@ export class GroupTable {
     const { geo } = this;
     for (const [g, bitmap] of this.#pendingBlockCsum) this.desc(g).blockBitmapCsum = this.blockBitmapCsum(bitmap);
     this.#pendingBlockCsum.clear();
+    for (const [g, bitmap] of this.#pendingInodeCsum) this.desc(g).inodeBitmapCsum = this.inodeBitmapCsum(bitmap);
+    this.#pendingInodeCsum.clear();
     for (const g of this.dirtyGroups) {
       const buf = await txn.getWrite(descriptorBlock(geo, Math.floor(g / geo.descPerBlock)));
       const off = (g % geo.descPerBlock) * geo.descSize;
@@ -82,8 +84,9 @@ export class GroupTable {
   setBlockBitmapCsum(g: number, bitmap: Uint8Array): void {
     if (this.geo.metadataCsum) { this.#pendingBlockCsum.set(g, bitmap); this.#dirty.add(g); }
   }
+  readonly #pendingInodeCsum = new Map<number, Uint8Array>();
   setInodeBitmapCsum(g: number, bitmap: Uint8Array): void {
-    if (this.geo.metadataCsum) this.desc(g).inodeBitmapCsum = this.inodeBitmapCsum(bitmap);
+    if (this.geo.metadataCsum) { this.#pendingInodeCsum.set(g, bitmap); this.#dirty.add(g); }
   }
 
   /** A bitmap block number must lie inside the filesystem (and not be block 0). */

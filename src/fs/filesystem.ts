@@ -80,6 +80,9 @@ export class OpenInode {
   readonly writeback = new Mutex();
   refs = 0;
   goal = 0;
+  /** Cached checksum seed (it depends on the generation only). */
+  seed: number | undefined;
+  seedFor = -1;
   readonly pages: FilePages;
   state: DelallocState;
   constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting, dirty: DirtyCounter) {
@@ -194,7 +197,8 @@ export class Filesystem {
   }
 
   private inodeSeed(oi: OpenInode): number | undefined {
-    return this.vol.inodeSeed(oi.ino, oi.inode);
+    if (oi.seedFor !== oi.inode.generation) { oi.seed = this.vol.inodeSeed(oi.ino, oi.inode); oi.seedFor = oi.inode.generation; }
+    return oi.seed;
   }
 
   /** Allocates one cluster for metadata (tree nodes, directory and xattr blocks). */
