@@ -15,20 +15,9 @@ import {
   decodeExtentNode, encodeExtentNode, extentBlockChecksum, extentTailOffset, extentNodeCapacity,
   EXT4_EXT_MAGIC, type ExtentNode, type ExtentLeafNode,
 } from './extent.ts';
+import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
-const HAVE_TOOLS = spawnSync('mke2fs', ['-V']).status === 0 && spawnSync('debugfs', ['-V']).status === 0;
-const SKIP = HAVE_TOOLS ? false : 'mke2fs/debugfs not installed';
 const UUID = '5a1c8e3e-2f6b-4e0a-8c1d-7b9e0f123456';
-const ENV = { ...process.env, E2FSPROGS_FAKE_TIME: '1700000000' };
-
-function run(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: ENV, input, maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-function debugfsBatch(img: string, cmds: string[]): string[] {
-  return run('debugfs', ['-f', '-', img], cmds.join('\n') + '\n').split(/^debugfs: .*$/m).slice(1);
-}
 
 interface Img { path: string; bytes: Uint8Array; blockSize: number; inodeSize: number; hugeFile: boolean; fsSeed: number | undefined }
 function openImg(path: string): Img {

@@ -15,24 +15,10 @@ import {
   HUGE_FILE_FL, EXTENTS_FL, S_IFLNK, S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR,
   type Inode, type InodeCodecOptions,
 } from './inode.ts';
+import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
-const HAVE_TOOLS = spawnSync('mke2fs', ['-V']).status === 0 && spawnSync('debugfs', ['-V']).status === 0;
-const SKIP = HAVE_TOOLS ? false : 'mke2fs/debugfs not installed';
 const UUID = '0b4c3f8e-7d41-4b55-9a53-2c7f1f0e6a11';
-const ENV = { ...process.env, E2FSPROGS_FAKE_TIME: '1700000000' };
 
-function run(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: ENV, input, maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Runs several debugfs commands in one process; returns each command's output. */
-function debugfsBatch(img: string, cmds: string[]): string[] {
-  const out = run('debugfs', ['-f', '-', img], cmds.join('\n') + '\n');
-  const parts = out.split(/^debugfs: .*$/m);
-  return parts.slice(1);
-}
 
 interface Img {
   path: string;

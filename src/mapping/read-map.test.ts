@@ -13,20 +13,9 @@ import { fsCsumSeed, inodeCsumSeed } from '../format/checksum.ts';
 import { decodeInode, EXTENTS_FL, type Inode } from '../format/inode.ts';
 import { decodeExtentNode, encodeExtentNode } from '../format/extent.ts';
 import { iterateMappings, mapFileBlock, type MapContext, type Mapping } from './read-map.ts';
+import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
-const HAVE_TOOLS = spawnSync('mke2fs', ['-V']).status === 0 && spawnSync('debugfs', ['-V']).status === 0;
-const SKIP = HAVE_TOOLS ? false : 'mke2fs/debugfs not installed';
 const UUID = '9e2d7c41-0a5b-4c3d-8e6f-112233445566';
-const ENV = { ...process.env, E2FSPROGS_FAKE_TIME: '1700000000' };
-
-function run(cmd: string, args: string[], input?: string): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: ENV, input, maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
-function debugfsBatch(img: string, cmds: string[]): string[] {
-  return run('debugfs', ['-f', '-', img], cmds.join('\n') + '\n').split(/^debugfs: .*$/m).slice(1);
-}
 
 /** An image read through a file descriptor, with per-block overrides for mutation tests. */
 class Img {
