@@ -167,9 +167,10 @@ async function apply(fs: Ext4, m: Model, op: Op): Promise<void> {
     }
     case 'link': {
       const a = filePath(op.from), b = filePath(op.to);
-      const ok = m.files.has(a) && m.parentOk(b) && !m.exists(b);
+      // link(2) does not follow a symlink: it hard-links the symlink itself.
+      const ok = (m.files.has(a) || m.links.has(a)) && m.parentOk(b) && !m.exists(b);
       if (!(await expectErr(() => fs.link(a, b), ok))) return;
-      m.files.set(b, m.files.get(a)!);
+      if (m.files.has(a)) m.files.set(b, m.files.get(a)!); else m.links.set(b, m.links.get(a)!);
       return;
     }
     case 'mkdir': {

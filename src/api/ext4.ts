@@ -483,7 +483,7 @@ export class Ext4 {
       throw e;
     }
     if (!st.isDirectory()) { await fs.unlink(path); return; }
-    if (!opts.recursive) throw posixError('EISDIR' as never, 'rm', path);
+    if (!opts.recursive) throw posixError('EISDIR', 'rm', path);
     for (const name of await this.readdir(path)) await this.rm(`${path.replace(/\/+$/, '')}/${name}`, opts);
     await fs.rmdir(path);
   }

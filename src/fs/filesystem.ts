@@ -6,7 +6,7 @@
 // → inode `io` (i_rwsem) → journal handle → inode `data` (i_data_sem, an async RW lock). The
 // allocator has its own mutex, taken innermost around bitmap search-and-set.
 import { Ext4Error, posixError, corrupt, assert } from '../errors/ext4-error.ts';
-import { type InodeNo, inodeNo } from '../util/brand.ts';
+import { inodeNo, fileBlock, fsBlock } from '../util/brand.ts';
 import { RwLock, Mutex } from '../util/rw-lock.ts';
 import { encodeUtf8 } from '../util/bytes.ts';
 import { COMPAT, INCOMPAT, RO_COMPAT } from '../format/features.ts';
@@ -27,7 +27,7 @@ import { InodeAllocator } from '../alloc/inode-allocator.ts';
 import { SpaceAccounting, MemoryQuota, noQuota, type QuotaAccounting } from '../alloc/space-accounting.ts';
 import { checkInvariants } from '../alloc/invariants.ts';
 import { createDelallocState, checkQuiescent, type DelallocState } from '../mapping/delalloc.ts';
-import { MAX_FILE_BLOCK } from '../mapping/extent-status.ts';
+import { MAX_FILE_BLOCK, logicalCluster } from '../mapping/extent-status.ts';
 import { extentLookup, extentInsert, initExtentRoot, logicalClusterMapped, type ExtentTreeEnv } from '../mapping/extent-tree.ts';
 import {
   allocateDelayed, allocateUnwritten, lookupRange, removeBlocks, reserveDelayed, setUnwritten, type FileMap,
@@ -116,7 +116,7 @@ export class Filesystem {
   private constructor(readonly vol: Volume, quota: MemoryQuota | undefined) {
     const { geo, sb } = vol;
     this.journal = new WriteBackJournal(vol.cache);
-    this.table = new GroupTable(geo, vol.groups as never);
+    this.table = new GroupTable(geo, vol.groups);
     // A credit-less handle lets the allocators read bitmaps (including uncommitted ones) outside any operation.
     const reader = this.journal.start(0);
     this.clusters = new ClusterAllocator(geo, this.table, { reader });
@@ -281,17 +281,17 @@ export class Filesystem {
       largeDir: vol.has('incompat', INCOMPAT.large_dir), hashSeed: vol.sb.hashSeed, sbFlags: vol.sb.flags,
       defHashVersion: vol.sb.defHashVersion, txn,
       blockCount: () => Math.ceil(oi.inode.sizeBytes / bs),
-      mapBlock: async (fileBlock) => {
-        const e = await extentLookup(this.treeEnv(txn, oi), fileBlock as never);
-        return e && !e.unwritten ? e.fsBlock + (fileBlock - e.fileBlock) : undefined;
+      mapBlock: async (fileBlockNo) => {
+        const e = await extentLookup(this.treeEnv(txn, oi), fileBlock(fileBlockNo));
+        return e && !e.unwritten ? e.fsBlock + (fileBlockNo - e.fileBlock) : undefined;
       },
       appendBlock: async () => {
-        const fileBlock = Math.ceil(oi.inode.sizeBytes / bs);
+        const next = Math.ceil(oi.inode.sizeBytes / bs);
         const env = this.treeEnv(txn, oi);
-        const implied = this.R > 1 ? await logicalClusterMapped(env, Math.floor(fileBlock / this.R) as never) : undefined;
-        const physical = implied ? implied.physicalCluster * this.R + (fileBlock % this.R)
-          : (await this.allocMetaCluster(txn, oi, oi.goal || this.defaultGoal(oi.ino), false)) + (fileBlock % this.R);
-        await extentInsert(env, { fileBlock: fileBlock as never, fsBlock: physical as never, countBlocks: 1, unwritten: false });
+        const implied = this.R > 1 ? await logicalClusterMapped(env, logicalCluster(Math.floor(next / this.R))) : undefined;
+        const physical = implied ? implied.physicalCluster * this.R + (next % this.R)
+          : (await this.allocMetaCluster(txn, oi, oi.goal || this.defaultGoal(oi.ino), false)) + (next % this.R);
+        await extentInsert(env, { fileBlock: fileBlock(next), fsBlock: fsBlock(physical), countBlocks: 1, unwritten: false });
         oi.goal = physical + 1;
         oi.inode.sizeBytes += bs;
         return physical;
@@ -554,7 +554,7 @@ export class Filesystem {
           oi.inode.iBlock.set(targetBytes);
         } else {
           const block = await this.allocMetaCluster(h, oi, this.defaultGoal(oi.ino), false);
-          await extentInsert(this.treeEnv(h, oi), { fileBlock: 0 as never, fsBlock: block as never, countBlocks: 1, unwritten: false });
+          await extentInsert(this.treeEnv(h, oi), { fileBlock: fileBlock(0), fsBlock: fsBlock(block), countBlocks: 1, unwritten: false });
           // The target is file data: it goes straight to the device (before the metadata commit).
           const data = new Uint8Array(this.blockSize);
           data.set(targetBytes);
@@ -1178,13 +1178,13 @@ export class Filesystem {
       const have = Math.ceil(oi.inode.sizeBytes / bs);
       const env = this.treeEnv(h, oi);
       for (let b = have; b < blocks; b++) {
-        const implied = this.R > 1 ? await logicalClusterMapped(env, Math.floor(b / this.R) as never) : undefined;
+        const implied = this.R > 1 ? await logicalClusterMapped(env, logicalCluster(Math.floor(b / this.R))) : undefined;
         const phys = implied ? implied.physicalCluster * this.R + (b % this.R)
           : (await this.allocMetaClusterUncharged(h, oi)) + (b % this.R);
-        await extentInsert(env, { fileBlock: b as never, fsBlock: phys as never, countBlocks: 1, unwritten: false });
+        await extentInsert(env, { fileBlock: fileBlock(b), fsBlock: fsBlock(phys), countBlocks: 1, unwritten: false });
       }
       for (let b = 0; b < blocks; b++) {
-        const e = await extentLookup(env, b as never);
+        const e = await extentLookup(env, fileBlock(b));
         assert(e, `quota file block ${b} unmapped`);
         const target = await h.getWrite(e.fsBlock + (b - e.fileBlock));
         target.fill(0);
@@ -1236,7 +1236,7 @@ export class Filesystem {
         const mapped = new Map<number, boolean>();
         const extents = (oi.inode.flags & EXTENTS_FL) !== 0 && !(oi.inode.flags & INLINE_DATA_FL);
         for (const c of [...oi.state.es.delayedClusters(this.R), ...oi.state.pending]) {
-          if (!mapped.has(c)) mapped.set(c, extents && (await logicalClusterMapped(env, c as never)) !== undefined);
+          if (!mapped.has(c)) mapped.set(c, extents && (await logicalClusterMapped(env, logicalCluster(c))) !== undefined);
         }
         views.push({
           ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, es: oi.state.es, pending: oi.state.pending,
