@@ -1,6 +1,26 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly: registers tsx's ESM loader, then loads src/cli/main.ts.
-import { register } from 'tsx/esm/api';
+// Starts the command line from the bundle dist/cli.mjs (built by `npm ci` / `npm run build`)
+// when it is up to date with every source file it was built from; otherwise (a source edited
+// since, no bundle, or EXT4KIT_FROM_SOURCE=1) runs src/cli/main.ts through tsx's loader.
+import { readFileSync, statSync } from 'node:fs';
 
-register();
-await import(new URL('../src/cli/main.ts', import.meta.url).href);
+const root = new URL('../', import.meta.url);
+
+function bundleIsFresh() {
+  if (process.env.EXT4KIT_FROM_SOURCE === '1') return false;
+  try {
+    const { builtAtMs, inputs } = JSON.parse(readFileSync(new URL('dist/cli.json', root), 'utf8'));
+    statSync(new URL('dist/cli.mjs', root));
+    return inputs.every((p) => statSync(new URL(p, root)).mtimeMs < builtAtMs);
+  } catch {
+    return false;
+  }
+}
+
+if (bundleIsFresh()) {
+  await import(new URL('dist/cli.mjs', root).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(new URL('src/cli/main.ts', root).href);
+}

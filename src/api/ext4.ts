@@ -447,6 +447,19 @@ export class Ext4 {
     try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data, 0, undefined, 0); } finally { await fh.close(); }
   }
 
+  /**
+   * Creates `path` (EEXIST if it exists) with all of `data`, and its owner, mode and times, in
+   * one call: the fast path for building images (mkfs -d and put use it). Unlike writeFile, the
+   * blocks are allocated at once rather than delayed, one file after the other.
+   */
+  async importFile(path: string, data: Uint8Array, opts: { mode?: number; uid?: number; gid?: number; atime?: TimeLike; mtime?: TimeLike; sparse?: boolean } = {}): Promise<void> {
+    await this.rw('open', path).importFile(path, data, {
+      mode: opts.mode ?? 0o644, uid: opts.uid, gid: opts.gid, sparse: opts.sparse,
+      atime: opts.atime === undefined ? undefined : toTs(opts.atime),
+      mtime: opts.mtime === undefined ? undefined : toTs(opts.mtime),
+    }, this.cred);
+  }
+
   async appendFile(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {
     const fh = await this.open(path, 'a', opts.mode ?? 0o666) as Ext4WritableHandle;
     try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data); } finally { await fh.close(); }

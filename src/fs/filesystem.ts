@@ -13,7 +13,7 @@ import { COMPAT, INCOMPAT, RO_COMPAT } from '../format/features.ts';
 import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
 import {
   blankInode, encodeInode, EXTENTS_FL, INDEX_FL, INLINE_DATA_FL, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK,
-  isDirMode, isRegMode, isSymlinkMode, type Inode,
+  isDirMode, isRegMode, isSymlinkMode, type Inode, type Timestamp,
 } from '../format/inode.ts';
 import { FT_DIR, FT_REG, FT_SYMLINK, FT_CHRDEV, FT_BLKDEV, FT_FIFO, FT_SOCK } from '../format/dirent.ts';
 import { decodeQuotaFile, encodeQuotaFile, type QuotaUsage as QuotaFileUsage } from '../format/quota.ts';
@@ -30,7 +30,7 @@ import { createDelallocState, checkQuiescent, type DelallocState } from '../mapp
 import { MAX_FILE_BLOCK, logicalCluster } from '../mapping/extent-status.ts';
 import { extentLookup, extentInsert, initExtentRoot, logicalClusterMapped, type ExtentTreeEnv } from '../mapping/extent-tree.ts';
 import {
-  allocateDelayed, allocateUnwritten, lookupRange, removeBlocks, reserveDelayed, setUnwritten, type FileMap,
+  allocateDelayed, allocateUnwritten, allocateWritten, lookupRange, removeBlocks, reserveDelayed, setUnwritten, type FileMap,
 } from '../mapping/map-blocks.ts';
 import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
@@ -69,6 +69,20 @@ export function writeBlocker(vol: Volume): string | undefined {
 }
 
 export interface Credentials { uid: number; gid: number }
+
+/** What importFile gives a new file besides its contents. */
+export interface ImportAttrs {
+  /** Permission bits (with set-id and sticky bits). */
+  mode: number;
+  /** Owner (default: the caller's credentials). */
+  uid?: number;
+  gid?: number;
+  /** Times (default: now). */
+  atime?: Timestamp;
+  mtime?: Timestamp;
+  /** All-zero blocks become holes (as mke2fs -d and cp --sparse do). */
+  sparse?: boolean;
+}
 
 /** One page on its way to disk: where it goes and which version of it was mapped. */
 interface WbBlock { oi: OpenInode; fileBlock: number; fsBlock: number; version: number }
@@ -112,6 +126,8 @@ export class Filesystem {
   private backgroundError: unknown;
   private closed = false;
   private markedDirty = false;
+  /** Where the next imported file's data goes: right after the previous one's. */
+  private importGoal = 0;
 
   private constructor(readonly vol: Volume, quota: MemoryQuota | undefined) {
     const { geo, sb } = vol;
@@ -470,23 +486,70 @@ export class Filesystem {
 
   // ---- namespace operations ---------------------------------------------------------------
 
-  async create(path: string, mode: number, cred: Credentials, opts: { exclusive: boolean }): Promise<OpenInode> {
+  /** open(O_CREAT): the file at `path`, created when missing. `hold` takes a reference under the namespace lock. */
+  async create(path: string, mode: number, cred: Credentials, opts: { exclusive: boolean; hold?: boolean }): Promise<OpenInode> {
     return this.ns.withLock(async () => {
-      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
-      checkName(nameBytes, 'open', path);
-      const existing = await this.lookupIn(dir, nameBytes);
-      if (existing) {
-        if (opts.exclusive) throw posixError('EEXIST', 'open', path);
-        if (isSymlinkMode(existing.inode.mode)) return this.resolve(path, true, 'open');
-        return existing;
-      }
-      return this.withHandle(CREDITS, async (h) => {
-        const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
-        this.markInodeDirty(oi);
-        await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
-        return oi;
-      });
+      const oi = await this.createLocked(path, mode, cred, opts.exclusive);
+      if (opts.hold) oi.refs++;
+      return oi;
     });
+  }
+
+  private async createLocked(path: string, mode: number, cred: Credentials, exclusive: boolean): Promise<OpenInode> {
+    const { dir, nameBytes } = await this.resolveParent(path, 'open');
+    checkName(nameBytes, 'open', path);
+    const existing = await this.lookupIn(dir, nameBytes);
+    if (existing) {
+      if (exclusive) throw posixError('EEXIST', 'open', path);
+      if (isSymlinkMode(existing.inode.mode)) return this.resolve(path, true, 'open');
+      return existing;
+    }
+    return this.withHandle(CREDITS, async (h) => {
+      const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
+      this.markInodeDirty(oi);
+      await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
+      return oi;
+    });
+  }
+
+  /**
+   * Creates file `path` (which must not exist) with its whole contents, owner, mode and times in
+   * one operation: the bulk-import path of mkfs -d and put. Contents known in full gain nothing
+   * from delayed allocation, so the blocks are allocated at once (ENOSPC/EDQUOT surface here,
+   * quota charged to the new owner) and written straight to the device under the data lock;
+   * files imported one after another lie one after another on disk. On failure the new file is
+   * left empty.
+   */
+  async importFile(path: string, data: Uint8Array, attrs: ImportAttrs, cred: Credentials): Promise<void> {
+    const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
+    const oi = await this.create(path, attrs.mode, owner, { exclusive: true, hold: true });
+    try {
+      if (!(oi.inode.flags & EXTENTS_FL)) throw new Ext4Error('ENOTSUP', 'ENOTSUP: importing into a block-mapped file is not supported');
+      const bs = this.blockSize;
+      const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
+      await oi.io.withLock(() => this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
+        if (!oi.goal) oi.goal = this.importGoal;
+        try {
+          for (const run of runs) {
+            h.extend(CREDITS);
+            for (const p of await allocateWritten(this.fileMap(oi), h, run.first, run.count, { useRootReserve: cred.uid === 0 })) {
+              await this.vol.device.write(p.fsBlock * bs, blockPadded(data, p.first * bs, p.count * bs));
+            }
+          }
+        } catch (e) {
+          await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
+          throw e;
+        }
+        this.importGoal = oi.goal;
+        oi.inode.sizeBytes = data.length;
+        const now = nowTs();
+        oi.inode.atime = attrs.atime ? { ...attrs.atime } : now;
+        oi.inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
+        this.markInodeDirty(oi);
+      })));
+    } finally {
+      await this.release(oi);
+    }
   }
 
   private async addEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array, ino: number, fileType: number): Promise<void> {
@@ -1317,6 +1380,32 @@ async function loadQuota(vol: Volume): Promise<MemoryQuota> {
     }
   }
   return quota;
+}
+
+/** Runs of blocks of `data` holding a non-zero byte (the last block may be partial). */
+function nonZeroBlockRuns(data: Uint8Array, blockSize: number): Array<{ first: number; count: number }> {
+  const runs: Array<{ first: number; count: number }> = [];
+  const blocks = Math.ceil(data.length / blockSize);
+  for (let b = 0; b < blocks; b++) {
+    if (isZero(data, b * blockSize, Math.min(data.length, (b + 1) * blockSize))) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.first + last.count === b) last.count++;
+    else runs.push({ first: b, count: 1 });
+  }
+  return runs;
+}
+
+function isZero(data: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+/** data[from, from+length), zero-padded past the end of `data` (whole blocks for the device). */
+function blockPadded(data: Uint8Array, from: number, length: number): Uint8Array {
+  if (from + length <= data.length) return data.subarray(from, from + length);
+  const out = new Uint8Array(length);
+  out.set(data.subarray(from));
+  return out;
 }
 
 function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {

@@ -143,7 +143,7 @@ async function realReserveDelayed(f: FileMap, txn: MetaTxn, first: number, count
  * Must not fail for lack of space (the clusters were reserved at write time).
  */
 export async function allocateDelayed(f: FileMap, txn: MetaTxn, first: number, count: number): Promise<Array<{ first: number; count: number; fsBlock: number }>> {
-  return allocateRange(f, txn, first, count, false);
+  return allocateRange(f, txn, first, count, 'delayed');
 }
 
 /**
@@ -154,16 +154,28 @@ export async function allocateUnwritten(f: FileMap, txn: MetaTxn, first: number,
   opts: { useRootReserve?: boolean } = {}): Promise<number> {
   const holes = (await lookupRange(f, txn, first, count)).filter((s) => s.state === 'hole');
   let mapped = 0;
-  for (const h of holes) mapped += (await allocateRange(f, txn, h.first, h.count, true, opts)).reduce((n, p) => n + p.count, 0);
+  for (const h of holes) mapped += (await allocateRange(f, txn, h.first, h.count, 'unwritten', opts)).reduce((n, p) => n + p.count, 0);
   return mapped;
 }
 
-async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: number, unwritten: boolean,
+/**
+ * Immediate allocation of written extents over the hole [first, first+count) (a file imported
+ * whole, the nodelalloc path): charges quota and free space now, like fallocate, and returns the
+ * pieces. The caller writes their data before the handle stops and before anyone can read them
+ * (it holds the data lock exclusively throughout). The range must hold no delayed or mapped block.
+ */
+export async function allocateWritten(f: FileMap, txn: MetaTxn, first: number, count: number,
+  opts: { useRootReserve?: boolean } = {}): Promise<Array<{ first: number; count: number; fsBlock: number }>> {
+  return allocateRange(f, txn, first, count, 'written', opts);
+}
+
+async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: number, kind: 'delayed' | 'unwritten' | 'written',
   opts: { useRootReserve?: boolean } = {}): Promise<Array<{ first: number; count: number; fsBlock: number }>> {
   const R = f.clusterRatio;
   const env = f.treeEnv(txn);
   const pieces: Array<{ first: number; count: number; fsBlock: number }> = [];
-  const delalloc = !unwritten;
+  const delalloc = kind === 'delayed';
+  const unwritten = kind === 'unwritten';
   let b = first;
   const end = first + count;
   while (b < end) {
