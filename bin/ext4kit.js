@@ -11,6 +11,7 @@ function bundleIsFresh() {
   try {
     const { builtAtMs, inputs } = JSON.parse(readFileSync(new URL('dist/cli.json', root), 'utf8'));
     statSync(new URL('dist/cli.mjs', root));
+    statSync(new URL('dist/host-tree-worker.mjs', root));
     return inputs.every((p) => statSync(new URL(p, root)).mtimeMs < builtAtMs);
   } catch {
     return false;

@@ -10,13 +10,16 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outfile = join(root, 'dist', 'cli.mjs');
-mkdirSync(dirname(outfile), { recursive: true });
+const outdir = join(root, 'dist');
+const outfile = join(outdir, 'cli.mjs');
+mkdirSync(outdir, { recursive: true });
 const startedMs = Date.now();
 const result = await build({
   absWorkingDir: root,
-  entryPoints: ['src/cli/main.ts'],
-  outfile,
+  // The host-tree reader runs on a worker thread: its own bundle, next to the CLI's.
+  entryPoints: [{ in: 'src/cli/main.ts', out: 'cli' }, { in: 'src/cli/host-tree-worker.ts', out: 'host-tree-worker' }],
+  outdir,
+  outExtension: { '.js': '.mjs' },
   bundle: true,
   platform: 'node',
   format: 'esm',

@@ -549,7 +549,8 @@ export class Ext4 {
   }
 
   /** Writes every cached change to the image. */
-  async sync(): Promise<void> { if (this.fs) await this.fs.sync(); }
+  /** Writes everything back and flushes the device; `durable: false` skips the flush (see Filesystem.sync). */
+  async sync(opts: { durable?: boolean } = {}): Promise<void> { if (this.fs) await this.fs.sync(opts); }
 
   /** Runs one background writeback pass (what the flusher thread would do). */
   async writebackPass(): Promise<void> { if (this.fs) await this.fs.backgroundWritebackPass(); }

@@ -17,13 +17,14 @@
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
 //  - an existing destination directory is merged into; an existing non-directory is replaced.
 import { spawn } from 'node:child_process';
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, openSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
 import type { Ext4WritableHandle } from '../api/ext4.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { Progress } from './progress.ts';
+import { HostTreeReader, hostStatOf, isDirStat, isFileStat, isSymlinkStat, isUtf8Name, joinHost, type HostEntry, type HostStat } from './host-tree.ts';
 
 const CHUNK = 1 << 20;
 /** Files up to this size are read whole into one reused buffer; larger ones are streamed. */
@@ -31,9 +32,8 @@ const SMALL_FILE = 256 << 10;
 /** Written bytes between syncs: bounds the page cache (clean pages are dropped at sync). */
 const SYNC_EVERY_BYTES = 64 << 20;
 /** Files between syncs: the library keeps every inode touched since the last sync in memory. */
-const SYNC_EVERY_FILES = 32768;
+const SYNC_EVERY_FILES = 4096;
 const NS = 1_000_000_000n;
-const SLASH = Buffer.from('/');
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 
 export interface CopyInOptions {
@@ -58,13 +58,6 @@ export interface CopyInResult {
   skipped: number;
 }
 
-interface Entry {
-  host: Buffer;
-  st: BigIntStats;
-  /** Contents of a small regular file, read ahead. */
-  data?: Buffer;
-}
-
 type XattrMap = Map<string, Array<{ name: string; value: Buffer }>>;
 
 function timeOf(ns: bigint): { sec: number; nsec: number } {
@@ -79,12 +72,7 @@ function timeOf(ns: bigint): { sec: number; nsec: number } {
 
 /** The name as a string when its bytes are valid UTF-8 (the library's paths are strings). */
 function utf8Name(bytes: Buffer): string | undefined {
-  const s = bytes.toString('utf8');
-  return Buffer.byteLength(s) === bytes.length && Buffer.from(s, 'utf8').equals(bytes) ? s : undefined;
-}
-
-function joinHost(dir: Buffer, name: Buffer): Buffer {
-  return dir.length > 0 && dir[dir.length - 1] === 0x2f ? Buffer.concat([dir, name]) : Buffer.concat([dir, SLASH, name]);
+  return isUtf8Name(bytes) ? bytes.toString('utf8') : undefined;
 }
 
 function joinImage(dir: string, name: string): string {
@@ -178,12 +166,12 @@ export class CopyIn {
   private readonly warn: (msg: string) => void;
   private readonly zeros: Buffer;
   private readonly chunk = Buffer.allocUnsafe(CHUNK);
-  private readonly small = Buffer.allocUnsafe(SMALL_FILE);
   private readonly blockSize: number;
   private xattrs: Promise<{ map: XattrMap; error?: string } | undefined> | undefined;
   private sinceSync = 0;
   private filesSinceSync = 0;
   private progress: Progress | undefined;
+  private reader: HostTreeReader | undefined;
   readonly result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, hardLinks: 0, bytes: 0, skipped: 0 };
 
   constructor(private readonly fs: Ext4, private readonly opts: CopyInOptions) {
@@ -216,10 +204,10 @@ export class CopyIn {
   async copy(src: Buffer, st: BigIntStats, dest: string): Promise<void> {
     await this.begin(src, st);
     try {
-      await this.copyEntry({ host: src, st }, dest);
+      await this.copyEntry({ host: src, st: hostStatOf(st) }, dest);
       await this.finish();
     } finally {
-      this.progress?.finish();
+      await this.end();
     }
   }
 
@@ -229,14 +217,20 @@ export class CopyIn {
     await this.begin(src, st);
     try {
       await this.fs.chmod(dest, Number(st.mode) & 0o7777);
-      await this.setOwner(dest, st, 0, 0);
+      await this.setOwner(dest, hostStatOf(st), 0, 0);
       this.created.set(src.toString('latin1'), dest);
       await this.copyChildren(src, dest);
       await this.finish();
       await this.fs.lutimes(dest, timeOf(st.atimeNs), timeOf(st.mtimeNs));
     } finally {
-      this.progress?.finish();
+      await this.end();
     }
+  }
+
+  private async end(): Promise<void> {
+    this.progress?.finish();
+    await this.reader?.close();
+    this.reader = undefined;
   }
 
   private async finish(): Promise<void> {
@@ -267,26 +261,24 @@ export class CopyIn {
   }
 
   /** lchown when the owner differs from what the entry was created with. */
-  private async setOwner(dest: string, st: BigIntStats, uid: number, gid: number): Promise<void> {
-    const u = Number(st.uid);
-    const g = Number(st.gid);
-    if (u === uid && g === gid) return;
-    await this.fs.lchown(dest, u, g);
+  private async setOwner(dest: string, st: HostStat, uid: number, gid: number): Promise<void> {
+    if (st.uid === uid && st.gid === gid) return;
+    await this.fs.lchown(dest, st.uid, st.gid);
     // Linux clears set-id bits on chown: restore them whatever the library does.
-    if ((Number(st.mode) & 0o6000) !== 0 && !st.isSymbolicLink()) await this.fs.chmod(dest, Number(st.mode) & 0o7777);
+    if ((st.mode & 0o6000) !== 0 && !isSymlinkStat(st)) await this.fs.chmod(dest, st.mode & 0o7777);
   }
 
-  private async copyEntry(e: Entry, dest: string): Promise<void> {
+  private async copyEntry(e: HostEntry, dest: string): Promise<void> {
     const { st } = e;
     if (this.opts.exclude && st.dev === this.opts.exclude.dev && st.ino === this.opts.exclude.ino) {
       this.skip(`self ${dest}`, `'${e.host.toString()}' is the image being written: not copied`);
       return;
     }
-    if (st.isDirectory()) {
+    if (isDirStat(st)) {
       if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${e.host.toString()}' is a directory (use -r)`);
       await this.copyDir(e, dest);
-    } else if (st.isFile()) {
-      if (st.nlink > 1n) {
+    } else if (isFileStat(st)) {
+      if (st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
         const first = this.links.get(key);
         if (first !== undefined) {
@@ -298,10 +290,11 @@ export class CopyIn {
         this.links.set(key, dest);
       }
       await this.copyFile(e, dest);
-    } else if (st.isSymbolicLink()) {
+    } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
     } else {
-      const kind = st.isFIFO() ? 'FIFO' : st.isSocket() ? 'socket' : 'device';
+      const type = st.mode & 0o170000;
+      const kind = type === 0o010000 ? 'FIFO' : type === 0o140000 ? 'socket' : 'device';
       this.skip(`special ${kind}`, `${kind} '${e.host.toString()}' skipped: ext4kit cannot create ${kind}s yet`);
       return;
     }
@@ -321,8 +314,8 @@ export class CopyIn {
     }
   }
 
-  private async copyDir(e: Entry, dest: string): Promise<void> {
-    const mode = Number(e.st.mode) & 0o7777;
+  private async copyDir(e: HostEntry, dest: string): Promise<void> {
+    const mode = e.st.mode & 0o7777;
     let created = true;
     try {
       await this.fs.mkdir(dest, { mode });
@@ -342,10 +335,12 @@ export class CopyIn {
     await this.fs.lutimes(dest, timeOf(e.st.atimeNs), timeOf(e.st.mtimeNs));
   }
 
-  /** Non-directories first, then each subdirectory, depth first. */
+  /** Non-directories first, then each subdirectory, depth first (the order the host tree reader walks in). */
   private async copyChildren(hostDir: Buffer, dest: string): Promise<void> {
-    const names = readdirSync(hostDir, { encoding: 'buffer' });
-    const subdirs: Array<{ e: Entry; name: string }> = [];
+    // The first directory listed is the root of the tree: its reader walks ahead on a worker thread.
+    this.reader ??= new HostTreeReader(hostDir, SMALL_FILE);
+    const names = await this.reader.listing(hostDir);
+    const subdirs: Array<{ e: HostEntry; name: string }> = [];
     for (const raw of names) {
       const name = utf8Name(raw);
       const host = joinHost(hostDir, raw);
@@ -353,40 +348,14 @@ export class CopyIn {
         this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
         continue;
       }
-      const e = this.prepare(host);
-      if (e.st.isDirectory() && this.opts.recursive) subdirs.push({ e, name });
+      const e = await this.reader.entry(host);
+      if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
       else await this.copyEntry(e, joinImage(dest, name));
     }
     for (const { e, name } of subdirs) await this.copyEntry(e, joinImage(dest, name));
   }
 
-  /**
-   * lstat, and for small regular files (not further names of a hard link) their contents. Host
-   * I/O is synchronous on purpose: for cached files a system call costs microseconds, while a
-   * promise round trip through libuv's thread pool costs far more and competes for the CPU.
-   */
-  private prepare(host: Buffer): Entry {
-    const st = lstatSync(host, { bigint: true });
-    if (!st.isFile() || st.size === 0n || st.size > BigInt(SMALL_FILE)) return { host, st };
-    if (st.nlink > 1n && this.links.has(`${st.dev}:${st.ino}`)) return { host, st };
-    const fd = openSync(host, 'r');
-    try {
-      const size = Number(st.size);
-      // One buffer for every small file: its bytes are copied into the image before the next read.
-      const data = this.small.subarray(0, size);
-      let got = 0;
-      while (got < size) {
-        const n = readSync(fd, data, got, size - got, got);
-        if (n === 0) break;
-        got += n;
-      }
-      return { host, st, data: got === size ? data : data.subarray(0, got) };
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  private async copySymlink(e: Entry, dest: string): Promise<void> {
+  private async copySymlink(e: HostEntry, dest: string): Promise<void> {
     const raw = readlinkSync(e.host, { encoding: 'buffer' });
     const target = utf8Name(raw);
     if (target === undefined) {
@@ -400,7 +369,7 @@ export class CopyIn {
     this.progress?.tick(0, true);
   }
 
-  private async copyFile(e: Entry, dest: string): Promise<void> {
+  private async copyFile(e: HostEntry, dest: string): Promise<void> {
     const mode = Number(e.st.mode) & 0o7777;
     if (e.data !== undefined) {
       // Read whole already: one call creates the file with its owner, times and contents.
@@ -442,7 +411,7 @@ export class CopyIn {
     if (this.sinceSync >= SYNC_EVERY_BYTES || this.filesSinceSync >= SYNC_EVERY_FILES) {
       this.sinceSync = 0;
       this.filesSinceSync = 0;
-      await this.fs.sync();
+      await this.fs.sync({ durable: false });
     }
   }
 

@@ -1191,8 +1191,13 @@ export class Filesystem {
     await this.commit();
   }
 
-  /** Writes everything: data, inodes, group descriptors, quota files, superblock. */
-  async sync(): Promise<void> {
+  /**
+   * Writes everything: data, inodes, group descriptors, quota files, superblock, then flushes
+   * the device. `durable: false` skips the flush: everything is handed to the device and memory
+   * is released, but nothing waits for the medium (bulk copies sync now and then for memory,
+   * and leave durability to the final close).
+   */
+  async sync(opts: { durable?: boolean } = {}): Promise<void> {
     if (this.background) await this.background;
     this.takeBackgroundError();
     if (!this.markedDirty) {
@@ -1200,13 +1205,13 @@ export class Filesystem {
       await this.markDirty();
     }
     await this.writebackAll();
-    await this.commit();
+    await this.commit(opts.durable !== false);
     for (const [ino, oi] of this.open) {
       if (oi.refs === 0 && oi.pages.dirtyCount === 0 && !this.orphans.has(ino)) { oi.pages.shrink(); this.open.delete(ino); }
     }
   }
 
-  private async commit(): Promise<void> {
+  private async commit(durable = true): Promise<void> {
     await this.withHandle(CREDITS * 4 + this.dirtyInodes.size, async (h) => {
       if (this.quota) await this.writeQuotaFiles(h);
       for (const oi of this.dirtyInodes) await this.writeInode(h, oi);
@@ -1215,7 +1220,7 @@ export class Filesystem {
     });
     await this.journal.commit();
     await this.writeSuperblock();
-    await this.vol.device.flush();
+    if (durable) await this.vol.device.flush();
   }
 
   private async writeSuperblock(): Promise<void> {
