@@ -3,8 +3,8 @@
 // directory into an htree (Documentation/filesystems/ext4/directory.rst).
 import { assert, corrupt, Ext4Error, unsupported, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
 import {
-  decodeDirBlock, decodeRecLen, direntRecLenFor, encodeDirBlock, setDirBlockTail, DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR,
-  type DirEntry,
+  decodeDirBlock, decodeRecLen, direntRecLenFor, encodeDirBlock, findDirSlot, insertDirent, setDirBlockTail,
+  DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR, FT_DIR_CSUM, type DirEntry,
 } from '../format/dirent.ts';
 import {
   decodeDxNode, decodeDxRoot, dxFindEntry, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot, setDxTail,
@@ -136,6 +136,29 @@ async function writeLeaf(env: DirWriteEnv, leaf: Leaf): Promise<void> {
     const bs = env.blockSize;
     env.txn.onCommit(leaf.phys, (bytes) => setDirBlockTail(bytes, seed, bs));
   }
+}
+
+/**
+ * Adds `entry` straight into the bytes of leaf `fileBlock` when this transaction already changed
+ * that block (so it was validated when first read, and its checksum is set at commit): the same
+ * first-fit choice as findSlot/insertAt, without decoding and re-encoding the whole block, which
+ * made every insertion cost O(entries in the block). False when the block is clean or full.
+ */
+async function insertInPlace(env: DirWriteEnv, fileBlock: number, entry: DirEntry): Promise<boolean> {
+  const phys = await physOf(env, fileBlock);
+  if (!env.txn.isDirty(phys)) return false;
+  const bs = env.blockSize;
+  const bytes = await env.txn.read(phys);
+  const t = bs - DIR_TAIL_LEN;
+  const tail = env.metadataCsum && bytes[t + 4] === DIR_TAIL_LEN && bytes[t + 5] === 0 && bytes[t + 6] === 0 &&
+    bytes[t + 7] === FT_DIR_CSUM && (bytes[t]! | bytes[t + 1]! | bytes[t + 2]! | bytes[t + 3]!) === 0;
+  const slot = findDirSlot(bytes, entry.nameLen, tail ? t : bs, bs);
+  if (slot < 0) return false;
+  const buf = await env.txn.getWrite(phys);
+  insertDirent(buf, slot, entry.inode, entry.name, entry.fileType, { blockSize: bs, filetype: env.filetype });
+  const seed = seedOf(env);
+  if (tail && seed !== undefined) env.txn.onCommit(phys, (b) => setDirBlockTail(b, seed, bs));
+  return true;
 }
 
 function writeNewLeaf(env: DirWriteEnv, leaf: Leaf): void {
@@ -417,6 +440,7 @@ async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
   for (let pass = 0; pass < 8; pass++) {
     const { frames, hash, tree } = await probe(env, entry.name);
     const parent = frames[frames.length - 1]!;
+    if (await insertInPlace(env, parent.entries[parent.at]!.block, entry)) return;
     const leaf = await readLeaf(env, parent.entries[parent.at]!.block);
     const slot = findSlot(leaf.entries, need);
     if (slot >= 0) {
@@ -561,6 +585,7 @@ async function linearAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
   if (n === 0) throw corrupt('dir-empty', 'directory has no blocks', whereOf(env));
   let block0: Leaf | undefined;
   for (let fb = 0; fb < n; fb++) {
+    if (await insertInPlace(env, fb, entry)) return;
     const leaf = await readLeaf(env, fb);
     if (fb === 0) block0 = leaf;
     const slot = findSlot(leaf.entries, need);

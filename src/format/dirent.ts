@@ -254,6 +254,46 @@ export function encodeDirBlock(entries: readonly DirEntry[], block: Uint8Array, 
   }
 }
 
+/**
+ * In-place insertion into a directory block's bytes (records [0, end)), for a block the caller
+ * has already validated: the offset of the first record with room for a `nameLen`-byte name — a
+ * deleted record's whole length counts, a live one offers what lies past its own name — or -1.
+ */
+export function findDirSlot(block: Uint8Array, nameLen: number, end: number, blockSize: number): number {
+  const need = direntRecLenFor(nameLen);
+  for (let off = 0; off + DIRENT_HEADER_LEN <= end;) {
+    const recLen = decodeRecLen(block[off + 4]! | (block[off + 5]! << 8), blockSize);
+    if (recLen < DIRENT_MIN_REC_LEN || off + recLen > end) return -1;
+    const live = (block[off]! | block[off + 1]! | block[off + 2]! | block[off + 3]!) !== 0;
+    if (recLen - (live ? direntRecLenFor(block[off + 6]!) : 0) >= need) return off;
+    off += recLen;
+  }
+  return -1;
+}
+
+/**
+ * Puts a record for (ino, name, fileType) at the slot findDirSlot returned: a live record there
+ * keeps its name and gives up its slack, a deleted one is taken over whole.
+ */
+export function insertDirent(block: Uint8Array, slot: number, ino: number, name: Uint8Array, fileType: number,
+  opts: { blockSize: number; filetype: boolean }): void {
+  const { blockSize } = opts;
+  let at = slot;
+  let recLen = decodeRecLen(block[slot + 4]! | (block[slot + 5]! << 8), blockSize);
+  if ((block[slot]! | block[slot + 1]! | block[slot + 2]! | block[slot + 3]!) !== 0) {
+    const used = direntRecLenFor(block[slot + 6]!);
+    setU16(block, slot + 4, encodeRecLen(used, blockSize));
+    at = slot + used;
+    recLen -= used;
+  }
+  setU32(block, at, ino);
+  setU16(block, at + 4, encodeRecLen(recLen, blockSize));
+  block[at + 6] = name.length;
+  block[at + 7] = opts.filetype ? fileType & 0xff : 0;
+  block.set(name, at + DIRENT_HEADER_LEN);
+  block.fill(0, at + DIRENT_HEADER_LEN + name.length, at + recLen);
+}
+
 // ---- Inline-data directories ---------------------------------------------------------------
 // i_block (60 bytes) = parent inode (4) + a 56-byte dirent array; the "system.data" xattr value,
 // when non-empty, is a second dirent array. Records never span the two and there is no tail

@@ -128,6 +128,7 @@ export class Filesystem {
   private markedDirty = false;
   /** Where the next imported file's data goes: right after the previous one's. */
   private importGoal = 0;
+  private tailScratch: Uint8Array | undefined;
 
   private constructor(readonly vol: Volume, quota: MemoryQuota | undefined) {
     const { geo, sb } = vol;
@@ -486,29 +487,22 @@ export class Filesystem {
 
   // ---- namespace operations ---------------------------------------------------------------
 
-  /** open(O_CREAT): the file at `path`, created when missing. `hold` takes a reference under the namespace lock. */
-  async create(path: string, mode: number, cred: Credentials, opts: { exclusive: boolean; hold?: boolean }): Promise<OpenInode> {
+  async create(path: string, mode: number, cred: Credentials, opts: { exclusive: boolean }): Promise<OpenInode> {
     return this.ns.withLock(async () => {
-      const oi = await this.createLocked(path, mode, cred, opts.exclusive);
-      if (opts.hold) oi.refs++;
-      return oi;
-    });
-  }
-
-  private async createLocked(path: string, mode: number, cred: Credentials, exclusive: boolean): Promise<OpenInode> {
-    const { dir, nameBytes } = await this.resolveParent(path, 'open');
-    checkName(nameBytes, 'open', path);
-    const existing = await this.lookupIn(dir, nameBytes);
-    if (existing) {
-      if (exclusive) throw posixError('EEXIST', 'open', path);
-      if (isSymlinkMode(existing.inode.mode)) return this.resolve(path, true, 'open');
-      return existing;
-    }
-    return this.withHandle(CREDITS, async (h) => {
-      const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
-      this.markInodeDirty(oi);
-      await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
-      return oi;
+      const { dir, nameBytes } = await this.resolveParent(path, 'open');
+      checkName(nameBytes, 'open', path);
+      const existing = await this.lookupIn(dir, nameBytes);
+      if (existing) {
+        if (opts.exclusive) throw posixError('EEXIST', 'open', path);
+        if (isSymlinkMode(existing.inode.mode)) return this.resolve(path, true, 'open');
+        return existing;
+      }
+      return this.withHandle(CREDITS, async (h) => {
+        const oi = await this.createInode(h, dir, S_IFREG | (mode & 0o7777), cred);
+        this.markInodeDirty(oi);
+        await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
+        return oi;
+      });
     });
   }
 
@@ -522,35 +516,56 @@ export class Filesystem {
    */
   async importFile(path: string, data: Uint8Array, attrs: ImportAttrs, cred: Credentials): Promise<void> {
     const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
-    const oi = await this.create(path, attrs.mode, owner, { exclusive: true, hold: true });
-    try {
-      if (!(oi.inode.flags & EXTENTS_FL)) throw new Ext4Error('ENOTSUP', 'ENOTSUP: importing into a block-mapped file is not supported');
-      const bs = this.blockSize;
-      const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
-      await oi.io.withLock(() => this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
-        if (!oi.goal) oi.goal = this.importGoal;
-        try {
-          for (const run of runs) {
-            h.extend(CREDITS);
-            for (const p of await allocateWritten(this.fileMap(oi), h, run.first, run.count, { useRootReserve: cred.uid === 0 })) {
-              await this.vol.device.write(p.fsBlock * bs, blockPadded(data, p.first * bs, p.count * bs));
-            }
-          }
-        } catch (e) {
-          await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
-          throw e;
-        }
-        this.importGoal = oi.goal;
-        oi.inode.sizeBytes = data.length;
-        const now = nowTs();
-        oi.inode.atime = attrs.atime ? { ...attrs.atime } : now;
-        oi.inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
+    const bs = this.blockSize;
+    const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
+    // One namespace-lock hold and one handle: nobody can unlink the file before it is complete,
+    // and readers who find it wait on its data lock until its blocks hold the data.
+    await this.ns.withLock(async () => {
+      const { dir, nameBytes } = await this.resolveParent(path, 'open');
+      checkName(nameBytes, 'open', path);
+      if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'open', path);
+      await this.withHandle(CREDITS, async (h) => {
+        const oi = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
         this.markInodeDirty(oi);
-      })));
-    } finally {
-      await this.release(oi);
+        await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
+        await oi.data.withWrite(async () => {
+          oi.goal = this.importGoal;
+          try {
+            for (const run of runs) {
+              h.extend(CREDITS);
+              for (const p of await allocateWritten(this.fileMap(oi), h, run.first, run.count, { useRootReserve: cred.uid === 0 })) {
+                await this.writeBlocksOf(data, p.first, p.count, p.fsBlock);
+              }
+            }
+          } catch (e) {
+            await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
+            throw e;
+          }
+          this.importGoal = oi.goal;
+          oi.inode.sizeBytes = data.length;
+          const now = nowTs();
+          oi.inode.atime = attrs.atime ? { ...attrs.atime } : now;
+          oi.inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
+        });
+      });
+    });
+  }
+
+  /** Writes `count` blocks of `data` from file block `first` at `fsBlock`, the last one zero-padded. */
+  private async writeBlocksOf(data: Uint8Array, first: number, count: number, fsBlockNo: number): Promise<void> {
+    const bs = this.blockSize;
+    const from = first * bs;
+    const whole = Math.min(count, Math.floor((data.length - from) / bs));
+    if (whole > 0) await this.vol.device.write(fsBlockNo * bs, data.subarray(from, from + whole * bs));
+    if (whole < count) {
+      // A device write has completed (or copied its data) when it resolves: one scratch block serves every tail.
+      const tail = this.tailScratch ??= new Uint8Array(bs);
+      tail.set(data.subarray(from + whole * bs, from + count * bs));
+      tail.fill(0, data.length - (from + whole * bs));
+      await this.vol.device.write((fsBlockNo + whole) * bs, tail);
     }
   }
+
 
   private async addEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array, ino: number, fileType: number): Promise<void> {
     if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
@@ -1403,14 +1418,6 @@ function nonZeroBlockRuns(data: Uint8Array, blockSize: number): Array<{ first: n
 function isZero(data: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (data[i] !== 0) return false;
   return true;
-}
-
-/** data[from, from+length), zero-padded past the end of `data` (whole blocks for the device). */
-function blockPadded(data: Uint8Array, from: number, length: number): Uint8Array {
-  if (from + length <= data.length) return data.subarray(from, from + length);
-  const out = new Uint8Array(length);
-  out.set(data.subarray(from));
-  return out;
 }
 
 function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {
