@@ -122,7 +122,7 @@ export async function populateSection(ctx: BenchContext, spec: PopulateSpec): Pr
         prepare: removeImage,
         command: () => ({ cmd: how.cmd, args: [...how.args, '-q', '-d', tree, image, spec.imageArg], cwd: ctx.repoRoot }),
         verify: check('ext4kit mkfs -d'),
-        note: `node bin/ext4kit.js mkfs -q -d TREE IMAGE ${spec.imageArg} (node + tsx start-up, about 0.5 s, included)`,
+        note: `node bin/ext4kit.js mkfs -q -d TREE IMAGE ${spec.imageArg} (the CLI bundle dist/cli.mjs, rebuilt at the start of the run; start-up, about 0.1 s, included)`,
       }
     : {
         ...common,

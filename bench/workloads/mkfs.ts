@@ -44,7 +44,7 @@ export const mkfs: Workload = {
             baseline: true,
             command: () => ({ cmd: cli.cmd, args: [...cli.args, '-q', image, size.arg], cwd: ctx.repoRoot }),
             verify: () => e2fsckClean(image, 'ext4kit mkfs'),
-            note: `spawned as \`node bin/ext4kit.js mkfs -q IMAGE ${size.arg}\` (TypeScript through tsx: start-up included)`,
+            note: `spawned as \`node bin/ext4kit.js mkfs -q IMAGE ${size.arg}\` (the CLI bundle: start-up included)`,
           };
       const mke2fs: Competitor = {
         ...common,
@@ -60,7 +60,7 @@ export const mkfs: Workload = {
             name: 'ext4kit --version',
             coldCache: true,
             command: () => ({ cmd: cli.cmd, args: [cli.args[0]!, '--version'], cwd: ctx.repoRoot }),
-            note: 'reference row: start-up of node + tsx + the CLI alone, included in the ext4kit mkfs row',
+            note: 'reference row: start-up of node + the CLI bundle alone, included in the ext4kit mkfs row',
           };
       return {
         title: `mkfs ${size.label} (new sparse file)`,

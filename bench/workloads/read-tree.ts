@@ -76,7 +76,7 @@ export const readTree: Workload = {
           command: () => ({ cmd: cli.cmd, args: [...cli.args, '-r', input.image, '/', out], cwd: ctx.repoRoot }),
           verify: verify('ext4kit get -r'),
           cleanup,
-          note: 'spawned as `node bin/ext4kit.js get -r IMAGE / OUT` (TypeScript through tsx: start-up included); keeps times, owners, hard links, xattrs',
+          note: 'spawned as `node bin/ext4kit.js get -r IMAGE / OUT` (the CLI bundle: start-up included); keeps times, owners, hard links, xattrs',
         };
 
     const debugfs: Competitor = {

@@ -50,21 +50,26 @@ export class InodeAllocator {
       const G = geo.groupCount;
       const parentGroup = Number.isInteger(parentIno) && parentIno >= 1 && parentIno <= geo.inodesCount
         ? Math.floor((parentIno - 1) / geo.inodesPerGroup) : 0;
-      const order = Array.from({ length: G }, (_, i) => (parentGroup + i) % G);
-      const candidates: number[] = [];
-      if (isDir) {
-        const avgInodes = this.#table.freeInodes() / G;
-        const avgClusters = this.#table.freeClusters() / G;
-        let best: number | undefined;
-        for (const g of order) {
-          const gd = this.#table.desc(g);
-          if (gd.freeInodesCount === 0 || gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgClusters) continue;
-          if (best === undefined || gd.usedDirsCount < this.#table.desc(best).usedDirsCount) best = g;
+      // Groups in search order, from the parent's, walked lazily: a file's inode is almost
+      // always in the first group or two, and a 2 TiB image has 16,384 groups.
+      const candidates = function* (table: GroupTable): Generator<number> {
+        if (isDir) {
+          let freeInodes = 0;
+          let freeClusters = 0;
+          for (const gd of table.groups) { freeInodes += gd.freeInodesCount; freeClusters += gd.freeBlocksCount; }
+          const avgInodes = freeInodes / G;
+          const avgClusters = freeClusters / G;
+          let best: number | undefined;
+          for (let i = 0; i < G; i++) {
+            const gd = table.desc((parentGroup + i) % G);
+            if (gd.freeInodesCount === 0 || gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgClusters) continue;
+            if (best === undefined || gd.usedDirsCount < table.desc(best).usedDirsCount) best = (parentGroup + i) % G;
+          }
+          if (best !== undefined) yield best;
         }
-        if (best !== undefined) candidates.push(best);
-      }
-      for (const g of order) if (this.#table.desc(g).freeInodesCount > 0) candidates.push(g);
-      for (const g of candidates) {
+        for (let i = 0; i < G; i++) if (table.desc((parentGroup + i) % G).freeInodesCount > 0) yield (parentGroup + i) % G;
+      };
+      for (const g of candidates(this.#table)) {
         const bits = await this.#view(txn, g);
         const from = g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0;
         const idx = findBit(bits, from, geo.inodesPerGroup, 0);

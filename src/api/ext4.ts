@@ -2,6 +2,7 @@
 // Errors carry Node-style codes, syscall and path.
 import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
+import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
@@ -43,7 +44,9 @@ export class Ext4 {
    * opens read-only and `info().forcedReadOnly` says why (writes then fail with EROFS).
    */
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
-    const vol = await Volume.open(device, opts);
+    // Writable mounts coalesce appending device writes (thousands of small files imported one
+    // after another become one write per MiB); the wrapper is transparent to reads.
+    const vol = await Volume.open(opts.readOnly ? device : new CoalescingDevice(device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
     return new Ext4(vol, fs, opts);
   }

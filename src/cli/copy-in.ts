@@ -32,7 +32,7 @@ const SMALL_FILE = 256 << 10;
 /** Written bytes between syncs: bounds the page cache (clean pages are dropped at sync). */
 const SYNC_EVERY_BYTES = 64 << 20;
 /** Files between syncs: the library keeps every inode touched since the last sync in memory. */
-const SYNC_EVERY_FILES = 4096;
+const SYNC_EVERY_FILES = 1024;
 const NS = 1_000_000_000n;
 const XATTR_NAMESPACES = ['user.', 'trusted.', 'security.'];
 

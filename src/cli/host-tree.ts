@@ -90,12 +90,14 @@ const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, 
 
 /** Where the worker's code is: the bundle's sibling file, or the TypeScript source through tsx. */
 function spawnWalker(data: HostTreeWorkerData): Worker {
+  // The walker keeps little: a small heap keeps the process's peak memory down.
+  const resourceLimits = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./host-tree-worker.mjs', here), { workerData: data });
+  if (!here.endsWith('.ts')) return new Worker(new URL('./host-tree-worker.mjs', here), { workerData: data, resourceLimits });
   const tsx = import.meta.resolve('tsx/esm/api');
   const src = new URL('./host-tree-worker.ts', here).href;
   const boot = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(src)}); })`;
-  return new Worker(boot, { eval: true, workerData: data });
+  return new Worker(boot, { eval: true, workerData: data, resourceLimits });
 }
 
 export class HostTreeReader {

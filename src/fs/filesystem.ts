@@ -339,7 +339,7 @@ export class Filesystem {
       if (next.inode.linksCount === 0 && next.inode.mode === 0) throw corrupt('dirent-unused-inode', `entry '${name}' points to unused inode ${childIno}`, { inode: childIno });
       if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
         if (++follows > 40) throw posixError('ELOOP', syscall, path);
-        const target = new TextDecoder().decode(await this.readlinkOf(next));
+        const target = utf8Decoder.decode(await this.readlinkOf(next));
         for (const c of target.split('/').filter((x) => x !== '' && x !== '.').reverse()) stack.push(c);
         if (target.startsWith('/')) cur = await this.getInode(ROOT_INO);
         continue;
@@ -360,18 +360,18 @@ export class Filesystem {
     return { dir, name, nameBytes: encodeUtf8(name) };
   }
 
-  async lookupIn(dir: OpenInode, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
-    const ino = await this.lookupEntry(dir, new TextDecoder().decode(nameBytes), nameBytes);
+  async lookupIn(dir: OpenInode, nameBytes: Uint8Array, name = utf8Decoder.decode(nameBytes)): Promise<OpenInode | undefined> {
+    const ino = await this.lookupEntry(dir, name, nameBytes);
     return ino === undefined ? undefined : this.getInode(ino);
   }
 
   /** Name lookup through the dentry cache. */
-  private async lookupEntry(dir: OpenInode, name: string, nameBytes = encodeUtf8(name)): Promise<number | undefined> {
+  private async lookupEntry(dir: OpenInode, name: string, nameBytes?: Uint8Array): Promise<number | undefined> {
     const cached = this.dcache.get(dir.ino);
     const hit = cached?.names.get(name);
     if (hit !== undefined) return hit;
     if (cached?.complete) return undefined;
-    const e = await lookupName(this.dirSource(dir), nameBytes);
+    const e = await lookupName(this.dirSource(dir), nameBytes ?? encodeUtf8(name));
     if (e) this.dcachePut(dir.ino, name, e.ino, false);
     return e?.ino;
   }
@@ -521,9 +521,9 @@ export class Filesystem {
     // One namespace-lock hold and one handle: nobody can unlink the file before it is complete,
     // and readers who find it wait on its data lock until its blocks hold the data.
     await this.ns.withLock(async () => {
-      const { dir, nameBytes } = await this.resolveParent(path, 'open');
+      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
       checkName(nameBytes, 'open', path);
-      if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'open', path);
+      if (await this.lookupIn(dir, nameBytes, name)) throw posixError('EEXIST', 'open', path);
       await this.withHandle(CREDITS, async (h) => {
         const oi = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
         this.markInodeDirty(oi);
@@ -570,7 +570,7 @@ export class Filesystem {
   private async addEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array, ino: number, fileType: number): Promise<void> {
     if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
     await dir.data.withWrite(() => dirAddEntry(this.dirEnv(h, dir), nameBytes, ino, this.vol.filetype ? fileType : 0));
-    if (this.dcache.has(dir.ino)) this.dcachePut(dir.ino, new TextDecoder().decode(nameBytes), ino, false);
+    if (this.dcache.has(dir.ino)) this.dcachePut(dir.ino, utf8Decoder.decode(nameBytes), ino, false);
     const t = nowTs();
     dir.inode.mtime = t; dir.inode.ctime = { ...t };
     this.markInodeDirty(dir);
@@ -578,7 +578,7 @@ export class Filesystem {
 
   private async removeEntry(h: Handle, dir: OpenInode, nameBytes: Uint8Array): Promise<void> {
     if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
-    this.dcacheDelete(dir.ino, new TextDecoder().decode(nameBytes));
+    this.dcacheDelete(dir.ino, utf8Decoder.decode(nameBytes));
     await dir.data.withWrite(() => dirRemoveEntry(this.dirEnv(h, dir), nameBytes));
     const t = nowTs();
     dir.inode.mtime = t; dir.inode.ctime = { ...t };
@@ -1449,6 +1449,8 @@ function fileTypeOf(mode: number): number {
     default: return 0;
   }
 }
+
+const utf8Decoder = new TextDecoder();
 
 function nowSec(): number { return Math.floor(Date.now() / 1000); }
 function nowTs(): { sec: number; nsec: number } {

@@ -1,7 +1,6 @@
 // A mounted filesystem's read side: validates the superblock and every group descriptor before
 // anything else, then reads inodes and hands lower layers the small contexts they need.
 import { type BlockDevice } from '../device/block-device.ts';
-import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import {
   decodeSuperblock, validateSuperblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Superblock,
@@ -50,10 +49,8 @@ export class Volume {
     }
     const groups = await readGroupDescs(device, geo);
     const forced = verdict.forceReadOnly ?? (device.readOnly ? 'device is read-only' : undefined);
-    const readOnly = opts.readOnly === true || forced !== undefined;
-    const dev = readOnly ? device : new CoalescingDevice(device);
-    const cache = new BlockCache(dev, geo.blockSize, geo.blocksCount);
-    return new Volume(dev, sb, geo, groups, cache, verdict.forceReadOnly, readOnly);
+    const cache = new BlockCache(device, geo.blockSize, geo.blocksCount);
+    return new Volume(device, sb, geo, groups, cache, verdict.forceReadOnly, opts.readOnly === true || forced !== undefined);
   }
 
   get blockSize(): number { return this.geo.blockSize; }

@@ -47,81 +47,107 @@ export interface Journal {
   readonly dirtyBlocks: number;
 }
 
+/** What a WriteBackJournal shares with its handles. */
+interface JournalState {
+  readonly cache: BlockCache;
+  readonly dirty: Map<number, Uint8Array>;
+  readonly finalizers: Map<number, (bytes: Uint8Array) => void>;
+  /** Handles that may write and have not stopped. */
+  writers: number;
+  idleWaiters: Array<() => void>;
+}
+
+/** One handle: a class rather than an object of closures (a bulk copy starts several per file). */
+class WriteBackHandle implements Handle {
+  private left: number;
+  private stopped = false;
+  private readonly counted: boolean;
+  /** Blocks this handle has already paid a credit for (created on first write). */
+  private touched: Set<number> | undefined;
+
+  constructor(private readonly j: JournalState, credits: number) {
+    assert(Number.isInteger(credits) && credits >= 0, `bad credit count ${credits}`);
+    this.left = credits;
+    this.counted = credits > 0;
+    if (this.counted) j.writers++;
+  }
+
+  get creditsLeft(): number { return this.left; }
+  extend(n: number): void { this.left += n; }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.counted && --this.j.writers === 0) for (const w of this.j.idleWaiters.splice(0)) w();
+  }
+
+  private spend(block: number): void {
+    assert(!this.stopped, 'handle used after stop');
+    const touched = this.touched ??= new Set();
+    if (touched.has(block)) return;
+    if (this.left <= 0) throw new Ext4Error('EIO', `journal handle out of credits (block ${block})`, { detail: 'journal-credits' });
+    this.left--;
+    touched.add(block);
+  }
+
+  async read(block: FsBlock | number): Promise<Uint8Array> {
+    return this.j.dirty.get(block) ?? this.j.cache.read(block);
+  }
+
+  async getWrite(block: FsBlock | number): Promise<Uint8Array> {
+    this.spend(block);
+    let buf = this.j.dirty.get(block);
+    if (!buf) {
+      buf = (await this.j.cache.read(block)).slice();
+      this.j.dirty.set(block, buf);
+      this.j.cache.put(block, buf);
+    }
+    return buf;
+  }
+
+  getNew(block: FsBlock | number): Uint8Array {
+    this.spend(block);
+    const buf = new Uint8Array(this.j.cache.blockSize);
+    this.j.dirty.set(block, buf);
+    this.j.cache.put(block, buf);
+    return buf;
+  }
+
+  forget(block: FsBlock | number): void {
+    this.j.dirty.delete(block);
+    this.j.finalizers.delete(block);
+    this.j.cache.drop(block);
+  }
+
+  isDirty(block: FsBlock | number): boolean { return this.j.dirty.has(block); }
+
+  onCommit(block: FsBlock | number, finalize: (bytes: Uint8Array) => void): void {
+    assert(this.j.dirty.has(block), `finalizer for clean block ${block}`);
+    this.j.finalizers.set(block, finalize);
+  }
+}
+
 /** Journal with no log: changes are kept in memory and written in block order at commit. */
 export class WriteBackJournal implements Journal {
-  private readonly dirty = new Map<number, Uint8Array>();
-  private readonly finalizers = new Map<number, (bytes: Uint8Array) => void>();
-  /** Handles that may write and have not stopped. */
-  private writers = 0;
-  private idleWaiters: Array<() => void> = [];
+  private readonly j: JournalState;
   /** Closed (a pending promise) while a commit waits for writers and takes its snapshot. */
   private gate: Promise<void> | undefined;
 
-  constructor(private readonly cache: BlockCache) {}
+  constructor(cache: BlockCache) {
+    this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [] };
+  }
 
   async begin(credits: number): Promise<Handle> {
     while (this.gate) await this.gate;
     return this.start(credits);
   }
 
-  isDirty(block: number): boolean { return this.dirty.has(block); }
+  isDirty(block: number): boolean { return this.j.dirty.has(block); }
 
-  get dirtyBlocks(): number { return this.dirty.size; }
+  get dirtyBlocks(): number { return this.j.dirty.size; }
 
   start(credits: number): Handle {
-    assert(Number.isInteger(credits) && credits >= 0, `bad credit count ${credits}`);
-    const journal = this;
-    let left = credits;
-    let stopped = false;
-    const counted = credits > 0;
-    if (counted) this.writers++;
-    const touched = new Set<number>();
-    const spend = (block: number) => {
-      assert(!stopped, 'handle used after stop');
-      if (touched.has(block)) return;
-      if (left <= 0) throw new Ext4Error('EIO', `journal handle out of credits (block ${block})`, { detail: 'journal-credits' });
-      left--;
-      touched.add(block);
-    };
-    return {
-      get creditsLeft() { return left; },
-      extend(n: number) { left += n; },
-      stop() {
-        if (stopped) return;
-        stopped = true;
-        if (counted && --journal.writers === 0) for (const w of journal.idleWaiters.splice(0)) w();
-      },
-      async read(block) {
-        return journal.dirty.get(block) ?? journal.cache.read(block);
-      },
-      async getWrite(block) {
-        spend(block);
-        let buf = journal.dirty.get(block);
-        if (!buf) {
-          buf = (await journal.cache.read(block)).slice();
-          journal.dirty.set(block, buf);
-          journal.cache.put(block, buf);
-        }
-        return buf;
-      },
-      getNew(block) {
-        spend(block);
-        const buf = new Uint8Array(journal.cache.blockSize);
-        journal.dirty.set(block, buf);
-        journal.cache.put(block, buf);
-        return buf;
-      },
-      forget(block) {
-        journal.dirty.delete(block);
-        journal.finalizers.delete(block);
-        journal.cache.drop(block);
-      },
-      isDirty(block) { return journal.dirty.has(block); },
-      onCommit(block, finalize) {
-        assert(journal.dirty.has(block), `finalizer for clean block ${block}`);
-        journal.finalizers.set(block, finalize);
-      },
-    };
+    return new WriteBackHandle(this.j, credits);
   }
 
   /**
@@ -135,24 +161,24 @@ export class WriteBackJournal implements Journal {
     this.gate = new Promise<void>((r) => { open = r; });
     const runs: Array<{ block: number; bytes: Uint8Array }> = [];
     try {
-      if (this.writers > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
-      for (const [block, finalize] of this.finalizers) finalize(this.dirty.get(block)!);
-      this.finalizers.clear();
-      const blocks = [...this.dirty.keys()].sort((a, b) => a - b);
-      const bs = this.cache.blockSize;
+      if (this.j.writers > 0) await new Promise<void>((r) => this.j.idleWaiters.push(r));
+      for (const [block, finalize] of this.j.finalizers) finalize(this.j.dirty.get(block)!);
+      this.j.finalizers.clear();
+      const blocks = [...this.j.dirty.keys()].sort((a, b) => a - b);
+      const bs = this.j.cache.blockSize;
       for (let i = 0; i < blocks.length;) {
         let j = i + 1;
         while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && j - i < 256) j++;
         const buf = new Uint8Array((j - i) * bs);
-        for (let k = i; k < j; k++) buf.set(this.dirty.get(blocks[k]!)!, (k - i) * bs);
+        for (let k = i; k < j; k++) buf.set(this.j.dirty.get(blocks[k]!)!, (k - i) * bs);
         runs.push({ block: blocks[i]!, bytes: buf });
         i = j;
       }
-      this.dirty.clear();
+      this.j.dirty.clear();
     } finally {
       this.gate = undefined;
       open();
     }
-    for (const r of runs) await this.cache.device.write(r.block * this.cache.blockSize, r.bytes);
+    for (const r of runs) await this.j.cache.device.write(r.block * this.j.cache.blockSize, r.bytes);
   }
 }
