@@ -5,6 +5,9 @@
 import { readFileSync, statSync } from 'node:fs';
 
 const root = new URL('../', import.meta.url);
+// Copy-in reads many small host files at once (on a worker thread): libuv's default of 4
+// threads would cap that. Read once, at the pool's first use, so it must be set first.
+process.env.UV_THREADPOOL_SIZE ??= '16';
 
 function bundleIsFresh() {
   if (process.env.EXT4KIT_FROM_SOURCE === '1') return false;

@@ -4,13 +4,17 @@
 // Host I/O (which waits on the disk when the tree is not cached) thus overlaps with building the
 // image on the main thread. At most MAX_BATCHES_AHEAD unconsumed batches exist: the main thread
 // counts them down in a shared counter, and the walker sleeps on it (Atomics.wait) when ahead.
-import { closeSync, lstatSync, openSync, readdirSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, openSync, read, readdirSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { hostStatOf, isUtf8Name, joinHost, S_IFDIR, S_IFMT, type HostRecord, type HostTreeWorkerData, type HostBatch } from './host-tree.ts';
+import { hostStatOf, isUtf8Name, joinHost, S_IFDIR, S_IFMT, type HostError, type HostRecord, type HostTreeWorkerData, type HostBatch } from './host-tree.ts';
 
 const MAX_BATCHES_AHEAD = 4;
 const BATCH_RECORDS = 512;
 const BATCH_DATA_BYTES = 2 << 20;
+/** Files read at once, and how many entries (or bytes of contents) are read as one group. */
+const PARALLEL_READS = 16;
+const GROUP_ENTRIES = 64;
+const GROUP_BYTES = 1 << 20;
 
 const { root, smallFileBytes, counter } = workerData as HostTreeWorkerData;
 const ahead = new Int32Array(counter);
@@ -40,51 +44,91 @@ function errorOf(e: unknown): { code?: string; message: string } {
   return { code: err.code, message: err.message ?? String(e) };
 }
 
-/** lstat, and the contents of a small regular file (not a further name of a hard link). */
-function entry(host: Buffer): HostRecord {
+/** A record, and for a small regular file read whole, how many bytes to read. */
+interface Pending { r: HostRecord; readBytes: number }
+
+/** lstat; decides whether the contents are to be read (small regular files, first name of a hard link). */
+function statEntry(host: Buffer): Pending {
   let st: BigIntStats;
   try {
     st = lstatSync(host, { bigint: true });
   } catch (e) {
-    const failed: HostRecord = { kind: 'entry', host, error: errorOf(e) };
-    push(failed);
-    return failed;
+    return { r: { kind: 'entry', host, error: errorOf(e) }, readBytes: 0 };
   }
   const r: HostRecord = { kind: 'entry', host, st: hostStatOf(st) };
-  if (st.isFile() && st.size > 0n && st.size <= BigInt(smallFileBytes)) {
-    const key = `${st.dev}:${st.ino}`;
-    const repeat = st.nlink > 1n && seenLinks.has(key);
-    if (st.nlink > 1n) seenLinks.add(key);
-    if (!repeat) {
-      const size = Number(st.size);
-      if (dataLen + size > data.length) post(false);
-      try {
-        const fd = openSync(host, 'r');
-        try {
-          let got = 0;
-          while (got < size) {
-            const n = readSync(fd, data, dataLen + got, size - got, got);
-            if (n === 0) break;
-            got += n;
-          }
-          r.dataOffset = dataLen;
-          r.dataLen = got;
-          dataLen += got;
-        } finally {
-          closeSync(fd);
-        }
-      } catch (e) {
-        r.error = errorOf(e);
-      }
-    }
-  } else if (st.isFile() && st.nlink > 1n) {
-    seenLinks.add(`${st.dev}:${st.ino}`);
-  }
-  push(r);
-  return r;
+  if (!st.isFile()) return { r, readBytes: 0 };
+  const key = `${st.dev}:${st.ino}`;
+  const repeat = st.nlink > 1n && seenLinks.has(key);
+  if (st.nlink > 1n) seenLinks.add(key);
+  const small = st.size > 0n && st.size <= BigInt(smallFileBytes);
+  return { r, readBytes: small && !repeat ? Number(st.size) : 0 };
 }
 
-function walk(dir: Buffer): void {
+/**
+ * Reads a whole small file into `into`; resolves with the bytes read (a short read keeps what
+ * was there). Only the reads go to libuv's thread pool: open and close find the inode cached by
+ * lstat and cost microseconds, while a FileHandle round trip per call costs far more CPU.
+ */
+function readWhole(host: Buffer, into: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let fd: number;
+    try {
+      fd = openSync(host, 'r');
+    } catch (e) {
+      reject(e);
+      return;
+    }
+    let got = 0;
+    const finish = (err: unknown) => {
+      try { closeSync(fd); } catch { /* nothing was written */ }
+      if (err) reject(err); else resolve(got);
+    };
+    const step = () => read(fd, into, got, into.length - got, got, (err, n) => {
+      if (err) return finish(err);
+      got += n;
+      if (n === 0 || got >= into.length) finish(undefined); else step();
+    });
+    step();
+  });
+}
+
+/**
+ * Emits a group of entries in order, their contents read concurrently first: a cold disk
+ * serves several requests at once much faster than one after another.
+ */
+async function emit(group: Pending[]): Promise<void> {
+  const contents = new Map<Pending, Uint8Array | HostError>();
+  let next = 0;
+  const reader = async (): Promise<void> => {
+    while (next < group.length) {
+      const p = group[next++]!;
+      if (!p.readBytes) continue;
+      const buf = new Uint8Array(p.readBytes);
+      try {
+        const got = await readWhole(p.r.host as Buffer, buf);
+        contents.set(p, buf.subarray(0, got));
+      } catch (e) {
+        contents.set(p, errorOf(e));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: PARALLEL_READS }, reader));
+  for (const p of group) {
+    const c = contents.get(p);
+    if (c instanceof Uint8Array) {
+      if (dataLen + c.length > data.length) post(false);
+      data.set(c, dataLen);
+      p.r.dataOffset = dataLen;
+      p.r.dataLen = c.length;
+      dataLen += c.length;
+    } else if (c) {
+      p.r.error = c;
+    }
+    push(p.r);
+  }
+}
+
+async function walk(dir: Buffer): Promise<void> {
   let names: Buffer[];
   try {
     names = readdirSync(dir, { encoding: 'buffer' });
@@ -94,14 +138,24 @@ function walk(dir: Buffer): void {
   }
   push({ kind: 'listing', host: dir, names });
   const subdirs: Buffer[] = [];
+  let group: Pending[] = [];
+  let groupBytes = 0;
   for (const name of names) {
     if (!isUtf8Name(name)) continue; // copy-in skips it (with a warning)
     const host = joinHost(dir, name);
-    const r = entry(host);
-    if (r.st && (r.st.mode & S_IFMT) === S_IFDIR) subdirs.push(host);
+    const p = statEntry(host);
+    if (p.r.st && (p.r.st.mode & S_IFMT) === S_IFDIR) subdirs.push(host);
+    group.push(p);
+    groupBytes += p.readBytes;
+    if (group.length >= GROUP_ENTRIES || groupBytes >= GROUP_BYTES) {
+      await emit(group);
+      group = [];
+      groupBytes = 0;
+    }
   }
-  for (const d of subdirs) walk(d);
+  await emit(group);
+  for (const d of subdirs) await walk(d);
 }
 
-walk(Buffer.from(root));
+await walk(Buffer.from(root));
 post(true);
