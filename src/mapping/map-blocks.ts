@@ -170,6 +170,7 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
     const c = clusterOf(fb(b), R);
     const clusterEnd = (c + 1) * R;
     const implied = await impliedCluster(f, env, c);
+    let allocatedNow = 0;
     let fsStart: number;
     let n: number;
     if (implied !== undefined) {
@@ -200,16 +201,26 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
         if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
         throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
       }
-      f.space.markAllocated(run.count);
       if (!delalloc) {
+        f.space.markAllocated(run.count);
         f.space.releaseClaim(want);
         if (run.count < want) f.space.quota.freeUsage(f.uid, f.gid, (want - run.count) * R * f.blockSize);
+      } else {
+        // Delayed clusters leave `free` in the same step as their reservations leave `dirty`
+        // (below), as mballoc does: in between, tree blocks the insert needs are checked against
+        // free − dirty, which must not dip by the run being placed.
+        allocatedNow = run.count;
       }
       f.chargeClusters(run.count);
       fsStart = run.cluster * R + (b % R);
       n = Math.min(end, (c + run.count) * R) - b;
     }
-    await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+    try {
+      await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+    } finally {
+      // The bitmap has the run whatever happened: the counter follows it.
+      if (allocatedNow) f.space.markAllocated(allocatedNow);
+    }
     completeAllocation(f.state, fb(b), n, pb(fsStart) as FsBlock, unwritten);
     f.setGoal(fsStart + n);
     pieces.push({ first: b, count: n, fsBlock: fsStart });
