@@ -1,6 +1,7 @@
 // The cluster allocator: block bitmaps (one bit per cluster), goal-directed search for contiguous
 // free runs, exact allocation and freeing, lazy initialisation of BLOCK_UNINIT groups, and the
 // group descriptors' free counts and bitmap checksums. The bitmap side of SpaceAccounting's `free`.
+// Also the placement policy for file data: per-file preallocation windows (prealloc-windows.ts).
 // On-disk rules: kernel Documentation/filesystems/ext4/blockgroup.rst ("Lazy Block Group
 // Initialization"), bigalloc.rst; delalloc-bigalloc spec §1.
 import { assert, corrupt, badChecksum } from '../errors/ext4-error.ts';
@@ -8,6 +9,8 @@ import { BG_FLAGS } from '../format/group-desc.ts';
 import { groupBlockCount, groupFirstBlock, groupSuperAndGdtBlocks, type Geometry } from '../layout/geometry.ts';
 import { type MetaTxn } from '../journal/transaction.ts';
 import { ceilDiv } from '../util/checked-math.ts';
+import { EXT_INIT_MAX_LEN } from '../format/extent.ts';
+import { PreallocWindows, firstEndingAfter, type ClusterRange, type PreallocWindow } from './prealloc-windows.ts';
 import {
   type BlockReader, type GroupTable, clearBitRange, countZeroBits, findBit, markBitmapEnd, setBitRange, testBit,
 } from './group-table.ts';
@@ -15,6 +18,15 @@ import {
 export interface ClusterRun {
   cluster: number;
   count: number;
+}
+
+export interface StreamOptions {
+  /** The goal is the end of the owner's own earlier allocation (not a default). */
+  continuing: boolean;
+  /** The owner is still open for appends: keep a window after the run. */
+  keepWindow: boolean;
+  /** Free clusters not promised to delayed writes (free − dirty): windows shrink as it runs short. */
+  spareClusters?: number;
 }
 
 export interface ClusterAllocatorOptions {
@@ -36,6 +48,8 @@ export class ClusterAllocator {
   readonly #verified = new Set<number>();
   #meta: BitRanges[] | undefined;
   #lock: Promise<unknown> = Promise.resolve();
+  /** Per-file preallocation windows (policy only: never counted as used). */
+  readonly #windows = new PreallocWindows();
 
   constructor(geo: Geometry, table: GroupTable, opts: ClusterAllocatorOptions = {}) {
     this.#geo = geo;
@@ -58,69 +72,93 @@ export class ClusterAllocator {
    * the following groups (wrapping), then the goal group before the goal. The first run of
    * `wantClusters` wins; otherwise the longest run of at least `minClusters`. A run never crosses
    * a group boundary. Undefined when no run of `minClusters` exists.
+   * Preallocation windows of owners other than `opts.owner` are kept out of while any run of
+   * `minClusters` exists outside them; only then do they give way.
    */
-  allocRun(txn: MetaTxn, goalCluster: number, wantClusters: number, minClusters = 1): Promise<ClusterRun | undefined> {
+  allocRun(txn: MetaTxn, goalCluster: number, wantClusters: number, minClusters = 1, opts: { owner?: number } = {}): Promise<ClusterRun | undefined> {
     assert(Number.isSafeInteger(goalCluster), `bad goal ${goalCluster}`);
     assert(Number.isInteger(minClusters) && minClusters >= 1 && Number.isInteger(wantClusters) && wantClusters >= minClusters,
       `bad run request want=${wantClusters} min=${minClusters}`);
     return this.#exclusive(txn, async () => {
-      const geo = this.#geo;
-      const G = geo.groupCount;
-      const want = Math.min(wantClusters, geo.clustersPerGroup);
-      if (minClusters > want) return undefined;
-      const at = this.#locate(goalCluster) ?? { g: 0, bit: 0 };
-      let best: { g: number; bit: number; len: number } | undefined;
-      for (let i = 0; i <= G; i++) {
-        const g = (at.g + i) % G;
-        // i === G revisits the goal group for runs that start before the goal.
-        if (i === G && at.bit === 0) break;
-        if (this.#table.desc(g).freeBlocksCount < minClusters) continue;
-        const n = this.#groupClusters(g);
-        const from = i === 0 ? at.bit : 0;
-        const startLimit = i === G ? at.bit : n;
-        const bits = await this.#view(txn, g);
-        for (let s = findBit(bits, from, startLimit, 0); s < startLimit; s = findBit(bits, s, startLimit, 0)) {
-          // Only `want` clusters matter: stop scanning the free run there.
-          const e = findBit(bits, s, Math.min(n, s + want), 1);
-          const len = e - s;
-          if (len >= want) return this.#take(txn, g, s, want);
-          if (len >= minClusters && (!best || len > best.len)) best = { g, bit: s, len };
-          s = e;
-        }
-      }
-      return best ? this.#take(txn, best.g, best.bit, best.len) : undefined;
+      const blocked = this.#windows.blockedFor(opts.owner);
+      const found = await this.#search(txn, goalCluster, wantClusters, minClusters, blocked) ??
+        (blocked.length ? await this.#search(txn, goalCluster, wantClusters, minClusters, []) : undefined);
+      return found ? this.#take(txn, found.g, found.bit, found.len) : undefined;
     });
   }
 
   /**
-   * Like allocRun, but when the goal cluster itself is taken (another file's data sits where
-   * this file would continue), the run starts in the middle of the largest free run of the
-   * group with the most free clusters: concurrent streams then spread apart instead of
-   * interleaving chunk by chunk (what mballoc's per-inode preallocation achieves).
+   * Writeback allocation of a file's data (delayed blocks), up to `wantClusters`, with per-file
+   * preallocation windows:
+   * - a file continuing its own earlier allocation (goal = the end of its last run, usually the
+   *   start of its window) takes the free run at the goal, as far as it reaches;
+   * - otherwise a file that is still open starts a new run at the first free region, from the
+   *   goal on, that can hold a whole maximum-length extent without entering another file's
+   *   window (with sparse_super and flex_bg that is a region clear of superblock backups and
+   *   group metadata); without one, the larger of the largest free region and the second half
+   *   of the largest window;
+   * - a closed file (`keepWindow` false) takes the first run near the goal, as allocRun does.
+   * Afterwards an open file holds a window over the free clusters after its run, up to the end
+   * of the maximum-length extent the run can grow into, capped at half of `spareClusters` (free
+   * clusters not promised to delayed writes) minus the other windows; a closed file's window is
+   * dropped. Windows never make this fail: undefined only when no cluster is free at all.
    */
-  allocStream(txn: MetaTxn, goalCluster: number, wantClusters: number): Promise<ClusterRun | undefined> {
+  allocStream(txn: MetaTxn, owner: number, goalCluster: number, wantClusters: number, opts: StreamOptions): Promise<ClusterRun | undefined> {
+    assert(Number.isSafeInteger(goalCluster) && Number.isInteger(wantClusters) && wantClusters >= 1,
+      `bad stream request goal=${goalCluster} want=${wantClusters}`);
     return this.#exclusive(txn, async () => {
-      const at = this.#locate(goalCluster);
-      if (at) {
-        const bits = await this.#view(txn, at.g);
-        if (findBit(bits, at.bit, at.bit + 1, 0) === at.bit) return undefined; // goal free: caller uses allocRun
+      const total = this.#geo.clustersCount;
+      const slot = this.#slotClusters();
+      const blocked = this.#windows.blockedFor(owner);
+      const own = this.#windows.get(owner);
+      const atWindow = own !== undefined && own.cluster === goalCluster;
+      let start: number | undefined;
+      let len = 0;
+      let runStart = 0;
+      if (opts.continuing || atWindow) {
+        len = await this.#runFrom(txn, goalCluster, wantClusters, blocked);
+        if (len > 0) { start = goalCluster; runStart = atWindow ? own.runStart : goalCluster; }
       }
-      const geo = this.#geo;
-      let g = -1;
-      for (let i = 0; i < geo.groupCount; i++) {
-        if (g < 0 || this.#table.desc(i).freeBlocksCount > this.#table.desc(g).freeBlocksCount) g = i;
+      if (start === undefined && opts.keepWindow) {
+        const goal = Math.min(Math.max(goalCluster, 0), total);
+        let fit: { start: number; len: number } | undefined;
+        let largest: { start: number; len: number } | undefined;
+        const visit = (s: number, l: number): boolean => {
+          if (l >= slot) { fit = { start: s, len: l }; return true; }
+          if (!largest || l > largest.len) largest = { start: s, len: l };
+          return false;
+        };
+        if (!(await this.#eachFreeRun(txn, goal, total, blocked, visit))) await this.#eachFreeRun(txn, 0, goal, blocked, visit);
+        const region = fit ?? this.#splitLargestWindow(owner, largest?.len ?? 0) ?? largest;
+        if (region) {
+          start = region.start;
+          runStart = start;
+          const without = blocked.filter((r) => r.end <= start! || r.start > start!);
+          len = await this.#runFrom(txn, start, wantClusters, without);
+          assert(len > 0, `stream placement at cluster ${start} is not free`);
+        }
       }
-      if (g < 0 || this.#table.desc(g).freeBlocksCount < wantClusters * 4) return undefined;
-      const n = this.#groupClusters(g);
-      const bits = await this.#view(txn, g);
-      let best = { s: 0, len: 0 };
-      for (let s = findBit(bits, 0, n, 0); s < n;) {
-        const e = findBit(bits, s, n, 1);
-        if (e - s > best.len) best = { s, len: e - s };
-        s = findBit(bits, e, n, 0);
+      if (start === undefined) {
+        // A closed file packs near its goal like any other allocation; so does an open one when
+        // no free cluster is left outside windows.
+        const found = await this.#search(txn, goalCluster, wantClusters, 1, blocked) ??
+          (blocked.length ? await this.#search(txn, goalCluster, wantClusters, 1, []) : undefined);
+        if (!found) return undefined;
+        start = this.#firstCluster(found.g) + found.bit;
+        len = found.len;
+        runStart = start;
       }
-      if (best.len < wantClusters * 4) return undefined;
-      return this.#take(txn, g, best.s + Math.floor(best.len / 2), Math.min(wantClusters, Math.ceil(best.len / 2)));
+      await this.#takeRange(txn, start, len);
+      this.#windows.delete(owner);
+      if (opts.keepWindow) {
+        const end = start + len;
+        const remainder = slot - ((end - runStart) % slot);
+        const spare = opts.spareClusters ?? Number.MAX_SAFE_INTEGER;
+        const cap = Math.min(remainder, Math.max(0, Math.floor((spare - this.#windows.totalClusters) / 2)));
+        const count = cap > 0 ? await this.#runFrom(txn, end, cap, this.#windows.blockedFor(owner)) : 0;
+        this.#windows.set(owner, end, count, runStart);
+      }
+      return { cluster: start, count: len };
     });
   }
 
@@ -167,6 +205,38 @@ export class ClusterAllocator {
     });
   }
 
+  // ---- preallocation windows ------------------------------------------------------------------
+
+  /** The window `owner` holds, if any. */
+  windowOf(owner: number): PreallocWindow | undefined { return this.#windows.get(owner); }
+
+  /** Clusters held in windows (free clusters: windows never change any count). */
+  get windowClusters(): number { return this.#windows.totalClusters; }
+
+  /** Drops `owner`'s window (file closed, truncated, evicted). */
+  releaseWindow(owner: number): void { this.#windows.delete(owner); }
+
+  /** Drops every window (space is short). */
+  releaseAllWindows(): void { this.#windows.clear(); }
+
+  /** Throws unless every window lies on free clusters inside the filesystem and no two overlap. */
+  async checkWindows(txn?: BlockReader): Promise<void> {
+    const reader = this.#readerFor(txn);
+    const all = [...this.#windows].filter((w) => w.count > 0).sort((a, b) => a.cluster - b.cluster);
+    let sum = 0;
+    for (const w of this.#windows) sum += w.count;
+    if (sum !== this.#windows.totalClusters) throw new Error(`prealloc windows hold ${sum} clusters, counted ${this.#windows.totalClusters}`);
+    for (let i = 0; i < all.length; i++) {
+      const w = all[i]!;
+      if (i > 0 && all[i - 1]!.cluster + all[i - 1]!.count > w.cluster) {
+        throw new Error(`prealloc windows of ${all[i - 1]!.owner} and ${w.owner} overlap at cluster ${w.cluster}`);
+      }
+      if ((await this.#runFrom(reader, w.cluster, w.count, [])) !== w.count) {
+        throw new Error(`prealloc window ${w.cluster}+${w.count} of ${w.owner} covers an allocated cluster`);
+      }
+    }
+  }
+
   /** Whether a cluster is in use. Clusters before the first group (block 0 with 1 KiB blocks) count as in use. */
   async isAllocated(cluster: number, txn?: BlockReader): Promise<boolean> {
     assert(Number.isSafeInteger(cluster) && cluster >= 0 && cluster < this.#geo.clustersCount, `cluster ${cluster} out of range`);
@@ -181,6 +251,143 @@ export class ClusterAllocator {
     let n = 0;
     for (let g = 0; g < this.#geo.groupCount; g++) n += countZeroBits(await this.#view(reader, g), this.#groupClusters(g));
     return n;
+  }
+
+  // ---- searches -------------------------------------------------------------------------------
+
+  /** Longest run extents may use, in clusters: ext4's longest initialized extent. */
+  #slotClusters(): number { return Math.max(1, Math.floor(EXT_INIT_MAX_LEN / this.#geo.clusterRatio)); }
+
+  /**
+   * allocRun's search (nothing taken): the first free run of `want` (capped to a group) from the
+   * goal, else the longest of at least `min`, never inside a `blocked` range.
+   */
+  async #search(reader: BlockReader, goalCluster: number, wantClusters: number, minClusters: number,
+    blocked: readonly ClusterRange[]): Promise<{ g: number; bit: number; len: number } | undefined> {
+    const geo = this.#geo;
+    const G = geo.groupCount;
+    const want = Math.min(wantClusters, geo.clustersPerGroup);
+    if (minClusters > want) return undefined;
+    const at = this.#locate(goalCluster) ?? { g: 0, bit: 0 };
+    let best: { g: number; bit: number; len: number } | undefined;
+    for (let i = 0; i <= G; i++) {
+      const g = (at.g + i) % G;
+      // i === G revisits the goal group for runs that start before the goal.
+      if (i === G && at.bit === 0) break;
+      if (this.#table.desc(g).freeBlocksCount < minClusters) continue;
+      const n = this.#groupClusters(g);
+      const first = this.#firstCluster(g);
+      const from = i === 0 ? at.bit : 0;
+      const startLimit = i === G ? at.bit : n;
+      const bits = await this.#view(reader, g);
+      for (let s = findBit(bits, from, startLimit, 0); s < startLimit; s = findBit(bits, s, startLimit, 0)) {
+        // A run stops at the next blocked range; one that starts inside a blocked range moves past it.
+        let limit = Math.min(n, s + want);
+        const k = firstEndingAfter(blocked, first + s);
+        if (k < blocked.length) {
+          const r = blocked[k]!;
+          if (r.start <= first + s) { s = Math.min(n, r.end - first); continue; }
+          limit = Math.min(limit, r.start - first);
+        }
+        // Only `want` clusters matter: stop scanning the free run there.
+        const e = findBit(bits, s, limit, 1);
+        const len = e - s;
+        if (len >= want) return { g, bit: s, len: want };
+        if (len >= minClusters && (!best || len > best.len)) best = { g, bit: s, len };
+        s = e;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Length of the free run starting at `start` (0 when that cluster is used or blocked), at most
+   * `limit`, across group boundaries, ending at the first blocked range.
+   */
+  async #runFrom(reader: BlockReader, start: number, limit: number, blocked: readonly ClusterRange[]): Promise<number> {
+    const k = firstEndingAfter(blocked, start);
+    let cap = limit;
+    if (k < blocked.length) {
+      if (blocked[k]!.start <= start) return 0;
+      cap = Math.min(cap, blocked[k]!.start - start);
+    }
+    let len = 0;
+    while (len < cap) {
+      const at = this.#locate(start + len);
+      if (!at) break;
+      const n = this.#groupClusters(at.g);
+      const bits = await this.#view(reader, at.g);
+      const e = findBit(bits, at.bit, Math.min(n, at.bit + (cap - len)), 1);
+      len += e - at.bit;
+      if (e < n) break;
+    }
+    return len;
+  }
+
+  /**
+   * Calls `visit` with every maximal free run in [lo, hi) in cluster order (runs continue across
+   * group boundaries; blocked ranges cut them) until it returns true; returns whether it did.
+   */
+  async #eachFreeRun(reader: BlockReader, lo: number, hi: number, blocked: readonly ClusterRange[],
+    visit: (start: number, len: number) => boolean): Promise<boolean> {
+    let runStart = 0;
+    let runEnd = 0;
+    const flush = (): boolean => {
+      let s = runStart;
+      for (let k = firstEndingAfter(blocked, s); s < runEnd; k++) {
+        const r = blocked[k];
+        const e = r && r.start < runEnd ? Math.max(s, r.start) : runEnd;
+        if (e > s && visit(s, e - s)) return true;
+        if (!r || r.start >= runEnd) break;
+        s = r.end;
+      }
+      runStart = runEnd = 0;
+      return false;
+    };
+    const add = (s: number, e: number): boolean => {
+      if (runEnd === s && runEnd > runStart) { runEnd = e; return false; }
+      const stop = flush();
+      runStart = s;
+      runEnd = e;
+      return stop;
+    };
+    const first = this.#locate(lo);
+    for (let g = first ? first.g : 0; g < this.#geo.groupCount; g++) {
+      const base = this.#firstCluster(g);
+      if (base >= hi) break;
+      const n = this.#groupClusters(g);
+      const from = Math.max(lo, base) - base;
+      const to = Math.min(hi, base + n) - base;
+      if (from >= to) continue;
+      const free = this.#table.desc(g).freeBlocksCount;
+      if (free === 0) {
+        if (flush()) return true;
+        continue;
+      }
+      if (free === n) {
+        if (add(base + from, base + to)) return true;
+        continue;
+      }
+      const bits = await this.#view(reader, g);
+      for (let s = findBit(bits, from, to, 0); s < to;) {
+        const e = findBit(bits, s, to, 1);
+        if (add(base + s, base + e)) return true;
+        s = findBit(bits, e, to, 0);
+      }
+    }
+    return flush();
+  }
+
+  /**
+   * Room for a new stream when no free region outside windows can hold a whole extent: the
+   * second half of the largest other window, if that is larger than `largestFree`.
+   */
+  #splitLargestWindow(owner: number, largestFree: number): { start: number; len: number } | undefined {
+    let w: PreallocWindow | undefined;
+    for (const x of this.#windows) if (x.owner !== owner && (!w || x.count > w.count)) w = x;
+    if (!w || w.count - Math.floor(w.count / 2) <= largestFree) return undefined;
+    const half = Math.floor(w.count / 2);
+    return { start: w.cluster + half, len: w.count - half };
   }
 
   // ---- groups and clusters ---------------------------------------------------------------------
@@ -299,6 +506,18 @@ export class ClusterAllocator {
     return buf;
   }
 
+  /** Takes [cluster, cluster + count), which must be free; it may span groups. */
+  async #takeRange(txn: MetaTxn, cluster: number, count: number): Promise<void> {
+    const parts = this.#split(cluster, count);
+    assert(parts, `clusters ${cluster}+${count} outside every group`);
+    const bufs: Uint8Array[] = [];
+    for (const p of parts) bufs.push(await this.#writable(txn, p.g));
+    parts.forEach((p, k) => {
+      assert(findBit(bufs[k]!, p.bit, p.bit + p.len, 1) === p.bit + p.len, `clusters ${cluster}+${count} are not free`);
+      this.#mark(p.g, bufs[k]!, p.bit, p.len, true);
+    });
+  }
+
   async #take(txn: MetaTxn, g: number, bit: number, len: number): Promise<ClusterRun> {
     const buf = await this.#writable(txn, g);
     this.#mark(g, buf, bit, len, true);
@@ -308,6 +527,7 @@ export class ClusterAllocator {
   /** Sets or clears bits already known to be in the opposite state, and keeps the counts and checksum. */
   #mark(g: number, buf: Uint8Array, bit: number, len: number, used: boolean): void {
     if (used) setBitRange(buf, bit, bit + len); else clearBitRange(buf, bit, bit + len);
+    if (used) this.#windows.carve(this.#firstCluster(g) + bit, len);
     const gd = this.#table.desc(g);
     const delta = used ? -len : len;
     gd.freeBlocksCount += delta;

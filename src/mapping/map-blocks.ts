@@ -19,6 +19,16 @@ import { clusterOf, logicalCluster, type LogicalCluster } from './extent-status.
 import {
   extentInsert, extentLookup, extentRemoveRange, logicalClusterMapped, extentSetUnwritten, type ExtentTreeEnv,
 } from './extent-tree.ts';
+import { EXT_INIT_MAX_LEN, EXT_UNWRITTEN_MAX_LEN } from '../format/extent.ts';
+
+const maxExtentBlocks = (unwritten: boolean): number => (unwritten ? EXT_UNWRITTEN_MAX_LEN : EXT_INIT_MAX_LEN);
+
+/**
+ * Files shorter than this (in blocks, counting the range being written back) are placed like
+ * any small allocation, packed near their goal and without a window, even while open; longer
+ * ones are streams (mballoc's s_mb_stream_request default is also 16 blocks).
+ */
+const STREAM_MIN_BLOCKS = 16;
 
 /** Everything mapping needs about one inode, assembled by the filesystem layer. */
 export interface FileMap {
@@ -29,7 +39,8 @@ export interface FileMap {
   readonly blockSize: number;
   readonly state: DelallocState;
   readonly space: SpaceAccounting;
-  readonly alloc: ClusterAllocator;
+  /** The data-allocation side of the cluster allocator (serialised by the caller's lock). */
+  readonly alloc: Pick<ClusterAllocator, 'allocRun' | 'allocStream' | 'releaseWindow'>;
   /** Builds the extent-tree environment for one handle. */
   treeEnv(txn: MetaTxn): ExtentTreeEnv;
   /** Physical block to start searching from for this file's next allocation. */
@@ -37,6 +48,8 @@ export interface FileMap {
   /** Whether goal() continues this file's own earlier allocation (rather than a default). */
   hasOwnGoal(): boolean;
   setGoal(block: number): void;
+  /** Whether the file is open, so that it may append again: its writeback keeps a preallocation window. */
+  streaming(): boolean;
   /** i_blocks changes, in clusters (data and tree nodes). */
   chargeClusters(delta: number): void;
 }
@@ -182,6 +195,7 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
     const c = clusterOf(fb(b), R);
     const clusterEnd = (c + 1) * R;
     const implied = await impliedCluster(f, env, c);
+    let allocatedNow = 0;
     let fsStart: number;
     let n: number;
     if (implied !== undefined) {
@@ -193,7 +207,8 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
       // logical cluster that is itself already backed).
       let lastC = clusterOf(fb(end - 1), R);
       if (R > 1 && lastC > c && (await impliedCluster(f, env, lastC)) !== undefined) lastC--;
-      const want = lastC - c + 1;
+      // No more than one on-disk extent can hold (counted from b's offset in its cluster).
+      const want = Math.min(lastC - c + 1, Math.max(1, Math.floor((maxExtentBlocks(unwritten) + (b % R)) / R)));
       if (!delalloc) {
         f.space.claim(want, opts);
         try {
@@ -203,25 +218,40 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
           throw e;
         }
       }
-      // A file continuing a stream whose next blocks another file took starts a new stream
-      // elsewhere rather than interleaving with it.
+      // Writeback places data through the per-file preallocation windows, so that files written
+      // at the same time do not interleave; fallocate takes the first run near the goal (its own
+      // window included, other files' windows avoided while anything else is free).
       const goalCluster = Math.floor(f.goal() / R);
-      const run = (delalloc && f.hasOwnGoal() ? await f.alloc.allocStream(txn, goalCluster, want) : undefined) ??
-        await f.alloc.allocRun(txn, goalCluster, want, 1);
+      const run = delalloc
+        ? await f.alloc.allocStream(txn, f.ino, goalCluster, want, {
+          continuing: f.hasOwnGoal(), keepWindow: f.streaming() && end >= STREAM_MIN_BLOCKS,
+          spareClusters: f.space.freeClusters - f.space.dirtyClusters,
+        })
+        : await f.alloc.allocRun(txn, goalCluster, want, 1, { owner: f.ino });
       if (!run) {
         if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
         throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
       }
-      f.space.markAllocated(run.count);
       if (!delalloc) {
+        f.space.markAllocated(run.count);
         f.space.releaseClaim(want);
         if (run.count < want) f.space.quota.freeUsage(f.uid, f.gid, (want - run.count) * R * f.blockSize);
+      } else {
+        // Delayed clusters leave `free` in the same step as their reservations leave `dirty`
+        // (below), as mballoc does: in between, tree blocks the insert needs are checked against
+        // free − dirty, which must not dip by the run being placed.
+        allocatedNow = run.count;
       }
       f.chargeClusters(run.count);
       fsStart = run.cluster * R + (b % R);
       n = Math.min(end, (c + run.count) * R) - b;
     }
-    await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+    try {
+      await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+    } finally {
+      // The bitmap has the run whatever happened: the counter follows it.
+      if (allocatedNow) f.space.markAllocated(allocatedNow);
+    }
     completeAllocation(f.state, fb(b), n, pb(fsStart) as FsBlock, unwritten);
     f.setGoal(fsStart + n);
     pieces.push({ first: b, count: n, fsBlock: fsStart });
@@ -243,6 +273,8 @@ export async function setUnwritten(f: FileMap, txn: MetaTxn, first: number, coun
  * whose logical cluster still has delayed blocks is re-reserved instead of returned.
  */
 export async function removeBlocks(f: FileMap, txn: MetaTxn, first: number, last: number): Promise<void> {
+  // The file's next allocation no longer continues where its window starts.
+  f.alloc.releaseWindow(f.ino);
   removeRange(f.state, fb(first), fb(last));
   const env = f.treeEnv(txn);
   const R = f.clusterRatio;
