@@ -22,6 +22,8 @@ export class InodeAllocator {
   readonly #reader: BlockReader | undefined;
   #lastTxn: BlockReader | undefined;
   readonly #verified = new Set<number>();
+  /** Per group, an index below which no inode is free (the search starts there, not at 0). */
+  readonly #noneFreeBelow = new Map<number, number>();
   #lock: Promise<unknown> = Promise.resolve();
 
   constructor(geo: Geometry, table: GroupTable, opts: InodeAllocatorOptions = {}) {
@@ -71,9 +73,10 @@ export class InodeAllocator {
       };
       for (const g of candidates(this.#table)) {
         const bits = await this.#view(txn, g);
-        const from = g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0;
+        const from = Math.max(g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0, this.#noneFreeBelow.get(g) ?? 0);
         const idx = findBit(bits, from, geo.inodesPerGroup, 0);
         if (idx === geo.inodesPerGroup) continue;
+        this.#noneFreeBelow.set(g, idx + 1);
         const buf = await this.#writable(txn, g);
         buf[idx >> 3]! |= 1 << (idx & 7);
         const gd = this.#table.desc(g);
@@ -104,6 +107,7 @@ export class InodeAllocator {
       if (isDir && gd.usedDirsCount === 0) throw corrupt('group-used-dirs', `group ${g}: freeing directory ${ino} with no directories counted`, { inode: ino, group: g });
       const buf = await this.#writable(txn, g);
       buf[idx >> 3]! &= ~(1 << (idx & 7));
+      if (idx < (this.#noneFreeBelow.get(g) ?? 0)) this.#noneFreeBelow.set(g, idx);
       gd.freeInodesCount++;
       if (isDir) gd.usedDirsCount--;
       this.#table.setInodeBitmapCsum(g, buf);

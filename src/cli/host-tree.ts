@@ -62,7 +62,7 @@ export interface HostEntry {
   host: Buffer;
   st: HostStat;
   /** Contents of a small regular file (absent for other entries and further hard-link names). */
-  data?: Buffer;
+  data?: Uint8Array;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -142,7 +142,7 @@ export class HostTreeReader {
       this.wake = undefined;
     }
     const r = this.records[this.next++];
-    if (!r || r.kind !== kind || !asBuffer(r.host).equals(host)) {
+    if (!r || r.kind !== kind || Buffer.compare(r.host, host) !== 0) {
       throw new Error(`host tree reader out of step: wanted ${kind} of '${host.toString()}', got ${r ? `${r.kind} of '${asBuffer(r.host).toString()}'` : 'the end'}`);
     }
     return r;
@@ -160,7 +160,7 @@ export class HostTreeReader {
     const r = await this.take('entry', host);
     if (r.error || !r.st) throw hostError(r.error ?? { message: 'no stat' }, 'lstat', host);
     const e: HostEntry = { host, st: r.st };
-    if (r.dataOffset !== undefined) e.data = asBuffer(this.data.subarray(r.dataOffset, r.dataOffset + r.dataLen!));
+    if (r.dataOffset !== undefined) e.data = this.data.subarray(r.dataOffset, r.dataOffset + r.dataLen!);
     return e;
   }
 
