@@ -333,7 +333,11 @@ export class Filesystem {
 
   /** Resolves a path to an inode; `followLast` follows a final symlink. */
   async resolve(path: string, followLast: boolean, syscall: string): Promise<OpenInode> {
-    const parts = splitPath(path, syscall);
+    return this.resolveParts(splitPath(path, syscall), followLast, syscall, path);
+  }
+
+  /** resolve() of a path already split into components (`path` is for error messages). */
+  private async resolveParts(parts: readonly string[], followLast: boolean, syscall: string, path: string): Promise<OpenInode> {
     let cur = await this.getInode(ROOT_INO);
     const stack = [...parts].reverse();
     let follows = 0;
@@ -362,7 +366,7 @@ export class Filesystem {
     if (parts.length === 0) throw posixError('EBUSY', syscall, path);
     const name = parts[parts.length - 1]!;
     if (name === '..') throw posixError('EINVAL', syscall, path);
-    const dir = await this.resolve('/' + parts.slice(0, -1).join('/'), true, syscall);
+    const dir = await this.resolveParts(parts.slice(0, -1), true, syscall, path);
     if (!isDirMode(dir.inode.mode)) throw posixError('ENOTDIR', syscall, path);
     return { dir, name, nameBytes: encodeUtf8(name) };
   }
