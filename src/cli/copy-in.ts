@@ -2,11 +2,12 @@
 // contents (all-zero blocks become holes, as mke2fs -d does), modes with set-id and sticky bits,
 // the host's uid/gid numbers, atime/mtime to the nanosecond, symlinks, hard links and xattrs.
 //
-// Speed matters (mkfs -d is measured against mke2fs -d): host I/O is synchronous (see prepare);
-// small files are read whole, large ones stream in 1 MiB chunks; a directory's files are created
-// right after it; every entry is created exclusively (no existence lookup first: EEXIST falls back
-// to merging); owners are set only when they differ from the creator's (root); xattrs come from
-// one `getfattr -R` run that overlaps the copy, and are applied at the end.
+// Speed matters (mkfs -d is measured against mke2fs -d): a tree is listed, lstat'ed and its small
+// files read ahead on a worker thread (host-tree.ts); each small file then becomes one
+// importFile call (contents, owner, mode and times at once); large ones stream in 1 MiB chunks
+// through a file handle; a directory's files are created right after it; every entry is created
+// exclusively (EEXIST falls back to merging); xattrs come from one `getfattr -R` run that
+// overlaps the copy, and are applied at the end.
 //
 // Choices, where the host or the library limit fidelity:
 //  - names and symlink targets must be valid UTF-8 (the library takes string paths): others are
@@ -440,7 +441,7 @@ export class CopyIn {
     return end;
   }
 
-  /** Streams a host file in CHUNK pieces (synchronous reads, as in prepare): bytes read and the end of the data written. */
+  /** Streams a host file in CHUNK pieces (synchronous reads): bytes read and the end of the data written. */
   private async streamFile(fh: Ext4WritableHandle, host: Buffer): Promise<{ bytes: number; end: number }> {
     const fd = openSync(host, 'r');
     try {

@@ -21,7 +21,7 @@ const ahead = new Int32Array(counter);
 const seenLinks = new Set<string>();
 
 let records: HostRecord[] = [];
-let data = new Uint8Array(BATCH_DATA_BYTES);
+const data = new Uint8Array(BATCH_DATA_BYTES);
 let dataLen = 0;
 
 function post(done: boolean): void {
