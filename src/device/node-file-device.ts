@@ -4,7 +4,7 @@
 // I/O uses synchronous pread/pwrite on a raw descriptor: ext4 metadata work is dominated by
 // many small (1–4 KiB) requests, for which a promise-based FileHandle costs ~5x the syscall
 // itself. Image files live on local storage, so the event loop blocks only for page-cache time.
-import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, fdatasyncSync } from 'node:fs';
+import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasyncSync } from 'node:fs';
 import { type BlockDevice, checkRange, readOnlyError } from './block-device.ts';
 import { ioError } from '../errors/ext4-error.ts';
 
@@ -64,6 +64,30 @@ export class NodeFileDevice implements BlockDevice {
       while (done < data.length) done += writeSync(this.handle, data, done, data.length - done, offsetBytes + done);
     } catch (e) {
       throw ioError(`write of ${data.length} bytes at ${offsetBytes} failed`, e);
+    }
+  }
+
+  /** One pwritev per call (data writeback hands over page runs without gathering them first). */
+  async writev(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.readOnly) throw readOnlyError();
+    let len = 0;
+    for (const c of chunks) len += c.length;
+    checkRange(this, offsetBytes, len);
+    let done = 0;
+    let rest = chunks.slice();
+    try {
+      while (done < len) {
+        const n = writevSync(this.handle, rest, offsetBytes + done);
+        if (n <= 0) throw new Error('pwritev wrote nothing');
+        done += n;
+        if (done >= len) break;
+        // Short write: drop what went out, keep the unwritten tail of a partly written chunk.
+        let skip = n;
+        while (skip >= rest[0]!.length) { skip -= rest[0]!.length; rest.shift(); }
+        rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+      }
+    } catch (e) {
+      throw ioError(`write of ${len} bytes at ${offsetBytes} failed`, e);
     }
   }
 
