@@ -1,12 +1,33 @@
 // Per-inode page cache: one page per filesystem block. Pages carry a version so that writeback
 // can clear "dirty" only if nobody wrote the page while its data was on its way to the disk.
 // Knows nothing of allocation: map-blocks decides what backs a page.
+//
+// A page's bytes are a block-sized window into a backing buffer. A large write fills one buffer
+// for a whole run of new pages (one allocation and one copy instead of one per block), and
+// writeback can hand adjacent pages of one buffer to the device as a single range (no gather
+// copy). A buffer lives as long as any of its pages; pages leave the cache when written back, so
+// that is bounded by dirty data.
 
-export interface Page {
-  data: Uint8Array;
+export class Page {
   dirty: boolean;
   /** Bumped by every write into the page. */
   version: number;
+  constructor(
+    /** The backing buffer; the page is bytes [offset, offset + block size) of it. */
+    readonly buf: Uint8Array,
+    readonly offset: number,
+    readonly size: number,
+    dirty: boolean,
+    version: number,
+  ) {
+    this.dirty = dirty;
+    this.version = version;
+  }
+
+  /** The page's bytes (a view: writes through it change the page). */
+  get data(): Uint8Array {
+    return this.offset === 0 && this.buf.length === this.size ? this.buf : this.buf.subarray(this.offset, this.offset + this.size);
+  }
 }
 
 /** Shared count of dirty pages across all files, for the writeback threshold. */
@@ -24,16 +45,32 @@ export class FilePages {
 
   /** Installs a clean page read from disk (or zeros). */
   install(block: number, data: Uint8Array): Page {
-    const p: Page = { data, dirty: false, version: 0 };
+    const p = new Page(data, 0, this.blockSize, false, 0);
     this.pages.set(block, p);
     return p;
+  }
+
+  /**
+   * Installs dirty pages for blocks [first, first + count) whose bytes are consecutive blocks of
+   * `buf`, which the cache takes over (the caller must not keep using it). The blocks must have
+   * no page yet.
+   */
+  installDirty(first: number, count: number, buf: Uint8Array): void {
+    const bs = this.blockSize;
+    if (buf.length !== count * bs) throw new Error(`installDirty: ${buf.length} bytes for ${count} pages`);
+    for (let k = 0; k < count; k++) {
+      if (this.pages.has(first + k)) throw new Error(`page ${first + k} installed twice`);
+      this.pages.set(first + k, new Page(buf, k * bs, bs, true, 1));
+    }
+    this.dirtyPages += count;
+    this.total.pages += count;
   }
 
   /** Copies `src` into the page at `offset` and marks it dirty. */
   write(block: number, offset: number, src: Uint8Array): void {
     const p = this.pages.get(block);
     if (!p) throw new Error(`page ${block} written before it was installed`);
-    p.data.set(src, offset);
+    p.buf.set(src, p.offset + offset);
     p.version++;
     if (!p.dirty) { p.dirty = true; this.dirtyPages++; this.total.pages++; }
   }
