@@ -34,7 +34,7 @@ import {
 } from '../mapping/map-blocks.ts';
 import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
-import { FilePages, DirtyCounter } from '../pagecache/file-pages.ts';
+import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type PageBuffer } from '../pagecache/file-pages.ts';
 import { writeChunks } from '../device/block-device.ts';
 import { InodeData } from './file-data.ts';
 import type { Volume } from './volume.ts';
@@ -45,8 +45,6 @@ const EXT4_LINK_MAX = 65000;
 const DIRTY_THRESHOLD_BYTES = 32 << 20;
 /** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
 const DIRTY_EXPIRE_MS = 5000;
-/** Largest run of new pages that write() backs with one buffer (bytes). */
-const PAGE_RUN_BYTES = 1 << 20;
 /** Largest device write of file data (bytes). */
 const WRITEBACK_IO_BYTES = 8 << 20;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
@@ -887,14 +885,12 @@ export class Filesystem {
             b++;
             continue;
           }
-          // A run of blocks without pages gets one buffer: one allocation and one copy.
+          // A run of blocks without pages gets one buffer (a recycled one when full-size) and one copy.
           let e = b + 1;
-          while (e <= last && e - b < PAGE_RUN_BYTES / bs && !oi.pages.get(e)) e++;
-          const buf = new Uint8Array((e - b) * bs);
+          while (e <= last && e - b < RUN_BUFFER_BYTES / bs && !oi.pages.get(e)) e++;
           const from = Math.max(pos, b * bs);
           const to = Math.min(end, e * bs);
-          buf.set(src.subarray(from - pos, to - pos), from - b * bs);
-          oi.pages.installDirty(b, e - b, buf);
+          oi.pages.installDirty(b, e - b, from - b * bs, to - b * bs, (buf) => buf.set(src.subarray(from - pos, to - pos), from - b * bs));
           b = e;
         }
       });
@@ -1060,6 +1056,9 @@ export class Filesystem {
     runs.sort((a, b) => a.fsBlock - b.fsBlock);
     const maxBlocks = Math.max(1, WRITEBACK_IO_BYTES / bs);
     let chunks: Uint8Array[] = [];
+    // Pages whose buffers the current device write reads: held, so that a page dropped meanwhile
+    // (truncate) cannot have its buffer recycled under the write.
+    let held: PageBuffer[] = [];
     let ioStart = -1;
     let ioBlocks = 0;
     // The range of one backing buffer not yet added to `chunks`.
@@ -1072,9 +1071,14 @@ export class Filesystem {
     };
     const submit = async (): Promise<void> => {
       closePending();
-      if (ioBlocks > 0) await writeChunks(this.vol.device, ioStart * bs, chunks);
-      chunks = [];
-      ioBlocks = 0;
+      try {
+        if (ioBlocks > 0) await writeChunks(this.vol.device, ioStart * bs, chunks);
+      } finally {
+        for (const store of held) this.dirtyPages.release(store);
+        held = [];
+        chunks = [];
+        ioBlocks = 0;
+      }
     };
     for (const run of runs) {
       const n = run.versions.length;
@@ -1087,6 +1091,10 @@ export class Filesystem {
         const page = run.oi.pages.get(run.fileBlock + k);
         const buf = page ? page.buf : zeroPage(bs);
         const off = page ? page.offset : 0;
+        if (page && held[held.length - 1] !== page.store) {
+          this.dirtyPages.hold(page.store);
+          held.push(page.store);
+        }
         if (pend === buf && pendTo === off) { pendTo += bs; continue; }
         closePending();
         pend = buf; pendFrom = off; pendTo = off + bs;
