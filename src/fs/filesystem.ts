@@ -34,7 +34,7 @@ import {
 } from '../mapping/map-blocks.ts';
 import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
-import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type PageBuffer } from '../pagecache/file-pages.ts';
+import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type Page, type PageBuffer } from '../pagecache/file-pages.ts';
 import { writeChunks } from '../device/block-device.ts';
 import { InodeData } from './file-data.ts';
 import type { Volume } from './volume.ts';
@@ -74,10 +74,11 @@ export function writeBlocker(vol: Volume): string | undefined {
 export interface Credentials { uid: number; gid: number }
 
 /**
- * Pages on their way to disk: file blocks [fileBlock, fileBlock + versions.length) go to
- * fsBlock onwards; versions[k] is the version of page fileBlock + k when it was mapped.
+ * Pages on their way to disk: file blocks [fileBlock, fileBlock + pages.length) go to fsBlock
+ * onwards; pages[k] is the page of block fileBlock + k when it was mapped, versions[k] its
+ * version then.
  */
-interface WbRun { oi: OpenInode; fileBlock: number; fsBlock: number; versions: number[] }
+interface WbRun { oi: OpenInode; fileBlock: number; fsBlock: number; pages: Page[]; versions: number[] }
 
 /** One in-memory inode (the kernel's struct inode + ext4_inode_info). */
 export class OpenInode {
@@ -1050,57 +1051,61 @@ export class Filesystem {
    * Writes page contents to their blocks in block order, coalesced into device writes of up to
    * WRITEBACK_IO_BYTES. Pages are handed to the device as they are (adjacent pages of one
    * buffer as one range), without gathering them into a new buffer.
+   *
+   * All pages are looked up and all device writes issued in one synchronous step: a page that
+   * was dropped or replaced since it was mapped (truncate, punch, eviction) is skipped, because
+   * its block is being freed and may belong to another file by the time a later write would be
+   * issued; a write issued now is ordered by the device before any later write to that block.
    */
   private async writeBlocks(runs: WbRun[]): Promise<void> {
     const bs = this.blockSize;
     runs.sort((a, b) => a.fsBlock - b.fsBlock);
     const maxBlocks = Math.max(1, WRITEBACK_IO_BYTES / bs);
+    const ios: Array<{ start: number; chunks: Uint8Array[] }> = [];
+    // Buffers the device writes read: held, so that one whose pages are dropped meanwhile is
+    // not recycled under the write.
+    const held: PageBuffer[] = [];
     let chunks: Uint8Array[] = [];
-    // Pages whose buffers the current device write reads: held, so that a page dropped meanwhile
-    // (truncate) cannot have its buffer recycled under the write.
-    let held: PageBuffer[] = [];
     let ioStart = -1;
     let ioBlocks = 0;
     // The range of one backing buffer not yet added to `chunks`.
-    let pend: Uint8Array | undefined;
+    let pend: PageBuffer | undefined;
     let pendFrom = 0;
     let pendTo = 0;
     const closePending = (): void => {
-      if (pend) chunks.push(pendFrom === 0 && pendTo === pend.length ? pend : pend.subarray(pendFrom, pendTo));
+      if (pend) chunks.push(pendFrom === 0 && pendTo === pend.bytes.length ? pend.bytes : pend.bytes.subarray(pendFrom, pendTo));
       pend = undefined;
     };
-    const submit = async (): Promise<void> => {
+    const endIo = (): void => {
       closePending();
-      try {
-        if (ioBlocks > 0) await writeChunks(this.vol.device, ioStart * bs, chunks);
-      } finally {
-        for (const store of held) this.dirtyPages.release(store);
-        held = [];
-        chunks = [];
-        ioBlocks = 0;
-      }
+      if (ioBlocks > 0) ios.push({ start: ioStart, chunks });
+      chunks = [];
+      ioBlocks = 0;
     };
     for (const run of runs) {
-      const n = run.versions.length;
+      const n = run.pages.length;
       for (let k = 0; k < n; k++) {
+        const page = run.pages[k]!;
+        if (run.oi.pages.get(run.fileBlock + k) !== page) { endIo(); continue; }
         const fsb = run.fsBlock + k;
-        if (ioBlocks > 0 && (fsb !== ioStart + ioBlocks || ioBlocks >= maxBlocks)) await submit();
+        if (ioBlocks > 0 && (fsb !== ioStart + ioBlocks || ioBlocks >= maxBlocks)) endIo();
         if (ioBlocks === 0) ioStart = fsb;
         ioBlocks++;
-        // Looked up now, not when mapped: a page dropped meanwhile (truncate) writes zeros.
-        const page = run.oi.pages.get(run.fileBlock + k);
-        const buf = page ? page.buf : zeroPage(bs);
-        const off = page ? page.offset : 0;
-        if (page && held[held.length - 1] !== page.store) {
-          this.dirtyPages.hold(page.store);
-          held.push(page.store);
+        const store = page.store;
+        if (held[held.length - 1] !== store) {
+          this.dirtyPages.hold(store);
+          held.push(store);
         }
-        if (pend === buf && pendTo === off) { pendTo += bs; continue; }
+        if (pend === store && pendTo === page.offset) { pendTo += bs; continue; }
         closePending();
-        pend = buf; pendFrom = off; pendTo = off + bs;
+        pend = store; pendFrom = page.offset; pendTo = page.offset + bs;
       }
     }
-    await submit();
+    endIo();
+    const dev = this.vol.device;
+    const results = await Promise.allSettled(ios.map((io) => writeChunks(dev, io.start * bs, io.chunks)));
+    for (const store of held) this.dirtyPages.release(store);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     // Written pages leave the cache under each inode's data lock: a reader holds it (shared)
     // from looking a block up as delayed until it has copied the page.
     const byInode = new Map<OpenInode, WbRun[]>();
@@ -1377,16 +1382,10 @@ function pushWbRuns(runs: WbRun[], oi: OpenInode, first: number, count: number, 
   for (let k = 0; k < count; k++) {
     const page = oi.pages.get(first + k);
     if (!page) { run = undefined; continue; }
-    if (!run) { run = { oi, fileBlock: first + k, fsBlock: fsBlock + k, versions: [] }; runs.push(run); }
+    if (!run) { run = { oi, fileBlock: first + k, fsBlock: fsBlock + k, pages: [], versions: [] }; runs.push(run); }
+    run.pages.push(page);
     run.versions.push(page.version);
   }
-}
-
-let zeros: Uint8Array | undefined;
-/** A shared all-zero block (never written to). */
-function zeroPage(bs: number): Uint8Array {
-  if (!zeros || zeros.length !== bs) zeros = new Uint8Array(bs);
-  return zeros;
 }
 
 function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {

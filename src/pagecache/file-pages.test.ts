@@ -65,3 +65,17 @@ test('short runs get their own exact-size buffer, never a pooled one', () => {
   pages.drop(0);
   assert.equal(shared.idleBuffers, 0);
 });
+
+test('a page dropped and written again is not cleaned by a writeback of the old page', () => {
+  const pages = new FilePages(BS);
+  pages.installDirty(0, 1, 0, BS, (b) => b.fill(1));
+  const mapped = pages.get(0)!.version;
+  pages.drop(0);
+  pages.installDirty(0, 1, 0, BS, (b) => b.fill(2));
+  pages.cleaned(0, mapped);
+  assert.equal(pages.get(0)?.dirty, true, 'the new page is still dirty');
+  assert.equal(pages.dirtyCount, 1);
+  pages.write(0, 0, new Uint8Array([3]));
+  pages.cleaned(0, mapped);
+  assert.equal(pages.get(0)?.data[0], 3);
+});

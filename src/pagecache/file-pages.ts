@@ -23,7 +23,10 @@ export class PageBuffer {
 
 export class Page {
   dirty: boolean;
-  /** Bumped by every write into the page. */
+  /**
+   * Changed by every write into the page, to a value never used before in this file: a page that
+   * was dropped and installed again never shows a version an earlier writeback recorded.
+   */
   version: number;
   constructor(
     readonly store: PageBuffer,
@@ -75,6 +78,8 @@ export class DirtyCounter {
 export class FilePages {
   private readonly pages = new Map<number, Page>();
   private dirtyPages = 0;
+  /** Last page version handed out. */
+  private seq = 0;
 
   constructor(readonly blockSize: number, private readonly total: DirtyCounter = new DirtyCounter()) {}
 
@@ -106,9 +111,10 @@ export class FilePages {
       store = new PageBuffer(new Uint8Array(len), false);
     }
     fill(store.bytes);
+    const version = ++this.seq;
     for (let k = 0; k < count; k++) {
       if (this.pages.has(first + k)) throw new Error(`page ${first + k} installed twice`);
-      this.pages.set(first + k, new Page(store, k * bs, bs, true, 1));
+      this.pages.set(first + k, new Page(store, k * bs, bs, true, version));
     }
     store.refs += count;
     this.dirtyPages += count;
@@ -120,7 +126,7 @@ export class FilePages {
     const p = this.pages.get(block);
     if (!p) throw new Error(`page ${block} written before it was installed`);
     p.buf.set(src, p.offset + offset);
-    p.version++;
+    p.version = ++this.seq;
     if (!p.dirty) { p.dirty = true; this.dirtyPages++; this.total.pages++; }
   }
 
