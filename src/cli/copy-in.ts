@@ -18,7 +18,7 @@
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
 //  - an existing destination directory is merged into; an existing non-directory is replaced.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, openSync, read, readlinkSync, readSync, type BigIntStats } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
@@ -30,8 +30,12 @@ import { HostTreeReader, hostStatOf, isDirStat, isFileStat, isSymlinkStat, isUtf
 const CHUNK = 1 << 20;
 /** Files up to this size are read whole into one reused buffer; larger ones are streamed. */
 const SMALL_FILE = 256 << 10;
-/** Written bytes between syncs: bounds the page cache (clean pages are dropped at sync). */
-const SYNC_EVERY_BYTES = 64 << 20;
+/**
+ * Written bytes between syncs. Not needed to bound memory (pages leave the page cache when
+ * written back); a sync per GiB keeps a long copy's durable progress without paying a flush
+ * and a forced writeback every few dozen megabytes.
+ */
+const SYNC_EVERY_BYTES = 1 << 30;
 /** Files between syncs: the library keeps every inode touched since the last sync in memory. */
 const SYNC_EVERY_FILES = 1024;
 const NS = 1_000_000_000n;
@@ -167,6 +171,7 @@ export class CopyIn {
   private readonly warn: (msg: string) => void;
   private readonly zeros: Buffer;
   private readonly chunk = Buffer.allocUnsafe(CHUNK);
+  private readonly chunk2 = Buffer.allocUnsafe(CHUNK);
   private readonly blockSize: number;
   private xattrs: Promise<{ map: XattrMap; error?: string } | undefined> | undefined;
   private sinceSync = 0;
@@ -441,24 +446,42 @@ export class CopyIn {
     return end;
   }
 
-  /** Streams a host file in CHUNK pieces (synchronous reads): bytes read and the end of the data written. */
+  /**
+   * Streams a host file in CHUNK pieces: bytes read and the end of the data written. Double
+   * buffered: the next chunk is read on a libuv thread while this one is copied into the image,
+   * so the host read overlaps the image work instead of adding to it.
+   */
   private async streamFile(fh: Ext4WritableHandle, host: Buffer): Promise<{ bytes: number; end: number }> {
     const fd = openSync(host, 'r');
+    let next: Promise<number> | undefined;
     try {
-      const buf = this.chunk;
+      const bufs = [this.chunk, this.chunk2];
       let pos = 0;
       let end = 0;
-      for (;;) {
-        const n = readSync(fd, buf, 0, CHUNK, pos);
+      next = readAt(fd, bufs[0]!, 0);
+      for (let i = 0; ; i++) {
+        const n = await next;
+        next = undefined;
         if (n === 0) break;
+        const buf = bufs[i & 1]!;
+        next = readAt(fd, bufs[(i + 1) & 1]!, pos + n);
         end = Math.max(end, await this.writeData(fh, n === CHUNK ? buf : buf.subarray(0, n), pos));
         pos += n;
       }
       return { bytes: pos, end };
     } finally {
+      // The descriptor must outlive a read still running on another thread.
+      if (next) await next.catch(() => 0);
       closeSync(fd);
     }
   }
+}
+
+/** One positional read of up to buf.length bytes on a libuv thread. */
+function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n)));
+  });
 }
 
 /** Bytes of regular files below `root` (for the progress bar's total). */

@@ -8,8 +8,16 @@ export interface BlockDevice {
   readonly readOnly: boolean;
   /** Reads exactly `lenBytes` at `offsetBytes`; a range past the end is an EIO. */
   read(offsetBytes: number, lenBytes: number): Promise<Uint8Array>;
-  /** Writes all of `data` at `offsetBytes`. */
+  /**
+   * Writes all of `data` at `offsetBytes`. The device may read `data` until the promise
+   * settles; bytes the caller changes meanwhile may reach the disk in either version.
+   */
   write(offsetBytes: number, data: Uint8Array): Promise<void>;
+  /**
+   * Optional gather write: the chunks, one after the other, at `offsetBytes` (same contract as
+   * write). Callers go through `writeChunks`, which falls back to one copy and write().
+   */
+  writev?(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void>;
   /** Makes earlier writes durable. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -23,6 +31,18 @@ export function checkRange(dev: { sizeBytes: number }, offsetBytes: number, lenB
       offsetBytes + lenBytes > dev.sizeBytes) {
     throw ioError(`device access out of range: ${lenBytes} bytes at ${offsetBytes} (device is ${dev.sizeBytes} bytes)`);
   }
+}
+
+/** Writes `chunks` back to back at `offsetBytes`, with the device's gather write when it has one. */
+export async function writeChunks(dev: BlockDevice, offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+  if (chunks.length === 1) return dev.write(offsetBytes, chunks[0]!);
+  if (dev.writev) return dev.writev(offsetBytes, chunks);
+  let len = 0;
+  for (const c of chunks) len += c.length;
+  const buf = new Uint8Array(len);
+  let at = 0;
+  for (const c of chunks) { buf.set(c, at); at += c.length; }
+  return dev.write(offsetBytes, buf);
 }
 
 export function readOnlyError(): Ext4Error {

@@ -89,3 +89,47 @@ test('concurrent writes while a write-out is in flight lose nothing (found by th
   assert.deepEqual([got[0], got[4096]], [1, 3]);
   assert.deepEqual([inner.bytes[0], inner.bytes[4096], inner.bytes[65536]], [1, 3, 2]);
 });
+
+test('requests complete in issue order: a write behind a waiting one never lands first', async () => {
+  class GatedDevice extends MemoryDevice {
+    private gates: Array<() => void> = [];
+    override async write(offsetBytes: number, data: Uint8Array): Promise<void> {
+      const copy = data.slice();
+      await new Promise<void>((r) => this.gates.push(r));
+      await super.write(offsetBytes, copy);
+    }
+    release(): void { for (const g of this.gates.splice(0)) g(); }
+  }
+  const inner = new GatedDevice(1 << 20);
+  const dev = new CoalescingDevice(inner, 64 * 1024);
+  await dev.write(0, bytes(4096, 1));
+  const a = dev.write(8192, bytes(4096, 2)); // waits for [0, 4096) to go out
+  const b = dev.write(8192, bytes(4096, 3)); // same block, issued later: must win
+  const writes = Promise.all([a, b]);
+  for (let i = 0; i < 10; i++) { inner.release(); await new Promise((r) => setImmediate(r)); }
+  await writes;
+  const flushed = dev.flush();
+  for (let i = 0; i < 10; i++) { inner.release(); await new Promise((r) => setImmediate(r)); }
+  await flushed;
+  assert.equal(inner.bytes[8192], 3);
+});
+
+test('gather writes: small ones are coalesced, large ones reach the device as one gather write', async () => {
+  class GatherCounting extends CountingDevice {
+    gathers: Array<[number, number]> = [];
+    override async writev(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+      this.gathers.push([offsetBytes, chunks.length]);
+      let at = offsetBytes;
+      for (const c of chunks) { this.bytes.set(c, at); at += c.length; }
+    }
+  }
+  const inner = new GatherCounting(1 << 20);
+  const dev = new CoalescingDevice(inner, 64 * 1024);
+  await dev.writev(0, [bytes(1024, 1), bytes(1024, 2)]);
+  await dev.writev(2048, [bytes(1024, 3)]);
+  await dev.writev(65536, [bytes(32768, 4), bytes(32768, 5)]);
+  await dev.flush();
+  assert.deepEqual(inner.writes, [[0, 3072]]);
+  assert.deepEqual(inner.gathers, [[65536, 2]]);
+  assert.deepEqual([inner.bytes[0], inner.bytes[1024], inner.bytes[2048], inner.bytes[65536], inner.bytes[65536 + 32768]], [1, 2, 3, 4, 5]);
+});

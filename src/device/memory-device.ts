@@ -18,6 +18,13 @@ export class MemoryDevice implements BlockDevice {
     checkRange(this, offsetBytes, data.length);
     this.bytes.set(data, offsetBytes);
   }
+  async writev(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.readOnly) throw readOnlyError();
+    let len = 0;
+    for (const c of chunks) len += c.length;
+    checkRange(this, offsetBytes, len);
+    for (const c of chunks) { this.bytes.set(c, offsetBytes); offsetBytes += c.length; }
+  }
   async flush(): Promise<void> {}
   async close(): Promise<void> {}
 }

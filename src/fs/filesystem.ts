@@ -34,7 +34,8 @@ import {
 } from '../mapping/map-blocks.ts';
 import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName, type DirSource } from '../dir/dir-read.ts';
-import { FilePages, DirtyCounter } from '../pagecache/file-pages.ts';
+import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type Page, type PageBuffer } from '../pagecache/file-pages.ts';
+import { writeChunks } from '../device/block-device.ts';
 import { InodeData } from './file-data.ts';
 import type { Volume } from './volume.ts';
 
@@ -49,6 +50,8 @@ const EXT4_LINK_MAX = 65000;
 const DIRTY_THRESHOLD_BYTES = 16 << 20;
 /** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
 const DIRTY_EXPIRE_MS = 5000;
+/** Largest device write of file data (bytes). */
+const WRITEBACK_IO_BYTES = 8 << 20;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
 const CREDITS = 512;
 
@@ -89,8 +92,12 @@ export interface ImportAttrs {
   sparse?: boolean;
 }
 
-/** One page on its way to disk: where it goes and which version of it was mapped. */
-interface WbBlock { oi: OpenInode; fileBlock: number; fsBlock: number; version: number }
+/**
+ * Pages on their way to disk: file blocks [fileBlock, fileBlock + pages.length) go to fsBlock
+ * onwards; pages[k] is the page of block fileBlock + k when it was mapped, versions[k] its
+ * version then.
+ */
+interface WbRun { oi: OpenInode; fileBlock: number; fsBlock: number; pages: Page[]; versions: number[] }
 
 /** One in-memory inode (the kernel's struct inode + ext4_inode_info). */
 export class OpenInode {
@@ -963,11 +970,21 @@ export class Filesystem {
       await oi.data.withRead(async () => {
         if (pos % bs) await this.loadPage(oi, first);
         if (end % bs && end < oi.inode.sizeBytes) await this.loadPage(oi, last);
-        for (let b = first; b <= last; b++) {
-          if (!oi.pages.get(b)) oi.pages.install(b, new Uint8Array(bs));
+        for (let b = first; b <= last;) {
+          if (oi.pages.get(b)) {
+            const from = Math.max(pos, b * bs);
+            const to = Math.min(end, (b + 1) * bs);
+            oi.pages.write(b, from - b * bs, src.subarray(from - pos, to - pos));
+            b++;
+            continue;
+          }
+          // A run of blocks without pages gets one buffer (a recycled one when full-size) and one copy.
+          let e = b + 1;
+          while (e <= last && e - b < RUN_BUFFER_BYTES / bs && !oi.pages.get(e)) e++;
           const from = Math.max(pos, b * bs);
-          const to = Math.min(end, (b + 1) * bs);
-          oi.pages.write(b, from - b * bs, src.subarray(from - pos, to - pos));
+          const to = Math.min(end, e * bs);
+          oi.pages.installDirty(b, e - b, from - b * bs, to - b * bs, (buf) => buf.set(src.subarray(from - pos, to - pos), from - b * bs));
+          b = e;
         }
       });
       const t = nowTs();
@@ -1085,7 +1102,7 @@ export class Filesystem {
     const releases = [];
     for (const oi of sorted) releases.push(await oi.writeback.acquire());
     try {
-      const blocks: WbBlock[] = [];
+      const blocks: WbRun[] = [];
       const converts: Array<{ oi: OpenInode; first: number; count: number }> = [];
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
       await this.writeBlocks(blocks);
@@ -1101,7 +1118,7 @@ export class Filesystem {
   }
 
   /** Finds what backs each dirty page (allocating delayed blocks) and records page versions. */
-  private async mapDirtyPages(oi: OpenInode, blocks: WbBlock[], converts: Array<{ oi: OpenInode; first: number; count: number }>): Promise<void> {
+  private async mapDirtyPages(oi: OpenInode, blocks: WbRun[], converts: Array<{ oi: OpenInode; first: number; count: number }>): Promise<void> {
     const dirty = oi.pages.dirtyBlocks();
     for (let i = 0; i < dirty.length;) {
       let j = i + 1;
@@ -1114,12 +1131,7 @@ export class Filesystem {
           const pieces = seg.state === 'delayed' ? await allocateDelayed(this.fileMap(oi), h, seg.first, seg.count)
             : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
-          for (const p of pieces) {
-            for (let k = 0; k < p.count; k++) {
-              const page = oi.pages.get(p.first + k);
-              if (page) blocks.push({ oi, fileBlock: p.first + k, fsBlock: p.fsBlock + k, version: page.version });
-            }
-          }
+          for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
           if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count });
         }
         this.markInodeDirty(oi);
@@ -1128,31 +1140,76 @@ export class Filesystem {
     if (oi.refs === 0) this.clusters.releaseWindow(oi.ino);
   }
 
-  /** Writes page contents to their blocks, sorted and coalesced into large device writes. */
-  private async writeBlocks(blocks: WbBlock[]): Promise<void> {
+  /**
+   * Writes page contents to their blocks in block order, coalesced into device writes of up to
+   * WRITEBACK_IO_BYTES. Pages are handed to the device as they are (adjacent pages of one
+   * buffer as one range), without gathering them into a new buffer.
+   *
+   * All pages are looked up and all device writes issued in one synchronous step: a page that
+   * was dropped or replaced since it was mapped (truncate, punch, eviction) is skipped, because
+   * its block is being freed and may belong to another file by the time a later write would be
+   * issued; a write issued now is ordered by the device before any later write to that block.
+   */
+  private async writeBlocks(runs: WbRun[]): Promise<void> {
     const bs = this.blockSize;
-    blocks.sort((a, b) => a.fsBlock - b.fsBlock);
-    const MAX_RUN = Math.max(1, (8 << 20) / bs);
-    for (let i = 0; i < blocks.length;) {
-      let j = i + 1;
-      while (j < blocks.length && blocks[j]!.fsBlock === blocks[j - 1]!.fsBlock + 1 && j - i < MAX_RUN) j++;
-      const buf = new Uint8Array((j - i) * bs);
-      for (let k = i; k < j; k++) {
-        const page = blocks[k]!.oi.pages.get(blocks[k]!.fileBlock);
-        if (page) buf.set(page.data, (k - i) * bs);
+    runs.sort((a, b) => a.fsBlock - b.fsBlock);
+    const maxBlocks = Math.max(1, WRITEBACK_IO_BYTES / bs);
+    const ios: Array<{ start: number; chunks: Uint8Array[] }> = [];
+    // Buffers the device writes read: held, so that one whose pages are dropped meanwhile is
+    // not recycled under the write.
+    const held: PageBuffer[] = [];
+    let chunks: Uint8Array[] = [];
+    let ioStart = -1;
+    let ioBlocks = 0;
+    // The range of one backing buffer not yet added to `chunks`.
+    let pend: PageBuffer | undefined;
+    let pendFrom = 0;
+    let pendTo = 0;
+    const closePending = (): void => {
+      if (pend) chunks.push(pendFrom === 0 && pendTo === pend.bytes.length ? pend.bytes : pend.bytes.subarray(pendFrom, pendTo));
+      pend = undefined;
+    };
+    const endIo = (): void => {
+      closePending();
+      if (ioBlocks > 0) ios.push({ start: ioStart, chunks });
+      chunks = [];
+      ioBlocks = 0;
+    };
+    for (const run of runs) {
+      const n = run.pages.length;
+      for (let k = 0; k < n; k++) {
+        const page = run.pages[k]!;
+        if (run.oi.pages.get(run.fileBlock + k) !== page) { endIo(); continue; }
+        const fsb = run.fsBlock + k;
+        if (ioBlocks > 0 && (fsb !== ioStart + ioBlocks || ioBlocks >= maxBlocks)) endIo();
+        if (ioBlocks === 0) ioStart = fsb;
+        ioBlocks++;
+        const store = page.store;
+        if (held[held.length - 1] !== store) {
+          this.dirtyPages.hold(store);
+          held.push(store);
+        }
+        if (pend === store && pendTo === page.offset) { pendTo += bs; continue; }
+        closePending();
+        pend = store; pendFrom = page.offset; pendTo = page.offset + bs;
       }
-      await this.vol.device.write(blocks[i]!.fsBlock * bs, buf);
-      i = j;
     }
+    endIo();
+    const dev = this.vol.device;
+    const results = await Promise.allSettled(ios.map((io) => writeChunks(dev, io.start * bs, io.chunks)));
+    for (const store of held) this.dirtyPages.release(store);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     // Written pages leave the cache under each inode's data lock: a reader holds it (shared)
     // from looking a block up as delayed until it has copied the page.
-    const byInode = new Map<OpenInode, WbBlock[]>();
-    for (const b of blocks) {
-      const list = byInode.get(b.oi);
-      if (list) list.push(b); else byInode.set(b.oi, [b]);
+    const byInode = new Map<OpenInode, WbRun[]>();
+    for (const r of runs) {
+      const list = byInode.get(r.oi);
+      if (list) list.push(r); else byInode.set(r.oi, [r]);
     }
     for (const [oi, list] of byInode) {
-      await oi.data.withWrite(async () => { for (const b of list) oi.pages.cleaned(b.fileBlock, b.version); });
+      await oi.data.withWrite(async () => {
+        for (const r of list) for (let k = 0; k < r.versions.length; k++) oi.pages.cleaned(r.fileBlock + k, r.versions[k]!);
+      });
     }
   }
 
@@ -1437,6 +1494,18 @@ function nonZeroBlockRuns(data: Uint8Array, blockSize: number): Array<{ first: n
 function isZero(data: Uint8Array, from: number, to: number): boolean {
   for (let i = from; i < to; i++) if (data[i] !== 0) return false;
   return true;
+}
+
+/** Records the pages of file blocks [first, first + count) → fsBlock…, split where a page is missing. */
+function pushWbRuns(runs: WbRun[], oi: OpenInode, first: number, count: number, fsBlock: number): void {
+  let run: WbRun | undefined;
+  for (let k = 0; k < count; k++) {
+    const page = oi.pages.get(first + k);
+    if (!page) { run = undefined; continue; }
+    if (!run) { run = { oi, fileBlock: first + k, fsBlock: fsBlock + k, pages: [], versions: [] }; runs.push(run); }
+    run.pages.push(page);
+    run.versions.push(page.version);
+  }
 }
 
 function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {
