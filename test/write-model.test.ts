@@ -18,7 +18,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'ext4kit-model-'));
 
 type Op =
   | { kind: 'write'; file: number; offset: number; len: number; seed: number }
-  | { kind: 'import'; file: number; len: number; seed: number; zeroBlocks: number[] }
+  | { kind: 'import'; file: number; len: number; seed: number; zeroBlocks: number[]; pieceBytes: number }
   | { kind: 'truncate'; file: number; len: number }
   | { kind: 'punch'; file: number; offset: number; len: number }
   | { kind: 'zero'; file: number; offset: number; len: number }
@@ -43,7 +43,7 @@ function opArb(maxOffset: number): fc.Arbitrary<Op> {
   const len = fc.oneof(fc.integer({ min: 1, max: 5000 }), fc.integer({ min: 1, max: 200_000 }));
   return fc.oneof(
     { weight: 8, arbitrary: fc.record({ kind: fc.constant('write' as const), file, offset, len, seed: fc.nat() }) },
-    { weight: 2, arbitrary: fc.record({ kind: fc.constant('import' as const), file, len: fc.oneof(fc.nat(5000), fc.nat(200_000)), seed: fc.nat(), zeroBlocks: fc.array(fc.nat(60), { maxLength: 6 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('import' as const), file, len: fc.oneof(fc.nat(5000), fc.nat(200_000)), seed: fc.nat(), zeroBlocks: fc.array(fc.nat(60), { maxLength: 6 }), pieceBytes: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 70_000 })) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), file, len: fc.oneof(fc.nat(maxOffset), fc.constant(0)) }) },
     { weight: 2, arbitrary: fc.record({ kind: fc.constant('punch' as const), file, offset, len }) },
     { weight: 1, arbitrary: fc.record({ kind: fc.constant('zero' as const), file, offset, len }) },
@@ -124,7 +124,12 @@ async function apply(fs: Ext4, m: Model, op: Op): Promise<void> {
       for (const z of op.zeroBlocks) data.fill(0, z * 1024, (z + 1) * 1024);
       const ok = m.parentOk(p) && !m.exists(p);
       try {
-        await fs.importFile(p, data, { mode: 0o640, uid: 0, gid: 0, mtime: { sec: 1_700_000_000, nsec: 5 }, sparse: true });
+        // pieceBytes > 0: the contents arrive in pieces of that size (any size: not whole blocks).
+        const step = op.pieceBytes;
+        async function* pieces(): AsyncGenerator<Uint8Array> {
+          for (let at = 0; at < data.length; at += step) yield data.slice(at, at + step);
+        }
+        await fs.importFile(p, step ? pieces() : data, { mode: 0o640, uid: 0, gid: 0, mtime: { sec: 1_700_000_000, nsec: 5 }, sparse: true });
       } catch (e) {
         if (ok && e instanceof Ext4Error && (e.code === 'ENOSPC' || e.code === 'EDQUOT')) { m.files.set(p, { data: new Uint8Array(0) }); return; }
         if (!ok && e instanceof Ext4Error) return;

@@ -453,14 +453,20 @@ export class Ext4 {
   /**
    * Creates `path` (EEXIST if it exists) with all of `data`, and its owner, mode and times, in
    * one call: the fast path for building images (mkfs -d and put use it). Unlike writeFile, the
-   * blocks are allocated at once rather than delayed, one file after the other.
+   * blocks are allocated at once rather than delayed, one file after the other, and written
+   * straight to the device. `data` may also arrive in pieces (an async iterable of chunks, for
+   * files too large to hold in memory); each piece may be reused once the next is asked for.
    */
-  async importFile(path: string, data: Uint8Array, opts: { mode?: number; uid?: number; gid?: number; atime?: TimeLike; mtime?: TimeLike; sparse?: boolean } = {}): Promise<void> {
-    await this.rw('open', path).importFile(path, data, {
+  async importFile(path: string, data: Uint8Array | AsyncIterable<Uint8Array>,
+    opts: { mode?: number; uid?: number; gid?: number; atime?: TimeLike; mtime?: TimeLike; sparse?: boolean } = {}): Promise<void> {
+    const fs = this.rw('open', path);
+    const attrs = {
       mode: opts.mode ?? 0o644, uid: opts.uid, gid: opts.gid, sparse: opts.sparse,
       atime: opts.atime === undefined ? undefined : toTs(opts.atime),
       mtime: opts.mtime === undefined ? undefined : toTs(opts.mtime),
-    }, this.cred);
+    };
+    if (data instanceof Uint8Array) await fs.importFile(path, data, attrs, this.cred);
+    else await fs.importStream(path, data, attrs, this.cred);
   }
 
   async appendFile(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {

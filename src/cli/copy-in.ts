@@ -18,11 +18,10 @@
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
 //  - an existing destination directory is merged into; an existing non-directory is replaced.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, read, readlinkSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, openSync, read, readlinkSync, type BigIntStats } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
-import type { Ext4WritableHandle } from '../api/ext4.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { Progress } from './progress.ts';
 import { HostTreeReader, hostStatOf, isDirStat, isFileStat, isSymlinkStat, isUtf8Name, joinHost, type HostEntry, type HostStat } from './host-tree.ts';
@@ -31,9 +30,8 @@ const CHUNK = 1 << 20;
 /** Files up to this size are read whole into one reused buffer; larger ones are streamed. */
 const SMALL_FILE = 256 << 10;
 /**
- * Written bytes between syncs. Not needed to bound memory (pages leave the page cache when
- * written back); a sync per GiB keeps a long copy's durable progress without paying a flush
- * and a forced writeback every few dozen megabytes.
+ * Written bytes between syncs (without flush). Imported data goes straight to the device, so
+ * this only keeps a long copy's metadata moving to disk; the file count below bounds memory.
  */
 const SYNC_EVERY_BYTES = 1 << 30;
 /** Files between syncs: the library keeps every inode touched since the last sync in memory. */
@@ -169,7 +167,6 @@ export class CopyIn {
   private readonly created = new Map<string, string>();
   private readonly warned = new Set<string>();
   private readonly warn: (msg: string) => void;
-  private readonly zeros: Buffer;
   private readonly chunk = Buffer.allocUnsafe(CHUNK);
   private readonly chunk2 = Buffer.allocUnsafe(CHUNK);
   private readonly blockSize: number;
@@ -183,7 +180,6 @@ export class CopyIn {
   constructor(private readonly fs: Ext4, private readonly opts: CopyInOptions) {
     this.warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
     this.blockSize = fs.info().blockSize;
-    this.zeros = Buffer.alloc(CHUNK);
   }
 
   private warnOnce(key: string, msg: string): void {
@@ -375,35 +371,21 @@ export class CopyIn {
     this.progress?.tick(0, true);
   }
 
+  /** A regular file: one importFile call creates it with its owner, mode, times and contents. */
   private async copyFile(e: HostEntry, dest: string): Promise<void> {
-    const mode = Number(e.st.mode) & 0o7777;
-    if (e.data !== undefined) {
-      // Read whole already: one call creates the file with its owner, times and contents.
-      const { data, st } = e;
-      await this.replacing(dest, () => this.fs.importFile(dest, data, {
-        mode, uid: Number(st.uid), gid: Number(st.gid), atime: timeOf(st.atimeNs), mtime: timeOf(st.mtimeNs), sparse: true,
-      }));
-      this.progress?.tick(data.length);
-      await this.fileCopied(data.length);
-      return;
-    }
-    let fh: Ext4WritableHandle | undefined;
-    await this.replacing(dest, async () => {
-      fh = (await this.fs.open(dest, 'wx', mode)) as Ext4WritableHandle;
-    });
-    const handle = fh!;
+    const { st } = e;
+    const attrs = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, atime: timeOf(st.atimeNs), mtime: timeOf(st.mtimeNs), sparse: true };
     let bytes = 0;
-    try {
-      // Owner first: with quota, a chown must not move delayed (unwritten) blocks.
-      await this.setOwner(dest, e.st, 0, 0);
-      let end: number;
-      ({ bytes, end } = await this.streamFile(handle, e.host));
-      // A trailing hole: the size comes from truncate.
-      if (end < bytes) await handle.truncate(bytes);
-    } finally {
-      await handle.close();
+    if (e.data !== undefined) {
+      // Small: read whole already (by the tree reader).
+      const data = e.data;
+      await this.replacing(dest, () => this.fs.importFile(dest, data, attrs));
+      this.progress?.tick(data.length);
+      bytes = data.length;
+    } else {
+      // Large: streamed in chunks, each written straight to the image.
+      await this.replacing(dest, () => this.fs.importFile(dest, this.hostChunks(e.host, (n) => { bytes += n; }), attrs));
     }
-    await this.fs.lutimes(dest, timeOf(e.st.atimeNs), timeOf(e.st.mtimeNs));
     await this.fileCopied(bytes);
   }
 
@@ -421,43 +403,17 @@ export class CopyIn {
     }
   }
 
-  /** Writes the non-zero blocks of `buf` at file position `pos`; returns the end of the last write (0 if none). */
-  private async writeData(fh: Ext4WritableHandle, buf: Buffer, pos: number): Promise<number> {
-    const n = buf.length;
-    this.progress?.tick(n);
-    if (buf.equals(this.zeros.subarray(0, n))) return 0;
-    const bs = this.blockSize;
-    let runStart = -1;
-    let end = 0;
-    for (let off = 0; off < n; off += bs) {
-      const stop = Math.min(n, off + bs);
-      const zero = buf.compare(this.zeros, 0, stop - off, off, stop) === 0;
-      if (!zero && runStart < 0) runStart = off;
-      if (zero && runStart >= 0) {
-        await fh.write(buf, runStart, off - runStart, pos + runStart);
-        end = pos + off;
-        runStart = -1;
-      }
-    }
-    if (runStart >= 0) {
-      await fh.write(buf, runStart, n - runStart, pos + runStart);
-      end = pos + n;
-    }
-    return end;
-  }
-
   /**
-   * Streams a host file in CHUNK pieces: bytes read and the end of the data written. Double
-   * buffered: the next chunk is read on a libuv thread while this one is copied into the image,
-   * so the host read overlaps the image work instead of adding to it.
+   * A host file in CHUNK pieces. Double buffered: the next chunk is read on a libuv thread while
+   * this one is written into the image, so the host read overlaps the image work. A chunk is
+   * reused once the next one is asked for (importFile has written it by then).
    */
-  private async streamFile(fh: Ext4WritableHandle, host: Buffer): Promise<{ bytes: number; end: number }> {
+  private async *hostChunks(host: Buffer, counted: (n: number) => void): AsyncGenerator<Uint8Array> {
     const fd = openSync(host, 'r');
     let next: Promise<number> | undefined;
     try {
       const bufs = [this.chunk, this.chunk2];
       let pos = 0;
-      let end = 0;
       next = readAt(fd, bufs[0]!, 0);
       for (let i = 0; ; i++) {
         const n = await next;
@@ -465,10 +421,11 @@ export class CopyIn {
         if (n === 0) break;
         const buf = bufs[i & 1]!;
         next = readAt(fd, bufs[(i + 1) & 1]!, pos + n);
-        end = Math.max(end, await this.writeData(fh, n === CHUNK ? buf : buf.subarray(0, n), pos));
         pos += n;
+        counted(n);
+        this.progress?.tick(n);
+        yield n === CHUNK ? buf : buf.subarray(0, n);
       }
-      return { bytes: pos, end };
     } finally {
       // The descriptor must outlive a read still running on another thread.
       if (next) await next.catch(() => 0);
@@ -477,7 +434,6 @@ export class CopyIn {
   }
 }
 
-/** One positional read of up to buf.length bytes on a libuv thread. */
 function readAt(fd: number, buf: Buffer, pos: number): Promise<number> {
   return new Promise((resolve, reject) => {
     read(fd, buf, 0, buf.length, pos, (err, n) => (err ? reject(err) : resolve(n)));

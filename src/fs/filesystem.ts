@@ -537,8 +537,6 @@ export class Filesystem {
    */
   async importFile(path: string, data: Uint8Array, attrs: ImportAttrs, cred: Credentials): Promise<void> {
     const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
-    const bs = this.blockSize;
-    const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
     // One namespace-lock hold and one handle: nobody can unlink the file before it is complete,
     // and readers who find it wait on its data lock until its blocks hold the data.
     await this.ns.withLock(async () => {
@@ -550,26 +548,93 @@ export class Filesystem {
         this.markInodeDirty(oi);
         await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
         await oi.data.withWrite(async () => {
-          oi.goal = this.importGoal;
           try {
-            for (const run of runs) {
-              h.extend(CREDITS);
-              for (const p of await allocateWritten(this.fileMap(oi), h, run.first, run.count, { useRootReserve: cred.uid === 0 })) {
-                await this.writeBlocksOf(data, p.first, p.count, p.fsBlock);
-              }
-            }
+            await this.importBlocks(oi, h, data, 0, attrs, cred);
           } catch (e) {
             await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
             throw e;
           }
-          this.importGoal = oi.goal;
           oi.inode.sizeBytes = data.length;
-          const now = nowTs();
-          oi.inode.atime = attrs.atime ? { ...attrs.atime } : now;
-          oi.inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
+          setImportTimes(oi.inode, attrs);
         });
       });
     });
+  }
+
+  /**
+   * importFile for contents that arrive in pieces (a large host file read chunk by chunk): each
+   * piece is allocated and written straight to the device as it comes, with no page cache and
+   * no copy, continuing the previous piece's run. The file holds what has arrived so far; on
+   * failure it is left empty. Returns the size.
+   */
+  async importStream(path: string, chunks: AsyncIterable<Uint8Array>, attrs: ImportAttrs, cred: Credentials): Promise<number> {
+    const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
+    const bs = this.blockSize;
+    const oi = await this.ns.withLock(async () => {
+      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
+      checkName(nameBytes, 'open', path);
+      if (await this.lookupIn(dir, nameBytes, name)) throw posixError('EEXIST', 'open', path);
+      return this.withHandle(CREDITS, async (h) => {
+        const created = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
+        this.markInodeDirty(created);
+        await this.addEntry(h, dir, nameBytes, created.ino, FT_REG);
+        created.refs++; // held like an open file until the last piece
+        return created;
+      });
+    });
+    let size = 0;
+    const put = (data: Uint8Array) => oi.io.withLock(() => this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
+      await this.importBlocks(oi, h, data, size / bs, attrs, cred);
+      size += data.length;
+      oi.inode.sizeBytes = size;
+      this.markInodeDirty(oi);
+    })));
+    try {
+      // Pieces go in whole blocks: a partial block waits for the next piece (or is the last).
+      let carry: Uint8Array | undefined;
+      for await (const chunk of chunks) {
+        let data = chunk;
+        if (carry) {
+          data = new Uint8Array(carry.length + chunk.length);
+          data.set(carry);
+          data.set(chunk, carry.length);
+          carry = undefined;
+        }
+        const whole = data.length - (data.length % bs);
+        if (whole < data.length) {
+          carry = data.slice(whole);
+          data = data.subarray(0, whole);
+        }
+        if (data.length) await put(data);
+      }
+      if (carry) await put(carry);
+      setImportTimes(oi.inode, attrs);
+      this.markInodeDirty(oi);
+    } catch (e) {
+      await this.truncate(oi, 0).catch(() => undefined);
+      throw e;
+    } finally {
+      await this.release(oi);
+    }
+    return size;
+  }
+
+  /**
+   * Allocates written extents for `data` at file block `firstBlock` of a file being imported,
+   * right after the previous import, and writes the data there (all-zero blocks stay holes with
+   * `sparse`). The caller holds the data lock exclusively.
+   */
+  private async importBlocks(oi: OpenInode, h: Handle, data: Uint8Array, firstBlock: number, attrs: ImportAttrs, cred: Credentials): Promise<void> {
+    const bs = this.blockSize;
+    const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
+    if (!oi.goal) oi.goal = this.importGoal;
+    for (const run of runs) {
+      h.extend(CREDITS);
+      for (const p of await allocateWritten(this.fileMap(oi), h, firstBlock + run.first, run.count, { useRootReserve: cred.uid === 0 })) {
+        await this.writeBlocksOf(data, p.first - firstBlock, p.count, p.fsBlock);
+      }
+    }
+    this.importGoal = oi.goal;
   }
 
   /** Writes `count` blocks of `data` from file block `first` at `fsBlock`, the last one zero-padded. */
@@ -1476,6 +1541,12 @@ async function loadQuota(vol: Volume): Promise<MemoryQuota> {
     }
   }
   return quota;
+}
+
+function setImportTimes(inode: Inode, attrs: ImportAttrs): void {
+  const now = nowTs();
+  inode.atime = attrs.atime ? { ...attrs.atime } : now;
+  inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
 }
 
 /** Runs of blocks of `data` holding a non-zero byte (the last block may be partial). */
