@@ -536,29 +536,21 @@ export class Filesystem {
    * left empty.
    */
   async importFile(path: string, data: Uint8Array, attrs: ImportAttrs, cred: Credentials): Promise<void> {
-    const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
     // One namespace-lock hold and one handle: nobody can unlink the file before it is complete,
     // and readers who find it wait on its data lock until its blocks hold the data.
-    await this.ns.withLock(async () => {
-      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
-      checkName(nameBytes, 'open', path);
-      if (await this.lookupIn(dir, nameBytes, name)) throw posixError('EEXIST', 'open', path);
-      await this.withHandle(CREDITS, async (h) => {
-        const oi = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
-        this.markInodeDirty(oi);
-        await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
-        await oi.data.withWrite(async () => {
-          try {
-            await this.importBlocks(oi, h, data, 0, attrs, cred);
-          } catch (e) {
-            await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
-            throw e;
-          }
-          oi.inode.sizeBytes = data.length;
-          setImportTimes(oi.inode, attrs);
-        });
+    await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+      const oi = await this.createImported(h, path, attrs, cred);
+      await oi.data.withWrite(async () => {
+        try {
+          await this.importBlocks(oi, h, data, 0, attrs, cred);
+        } catch (e) {
+          await removeBlocks(this.fileMap(oi), h, 0, MAX_FILE_BLOCK);
+          throw e;
+        }
+        oi.inode.sizeBytes = data.length;
+        setImportTimes(oi.inode, attrs);
       });
-    });
+    }));
   }
 
   /**
@@ -568,20 +560,12 @@ export class Filesystem {
    * failure it is left empty. Returns the size.
    */
   async importStream(path: string, chunks: AsyncIterable<Uint8Array>, attrs: ImportAttrs, cred: Credentials): Promise<number> {
-    const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
     const bs = this.blockSize;
-    const oi = await this.ns.withLock(async () => {
-      const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
-      checkName(nameBytes, 'open', path);
-      if (await this.lookupIn(dir, nameBytes, name)) throw posixError('EEXIST', 'open', path);
-      return this.withHandle(CREDITS, async (h) => {
-        const created = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
-        this.markInodeDirty(created);
-        await this.addEntry(h, dir, nameBytes, created.ino, FT_REG);
-        created.refs++; // held like an open file until the last piece
-        return created;
-      });
-    });
+    const oi = await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+      const created = await this.createImported(h, path, attrs, cred);
+      created.refs++; // held like an open file until the last piece
+      return created;
+    }));
     let size = 0;
     const put = (data: Uint8Array) => oi.io.withLock(() => this.withHandle(CREDITS, (h) => oi.data.withWrite(async () => {
       await this.importBlocks(oi, h, data, size / bs, attrs, cred);
@@ -617,6 +601,18 @@ export class Filesystem {
       await this.release(oi);
     }
     return size;
+  }
+
+  /** A new regular file at `path` (EEXIST when the name is taken) with the owner and mode of `attrs`; under the namespace lock. */
+  private async createImported(h: Handle, path: string, attrs: ImportAttrs, cred: Credentials): Promise<OpenInode> {
+    const { dir, name, nameBytes } = await this.resolveParent(path, 'open');
+    checkName(nameBytes, 'open', path);
+    if (await this.lookupIn(dir, nameBytes, name)) throw posixError('EEXIST', 'open', path);
+    const owner = { uid: attrs.uid ?? cred.uid, gid: attrs.gid ?? cred.gid };
+    const oi = await this.createInode(h, dir, S_IFREG | (attrs.mode & 0o7777), owner);
+    this.markInodeDirty(oi);
+    await this.addEntry(h, dir, nameBytes, oi.ino, FT_REG);
+    return oi;
   }
 
   /**
