@@ -1,0 +1,80 @@
+// The library entry point: serve an open Ext4 filesystem on a directory through FUSE until the
+// directory is unmounted (umount, fusermount3 -u, or FuseMount.unmount()), then write
+// everything back and close the filesystem.
+import { readdirSync, statSync } from 'node:fs';
+import type { Ext4 } from '../api/ext4.ts';
+import { Ext4Backend } from './ext4-backend.ts';
+import { FuseSession, type SessionStats } from './session.ts';
+import { FuseDevice, MountError, unmountPath } from './transport.ts';
+
+export interface FuseMountOptions {
+  readOnly?: boolean;
+  /** Let users other than the mounting one in (allow_other). */
+  allowOther?: boolean;
+  /** Mount source shown by mount(8) and used to refuse a second mount of the same image. */
+  source?: string;
+  /** Operator messages (default: none). */
+  log?: (line: string) => void;
+  /** Attribute/entry cache lifetime handed to the kernel (default 1 s). */
+  cacheSeconds?: number;
+}
+
+export interface FuseMount {
+  readonly mountpoint: string;
+  readonly stats: SessionStats;
+  /** Settles when the connection has ended and the filesystem is closed (rejects if closing failed). */
+  readonly closed: Promise<void>;
+  /** Detaches the mount (lazily) and waits for closed. */
+  unmount(): Promise<void>;
+  /** Engine accounting check, for tests. */
+  checkInvariants(): Promise<void>;
+}
+
+/** Refuses a mountpoint that is missing, not a directory or not empty. */
+export function checkMountpoint(dir: string): void {
+  let st;
+  try { st = statSync(dir); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new MountError(code, code === 'ENOTCONN' ? `mountpoint ${dir} is a dead FUSE mount: run 'umount -l ${dir}' first` : `mountpoint ${dir} does not exist`);
+  }
+  if (!st.isDirectory()) throw new MountError('ENOTDIR', `mountpoint ${dir} is not a directory`);
+  if (readdirSync(dir).length) throw new MountError('ENOTEMPTY', `mountpoint ${dir} is not empty`);
+}
+
+export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
+  checkMountpoint(dir);
+  const backend = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false });
+  const device = await FuseDevice.mount(dir, {
+    source: opts.source ?? 'ext4kit', readOnly: opts.readOnly ?? false, allowOther: opts.allowOther ?? false,
+    uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+  });
+  const log = opts.log ?? (() => undefined);
+  const session = new FuseSession(backend, (r) => device.reply(r), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
+  let finish!: () => void;
+  const gone = new Promise<void>((resolve) => { finish = resolve; });
+  device.start((req) => session.handle(req), (why) => {
+    log(`ext4kit mount: connection ended (${why}); writing back`);
+    finish();
+  });
+  const closed = (async () => {
+    await gone;
+    await session.drain();
+    try {
+      await backend.close();
+    } finally {
+      device.close();
+    }
+  })();
+  closed.catch(() => undefined);
+  return {
+    mountpoint: dir,
+    stats: session.stats,
+    closed,
+    unmount: async () => {
+      const r = await unmountPath(dir, true);
+      if (!r.ok) throw new MountError('EBUSY', `umount ${dir} failed: ${r.stderr.trim()}`);
+      await closed;
+    },
+    checkInvariants: () => backend.checkInvariants(),
+  };
+}

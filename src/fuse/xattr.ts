@@ -1,0 +1,33 @@
+// Codecs of the xattr requests (SETXATTR, GETXATTR, LISTXATTR, REMOVEXATTR) and STATFS. Pure.
+import { Reader, Writer } from './wire.ts';
+
+export interface SetxattrIn { nameBytes: Uint8Array; value: Uint8Array; flags: number }
+/** fuse_setxattr_in is 8 bytes unless SETXATTR_EXT was negotiated (we do not). */
+export function decodeSetxattrIn(body: Uint8Array): SetxattrIn {
+  const r = new Reader(body);
+  const size = r.u32(), flags = r.u32();
+  const nameBytes = r.cstr();
+  return { nameBytes, value: r.take(size), flags };
+}
+
+export interface GetxattrIn { sizeBytes: number; nameBytes: Uint8Array }
+export function decodeGetxattrIn(body: Uint8Array, withName: boolean): GetxattrIn {
+  const r = new Reader(body);
+  const sizeBytes = r.u32();
+  r.skip(4);
+  return { sizeBytes, nameBytes: withName ? r.cstr() : new Uint8Array(0) };
+}
+
+/** The reply to a size probe (size 0): how many bytes the value needs. */
+export function encodeXattrSizeOut(sizeBytes: number): Uint8Array {
+  return new Writer(8).u32(sizeBytes).u32(0).bytes;
+}
+
+export interface StatfsOut {
+  blocks: number; bfree: number; bavail: number; files: number; ffree: number;
+  bsize: number; namelen: number; frsize: number;
+}
+export function encodeStatfsOut(s: StatfsOut): Uint8Array {
+  return new Writer(80).u64(s.blocks).u64(s.bfree).u64(s.bavail).u64(s.files).u64(s.ffree)
+    .u32(s.bsize).u32(s.namelen).u32(s.frsize).bytes;
+}
