@@ -45,7 +45,10 @@ export class Ext4Backend implements FuseBackend {
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
 
-  constructor(private readonly ext4: Ext4, opts: { readOnly?: boolean } = {}) {
+  private readonly shown: { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined };
+
+  constructor(private readonly ext4: Ext4, opts: { readOnly?: boolean; uid?: number | undefined; gid?: number | undefined; umask?: number | undefined } = {}) {
+    this.shown = { uid: opts.uid, gid: opts.gid, umask: opts.umask };
     const { fs, vol } = engineOf(ext4);
     if (!fs) {
       const why = vol.forcedReadOnly ?? 'opened read-only';
@@ -74,7 +77,8 @@ export class Ext4Backend implements FuseBackend {
       atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
       mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
       ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
-      mode: inode.mode, nlink: inode.linksCount, uid: inode.uid, gid: inode.gid,
+      mode: this.shown.umask === undefined ? inode.mode : inode.mode & ~this.shown.umask,
+      nlink: inode.linksCount, uid: this.shown.uid ?? inode.uid, gid: this.shown.gid ?? inode.gid,
       rdev: fmt === 0x2000 || fmt === 0x6000 ? deviceNumber(inode) : 0, blksizeBytes: geo.blockSize,
     };
   }

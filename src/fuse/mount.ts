@@ -15,6 +15,10 @@ export interface FuseMountOptions {
   source?: string;
   /** Operator messages (default: none). */
   log?: (line: string) => void;
+  /** Owner and permission mask shown for every inode (like vfat's uid=/gid=/umask=); unset: the on-disk values. */
+  uid?: number;
+  gid?: number;
+  umask?: number;
   /** Attribute/entry cache lifetime handed to the kernel (default 1 s). */
   cacheSeconds?: number;
 }
@@ -43,7 +47,7 @@ export function checkMountpoint(dir: string): void {
 
 export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
   checkMountpoint(dir);
-  const backend = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false });
+  const backend = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false, uid: opts.uid, gid: opts.gid, umask: opts.umask });
   const device = await FuseDevice.mount(dir, {
     source: opts.source ?? 'ext4kit', readOnly: opts.readOnly ?? false, allowOther: opts.allowOther ?? false,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
