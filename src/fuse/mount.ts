@@ -4,6 +4,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import type { Ext4 } from '../api/ext4.ts';
 import { Ext4Backend } from './ext4-backend.ts';
+import type { FuseBackend } from './backend.ts';
 import { FuseSession, type SessionStats } from './session.ts';
 import { FuseDevice, MountError, unmountPath } from './transport.ts';
 
@@ -21,6 +22,8 @@ export interface FuseMountOptions {
   umask?: number;
   /** Attribute/entry cache lifetime handed to the kernel (default 1 s). */
   cacheSeconds?: number;
+  /** Wraps the backend (fault injection in tests). */
+  wrapBackend?: (b: FuseBackend) => FuseBackend;
 }
 
 export interface FuseMount {
@@ -47,7 +50,8 @@ export function checkMountpoint(dir: string): void {
 
 export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
   checkMountpoint(dir);
-  const backend = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false, uid: opts.uid, gid: opts.gid, umask: opts.umask });
+  const engine = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false, uid: opts.uid, gid: opts.gid, umask: opts.umask });
+  const backend = opts.wrapBackend ? opts.wrapBackend(engine) : engine;
   const device = await FuseDevice.mount(dir, {
     source: opts.source ?? 'ext4kit', readOnly: opts.readOnly ?? false, allowOther: opts.allowOther ?? false,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
@@ -79,6 +83,6 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
       if (!r.ok) throw new MountError('EBUSY', `umount ${dir} failed: ${r.stderr.trim()}`);
       await closed;
     },
-    checkInvariants: () => backend.checkInvariants(),
+    checkInvariants: () => engine.checkInvariants(),
   };
 }
