@@ -422,9 +422,13 @@ export class Ext4 {
         check('write');
         if (!f.write) throw posixError('EBADF', 'write', path);
         const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
-        const at = f.append ? oi.inode.sizeBytes : pos ?? position;
-        const n = await fs.write(oi, at, bytes, this.cred);
-        if (f.append || pos === null || pos === undefined) position = at + n;
+        const moves = f.append || pos === null || pos === undefined;
+        // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
+        const n = await fs.write(oi, (size) => {
+          const at = f.append ? size : pos ?? position;
+          if (moves) position = at + bytes.length;
+          return at;
+        }, bytes, this.cred);
         return { bytesWritten: n, buffer: bytes };
       },
       truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },

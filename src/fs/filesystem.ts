@@ -1010,19 +1010,24 @@ export class Filesystem {
     if (!oi.pages.get(b)) oi.pages.install(b, data);
   }
 
-  /** Buffered write: reserves space for new blocks (ENOSPC/EDQUOT here), then copies into pages. */
-  async write(oi: OpenInode, pos: number, src: Uint8Array, cred: Credentials): Promise<number> {
+  /**
+   * Buffered write: reserves space for new blocks (ENOSPC/EDQUOT here), then copies into pages.
+   * `at` is the offset, or a function choosing it under the inode lock from the current size
+   * (O_APPEND and a handle's own position: concurrent writers never pick the same offset).
+   */
+  async write(oi: OpenInode, at: number | ((sizeBytes: number) => number), src: Uint8Array, cred: Credentials): Promise<number> {
     if (!isRegMode(oi.inode.mode)) throw posixError('EINVAL', 'write');
     if (!(oi.inode.flags & EXTENTS_FL) || oi.inode.flags & INLINE_DATA_FL) {
       throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing block-mapped or inline-data files is not supported yet');
     }
     if (src.length === 0) return 0;
     const bs = this.blockSize;
-    const end = pos + src.length;
-    if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
-    const first = Math.floor(pos / bs);
-    const last = Math.floor((end - 1) / bs);
     await oi.io.withLock(async () => {
+      const pos = typeof at === 'number' ? at : at(oi.inode.sizeBytes);
+      const end = pos + src.length;
+      if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
+      const first = Math.floor(pos / bs);
+      const last = Math.floor((end - 1) / bs);
       await this.withHandle(CREDITS, async (h) => {
         await oi.data.withWrite(() => reserveDelayed(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
       });
