@@ -73,3 +73,53 @@ test('a positioned write on an O_APPEND handle still appends (Linux ignores the 
   assert.equal(await fs.readFile('/f', 'utf8'), 'abcXY');
   await fs.close();
 });
+
+// ---- (b) setxattr error paths ---------------------------------------------------------------
+
+test('xattr names are checked like the kernel, argument checks before the path lookup', async () => {
+  const { fs, image } = await fresh();
+  await fs.writeFile('/f', 'x');
+  await fs.symlink('f', '/l');
+  const long = 'user.' + 'a'.repeat(251);
+  assert.equal(await errnoOf(fs.setxattr('/f', 'user.', 'v')), 'EINVAL');
+  assert.equal(await errnoOf(fs.setxattr('/f', 'bogus.x', 'v')), 'ENOTSUP');
+  assert.equal(await errnoOf(fs.setxattr('/f', long, 'v')), 'ERANGE');
+  assert.equal(await errnoOf(fs.setxattr('/nope', long, 'v')), 'ERANGE');
+  assert.equal(await errnoOf(fs.setxattr('/nope', 'user.a', new Uint8Array(70_000))), 'E2BIG');
+  assert.equal(await errnoOf(fs.setxattr('/nope', 'user.', 'v')), 'ENOENT');
+  assert.equal(await errnoOf(fs.setxattr('/f', 'user.' + 'a'.repeat(250), 'v')), 'ok');
+  assert.equal(await errnoOf(fs.setxattr('/l', 'user.a', 'v')), 'EPERM');
+  assert.equal(await errnoOf(fs.setxattr('/l', 'trusted.a', 'v')), 'ok');
+  assert.equal(await errnoOf(fs.getxattr('/l', 'user.a')), 'ENODATA');
+  assert.equal(await errnoOf(fs.getxattr('/f', 'user.')), 'EINVAL');
+  assert.equal(await errnoOf(fs.getxattr('/f', 'bogus.x')), 'ENOTSUP');
+  assert.equal(await errnoOf(fs.removexattr('/f', 'user.')), 'EINVAL');
+  assert.equal(await errnoOf(fs.removexattr('/f', 'user.zz')), 'ENODATA');
+  assert.equal(await errnoOf(fs.setxattr('/f', 'user.big', new Uint8Array(5000))), 'ENOSPC');
+  assert.deepEqual((await fs.listxattr('/f')).length, 1);
+  await fs.close();
+  await fsckClean(image);
+});
+
+for (const g of [{ blockSize: 4096 }, { blockSize: 4096, clusterBytes: 65536 }, { blockSize: 1024, clusterBytes: 16384 }] as Geo[]) {
+  test(`an xattr set that fails with ENOSPC changes nothing: no leaked block, no bad header (${g.blockSize}-byte blocks${g.clusterBytes ? `, ${g.clusterBytes}-byte clusters` : ''})`, async () => {
+    const { fs, image } = await fresh(g);
+    await fs.writeFile('/f', 'x');
+    const free0 = (await fs.statfs()).bfree;
+    // A value that passes the size check but does not fit a block with its long name.
+    const tooBig = new Uint8Array(g.blockSize - 64).fill(7);
+    assert.equal(await errnoOf(fs.setxattr('/f', 'user.' + 'n'.repeat(200), tooBig)), 'ENOSPC');
+    assert.equal((await fs.statfs()).bfree, free0, 'no cluster leaked');
+    assert.deepEqual(await fs.listxattr('/f'), []);
+    // Fill a block, then overflow it: ENOSPC, and the block still holds what it held.
+    const half = new Uint8Array(Math.floor(g.blockSize * 0.6)).fill(9);
+    await fs.setxattr('/f', 'user.one', half);
+    assert.equal(await errnoOf(fs.setxattr('/f', 'user.two', half)), 'ENOSPC');
+    assert.deepEqual(await fs.listxattr('/f'), ['user.one']);
+    assert.deepEqual(await fs.getxattr('/f', 'user.one'), half);
+    await fs.setxattr('/f', 'user.small', 'ok');
+    assert.deepEqual((await fs.listxattr('/f')).sort(), ['user.one', 'user.small']);
+    await fs.close();
+    await fsckClean(image);
+  });
+}

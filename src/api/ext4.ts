@@ -6,7 +6,7 @@ import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
-import { readXattrs } from '../fs/xattrs.ts';
+import { checkXattrName, checkXattrNameArg, readXattrs } from '../fs/xattrs.ts';
 import { listDirectory, lookupName, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
 import { isDirMode, isSymlinkMode, S_IFMT, S_IFDIR, type Inode } from '../format/inode.ts';
 import { INCOMPAT, COMPAT, RO_COMPAT, allFeatureNames } from '../format/features.ts';
@@ -228,7 +228,9 @@ export class Ext4 {
   }
 
   async getxattr(path: PathLike, name: string): Promise<Uint8Array> {
+    checkXattrNameArg(name, 'getxattr', showPath(path));
     const r = await this.resolve(path, false, 'getxattr');
+    checkXattrName(name, r.inode.mode, false, 'getxattr', showPath(path));
     const e = (await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes)).find((x) => x.fullName === name);
     if (!e) throw posixError('ENODATA', 'getxattr', showPath(path));
     return e.value.slice();

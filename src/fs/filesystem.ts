@@ -37,6 +37,7 @@ import { lookupName, type DirSource } from '../dir/dir-read.ts';
 import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type Page, type PageBuffer } from '../pagecache/file-pages.ts';
 import { writeChunks } from '../device/block-device.ts';
 import { InodeData } from './file-data.ts';
+import { checkXattrName, checkXattrNameArg, XATTR_SIZE_MAX_BYTES } from './xattrs.ts';
 import type { Volume } from './volume.ts';
 
 const ROOT_INO = 2;
@@ -880,8 +881,11 @@ export class Filesystem {
 
   async setXattr(path: string, name: string, value: Uint8Array | undefined, opts: { create?: boolean; replace?: boolean } = {}): Promise<void> {
     const syscall = value ? 'setxattr' : 'removexattr';
+    checkXattrNameArg(name, syscall, path);
+    if (value && value.length > XATTR_SIZE_MAX_BYTES) throw posixError('E2BIG', syscall, path);
     await this.ns.withLock(async () => {
       const oi = await this.resolve(path, false, syscall);
+      checkXattrName(name, oi.inode.mode, true, syscall, path);
       if (oi.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: xattrs on inline-data inodes are not supported yet');
       const { nameIndex, name: suffix } = splitXattrName(name);
       const entries = (await this.xattrsOf(oi)).filter((e) => e.valueInum === 0 || true);
@@ -893,7 +897,7 @@ export class Filesystem {
       } else {
         if (at >= 0 && opts.create) throw posixError('EEXIST', syscall, path);
         if (at < 0 && opts.replace) throw posixError('ENODATA', syscall, path);
-        if (value.length > this.blockSize - 64) throw posixError('E2BIG', syscall, path);
+        if (value.length > this.blockSize - 64) throw posixError('ENOSPC', syscall, path);
         const entry = { nameIndex, name: suffix, fullName: name, value, valueInum: 0, valueSize: value.length, hash: 0 };
         if (at >= 0) entries[at] = entry; else entries.push(entry);
       }
@@ -901,14 +905,20 @@ export class Filesystem {
     });
   }
 
-  /** Places entries in the inode body first, the rest in one xattr block. */
+  /**
+   * Places entries in the inode body first, the rest in one xattr block. Everything is encoded
+   * into scratch buffers before anything changes, so a set that does not fit (ENOSPC) leaves the
+   * inode, its block and the allocator as they were.
+   */
   private async storeXattrs(h: Handle, oi: OpenInode, entries: XattrEntry[], path: string): Promise<void> {
     const { geo } = this.vol;
+    const csum = geo.metadataCsum ? { csumSeed: geo.csumSeed } : {};
+    const hasBody = geo.inodeSize > 128 && oi.inode.extraIsize > 0;
     const inBody: XattrEntry[] = [];
     const inBlock: XattrEntry[] = [];
     const sorted = [...entries].sort((a, b) => a.value.length - b.value.length);
     for (const e of sorted) {
-      if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) {
+      if (hasBody) {
         try {
           encodeInodeXattrs([...inBody, e], oi.inode.raw.slice(), geo.inodeSize, oi.inode.extraIsize);
           inBody.push(e);
@@ -919,26 +929,27 @@ export class Filesystem {
       }
       inBlock.push(e);
     }
-    if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) encodeInodeXattrs(inBody, oi.inode.raw, geo.inodeSize, oi.inode.extraIsize);
-    if (inBlock.length === 0) {
-      if (oi.inode.fileAcl) { await this.releaseXattrBlock(h, oi); }
-    } else {
-      let blk = oi.inode.fileAcl;
-      if (blk) {
-        const cur = decodeXattrBlock(await h.read(blk), { blockNo: blk });
-        if (cur.refcount > 1) { await this.releaseXattrBlock(h, oi); blk = 0; }
-      }
-      if (!blk) blk = await this.allocMetaCluster(h, oi, oi.goal || this.defaultGoal(oi.ino), false);
-      const bytes = await h.getWrite(blk);
-      bytes.fill(0);
+    const raw = oi.inode.raw.slice();
+    if (hasBody) encodeInodeXattrs(inBody, raw, geo.inodeSize, oi.inode.extraIsize);
+    let blk = oi.inode.fileAcl;
+    if (inBlock.length > 0) {
+      // Does it fit? Encoded into scratch first (the block number only changes the checksum).
       try {
-        encodeXattrBlock(inBlock, bytes, { blockNo: blk, ...(geo.metadataCsum ? { csumSeed: geo.csumSeed } : {}) });
+        encodeXattrBlock(inBlock, new Uint8Array(this.blockSize), { blockNo: blk, ...csum });
       } catch (e) {
         if (e instanceof Ext4Error && e.code === 'ENOSPC') throw posixError('ENOSPC', 'setxattr', path);
         throw e;
       }
-      oi.inode.fileAcl = blk;
+      const shared = blk !== 0 && decodeXattrBlock(await h.read(blk), { blockNo: blk }).refcount > 1;
+      if (!blk || shared) blk = await this.allocMetaCluster(h, oi, oi.goal || this.defaultGoal(oi.ino), false);
+      if (shared) await this.releaseXattrBlock(h, oi);
+      encodeXattrBlock(inBlock, await h.getWrite(blk), { blockNo: blk, ...csum });
+    } else if (blk) {
+      await this.releaseXattrBlock(h, oi);
+      blk = 0;
     }
+    oi.inode.raw.set(raw);
+    oi.inode.fileAcl = blk;
     oi.inode.ctime = nowTs();
     this.markInodeDirty(oi);
   }
