@@ -123,3 +123,83 @@ for (const g of [{ blockSize: 4096 }, { blockSize: 4096, clusterBytes: 65536 }, 
     await fsckClean(image);
   });
 }
+
+// ---- (c) modes, owners, times, zero-range ----------------------------------------------------
+
+test('a setgid directory gives new entries its group, new directories S_ISGID; mkdir ignores set-ID bits of its mode', async () => {
+  const { fs, image } = await fresh();
+  await fs.mkdir('/g');
+  await fs.chown('/g', 0, 1234);
+  await fs.chmod('/g', 0o2775);
+  await fs.mkdir('/g/sub', { mode: 0o755 });
+  const sub = await fs.stat('/g/sub');
+  assert.equal(sub.mode, 0o42755);
+  assert.equal(sub.gid, 1234);
+  await fs.writeFile('/g/file', 'x', { mode: 0o644 });
+  assert.equal((await fs.stat('/g/file')).gid, 1234);
+  assert.equal((await fs.stat('/g/file')).mode, 0o100644);
+  await fs.mkdir('/plain', { mode: 0o7777 });
+  assert.equal((await fs.stat('/plain')).mode, 0o41777);
+  await fs.close();
+  await fsckClean(image);
+});
+
+test('chown clears S_ISUID, and S_ISGID only with group-exec, on non-directories (as the kernel, even for -1, -1)', async () => {
+  const { fs } = await fresh();
+  // Measured on a loop mount (Linux 6.18): mode before → after chown by root.
+  const cases: Array<[number, number, number]> = [[0o6755, 0o100755, 0o46755], [0o6745, 0o102745, 0o46745], [0o2745, 0o102745, 0o42745], [0o4755, 0o100755, 0o44755], [0o2755, 0o100755, 0o42755]];
+  for (const [mode, file, dir] of cases) {
+    const f = `/f${mode.toString(8)}`;
+    const d = `/d${mode.toString(8)}`;
+    await fs.writeFile(f, '');
+    await fs.chmod(f, mode);
+    await fs.chown(f, -1, -1);
+    assert.equal((await fs.stat(f)).mode, file, `file ${mode.toString(8)}`);
+    await fs.mkdir(d);
+    await fs.chmod(d, mode);
+    await fs.chown(d, 5, 6);
+    assert.equal((await fs.stat(d)).mode, dir, `dir ${mode.toString(8)}`);
+  }
+  await fs.close();
+});
+
+test('utimes stores what ext4 can hold: clamped seconds, zero ns at the limits; unchanged by a remount', async () => {
+  const { fs: first, image } = await fresh();
+  await first.writeFile('/t', '');
+  await first.close();
+  // [seconds, ns] given → [seconds, ns] stored (measured on a loop mount, 256-byte inodes).
+  const cases: Array<[[number, number], [number, number]]> = [
+    [[2 ** 35, 5], [15032385535, 0]], [[-(2 ** 32), 7], [-2147483648, 0]], [[2 ** 33, 123], [2 ** 33, 123]],
+    [[-5, 3], [-5, 3]], [[15032385535, 999], [15032385535, 0]], [[-2147483648, 5], [-2147483648, 0]],
+  ];
+  for (const [[sec, nsec], [wantSec, wantNs]] of cases) {
+    const fs = await Ext4.open(image);
+    await fs.utimes('/t', { sec, nsec }, { sec, nsec });
+    const st = await fs.stat('/t');
+    assert.equal(st.mtimeNs, BigInt(wantSec) * 1_000_000_000n + BigInt(wantNs), `${sec}.${nsec}`);
+    assert.equal(st.atimeNs, st.mtimeNs);
+    await fs.close();
+    const again = await Ext4.open(image);
+    assert.equal((await again.stat('/t')).mtimeNs, st.mtimeNs, 'unchanged by a remount');
+    await again.close();
+  }
+  await fsckClean(image);
+});
+
+test('fallocate zero-range allocates every block it touches, partial ones too (st_blocks as the kernel)', async () => {
+  const { fs, image } = await fresh();
+  // [offset, length, keepSize] → [size, st_blocks], measured on a 4 KiB loop mount.
+  const cases: Array<[number, number, boolean, number, number]> = [
+    [100, 200, false, 300, 8], [0, 8192, false, 8192, 16], [5000, 10000, false, 15000, 24], [100, 200, true, 0, 8],
+  ];
+  for (const [i, [off, len, keep, size, blocks]] of cases.entries()) {
+    const fh = await fs.open(`/z${i}`, 'w+');
+    await fs.fallocate(fh, 0x10 | (keep ? 1 : 0), off, len);
+    const st = await fh.stat();
+    await fh.close();
+    assert.deepEqual([st.size, st.blocks], [size, blocks], `zero-range ${off}+${len}${keep ? ' keep-size' : ''}`);
+    assert.equal((await fs.readFile(`/z${i}`) as Uint8Array).some((b) => b !== 0), false);
+  }
+  await fs.close();
+  await fsckClean(image);
+});
