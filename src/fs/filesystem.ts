@@ -54,6 +54,7 @@ const DIRTY_EXPIRE_MS = 5000;
 /** Largest device write of file data (bytes). */
 const WRITEBACK_IO_BYTES = 8 << 20;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
+const S_ISGID = 0o2000;
 const CREDITS = 512;
 
 /** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
@@ -426,6 +427,11 @@ export class Filesystem {
 
   private async createInode(txn: MetaTxn, parent: OpenInode, mode: number, cred: Credentials): Promise<OpenInode> {
     const isDir = (mode & S_IFMT) === S_IFDIR;
+    // A set-group-ID directory gives new entries its group, and new directories its S_ISGID.
+    if (parent.inode.mode & S_ISGID) {
+      cred = { uid: cred.uid, gid: parent.inode.gid };
+      if (isDir) mode |= S_ISGID;
+    }
     this.space.quota === noQuota || this.quota?.addInodes(cred.uid, cred.gid, 1);
     const ino = await this.allocLock.withLock(() => this.inodes.alloc(txn, parent.ino, isDir));
     const usesExtents = (mode & S_IFMT) === S_IFREG || isDir || (mode & S_IFMT) === S_IFLNK;
@@ -676,7 +682,8 @@ export class Filesystem {
       const dirNlink = this.vol.has('roCompat', RO_COMPAT.dir_nlink);
       if (dir.inode.linksCount >= EXT4_LINK_MAX && !dirNlink) throw posixError('EMLINK', 'mkdir', path);
       await this.withHandle(CREDITS, async (h) => {
-        const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o7777), cred);
+        // mkdir(2) ignores the set-ID bits of its mode (S_ISGID comes from the parent only).
+        const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o1777), cred);
         oi.inode.linksCount = 2;
         await oi.data.withWrite(() => dirInit(this.dirEnv(h, oi), oi.ino, dir.ino));
         this.dcachePut(oi.ino, '..', dir.ino, true);
@@ -1127,6 +1134,8 @@ export class Filesystem {
     const bs = this.blockSize;
     const end = offset + length;
     if (mode.punchHole || mode.zeroRange) {
+      // Zero-range allocates: delayed blocks in the range go to disk first, as for allocation.
+      if (mode.zeroRange) await this.writebackInode(oi);
       await oi.io.withLock(async () => {
         const size = oi.inode.sizeBytes;
         const stop = mode.punchHole ? Math.min(end, size) : end;
@@ -1138,9 +1147,13 @@ export class Filesystem {
           if (firstFull <= lastFull) {
             oi.pages.drop(firstFull, lastFull);
             await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstFull, lastFull)));
-            if (mode.zeroRange) {
-              await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, firstFull, lastFull - firstFull + 1, { useRootReserve: cred.uid === 0 })));
-            }
+          }
+          if (mode.zeroRange) {
+            // Like the kernel, every block the range touches (partial ones too) ends up allocated:
+            // holes become unwritten extents.
+            const first = Math.floor(offset / bs);
+            const last = Math.ceil(stop / bs) - 1;
+            await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 })));
           }
         }
         if (mode.zeroRange && !mode.keepSize && end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
