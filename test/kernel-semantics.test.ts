@@ -203,3 +203,25 @@ test('fallocate zero-range allocates every block it touches, partial ones too (s
   await fs.close();
   await fsckClean(image);
 });
+
+test('a positioned write on an O_APPEND handle does not move the handle position (pwrite)', async () => {
+  const { fs } = await fresh();
+  const fh = await fs.open('/f', 'a+');
+  await fh.write(new TextEncoder().encode('hello'), 0, 5, 1000);
+  const buf = new Uint8Array(5);
+  const { bytesRead } = await fh.read(buf, 0, 5, null);
+  assert.equal(bytesRead, 5, 'the position is still 0');
+  assert.equal(new TextDecoder().decode(buf), 'hello');
+  await fh.close();
+  await fs.close();
+});
+
+test('link: an existing new name is EEXIST even when the source is a directory (kernel order)', async () => {
+  const { fs } = await fresh();
+  await fs.mkdir('/d');
+  await fs.writeFile('/f', '');
+  assert.equal(await errnoOf(fs.link('/d', '/f')), 'EEXIST');
+  assert.equal(await errnoOf(fs.link('/d', '/f/x')), 'ENOTDIR');
+  assert.equal(await errnoOf(fs.link('/d', '/new')), 'EPERM');
+  await fs.close();
+});

@@ -424,7 +424,8 @@ export class Ext4 {
         check('write');
         if (!f.write) throw posixError('EBADF', 'write', path);
         const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
-        const moves = f.append || pos === null || pos === undefined;
+        // pwrite never moves the position, even with O_APPEND (it then writes at the end).
+        const moves = pos === null || pos === undefined;
         // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
         const n = await fs.write(oi, (size) => {
           const at = f.append ? size : pos ?? position;

@@ -737,11 +737,12 @@ export class Filesystem {
   async link(existing: string, path: string): Promise<void> {
     await this.ns.withLock(async () => {
       const src = await this.resolve(existing, false, 'link');
-      if (isDirMode(src.inode.mode)) throw posixError('EPERM', 'link', existing, path);
-      if (src.inode.linksCount >= EXT4_LINK_MAX) throw posixError('EMLINK', 'link', existing, path);
+      // The new name is looked up first (ENOENT, ENOTDIR, EEXIST), then the source judged (EPERM), as the kernel does.
       const { dir, nameBytes } = await this.resolveParent(path, 'link');
       checkName(nameBytes, 'link', path);
       if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'link', existing, path);
+      if (isDirMode(src.inode.mode)) throw posixError('EPERM', 'link', existing, path);
+      if (src.inode.linksCount >= EXT4_LINK_MAX) throw posixError('EMLINK', 'link', existing, path);
       await this.withHandle(CREDITS, async (h) => {
         await this.addEntry(h, dir, nameBytes, src.ino, fileTypeOf(src.inode.mode));
         src.inode.linksCount++;
