@@ -38,6 +38,7 @@ export async function withFuse<T>(image: string, fn: (mnt: string, m: FuseMount)
   const log: string[] = [];
   let m: FuseMount;
   try {
+    // A caller's own log takes the server's reports (tests that expect some); otherwise any report fails the test.
     m = await mount(fs, mnt, { log: (l) => log.push(l), source: image, ...opts });
   } catch (e) {
     await fs.close();

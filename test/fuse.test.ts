@@ -149,3 +149,30 @@ test('CLI: background mount, lock, clear errors, umount waits for write-back, SI
   assert.equal(await fs.readFile('/after-signal', 'utf8'), 'data\n');
   await fs.close();
 });
+
+test('a corrupt directory block fails its requests (EBADMSG/EUCLEAN), is reported once, the server keeps serving read-only and never writes', { skip }, async () => {
+  const img = await freshImage('corrupt', { blockSize: 4096 });
+  const fs = await Ext4.open(img);
+  await fs.mkdir('/d');
+  for (let i = 0; i < 5; i++) await fs.writeFile(`/d/f${i}`, `file ${i}\n`);
+  await fs.writeFile('/ok', 'fine\n');
+  await fs.close();
+  const blocks = await shOk(`debugfs -R 'blocks /d' ${img} 2>/dev/null`);
+  const blk = Number(blocks.trim().split(/\s+/)[0]);
+  assert.ok(blk > 0, blocks);
+  // rec_len of the first entry ('.') becomes 3: invalid (and the block checksum no longer matches).
+  await shOk(`printf '\\x03\\x00' | dd of=${img} bs=1 seek=$((${blk} * 4096 + 4)) conv=notrunc status=none`);
+  const before = await shOk(`sha256sum < ${img}`);
+  const log: string[] = [];
+  await withFuse(img, async (mnt) => {
+    const r = await sh(`set +e; ls ${mnt}/d; ls ${mnt}/d; cat ${mnt}/ok; touch ${mnt}/new; echo done`);
+    assert.match(r.stderr, /Structure needs cleaning|Bad message/);
+    assert.match(r.stdout, /^fine$/m, 'other files still read');
+    assert.match(r.stderr, /touch: .*Read-only file system/, 'no writes after a corrupt structure was met');
+    assert.match(r.stdout, /done/);
+  }, { log: (l) => log.push(l) });
+  const reports = log.filter((l) => /failed:/.test(l));
+  assert.equal(reports.length, 1, `reported once:\n${log.join('\n')}`);
+  assert.match(reports[0]!, /inode|block/);
+  assert.equal(await shOk(`sha256sum < ${img}`), before, 'the image was not written');
+});
