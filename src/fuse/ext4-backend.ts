@@ -1,8 +1,10 @@
 // FuseBackend over the engine as it is today: inode-level reads and data operations go
 // straight to Filesystem (getInode, lookupIn, read, write, truncate, fallocate, fsync);
 // namespace changes are still path-based there, so this adapter keeps each known inode's
-// (parent, name) to build the path. Lookup counts pin inodes (refs), so a file the kernel
-// still knows lives on as an orphan after its last unlink, until FORGET and release.
+// (parent, name) to build the path. Lookup counts are kept here; an inode whose last name goes
+// while the kernel still knows it is pinned (refs) first, so it lives on as an orphan until
+// FORGET (and the release of its handles). Inodes merely looked up are not pinned: the engine
+// may drop them from memory, so memory stays bounded by what is open, not by what was seen.
 import { Ext4Error, posixError } from '../errors/ext4-error.ts';
 import type { Ext4 } from '../api/ext4.ts';
 import type { Filesystem, OpenInode, Credentials } from '../fs/filesystem.ts';
@@ -10,7 +12,7 @@ import type { Volume } from '../fs/volume.ts';
 import { listDirectory } from '../dir/dir-read.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
 import { deviceNumber } from '../api/stats.ts';
-import { isDirMode, isRegMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID, S_ISUID } from '../format/inode.ts';
+import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID, S_ISUID } from '../format/inode.ts';
 import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
@@ -25,7 +27,6 @@ const S_IXGRP = 0o010;
 const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-interface Known { count: number; oi: OpenInode }
 interface FileHandle { oi: OpenInode; flags: number }
 interface DirHandle { ino: number; entries: DirListing[] | undefined }
 
@@ -38,7 +39,10 @@ export class Ext4Backend implements FuseBackend {
   readonly rootIno = ROOT_INO;
   readonly readOnly: boolean;
   private readonly fs: Filesystem;
-  private readonly known = new Map<number, Known>();
+  /** Kernel lookup counts by inode. */
+  private readonly known = new Map<number, number>();
+  /** Inodes pinned because they lost their last name while the kernel knew them. */
+  private readonly pins = new Map<number, OpenInode>();
   /** One name of each inode the kernel knows: enough to build a path to it. */
   private readonly names = new Map<number, { parent: number; nameBytes: Uint8Array }>();
   private readonly files = new Map<number, FileHandle>();
@@ -83,16 +87,30 @@ export class Ext4Backend implements FuseBackend {
     };
   }
 
-  /** Counts one kernel lookup of `oi` (the first pins it). */
+  /** Counts one kernel lookup of `oi`. */
   private remember(oi: OpenInode, parent: number, nameBytes: Uint8Array): void {
-    let k = this.known.get(oi.ino);
-    if (!k) {
-      if (oi.ino !== ROOT_INO) oi.refs++;
-      k = { count: 0, oi };
-      this.known.set(oi.ino, k);
-    }
-    k.count++;
+    this.known.set(oi.ino, (this.known.get(oi.ino) ?? 0) + 1);
     if (oi.ino !== ROOT_INO) this.names.set(oi.ino, { parent, nameBytes: nameBytes.slice() });
+  }
+
+  /**
+   * Before an operation that may drop the last link of `parent/name`: pins that inode when the
+   * kernel knows it, so that the engine keeps it as an orphan instead of freeing it.
+   */
+  private async pinVictim(parentIno: number, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
+    const dir = await this.inode(parentIno);
+    const victim = await this.fs.lookupIn(dir, nameBytes);
+    if (!victim || !this.known.has(victim.ino) || this.pins.has(victim.ino)) return undefined;
+    victim.refs++;
+    this.pins.set(victim.ino, victim);
+    return victim;
+  }
+
+  /** After the operation: a victim that still has a name (or failed to go) needs no pin. */
+  private async unpinIfLinked(victim: OpenInode | undefined): Promise<void> {
+    if (!victim || victim.inode.linksCount === 0) return;
+    this.pins.delete(victim.ino);
+    await this.fs.release(victim);
   }
 
   private entry(oi: OpenInode, parent: number, nameBytes: Uint8Array): { attr: NodeAttr; generation: number } {
@@ -166,14 +184,16 @@ export class Ext4Backend implements FuseBackend {
   }
 
   async forget(ino: number, count: number): Promise<void> {
-    const k = this.known.get(ino);
-    if (!k) return;
-    k.count -= count;
-    if (k.count > 0) return;
+    const left = (this.known.get(ino) ?? 0) - count;
+    if (left > 0) { this.known.set(ino, left); return; }
     this.known.delete(ino);
     if (ino === ROOT_INO) return;
-    if (!isDirMode(k.oi.inode.mode) || k.oi.inode.linksCount === 0) this.names.delete(ino);
-    await this.fs.release(k.oi);
+    this.names.delete(ino);
+    const pinned = this.pins.get(ino);
+    if (pinned) {
+      this.pins.delete(ino);
+      await this.fs.release(pinned);
+    }
   }
 
   async getattr(ino: number): Promise<NodeAttr> {
@@ -385,12 +405,16 @@ export class Ext4Backend implements FuseBackend {
 
   async unlink(parentIno: number, nameBytes: Uint8Array): Promise<void> {
     this.writable();
-    await this.fs.unlink(this.childPath(parentIno, nameBytes));
+    const path = this.childPath(parentIno, nameBytes);
+    const victim = await this.pinVictim(parentIno, nameBytes);
+    try { await this.fs.unlink(path); } finally { await this.unpinIfLinked(victim); }
   }
 
   async rmdir(parentIno: number, nameBytes: Uint8Array): Promise<void> {
     this.writable();
-    await this.fs.rmdir(this.childPath(parentIno, nameBytes));
+    const path = this.childPath(parentIno, nameBytes);
+    const victim = await this.pinVictim(parentIno, nameBytes);
+    try { await this.fs.rmdir(path); } finally { await this.unpinIfLinked(victim); }
   }
 
   async rename(parentIno: number, nameBytes: Uint8Array, newParentIno: number, newNameBytes: Uint8Array, flags: number): Promise<void> {
@@ -405,7 +429,8 @@ export class Ext4Backend implements FuseBackend {
       const newDir = await this.inode(newParentIno);
       if (await this.fs.lookupIn(newDir, newNameBytes)) throw posixError('EEXIST', 'rename');
     }
-    await this.fs.rename(from, to);
+    const victim = await this.pinVictim(newParentIno, newNameBytes);
+    try { await this.fs.rename(from, to); } finally { await this.unpinIfLinked(victim); }
     if (this.names.has(moving.ino) || isDirMode(moving.inode.mode)) this.names.set(moving.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
   }
 
@@ -441,7 +466,8 @@ export class Ext4Backend implements FuseBackend {
   async close(): Promise<void> {
     for (const h of this.files.values()) await this.fs.release(h.oi);
     this.files.clear();
-    for (const [ino, k] of this.known) if (ino !== ROOT_INO) await this.fs.release(k.oi);
+    for (const oi of this.pins.values()) await this.fs.release(oi);
+    this.pins.clear();
     this.known.clear();
     await this.ext4.close();
   }
@@ -449,7 +475,6 @@ export class Ext4Backend implements FuseBackend {
   /** Consistency check of the engine's accounting (tests). */
   async checkInvariants(): Promise<void> { await this.ext4.checkInvariants(); }
 
-  isRegular(ino: number): boolean { return isRegMode(this.known.get(ino)?.oi.inode.mode ?? 0); }
 }
 
 function nowTimestamp(): { sec: number; nsec: number } {

@@ -28,10 +28,10 @@ export interface SessionOptions {
   cacheSeconds?: number;
 }
 
-export interface SessionStats { requests: number; inFlight: number; maxInFlight: number; failed: number }
+export interface SessionStats { requests: number; inFlight: number; maxInFlight: number; failed: number; mutations: number }
 
 export class FuseSession {
-  readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0 };
+  readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0, mutations: 0 };
   private readonly pending = new Set<Promise<void>>();
   private readonly reported = new Set<string>();
   private degraded = false;
@@ -70,6 +70,9 @@ export class FuseSession {
 
   get isDestroyed(): boolean { return this.destroyed; }
 
+  /** A corrupt structure was met: no more changes are accepted. */
+  get isDegraded(): boolean { return this.degraded; }
+
   private ok(h: RequestHeader, payload?: Uint8Array): void { this.send(encodeReply(h.unique, 0, payload)); }
   private fail(h: RequestHeader, errno: number): void { this.send(encodeReply(h.unique, errno)); }
 
@@ -93,7 +96,10 @@ export class FuseSession {
     this.stats.inFlight++;
     this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.stats.inFlight);
     try {
-      if (this.degraded && MUTATING.has(h.opcode)) throw new FuseErrno('EROFS', 'remounted read-only after a corrupt structure');
+      if (MUTATING.has(h.opcode)) {
+        if (this.degraded) throw new FuseErrno('EROFS', 'remounted read-only after a corrupt structure');
+        this.stats.mutations++;
+      }
       const payload = await this.dispatch(h, body);
       if (payload !== null) this.ok(h, payload);
     } catch (e) {
