@@ -404,7 +404,8 @@ export class Ext4 {
     if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
-    let position = f.append ? oi.inode.sizeBytes : 0;
+    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
+    let position = 0;
     let open = true;
     const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
     const handle: Ext4WritableHandle = {
