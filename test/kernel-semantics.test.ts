@@ -238,3 +238,11 @@ test("a handle opened 'a+' reads from the start (O_APPEND moves only writes)", a
   await fh.close();
   await fs.close();
 });
+
+test('statfs bavail leaves out the root reserve and the reserved metadata pool, as the kernel reports it', async () => {
+  const { fs } = await fresh({ blockSize: 4096 }, 16);
+  const sf = await fs.statfs();
+  const pool = Math.min(Math.floor(4096 / 50), 4096); // 16 MiB of 4 KiB clusters: 2 %
+  assert.equal(sf.bavail, sf.bfree - fs.info().reservedBlocks - pool);
+  await fs.close();
+});
