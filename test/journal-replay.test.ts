@@ -19,7 +19,11 @@ import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMo
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
 import { kernelCrashImage, copyImage, debugfsWrite } from './support/journal-images.ts';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dumpe2fsHeader } from './support/oracles.ts';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ext4kit.js');
 
 const skipTools = haveE2fsprogs() ? false : 'e2fsprogs (Debian package e2fsprogs) not installed';
 if (skipTools) console.log(`journal-replay.test.ts: skipped: ${skipTools}`);
@@ -177,6 +181,24 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
       assert.deepEqual(content.subarray(0, 1024), third ? later : original.subarray(0, 1024));
       assert.equal(r.report.revokedCopies, 1);
     }
+  });
+
+  test('ext4kit info shows the journal like dumpe2fs -h, the log summary, and warns on stderr', { skip: corpus.ok ? false : `corpus: ${corpus.reason}` }, async () => {
+    const img = await extractCorpusImage('j_recover_csum3_64bit');
+    const text = await runTool(process.execPath, [BIN, 'info', img]);
+    assert.equal(text.exitCode, 0, text.stderr);
+    const h = await dumpe2fsHeader(img);
+    for (const k of ['Journal features', 'Total journal size', 'Total journal blocks', 'Journal sequence', 'Journal start', 'Journal checksum type']) {
+      assert.match(text.stdout, new RegExp(`^${k}: +${h[k]!.replace(/[()]/g, '.')}$`, 'm'), k);
+    }
+    assert.match(text.stdout, /^Journal transactions: +2 \(tids 2\.\.3\)$/m);
+    assert.match(text.stdout, /^Journal needs recovery: +yes \(replayed in memory, image not written: 9 block/m);
+    const json = JSON.parse((await runTool(process.execPath, [BIN, 'info', '--json', img])).stdout) as { journal: { transactions: number; needsRecovery: boolean; applied: string; summary: { sequence: number; fastCommitBlocks: number } } };
+    assert.deepEqual([json.journal.transactions, json.journal.needsRecovery, json.journal.applied, json.journal.summary.sequence, json.journal.summary.fastCommitBlocks], [2, true, 'in-memory', 2, 0]);
+    const bad = await extractCorpusImage('j_corrupt_commit_csum');
+    const warn = await runTool(process.execPath, [BIN, 'info', bad]);
+    assert.equal(warn.exitCode, 0);
+    assert.match(warn.stderr, /warning: .*transaction 3 was corrupt/);
   });
 
   test('the fidelity check catches a replay that ignores revokes', async () => {
