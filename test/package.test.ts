@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { cleanupTemp, tmpDirPath } from './support/images.ts';
 import { e2fsck, haveCommand, haveE2fsprogs } from './support/oracles.ts';
+import { nodeBuiltinsIn } from './support/bundle-check.ts';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TSC = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -28,13 +29,6 @@ function run(cmd: string, args: readonly string[], cwd: string, env: NodeJS.Proc
 function ok(r: Run, what: string): string {
   assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
-}
-
-/** `node:` built-ins a bundle still imports or requires (what a browser cannot load). */
-export function nodeBuiltinsIn(bundleText: string): string[] {
-  const found = new Set<string>();
-  for (const m of bundleText.matchAll(/(?:from\s*|import\s*\(\s*|require\s*\(\s*|import\s+)["'](node:[a-z_/]+)["']/g)) found.add(m[1]!);
-  return [...found].sort();
 }
 
 describe('the npm package, installed from its tarball', { skip }, () => {
