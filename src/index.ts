@@ -8,3 +8,4 @@ export { BlobDevice } from './device/blob-device.ts';
 export type { MkfsOptions, MkfsResult } from './mkfs/mkfs.ts';
 export { FileDevice } from './device/file-device.ts';
 export { HttpRangeDevice, type HttpRangeDeviceOptions } from './device/http-range-device.ts';
+export { OffsetDevice } from './device/offset-device.ts';

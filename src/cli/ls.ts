@@ -1,15 +1,20 @@
 // `ext4kit ls [-l] [-R] [-a] [-i] IMAGE [PATH]`: lists a directory of an image like ls(1), and the
 // formatting helpers (mode strings, times, safe names) that stat and demo share.
-import { Ext4 } from '../node.ts';
 import { corrupt } from '../errors/ext4-error.ts';
 import type { Ext4Dirent, Ext4Stats } from '../api/types.ts';
 import { parseArgs } from './args.ts';
+import type { Ext4 } from '../node.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const LS_USAGE = `usage: ext4kit ls [-l] [-R] [-a] [-i] IMAGE [PATH]
   -l  long format: mode, links, uid, gid, size, mtime (UTC), name, -> target
   -R  recurse into subdirectories
   -a  include '.', '..' and names starting with '.'
-  -i  print inode numbers`;
+  -i  print inode numbers
+${IMAGE_USAGE}
+example:
+  ext4kit ls -l disk.img /etc
+  ext4kit ls --json 'disk.img?offset=1M' /`;
 
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
@@ -181,9 +186,9 @@ export async function listPath(fs: Ext4, path: string, opts: LsOptions, write: (
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['l', 'R', 'a', 'i'], minPositionals: 1, maxPositionals: 2, usage: LS_USAGE });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['l', 'R', 'a', 'i'], minPositionals: 1, maxPositionals: 2, usage: LS_USAGE });
   const [image, path] = args.positionals as [string, string | undefined];
-  const fs = await Ext4.open(image, { readOnly: true });
+  const fs = await openImage(image, args, { readOnly: true });
   try {
     const opts: LsOptions = { long: args.flags.has('l'), recursive: args.flags.has('R'), all: args.flags.has('a'), inode: args.flags.has('i') };
     await listPath(fs, normalizeImagePath(path), opts, (s) => process.stdout.write(s));
