@@ -37,6 +37,9 @@ function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume } {
 
 export class Ext4Backend implements FuseBackend {
   readonly rootIno = ROOT_INO;
+  /** Seconds an inode can hold: 32-bit signed, or 34 bits (epoch bits) with large inodes; the kernel clamps to these. */
+  private readonly timeMinSec = -(2 ** 31);
+  private readonly timeMaxSec: number;
   readonly readOnly: boolean;
   private readonly fs: Filesystem;
   /** Kernel lookup counts by inode. */
@@ -60,6 +63,7 @@ export class Ext4Backend implements FuseBackend {
     }
     this.fs = fs;
     this.readOnly = opts.readOnly ?? false;
+    this.timeMaxSec = vol.geo.inodeSize > 128 ? 2 ** 34 - 2 ** 31 - 1 : 2 ** 31 - 1;
   }
 
   // ---- helpers -------------------------------------------------------------------------
@@ -146,6 +150,13 @@ export class Ext4Backend implements FuseBackend {
     return (p === '/' ? '' : p) + '/' + this.nameText(nameBytes);
   }
 
+  /** A time clamped to what the inode format holds (as the kernel's timestamp_truncate does). */
+  private storable(t: { sec: number; nsec: number }): { sec: number; nsec: number } {
+    if (t.sec <= this.timeMinSec) return { sec: this.timeMinSec, nsec: 0 };
+    if (t.sec >= this.timeMaxSec) return { sec: this.timeMaxSec, nsec: 0 };
+    return { sec: t.sec, nsec: t.nsec };
+  }
+
   private cred(caller: Caller): Credentials { return { uid: caller.uid, gid: caller.gid }; }
 
   /** Owner of a new inode: a setgid directory passes its group on (and its setgid bit to subdirectories). */
@@ -220,8 +231,8 @@ export class Ext4Backend implements FuseBackend {
             if (i.mode & S_IXGRP) i.mode &= ~S_ISGID;
           }
           const now = nowTimestamp();
-          if (ch.atime !== undefined) i.atime = ch.atime === 'now' ? now : { ...ch.atime };
-          if (ch.mtime !== undefined) i.mtime = ch.mtime === 'now' ? { ...now } : { ...ch.mtime };
+          if (ch.atime !== undefined) i.atime = this.storable(ch.atime === 'now' ? now : ch.atime);
+          if (ch.mtime !== undefined) i.mtime = this.storable(ch.mtime === 'now' ? now : ch.mtime);
         });
       }
       return this.attrOf(oi);

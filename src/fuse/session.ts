@@ -9,13 +9,21 @@ import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
 import { decodeAccessIn, decodeCreateIn, decodeFallocateIn, decodeFh, decodeFsyncIn, decodeLseekIn, decodeOpenIn, decodeReadIn, decodeWriteIn, encodeLseekOut, encodeOpenOut, encodeWriteOut } from './io.ts';
 import { decodeBatchForgetIn, decodeForgetIn, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeName, decodeRenameIn, decodeSymlinkIn } from './names.ts';
-import { decodeGetxattrIn, decodeSetxattrIn, encodeStatfsOut, encodeXattrSizeOut } from './xattr.ts';
+import { decodeGetxattrIn, decodeSetxattrIn, encodeStatfsOut, encodeXattrSizeOut, xattrNameError } from './xattr.ts';
 import { errnoOf, FuseErrno } from './errno.ts';
 import type { Caller, FuseBackend, AttrChanges } from './backend.ts';
 import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
 
 const ROOT_NODE = 1;
 const textOf = (b: Uint8Array): string => decodeUtf8(b);
+
+/** An xattr name as ext4 would take it, or the errno it would give. */
+function xattrName(b: Uint8Array): string {
+  const name = textOf(b);
+  const bad = xattrNameError(name);
+  if (bad) throw new FuseErrno(bad, `xattr name '${name}'`);
+  return name;
+}
 
 /** Opcodes that change the filesystem: refused with EROFS once a corrupt structure was met. */
 const MUTATING = new Set<number>([OP.SETATTR, OP.SYMLINK, OP.MKNOD, OP.MKDIR, OP.UNLINK, OP.RMDIR, OP.RENAME, OP.RENAME2,
@@ -193,18 +201,18 @@ export class FuseSession {
       case OP.FSYNCDIR: await b.fsync(ino, undefined); return undefined;
       case OP.SETXATTR: {
         const s = decodeSetxattrIn(body);
-        await b.setxattr(ino, textOf(s.nameBytes), s.value, s.flags);
+        await b.setxattr(ino, xattrName(s.nameBytes), s.value, s.flags);
         return undefined;
       }
       case OP.GETXATTR: {
         const g = decodeGetxattrIn(body, true);
-        return this.sized(await b.getxattr(ino, textOf(g.nameBytes)), g.sizeBytes);
+        return this.sized(await b.getxattr(ino, xattrName(g.nameBytes)), g.sizeBytes);
       }
       case OP.LISTXATTR: {
         const g = decodeGetxattrIn(body, false);
         return this.sized(encodeUtf8((await b.listxattr(ino)).map((n) => n + '\0').join('')), g.sizeBytes);
       }
-      case OP.REMOVEXATTR: await b.removexattr(ino, textOf(decodeName(body))); return undefined;
+      case OP.REMOVEXATTR: await b.removexattr(ino, xattrName(decodeName(body))); return undefined;
       case OP.OPENDIR: return encodeOpenOut(await b.opendir(ino), 0);
       case OP.READDIR: case OP.READDIRPLUS: return this.readdir(ino, body, h.opcode === OP.READDIRPLUS);
       case OP.RELEASEDIR: await b.releasedir(decodeFh(body)); return undefined;

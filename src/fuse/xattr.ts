@@ -31,3 +31,16 @@ export function encodeStatfsOut(s: StatfsOut): Uint8Array {
   return new Writer(80).u64(s.blocks).u64(s.bfree).u64(s.bavail).u64(s.files).u64(s.ffree)
     .u32(s.bsize).u32(s.namelen).u32(s.frsize).bytes;
 }
+
+/**
+ * What ext4's xattr handlers answer for a name before looking anything up: the user, trusted
+ * and security namespaces need a non-empty suffix (EINVAL), the POSIX ACL names are whole
+ * names, anything else is not supported (EOPNOTSUPP). undefined: the name is acceptable.
+ */
+export function xattrNameError(name: string): 'EINVAL' | 'EOPNOTSUPP' | undefined {
+  for (const prefix of ['user.', 'trusted.', 'security.']) {
+    if (name.startsWith(prefix)) return name.length === prefix.length ? 'EINVAL' : undefined;
+  }
+  if (name === 'system.posix_acl_access' || name === 'system.posix_acl_default') return undefined;
+  return 'EOPNOTSUPP';
+}
