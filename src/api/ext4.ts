@@ -4,6 +4,8 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
+import { recoverJournal } from '../journal/replay/recover.ts';
+import type { JournalReport } from '../journal/replay/report.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
 import { checkXattrName, checkXattrNameArg, readXattrs } from '../fs/xattrs.ts';
@@ -34,6 +36,8 @@ export class Ext4 {
   /** Read-only mounts: directory blocks whose checksums were verified once. */
   private readonly verifiedBlocks = new Set<number>();
   private readonly cred: Credentials;
+  /** What journal recovery found and did at open. */
+  private journalReport: JournalReport | undefined;
   protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
     this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
   }
@@ -46,9 +50,14 @@ export class Ext4 {
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
     // Writable mounts coalesce appending device writes (thousands of small files imported one
     // after another become one write per MiB); the wrapper is transparent to reads.
-    const vol = await Volume.open(opts.readOnly ? device : new CoalescingDevice(device), opts);
+    // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
+    // replays to the image. `recovered.device` replaces `device` from here on.
+    const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
+    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
-    return new Ext4(vol, fs, opts);
+    const ext4 = new Ext4(vol, fs, opts);
+    ext4.journalReport = recovered.report;
+    return ext4;
   }
 
   /** Creates an empty filesystem on `device`. */
@@ -349,9 +358,11 @@ export class Ext4 {
     }
     const dirty = this.fs ? this.fs.space.dirtyClusters : 0;
     const bfree = (freeClusters - dirty) * R;
+    // As the kernel: the reserved pool kept for metadata (2 % of clusters, at most 4096) is not available either.
+    const resvPoolBlocks = (this.fs ? this.fs.space.resvPoolClusters : Math.min(Math.floor(geo.clustersCount / 50), 4096)) * R;
     return {
       type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
-      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount), files: geo.inodesCount, ffree: freeInodes,
+      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount - resvPoolBlocks), files: geo.inodesCount, ffree: freeInodes,
     };
   }
 
@@ -380,6 +391,7 @@ export class Ext4 {
       orphanFileInode: sb.featureCompat & COMPAT.orphan_file ? sb.orphanFileInum : 0,
       created: date(sb.mkfsTime), lastWritten: date(sb.wtime), lastMounted: sb.mtime ? date(sb.mtime) : undefined,
       mountCount: sb.mntCount, forcedReadOnly: this.vol.forcedReadOnly, readOnly: this.vol.readOnly,
+      journal: this.journalReport,
     };
   }
 
@@ -404,7 +416,8 @@ export class Ext4 {
     if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
-    let position = f.append ? oi.inode.sizeBytes : 0;
+    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
+    let position = 0;
     let open = true;
     const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
     const handle: Ext4WritableHandle = {
