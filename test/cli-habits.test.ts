@@ -138,6 +138,13 @@ describe('files and streams', { skip }, () => {
     assert.equal((await ok('get', img, '/from-stdin.bin', '-')).toString(), 'short');
     await fsckClean(img);
     assert.equal(await debugfs(img, 'cat /from-stdin.bin'), 'short');
+    // IMAGE '-': an image piped in, for commands that only read.
+    const piped = await cli(['cat', '-', '/from-stdin.bin'], await readFile(img));
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.stdout.toString(), 'short');
+    const writes = await cli(['rm', '-', '/from-stdin.bin'], await readFile(img));
+    assert.equal(writes.code, 2);
+    assert.match(writes.stderr, /can only be read/);
     // A directory cannot be written to stdout.
     const dir = await cli(['get', img, '/lost+found', '-']);
     assert.equal(dir.code, 1);
