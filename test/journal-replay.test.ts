@@ -17,7 +17,7 @@ import { replayTestHooks } from '../src/journal/replay/passes.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
-import { kernelCrashImage, copyImage, debugfsWrite } from './support/journal-images.ts';
+import { kernelCrashImage, kernelFastCommitImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,6 +199,68 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     const warn = await runTool(process.execPath, [BIN, 'info', bad]);
     assert.equal(warn.exitCode, 0);
     assert.match(warn.stderr, /warning: .*transaction 3 was corrupt/);
+  });
+
+  test('kernel log that wraps around the end of the journal', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const { img, rounds } = await kernelWrapImage();
+    const probe = await Ext4.open(img, { readOnly: true });
+    const j = probe.info().journal!;
+    await probe.close();
+    assert.ok(j.headBlock! < j.summary!.start, `log ${j.summary!.start}..${j.headBlock} crosses the end`);
+    const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
+    console.log(`wrap: after ${rounds} rounds, log ${j.summary!.start}..${j.headBlock} of ${j.summary!.countBlocks}: ${r.report.transactions} transactions, ${r.report.replayedBlocks} blocks`);
+  });
+
+  test('fast commits: a read-only open warns and flags them, a writable open refuses with ENOTSUP', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelFastCommitImage();
+    const sum = await fileSha(img);
+    const fs = await Ext4.open(img, { readOnly: true });
+    const j = fs.info().journal!;
+    await fs.close();
+    assert.equal(j.fastCommitNotApplied, true);
+    assert.ok(j.summary!.fastCommitBlocks > 0 && j.summary!.fastCommitBlocksUsed > 0, JSON.stringify(j.summary));
+    assert.match(j.warnings.join('\n'), /fast-commit/);
+    await assert.rejects(Ext4.open(img), (e: unknown) => e instanceof Ext4Error && e.code === 'ENOTSUP' && e.detail === 'jbd2-fast-commit');
+    assert.equal(await fileSha(img), sum, 'neither open wrote to the image');
+    const cli = await runTool(process.execPath, [BIN, 'ls', '/', img]);
+    void cli;
+    const info = await runTool(process.execPath, [BIN, 'info', img]);
+    assert.match(info.stderr, /warning: .*fast-commit/);
+    assert.match(info.stdout, /^Journal fast commits: +NOT applied/m);
+  });
+
+  test('an external journal needing recovery: ENOTSUP for a writable open, an unrecovered read-only view with a warning', async () => {
+    const img = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, type: 'ext4' });
+    await debugfs(img, 'ssv journal_inum 0\nssv journal_dev 0x0801\nfeature needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    await assert.rejects(Ext4.open(img), (e: unknown) => e instanceof Ext4Error && e.code === 'ENOTSUP' && e.detail === 'jbd2-external');
+    const fs = await Ext4.open(img, { readOnly: true });
+    assert.match(fs.info().journal!.error ?? '', /external/);
+    assert.deepEqual(await fs.readdir('/'), ['lost+found']);
+    await fs.close();
+    assert.equal(await fileSha(img), sum);
+  });
+
+  test('an aborted journal (s_errno) marks the filesystem as having errors', async () => {
+    const img = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, type: 'ext4' });
+    // s_errno = -5 (EIO) in the journal superblock, as a journal abort leaves it.
+    const jblock = Number((await debugfs(img, 'bmap <8> 0')).trim());
+    const bytes = new Uint8Array(await readFile(img));
+    const { decodeJournalSuperblock, encodeJournalSuperblock } = await import('../src/format/jbd2/superblock.ts');
+    const jsbBytes = bytes.subarray(jblock * 1024, jblock * 1024 + 1024);
+    const jsb = decodeJournalSuperblock(jsbBytes);
+    encodeJournalSuperblock({ ...jsb, errno: -5 }, jsbBytes);
+    await writeFile(img, bytes);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.equal(ro.info().state, 'with errors');
+    await ro.close();
+    const rw = await Ext4.open(img);
+    assert.equal(rw.readOnly, true, 'errors keep the write path closed');
+    await rw.close();
+    const r = await runTool(toolPath('dumpe2fs'), ['-h', img]);
+    assert.match(r.stdout, /Filesystem state: +clean with errors|not clean with errors/);
   });
 
   test('the fidelity check catches a replay that ignores revokes', async () => {

@@ -53,9 +53,14 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   const report = emptyReport();
   const unchanged = { device, report };
   let sb: Superblock;
+  let mode: RecoverMode = opts.mode;
   try {
     sb = decodeSuperblock(await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
     validateSuperblock(sb, device.sizeBytes);
+    // An image that would stay read-only for another reason (unknown ro_compat features) is
+    // recovered in memory only, as Linux refuses to mount it writable at all.
+    const otherwise = validateSuperblock({ ...sb, featureIncompat: sb.featureIncompat & ~INCOMPAT.needs_recovery }, device.sizeBytes);
+    if (otherwise.forceReadOnly !== undefined) mode = 'overlay';
   } catch {
     return unchanged; // the volume open reports the superblock's problem
   }
@@ -65,7 +70,7 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   if (geo.blocksCount * geo.blockSize > device.sizeBytes) return unchanged;
   const fail = (e: unknown): RecoverResult => {
     if (!(e instanceof Ext4Error)) throw e;
-    if (opts.mode === 'write' && recover) throw e;
+    if (mode === 'write' && recover) throw e;
     report.error = `journal recovery not possible: ${e.message}`;
     if (recover) report.warnings.push(`${report.error}; showing the filesystem as it is on disk (run e2fsck or mount it with Linux to replay)`);
     return unchanged;
@@ -102,13 +107,26 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
     report.transactions = scan.transactions.length;
     report.startTid = scan.startTid;
     report.endTid = scan.endTid;
+    report.headBlock = scan.headBlock;
   }
   const fcUsed = await fastCommitBlocksFor(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0)).catch(() => 0);
   report.summary.fastCommitBlocksUsed = fcUsed;
 
+  if (!recover && jsb.errno !== 0) {
+    // An aborted journal with nothing to replay: the filesystem has errors (e2fsck and Linux
+    // move s_errno into the superblock's error flag).
+    report.warnings.push(`journal was aborted (s_errno ${jsb.errno}): the filesystem is marked as having errors`);
+    const target = mode === 'write' && !device.readOnly ? device : new OverlayDevice(device, Math.max(geo.blockSize, 4096));
+    try {
+      await finishRecovery(target, geo, jmap, jsb, sb, undefined, true);
+    } catch (e) {
+      return fail(e);
+    }
+    return { device: target, report };
+  }
   if (!recover) {
     // Linux discards a log the filesystem does not ask to recover; a writable open does the same.
-    if (opts.mode === 'write' && scan && !device.readOnly) {
+    if (mode === 'write' && scan && !device.readOnly) {
       await writeJournalSuperblock(device, geo, jmap, { ...jsb, start: 0, sequence: (scan.endTid + 1) >>> 0 });
       await device.flush();
       report.warnings.push('journal held data although needs_recovery was clear; it was discarded as Linux does');
@@ -117,15 +135,15 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   }
   if (fcUsed > 0) {
     report.fastCommitNotApplied = true;
-    if (opts.mode === 'write') {
+    if (mode === 'write') {
       throw unsupported('jbd2-fast-commit', 'journal holds fast commits, which ext4kit cannot replay: open read-only, or replay with e2fsck or a kernel mount');
     }
     report.warnings.push(`journal holds ${fcUsed} fast-commit block(s) that were not applied: the read-only view lacks the last fsync'd changes (e2fsck or a kernel mount replays them)`);
   }
   let target: BlockDevice = device;
-  if (opts.mode === 'overlay' || device.readOnly) target = new OverlayDevice(device, Math.max(geo.blockSize, 4096));
+  if (mode === 'overlay' || device.readOnly) target = new OverlayDevice(device, Math.max(geo.blockSize, 4096));
   try {
-    const errorsFound = scan ? await replay(read, scan, jsb, jmap, geo, report, target, opts.mode) : false;
+    const errorsFound = scan ? await replay(read, scan, jsb, jmap, geo, report, target, mode) : false;
     await finishRecovery(target, geo, jmap, jsb, sb, scan, errorsFound);
   } catch (e) {
     return fail(e);
@@ -192,7 +210,8 @@ async function finishRecovery(target: BlockDevice, geo: Geometry, jmap: JournalM
   await writeJournalSuperblock(target, geo, jmap, {
     ...jsb, start: 0, sequence: scan ? (endTid + 1) >>> 0 : jsb.sequence,
     featureIncompat: jsb.blockType === 4 ? jsb.featureIncompat & ~JBD2_FEATURE_INCOMPAT_FAST_COMMIT : jsb.featureIncompat,
-    errno: scan?.failedCommitTid !== undefined ? -EINVAL : jsb.errno,
+    // A journal abort (s_errno) becomes the filesystem's error flag below, as e2fsck does.
+    errno: scan?.failedCommitTid !== undefined ? -EINVAL : 0,
   });
   await target.flush();
 

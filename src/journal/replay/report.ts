@@ -31,6 +31,8 @@ export interface JournalReport {
   transactions: number;
   startTid: number | undefined;
   endTid: number | undefined;
+  /** Journal block where the log ends (after the last complete or partial transaction scanned). */
+  headBlock: number | undefined;
   replayedBlocks: number;
   revokeRecords: number;
   revokedCopies: number;
@@ -49,7 +51,7 @@ export interface JournalReport {
 
 export function emptyReport(): JournalReport {
   return {
-    summary: undefined, needsRecovery: false, applied: 'none', transactions: 0, startTid: undefined, endTid: undefined,
+    summary: undefined, needsRecovery: false, applied: 'none', transactions: 0, startTid: undefined, endTid: undefined, headBlock: undefined,
     replayedBlocks: 0, revokeRecords: 0, revokedCopies: 0, failedCommitTid: undefined, tagChecksumErrors: [],
     fastCommitNotApplied: false, orphansPending: false, error: undefined, warnings: [],
   };
