@@ -225,3 +225,24 @@ test('link: an existing new name is EEXIST even when the source is a directory (
   assert.equal(await errnoOf(fs.link('/d', '/new')), 'EPERM');
   await fs.close();
 });
+
+test("a handle opened 'a+' reads from the start (O_APPEND moves only writes)", async () => {
+  const { fs } = await fresh();
+  await fs.writeFile('/f', 'abc');
+  const fh = await fs.open('/f', 'a+');
+  const buf = new Uint8Array(3);
+  assert.equal((await fh.read(buf, 0, 3, null)).bytesRead, 3);
+  assert.equal(new TextDecoder().decode(buf), 'abc');
+  await fh.write(new TextEncoder().encode('de'));
+  assert.equal(await fs.readFile('/f', 'utf8'), 'abcde');
+  await fh.close();
+  await fs.close();
+});
+
+test('statfs bavail leaves out the root reserve and the reserved metadata pool, as the kernel reports it', async () => {
+  const { fs } = await fresh({ blockSize: 4096 }, 16);
+  const sf = await fs.statfs();
+  const pool = Math.min(Math.floor(4096 / 50), 4096); // 16 MiB of 4 KiB clusters: 2 %
+  assert.equal(sf.bavail, sf.bfree - fs.info().reservedBlocks - pool);
+  await fs.close();
+});

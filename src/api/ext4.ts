@@ -358,9 +358,11 @@ export class Ext4 {
     }
     const dirty = this.fs ? this.fs.space.dirtyClusters : 0;
     const bfree = (freeClusters - dirty) * R;
+    // As the kernel: the reserved pool kept for metadata (2 % of clusters, at most 4096) is not available either.
+    const resvPoolBlocks = (this.fs ? this.fs.space.resvPoolClusters : Math.min(Math.floor(geo.clustersCount / 50), 4096)) * R;
     return {
       type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
-      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount), files: geo.inodesCount, ffree: freeInodes,
+      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount - resvPoolBlocks), files: geo.inodesCount, ffree: freeInodes,
     };
   }
 
@@ -414,7 +416,8 @@ export class Ext4 {
     if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
-    let position = f.append ? oi.inode.sizeBytes : 0;
+    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
+    let position = 0;
     let open = true;
     const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
     const handle: Ext4WritableHandle = {

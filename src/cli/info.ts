@@ -1,11 +1,14 @@
 // `ext4kit info [--json] IMAGE`: the superblock summary, laid out like `dumpe2fs -h` (same labels,
 // so the two can be compared line by line; times in UTC).
-import { Ext4 } from '../node.ts';
 import type { Ext4Info } from '../api/types.ts';
 import { parseArgs } from './args.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const INFO_USAGE = `usage: ext4kit info [--json] IMAGE
-  --json  print the summary as a JSON object`;
+  --json  print the summary as a JSON object
+${IMAGE_USAGE}
+example:
+  ext4kit info --json disk.img`;
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -103,8 +106,8 @@ export function printJournalWarnings(info: Ext4Info, image: string): void {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['json'], minPositionals: 1, maxPositionals: 1, usage: INFO_USAGE });
-  const fs = await Ext4.open(args.positionals[0]!, { readOnly: true });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['json'], minPositionals: 1, maxPositionals: 1, usage: INFO_USAGE });
+  const fs = await openImage(args.positionals[0]!, args, { readOnly: true });
   try {
     const info = await fs.info();
     printJournalWarnings(info, args.positionals[0]!);
