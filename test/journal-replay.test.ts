@@ -263,6 +263,39 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     assert.match(r.stdout, /Filesystem state: +clean with errors|not clean with errors/);
   });
 
+  test('needs_recovery with an empty log: nothing to replay, a writable open clears the flag', async () => {
+    const img = await makeImage({ blockSize: 4096, sizeBytes: 16 << 20, type: 'ext4' });
+    await debugfs(img, 'feature needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.deepEqual([ro.info().journal!.needsRecovery, ro.info().journal!.transactions], [false, 0]);
+    await ro.close();
+    assert.equal(await fileSha(img), sum);
+    const rw = await Ext4.open(img);
+    assert.equal(rw.readOnly, false);
+    await rw.writeFile('/after', 'written after the open');
+    await rw.close();
+    await fsckClean(img);
+    assert.doesNotMatch((await dumpe2fsHeader(img))['Filesystem features'] ?? '', /needs_recovery/);
+  });
+
+  test('a log without needs_recovery is not replayed; a writable open discards it as Linux does', async () => {
+    const { img, original } = await revokeImage(true);
+    await debugfs(img, 'feature -needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.equal(ro.info().journal!.transactions, 3);
+    assert.deepEqual(Buffer.from(await ro.readFile('/victim')), original, 'not replayed');
+    await ro.close();
+    assert.equal(await fileSha(img), sum);
+    const rw = await Ext4.open(img);
+    assert.match(rw.info().journal!.warnings.join(), /discarded/);
+    assert.deepEqual(Buffer.from(await rw.readFile('/victim')), original);
+    await rw.close();
+    await fsckClean(img);
+    assert.equal((await dumpe2fsHeader(img))['Journal start'], '0');
+  });
+
   test('the fidelity check catches a replay that ignores revokes', async () => {
     const { img } = await revokeImage(false);
     replayTestHooks.ignoreRevokes = true;
