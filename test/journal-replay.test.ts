@@ -98,6 +98,7 @@ async function checkFidelity(img: string, opts: { kernel: boolean; writable: 'cl
     const w = await Ext4.open(rw);
     assert.equal(w.readOnly, false, `writable after replay (${w.info().forcedReadOnly})`);
     assert.equal(w.info().journal!.applied, 'on-disk');
+    if (report.orphansPending) assert.ok(w.info().journal!.orphansReleased > 0, 'the writable open released the orphans');
     assert.deepEqual(await viewOf(w), ours, 'writable view equals the read-only view');
     await w.close();
     await fsckClean(rw);
@@ -146,6 +147,7 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
       const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
       assert.ok(r.report.transactions >= 1 && r.report.replayedBlocks > 0, JSON.stringify(r.report));
       assert.ok(r.ours.some((l) => l.startsWith('/last/a/b/c/file ')), 'the last transaction is visible');
+      assert.equal(r.report.orphansPending, true, 'the open-unlinked file is an orphan after the replay');
       console.log(`kernel ${bs} ${features}: ${r.report.transactions} transaction(s), ${r.report.replayedBlocks} block(s), ${r.report.revokeRecords} revoke(s)`);
     });
   }
@@ -199,6 +201,13 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     const warn = await runTool(process.execPath, [BIN, 'info', bad]);
     assert.equal(warn.exitCode, 0);
     assert.match(warn.stderr, /warning: .*transaction 3 was corrupt/);
+  });
+
+  test('orphan file entries: the read-only view matches, a writable open refuses (ENOTSUP) without writing', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelCrashImage({ blockSize: 4096, features: 'orphan_file', rounds: 1 });
+    const r = await checkFidelity(img, { kernel: true, writable: 'refused' });
+    assert.equal(r.report.orphansPending, true);
   });
 
   test('kernel log that wraps around the end of the journal', async (t) => {

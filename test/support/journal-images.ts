@@ -54,7 +54,14 @@ export async function kernelCrashImage(opts: KernelCrashOptions): Promise<string
     await rename(join(mnt, 'r0'), join(mnt, 'last/r0-moved'));
     await runTool('sync', ['-f', mnt]);
     await writeFile(join(mnt, 'last/unsynced'), 'x'.repeat(5000));
+    // An orphan: unlinked while still open at the crash (on the orphan list, or in the orphan file).
+    const held = await open(join(mnt, 'last/held'), 'w');
+    await held.write(Buffer.alloc(70_000, 7));
+    await held.sync();
+    await unlink(join(mnt, 'last/held'));
+    await runTool('sync', ['-f', mnt]);
     const r = await runTool('python3', ['-c', SHUTDOWN_LOGFLUSH, mnt]);
+    await held.close().catch(() => undefined);
     if (r.exitCode !== 0) throw new Error(`EXT4_IOC_SHUTDOWN failed: ${r.stderr}`);
   }, { options: opts.mountOptions });
   return img;
