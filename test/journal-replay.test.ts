@@ -13,7 +13,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { Ext4 } from '../src/node.ts';
 import type { Ext4 as CoreExt4 } from '../src/api/ext4.ts';
 import { Ext4Error } from '../src/errors/ext4-error.ts';
+import { MemoryDevice } from '../src/device/memory-device.ts';
+import type { BlockDevice } from '../src/device/block-device.ts';
 import { replayTestHooks } from '../src/journal/replay/passes.ts';
+import { recoverJournal } from '../src/journal/replay/recover.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
@@ -27,6 +30,22 @@ const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ext4kit.
 
 const skipTools = haveE2fsprogs() ? false : 'e2fsprogs (Debian package e2fsprogs) not installed';
 if (skipTools) console.log(`journal-replay.test.ts: skipped: ${skipTools}`);
+
+/** Refuses every write after the first `limit` (a crash in the middle of recovery). */
+class CuttingDevice implements BlockDevice {
+  writes = 0;
+  constructor(private readonly inner: BlockDevice, private readonly limit: number) {}
+  get sizeBytes(): number { return this.inner.sizeBytes; }
+  get readOnly(): boolean { return false; }
+  read(o: number, n: number): Promise<Uint8Array> { return this.inner.read(o, n); }
+  async write(o: number, d: Uint8Array): Promise<void> {
+    if (this.writes >= this.limit) throw new Ext4Error('EIO', 'cut');
+    this.writes++;
+    return this.inner.write(o, d);
+  }
+  flush(): Promise<void> { return this.inner.flush(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 const fileSha = async (p: string) => sha(await readFile(p));
@@ -303,6 +322,35 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     await rw.close();
     await fsckClean(img);
     assert.equal((await dumpe2fsHeader(img))['Journal start'], '0');
+  });
+
+  test('replay is idempotent: cut after every one of its writes, then replayed again, the image is e2fsck-clean and the same', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelCrashImage({ blockSize: 1024, features: 'metadata_csum,64bit', rounds: 1 });
+    const original = new Uint8Array(await readFile(img));
+    const ro = await Ext4.open(new MemoryDevice(original.slice()), { readOnly: true });
+    const expected = await viewOf(ro);
+    await ro.close();
+    let cuts = 0;
+    for (let k = 0; ; k++) {
+      const bytes = original.slice();
+      const dev = new CuttingDevice(new MemoryDevice(bytes), k);
+      const done = await recoverJournal(dev, { mode: 'write' }).then(() => true, (e: unknown) => {
+        assert.ok(e instanceof Ext4Error && e.code === 'EIO', String(e));
+        return false;
+      });
+      if (done) break; // recovery needed fewer than k writes
+      cuts++;
+      const again = await Ext4.open(new MemoryDevice(bytes));
+      assert.deepEqual(await viewOf(again), expected, `cut after ${k} writes`);
+      await again.close();
+      const out = tmpImagePath('cut');
+      await writeFile(out, bytes);
+      await fsckClean(out);
+      if (k > 500) assert.fail('too many writes');
+    }
+    console.log(`idempotence: ${cuts} cut points`);
+    assert.ok(cuts > 10);
   });
 
   test('the fidelity check catches a replay that ignores revokes', async () => {
