@@ -784,6 +784,18 @@ export class Filesystem {
     });
   }
 
+  /** Whether directory `ino` is `dir` or one of its ancestors. */
+  private async isAncestor(ino: number, dir: OpenInode): Promise<boolean> {
+    for (let d = dir, hops = 0; ; hops++) {
+      if (d.ino === ino) return true;
+      if (d.ino === ROOT_INO) return false;
+      if (hops > 65536) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: d.ino });
+      const up = await lookupName(this.dirSource(d), encodeUtf8('..'));
+      if (!up) throw corrupt('dir-no-dotdot', "directory has no '..'", { inode: d.ino });
+      d = await this.getInode(up.ino);
+    }
+  }
+
   async rename(from: string, to: string): Promise<void> {
     await this.ns.withLock(async () => {
       const src = await this.resolveParent(from, 'rename');
@@ -794,16 +806,9 @@ export class Filesystem {
       const target = await this.lookupIn(dst.dir, dst.nameBytes);
       if (target && target.ino === moving.ino) return;
       const movingDir = isDirMode(moving.inode.mode);
-      if (movingDir) {
-        // A directory may not move into its own subtree.
-        for (let d = dst.dir, hops = 0; d.ino !== ROOT_INO; hops++) {
-          if (d.ino === moving.ino) throw posixError('EINVAL', 'rename', from, to);
-          if (hops > 65536) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: d.ino });
-          const up = await lookupName(this.dirSource(d), encodeUtf8('..'));
-          if (!up) throw corrupt('dir-no-dotdot', "directory has no '..'", { inode: d.ino });
-          d = await this.getInode(up.ino);
-        }
-      }
+      // A directory may not move into its own subtree; nothing may replace one of its own ancestors (the kernel's order).
+      if (movingDir && await this.isAncestor(moving.ino, dst.dir)) throw posixError('EINVAL', 'rename', from, to);
+      if (target && isDirMode(target.inode.mode) && await this.isAncestor(target.ino, src.dir)) throw posixError('ENOTEMPTY', 'rename', from, to);
       if (target) {
         if (movingDir && !isDirMode(target.inode.mode)) throw posixError('ENOTDIR', 'rename', from, to);
         if (!movingDir && isDirMode(target.inode.mode)) throw posixError('EISDIR', 'rename', from, to);
