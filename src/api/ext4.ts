@@ -4,6 +4,8 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
+import { recoverJournal } from '../journal/replay/recover.ts';
+import type { JournalReport } from '../journal/replay/report.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
 import { checkXattrName, checkXattrNameArg, readXattrs } from '../fs/xattrs.ts';
@@ -34,6 +36,8 @@ export class Ext4 {
   /** Read-only mounts: directory blocks whose checksums were verified once. */
   private readonly verifiedBlocks = new Set<number>();
   private readonly cred: Credentials;
+  /** What journal recovery found and did at open. */
+  private journalReport: JournalReport | undefined;
   protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
     this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
   }
@@ -46,9 +50,14 @@ export class Ext4 {
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
     // Writable mounts coalesce appending device writes (thousands of small files imported one
     // after another become one write per MiB); the wrapper is transparent to reads.
-    const vol = await Volume.open(opts.readOnly ? device : new CoalescingDevice(device), opts);
+    // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
+    // replays to the image. `recovered.device` replaces `device` from here on.
+    const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
+    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
-    return new Ext4(vol, fs, opts);
+    const ext4 = new Ext4(vol, fs, opts);
+    ext4.journalReport = recovered.report;
+    return ext4;
   }
 
   /** Creates an empty filesystem on `device`. */
@@ -382,6 +391,7 @@ export class Ext4 {
       orphanFileInode: sb.featureCompat & COMPAT.orphan_file ? sb.orphanFileInum : 0,
       created: date(sb.mkfsTime), lastWritten: date(sb.wtime), lastMounted: sb.mtime ? date(sb.mtime) : undefined,
       mountCount: sb.mntCount, forcedReadOnly: this.vol.forcedReadOnly, readOnly: this.vol.readOnly,
+      journal: this.journalReport,
     };
   }
 
