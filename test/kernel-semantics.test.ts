@@ -258,3 +258,14 @@ test('rename onto an ancestor of the source is ENOTEMPTY, before any type check 
   await fs.close();
   await fsckClean(image);
 });
+
+test("renaming a directory over an empty directory in another parent keeps the new parent's link count", async () => {
+  const { fs, image } = await fresh();
+  await fs.mkdir('/a/y', { recursive: true });
+  await fs.mkdir('/c');
+  await fs.rename('/c', '/a/y');
+  assert.equal((await fs.stat('/a')).nlink, 3);
+  assert.equal((await fs.stat('/')).nlink, 4); // ., .., lost+found's and a's '..'
+  await fs.close();
+  await fsckClean(image);
+});

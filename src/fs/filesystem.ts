@@ -833,7 +833,8 @@ export class Filesystem {
           await moving.data.withWrite(() => dirSetParent(this.dirEnv(h, moving), dst.dir.ino));
           if (this.dcache.has(moving.ino)) this.dcachePut(moving.ino, '..', dst.dir.ino, false);
           this.decDirLinks(src.dir);
-          if (!target) this.incDirLinks(dst.dir);
+          // The new parent gains the moved directory's '..' (a replaced directory's was dropped above).
+          this.incDirLinks(dst.dir);
           this.markInodeDirty(src.dir);
           this.markInodeDirty(dst.dir);
         }

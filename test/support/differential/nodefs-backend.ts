@@ -51,6 +51,8 @@ class Helper {
     this.proc = spawn('python3', ['-u', '-c', HELPER], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.proc.stdout }).on('line', (l) => this.waiting.shift()?.(l));
     this.proc.stderr.on('data', (d: Buffer) => process.stderr.write(`[xattr helper] ${d.toString()}`));
+    // A helper that dies fails the calls waiting on it instead of hanging them.
+    this.proc.on('exit', (code) => { for (const w of this.waiting.splice(0)) w(JSON.stringify({ ok: false, code: `EHELPER${code ?? ''}` })); });
   }
   /** One request at a time, in order. */
   call(req: Record<string, unknown>): Promise<unknown> {
