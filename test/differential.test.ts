@@ -54,7 +54,11 @@ function classify(op: Op, expected: Outcome, actual: Outcome): string | undefine
   return undefined;
 }
 
+// st_blocks is compared in the final trees, taken after syncfs. Not in the results of single
+// calls: the kernel's background writeback can run at any time, and while it moves a delayed
+// block to allocated, stat may count one block short (seen in 2 of 300 sequences before syncfs).
 const compareBlocks = true;
+const callBlocks = false;
 let totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
 
 function report(mismatches: Mismatch[]): string {
@@ -67,7 +71,7 @@ for (const g of GEOMETRIES) {
       const seed = s * 7919 + g.blockSize + (g.clusterBytes ?? 0);
       await t.test(`seed ${seed}`, async (st) => {
         const ops = randomSequence(seed, OPS);
-        const r = await withPair(g, { blocks: compareBlocks }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: compareBlocks }, classify));
+        const r = await withPair(g, { blocks: compareBlocks }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: callBlocks }, classify));
         const { mismatches, known } = r.result;
         totals.sequences++;
         totals.ops += ops.length;
@@ -126,7 +130,7 @@ test('the differential runner catches a reintroduced xattr name check bug (user.
     { k: 'setxattr', path: '/f', name: 'user.', len: 5, seed: 2, flags: 0 },
     { k: 'listxattr', path: '/f' },
   ];
-  const r = await withPair(GEOMETRIES[0]!, { blocks: compareBlocks, broken: { acceptEmptyXattrName: true } }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: compareBlocks }));
+  const r = await withPair(GEOMETRIES[0]!, { blocks: compareBlocks, broken: { acceptEmptyXattrName: true } }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: callBlocks }));
   assert.deepEqual(r.result.mismatches.map((m) => [m.index, m.expected, m.actual]), [[1, { ok: false, code: 'EINVAL' }, { ok: true }]]);
 });
 
@@ -169,8 +173,8 @@ test('path edge cases, ext4kit vs the kernel (4 KiB blocks)', { skip, timeout: 3
       };
       await kernel.mkdir(root, 0o755);
       await ext4kit.mkdir(root, 0o755);
-      const ks = new Session(kernel, { blocks: compareBlocks });
-      const es = new Session(ext4kit, { blocks: compareBlocks });
+      const ks = new Session(kernel, { blocks: callBlocks });
+      const es = new Session(ext4kit, { blocks: callBlocks });
       const diffs: string[] = [];
       for (const op of [...SETUP, ...ops].map(rebase)) {
         const [k, e] = [await ks.run(op), await es.run(op)];
