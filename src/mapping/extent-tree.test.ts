@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { u16, u32 } from '../util/bytes.ts';
+import { u16, u32, xorU8 } from '../util/bytes.ts';
 import { fileBlock, fsBlock, inodeNo, type FsBlock } from '../util/brand.ts';
 import { fsCsumSeed, inodeCsumSeed } from '../format/checksum.ts';
 import { decodeInode, EXTENTS_FL, S_IFREG, type Inode } from '../format/inode.ts';
@@ -599,9 +599,9 @@ describe('extent tree details', () => {
     for (let i = 0; i < 10; i++) await extentInsert(h.env, ext(2 * i, 1, 1000 + 2 * i));
     const [leafBlock] = [...h.nodesLive];
     const leaf = h.txn.blocks.get(leafBlock!)!;
-    leaf[20] ^= 1; // inside an extent entry: checksum no longer matches
+    xorU8(leaf, 20, 1); // inside an extent entry: checksum no longer matches
     await assert.rejects(extentLookup(h.env, 4), { code: 'EBADMSG' });
-    leaf[20] ^= 1;
+    xorU8(leaf, 20, 1);
     // Index pointer outside the filesystem.
     const good = h.env.root.slice();
     const node = decodeExtentNode(h.env.root, { isRoot: true, blockSize: 1024, where: {} });
