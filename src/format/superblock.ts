@@ -226,7 +226,7 @@ export function validateSuperblock(sb: Superblock, deviceSizeBytes: number): Sup
   let forceReadOnly: string | undefined;
   const unknownRo = sb.featureRoCompat & ~KNOWN_RO;
   if (unknownRo) forceReadOnly = `unknown ro_compat features: ${featureNames('ro_compat', unknownRo).join(', ')}`;
-  else if (sb.featureIncompat & INCOMPAT.needs_recovery) forceReadOnly = 'journal needs recovery (replay not implemented yet)';
+  else if (sb.featureIncompat & INCOMPAT.needs_recovery) forceReadOnly = 'journal needs recovery (it could not be replayed: see info().journal)';
   return { forceReadOnly };
 }
 
