@@ -26,7 +26,7 @@ import {
 } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { Ext4 } from '../node.ts';
+import { Ext4, NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Ext4Stats } from '../api/types.ts';
 import type { Mapping } from '../mapping/read-map.ts';
@@ -59,6 +59,11 @@ interface Rec {
   kind: Kind;
   hostDev: bigint;
   hostIno: bigint;
+}
+
+/** Raw reads of the image (Node's file device): file data without the API's copies. */
+export interface DataSource {
+  readInto(offsetBytes: number, target: Uint8Array): void;
 }
 
 interface CopyOptions {
@@ -141,8 +146,10 @@ class Copier {
     private readonly fs: Ext4,
     private readonly opts: CopyOptions,
     private readonly blockSize: number,
+    private readonly blocksCount: number,
     private readonly maxEntries: number,
     private readonly progress: Progress,
+    private readonly data: DataSource | undefined,
   ) {}
 
   private warnOnce(key: string, msg: string): void {
@@ -313,6 +320,7 @@ class Copier {
     const bs = this.blockSize;
     const maps: Mapping[] = [];
     for await (const m of this.fs.mappings(src)) maps.push(m);
+    if (this.data) return this.copyDirect(maps, st, out, this.data);
     // A small file written from its first block to its last without a gap: one read, one write
     // (the common case, and one path lookup fewer than opening the file).
     let covered = 0;
@@ -338,6 +346,33 @@ class Copier {
       }
     } finally {
       await fh.close();
+    }
+    return endBytes;
+  }
+
+  /**
+   * The same copy with the mapped blocks read straight from the image into one reused buffer
+   * (the API's read path allocates and copies twice per request). Mappings come from the
+   * validated extent tree; their range is checked again here.
+   */
+  private copyDirect(maps: readonly Mapping[], st: Ext4Stats, out: number, data: DataSource): number {
+    const bs = this.blockSize;
+    let endBytes = 0;
+    for (const m of maps) {
+      if (m.unwritten) continue;
+      const fsBlock = Number(m.fsBlock);
+      if (fsBlock < 0 || fsBlock + m.countBlocks > this.blocksCount) {
+        throw corrupt('extent-range', `file '${st.ino}' maps blocks ${fsBlock}+${m.countBlocks} outside the filesystem`, { inode: st.ino });
+      }
+      let pos = Number(m.fileBlock) * bs;
+      const end = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs);
+      while (pos < end) {
+        const n = Math.min(CHUNK, end - pos);
+        const buf = this.chunk.subarray(0, n);
+        data.readInto((fsBlock - Number(m.fileBlock)) * bs + pos, buf);
+        endBytes = this.writeAll(out, buf, pos);
+        pos += n;
+      }
     }
     return endBytes;
   }
@@ -463,7 +498,7 @@ export async function getFromImage(
   fs: Ext4,
   srcPath: string,
   dest: string,
-  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void },
+  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void; data?: DataSource },
 ): Promise<GetResult> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
   const given = normalizeImagePath(srcPath);
@@ -496,8 +531,8 @@ export async function getFromImage(
   const info = await fs.info();
   const usedBytes = Math.max(0, (info.blocksCount - info.freeBlocks) * info.blockSize);
   const progress = new Progress('get', opts.recursive ? usedBytes : st.size);
-  const copier = new Copier(fs, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn }, info.blockSize,
-    Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress);
+  const copier = new Copier(fs, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn }, info.blockSize, info.blocksCount,
+    Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
     await copier.copyTree(src, st, target, existingRoot);
     await copier.finish();
@@ -510,9 +545,13 @@ export async function getFromImage(
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { flags: ['r', 'f', 'exact-times'], minPositionals: 3, maxPositionals: 3, usage: GET_USAGE });
   const [image, path, dest] = args.positionals as [string, string, string];
-  const fs = await Ext4.open(image, { readOnly: true });
+  const device = await NodeFileDevice.open(image, { readOnly: true });
+  const fs = await Ext4.open(device, { readOnly: true }).catch(async (e: unknown) => {
+    await device.close();
+    throw e;
+  });
   try {
-    await getFromImage(fs, path, dest, { recursive: args.flags.has('r'), force: args.flags.has('f'), exactTimes: args.flags.has('exact-times') });
+    await getFromImage(fs, path, dest, { recursive: args.flags.has('r'), force: args.flags.has('f'), exactTimes: args.flags.has('exact-times'), data: device });
   } finally {
     await fs.close();
   }
