@@ -17,7 +17,7 @@ import {
 } from './delalloc.ts';
 import { clusterOf, logicalCluster, type LogicalCluster } from './extent-status.ts';
 import {
-  extentInsert, extentLookup, extentRemoveRange, logicalClusterMapped, extentSetUnwritten, type ExtentTreeEnv,
+  extentInsert, extentLookup, extentNextBound, extentRemoveRange, logicalClusterMapped, extentSetUnwritten, type ExtentTreeEnv,
 } from './extent-tree.ts';
 import { EXT_INIT_MAX_LEN, EXT_UNWRITTEN_MAX_LEN } from '../format/extent.ts';
 
@@ -77,9 +77,11 @@ export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count
       b += n;
       continue;
     }
-    // A hole up to the next delayed or mapped block.
+    // A hole up to the next delayed or mapped block (one tree walk bounds the mapped side).
+    const bound = await extentNextBound(env, b);
+    const limit = bound === undefined ? end : Math.min(end, bound);
     let n = 1;
-    while (b + n < end && !f.state.es.lookup(fb(b + n)) && !(await extentLookup(env, fb(b + n)))) n++;
+    while (b + n < limit && !f.state.es.lookup(fb(b + n))) n++;
     push(out, { first: b, count: n, state: 'hole' });
     b += n;
   }
