@@ -31,7 +31,7 @@ export interface Competitor {
   /** The timed step. */
   command: () => Command | Promise<Command>;
   /** Untimed, after a run: throws when the output is wrong (so that nothing can win by cheating). */
-  verify?: () => Promise<void>;
+  verify?: (run: { mode: CacheMode; index: number }) => Promise<void>;
   /** Untimed, after the first run: extra columns for the table, e.g. { 'extents/file': '1.02' }. */
   metrics?: () => Promise<Record<string, string>>;
   /** Verify after every run (default) or only after the first one (for slow checks). */
@@ -281,7 +281,7 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
           const m = await measure(await c.command(), c.timeoutMs, rssFile);
           r.runs.push(m);
           ctx.log(`  ${c.name} [${mode}]: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
-          if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify();
+          if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify({ mode, index: i });
           if (c.metrics && i === 0 && !r.metrics) r.metrics = await c.metrics();
         } catch (e) {
           r.failed = (e as Error).message;
