@@ -330,6 +330,8 @@ export class CopyIn {
       await this.fs.chmod(dest, mode);
     }
     await this.setOwner(dest, e.st, created ? 0 : -1, created ? 0 : -1);
+    // mkdir keeps no set-gid bit from its mode argument (as the kernel's): set the bits afterwards.
+    if (created && (mode & 0o7000) !== 0) await this.fs.chmod(dest, mode);
     this.result.dirs++;
     this.progress?.tick(0, true);
     this.created.set(e.host.toString('latin1'), dest);
@@ -480,9 +482,11 @@ export async function putIntoImage(fs: Ext4, src: string, dest: string, opts: Co
   });
   const copier = new CopyIn(fs, opts);
   const srcBytes = Buffer.from(srcAbs);
+  // `SRC/.` (cp's convention): the directory's contents go straight into an existing DEST.
+  const contentsOf = st.isDirectory() && /(^|\/)\.\/*$/.test(src);
   if (existing?.isDirectory()) {
     const base = basename(srcAbs);
-    if (base === '') {
+    if (base === '' || contentsOf) {
       await copier.copyInto(srcBytes, st, target);
       return copier.result;
     }
