@@ -35,6 +35,8 @@ export class Ext4 {
   private listedEntries = 0;
   /** Read-only mounts: directory blocks whose checksums were verified once. */
   private readonly verifiedBlocks = new Set<number>();
+  /** Read-only mounts: inodes decoded and verified once (path walks reload every component). */
+  private readonly inodes = new Map<number, Inode>();
   private readonly cred: Credentials;
   /** What journal recovery found and did at open. */
   private journalReport: JournalReport | undefined;
@@ -94,7 +96,12 @@ export class Ext4 {
 
   private async loadInode(ino: number, where: string): Promise<Inode> {
     // A writable mount's in-memory inodes are newer than the inode table until commit.
-    const inode = this.fs ? (await this.fs.getInode(ino)).inode : await this.vol.readInode(ino);
+    let inode = this.fs ? (await this.fs.getInode(ino)).inode : this.inodes.get(ino);
+    if (inode === undefined) {
+      inode = await this.vol.readInode(ino);
+      if (this.inodes.size >= 1 << 16) this.inodes.clear();
+      this.inodes.set(ino, inode);
+    }
     if (inode.linksCount === 0 && inode.mode === 0) {
       throw corrupt('dirent-unused-inode', `directory entry '${where}' points to unused inode ${ino}`, { inode: ino });
     }

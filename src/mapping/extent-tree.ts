@@ -338,6 +338,22 @@ export async function extentLookup(env: ExtentTreeEnv, fileBlock: number): Promi
   return e && fileBlock < endOf(e) ? copyExtent(e) : undefined;
 }
 
+/**
+ * A bound for hole scans: the first block after `fileBlock` that may be mapped (the start of the
+ * next extent in the leaf that covers `fileBlock`, or that leaf's upper key bound); undefined
+ * when no extent can follow. One tree walk instead of one per block of the hole.
+ */
+export async function extentNextBound(env: ExtentTreeEnv, fileBlock: number): Promise<number | undefined> {
+  checkEnv(env);
+  checkFileBlock(fileBlock, 'lookup of');
+  const path = await findPath(env, fileBlock);
+  const leaf = leafOf(path);
+  const next = leaf.extents[lastAtOrBelow(leaf.extents, fileBlock) + 1];
+  if (next) return next.fileBlock;
+  const hi = path[path.length - 1]!.hi;
+  return hi >= EXT_MAX_LOGICAL_END ? undefined : hi;
+}
+
 /** The extent containing `fileBlock` or the nearest one before it. */
 async function extentAtOrBefore(env: ExtentTreeEnv, fileBlock: number): Promise<Extent | undefined> {
   const leaf = leafOf(await findPath(env, fileBlock));
