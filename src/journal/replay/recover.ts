@@ -19,7 +19,7 @@ import {
 import { journalFormat } from '../../format/jbd2/header.ts';
 import { u16, u32, setU16, setU32, hi32 } from '../../util/bytes.ts';
 import { descriptorBlock, geometryOf, type Geometry } from '../../layout/geometry.ts';
-import { mapJournalInode, type JournalMap } from './journal-inode.ts';
+import { mapJournalInode, journalOwns, journalBlockToFs, type JournalMap } from './journal-inode.ts';
 import { scanLog, collectRevokes, planReplay, type ReadJournalBlock, type ScanResult } from './passes.ts';
 import { fastCommitBlocksFor } from './fast-commit.ts';
 import { emptyReport, type JournalReport, type JournalSummary } from './report.ts';
@@ -82,8 +82,7 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   try {
     jmap = await mapJournalInode(device, sb, geo);
     read = async (j: number) => {
-      if (!Number.isInteger(j) || j < 0 || j >= jmap.countBlocks) throw new Ext4Error('EUCLEAN', `journal block ${j} outside the journal`, { detail: 'jbd2-range' });
-      return device.read(jmap.fsBlockOf[j]! * geo.blockSize, geo.blockSize);
+      return device.read(journalBlockToFs(jmap, j) * geo.blockSize, geo.blockSize);
     };
     jsb = decodeJournalSuperblock(await read(0), { journalBlocks: jmap.countBlocks, blockSize: geo.blockSize, where: { inode: jmap.ino } });
     report.summary = summarize(jsb, jmap, geo);
@@ -174,7 +173,7 @@ async function replay(read: ReadJournalBlock, scan: ScanResult, jsb: JournalSupe
   report: JournalReport, target: BlockDevice, mode: RecoverMode): Promise<boolean> {
   const fmt = journalFormat(jsb);
   const revoked = await collectRevokes(read, scan, fmt);
-  const plan = await planReplay(read, scan, fmt, revoked, (b) => Number.isSafeInteger(b) && b < geo.blocksCount && !jmap.owned.has(b));
+  const plan = await planReplay(read, scan, fmt, revoked, (b) => Number.isSafeInteger(b) && b < geo.blocksCount && !journalOwns(jmap, b));
   report.revokeRecords = revoked.size;
   report.revokedCopies = plan.revokedCopies;
   report.replayedBlocks = plan.blocks.size;
@@ -208,7 +207,7 @@ async function orphanFileInUse(device: BlockDevice, geo: Geometry, blocks: Map<n
 }
 
 async function writeJournalSuperblock(device: BlockDevice, geo: Geometry, jmap: JournalMap, jsb: JournalSuperblock): Promise<void> {
-  const off = jmap.fsBlockOf[0]! * geo.blockSize;
+  const off = journalBlockToFs(jmap, 0) * geo.blockSize;
   const bytes = await device.read(off, 1024);
   encodeJournalSuperblock(jsb, bytes);
   await device.write(off, bytes);
