@@ -312,7 +312,7 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     await debugfs(img, 'feature -needs_recovery', { write: true });
     const sum = await fileSha(img);
     const ro = await Ext4.open(img, { readOnly: true });
-    assert.equal(ro.info().journal!.transactions, 3);
+    assert.equal((await ro.journalInfo())!.transactions, 3);
     assert.deepEqual(Buffer.from(await ro.readFile('/victim')), original, 'not replayed');
     await ro.close();
     assert.equal(await fileSha(img), sum);

@@ -50,10 +50,22 @@ const FEATURE_NAMES: Array<[kind: 'compat' | 'incompat', bit: number, name: stri
  * 'overlay' never writes to it.
  */
 export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverMode }): Promise<RecoverResult> {
+  return recover(device, opts.mode, false);
+}
+
+/**
+ * The journal's summary and the state of its log (for info), read without changing anything.
+ * A read-only open of a clean image skips this (no journal reads at open): call it on demand.
+ */
+export async function describeJournal(device: BlockDevice): Promise<JournalReport> {
+  return (await recover(device, 'overlay', true)).report;
+}
+
+async function recover(device: BlockDevice, requested: RecoverMode, describe: boolean): Promise<RecoverResult> {
   const report = emptyReport();
   const unchanged = { device, report };
   let sb: Superblock;
-  let mode: RecoverMode = opts.mode;
+  let mode: RecoverMode = requested;
   try {
     sb = decodeSuperblock(await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
     validateSuperblock(sb, device.sizeBytes);
@@ -66,6 +78,8 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   }
   const recover = (sb.featureIncompat & INCOMPAT.needs_recovery) !== 0;
   if (!(sb.featureCompat & COMPAT.has_journal)) return unchanged; // needs_recovery alone keeps the image read-only
+  // A read-only open of a clean image reads nothing more (a browser over HTTP pays per request).
+  if (!recover && mode === 'overlay' && !describe) return unchanged;
   const geo = geometryOf(sb);
   if (geo.blocksCount * geo.blockSize > device.sizeBytes) return unchanged;
   const fail = (e: unknown): RecoverResult => {
