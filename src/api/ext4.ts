@@ -4,7 +4,7 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
-import { recoverJournal } from '../journal/replay/recover.ts';
+import { recoverJournal, describeJournal } from '../journal/replay/recover.ts';
 import type { JournalReport } from '../journal/replay/report.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
@@ -405,6 +405,19 @@ export class Ext4 {
       mountCount: sb.mntCount, forcedReadOnly: this.vol.forcedReadOnly, readOnly: this.vol.readOnly,
       journal: this.journalReport,
     };
+  }
+
+  /**
+   * The journal: what recovery found and did at open, with the journal's summary and the
+   * transactions in its log (read on demand for clean images opened read-only).
+   */
+  async journalInfo(): Promise<JournalReport | undefined> {
+    this.checkOpen();
+    if (!this.journalReport?.summary && this.vol.sb.featureCompat & COMPAT.has_journal) {
+      const described = await describeJournal(this.vol.device);
+      this.journalReport = { ...described, warnings: [...(this.journalReport?.warnings ?? []), ...described.warnings] };
+    }
+    return this.journalReport;
   }
 
   async close(): Promise<void> {
