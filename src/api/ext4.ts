@@ -413,7 +413,8 @@ export class Ext4 {
     if (f.create) oi = await fs.create(path, mode, this.cred, { exclusive: f.exclusive });
     else oi = await fs.resolve(path, true, 'open');
     if (isDirMode(oi.inode.mode) && (f.write || f.truncate)) throw posixError('EISDIR', 'open', path);
-    if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
+    // O_TRUNC frees blocks preallocated past EOF even when the size is already 0.
+    if (f.truncate && f.write && (oi.inode.sizeBytes > 0 || oi.inode.blocks512 > 0)) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
     // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
