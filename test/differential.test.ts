@@ -19,6 +19,13 @@
 //   handle (so even on a read-only one); ext4kit checks the handle first and gives EBADF there,
 //   as write(2) would.
 //
+// - Block placement: the kernel puts a directory's blocks in the first group of its flex group
+//   and a regular file's in the next one; ext4kit lets both share an area, so a file written
+//   after a mkdir can land in two runs instead of one. Its contents and sizes are the same, but
+//   with more than four extents it needs an extent index block, which st_blocks shows (1 of 300
+//   sequences, 1 KiB blocks with 16 KiB clusters: 224 vs 192 sectors). Not excused: it fails the
+//   final tree comparison when it shows, and the default seeds do not meet it.
+//
 // Known differences owned elsewhere, run as `todo` until branch `arch` (the single path walk)
 // lands: reading a directory through a handle (kernel EISDIR), creating through a dangling
 // symlink (kernel creates the target), trailing '/', '/.' and over-long names (edge-case test).
