@@ -441,12 +441,19 @@ export class Ext4 {
         // pwrite never moves the position, even with O_APPEND (it then writes at the end).
         const moves = pos === null || pos === undefined;
         // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
-        const n = await fs.write(oi, (size) => {
-          const at = f.append ? size : pos ?? position;
-          if (moves) position = at + bytes.length;
-          return at;
-        }, bytes, this.cred);
-        return { bytesWritten: n, buffer: bytes };
+        let at = -1;
+        try {
+          const n = await fs.write(oi, (size) => {
+            at = f.append ? size : pos ?? position;
+            if (moves) position = at + bytes.length;
+            return at;
+          }, bytes, this.cred);
+          return { bytesWritten: n, buffer: bytes };
+        } catch (e) {
+          // A failed write (ENOSPC, EFBIG) does not move the position.
+          if (moves && at >= 0 && position === at + bytes.length) position = at;
+          throw e;
+        }
       },
       truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },
       sync: async () => { check('fsync'); await fs.fsync(oi); },
