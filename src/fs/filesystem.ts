@@ -501,6 +501,41 @@ export class Filesystem {
     oi.inode.dtime = 0;
   }
 
+  /**
+   * Releases the orphans a crash left on the superblock's list (s_last_orphan, next = i_dtime),
+   * after journal replay: an unlinked inode is freed, a linked one loses its blocks past i_size
+   * (journal.md §2.7). Returns how many were released. A list leaving the valid inode range or
+   * looping is EUCLEAN.
+   */
+  async releaseOrphanList(): Promise<number> {
+    const { sb, geo } = this.vol;
+    let count = 0;
+    const seen = new Set<number>();
+    while (sb.lastOrphan !== 0) {
+      const ino = sb.lastOrphan;
+      if (ino < sb.firstIno || ino > geo.inodesCount || seen.has(ino)) {
+        throw corrupt('orphan-list', `orphan list reaches inode ${ino} (outside ${sb.firstIno}..${geo.inodesCount} or a loop)`, { inode: ino });
+      }
+      seen.add(ino);
+      const oi = await this.getInode(ino);
+      await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+        sb.lastOrphan = oi.inode.dtime;
+        if (oi.inode.linksCount === 0) {
+          await this.evictInode(h, oi);
+        } else {
+          const firstGone = Math.ceil(oi.inode.sizeBytes / this.blockSize);
+          if (oi.inode.flags & EXTENTS_FL && firstGone <= MAX_FILE_BLOCK) {
+            await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstGone, MAX_FILE_BLOCK));
+          }
+          oi.inode.dtime = 0;
+          this.markInodeDirty(oi);
+        }
+      }));
+      count++;
+    }
+    return count;
+  }
+
   /** A file handle closed. */
   async release(oi: OpenInode): Promise<void> {
     oi.refs--;
