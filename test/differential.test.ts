@@ -69,7 +69,7 @@ function classify(op: Op, expected: Outcome, actual: Outcome): string | undefine
 // block to allocated, stat may count one block short (seen in 2 of 300 sequences before syncfs).
 const compareBlocks = true;
 const callBlocks = false;
-let totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
+const totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
 
 function report(mismatches: Mismatch[]): string {
   return mismatches.slice(0, 8).map((m) => `#${m.index} ${m.op}: kernel ${JSON.stringify(m.expected)}, ext4kit ${JSON.stringify(m.actual)}`).join('\n');
