@@ -4,7 +4,7 @@
 // After every mount: e2fsck -fn clean, and the kernel reads the same tree.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ext4 } from '../src/node.ts';
 import { e2fsck, loopMountSupport, withLoopMount, runTool } from './support/oracles.ts';
@@ -23,6 +23,12 @@ async function freshImage(name: string, opts: Parameters<typeof Ext4.mkfs>[1] = 
   const img = tmpImagePath(name);
   await Ext4.mkfs(img, { sizeBytes: 256 << 20, ...opts });
   return img;
+}
+
+/** Lazily unmounts whichever of `dirs` is still mounted (by /proc/self/mounts: a stat could hang). */
+async function unmountIfMounted(...dirs: string[]): Promise<void> {
+  const mounted = new Set(readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]));
+  for (const d of dirs) if (mounted.has(d)) await runTool('umount', ['-l', d]);
 }
 
 async function assertClean(img: string): Promise<void> {
@@ -99,26 +105,23 @@ test('unlinked open files live until closed; setgid dirs; chown clears set-id; e
 test('CLI: background mount, lock, clear errors, umount waits for write-back, SIGTERM ends a foreground server cleanly', { skip, timeout: 180_000 }, async () => {
   const img = await freshImage('cli');
   const mnt = tmpDirPath('cli-mnt');
-  const run = (args: string[]) => runTool(process.execPath, [CLI, ...args], { timeoutMs: 60_000 });
-  let mounted = false;
+  const run = (args: string[]) => runTool(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
+  const other = tmpDirPath('cli-other');
   try {
     const m = await run(['mount', img, mnt]);
     assert.equal(m.exitCode, 0, m.stderr);
-    mounted = true;
-    const other = tmpDirPath('cli-other');
     const again = await run(['mount', img, other]);
     assert.equal(again.exitCode, 1);
     assert.match(again.stderr, /already mounted by ext4kit/);
     await shOk(`cp -a ${SRC}/fuse ${mnt}/fuse && sync`);
     const u = await run(['umount', mnt]);
     assert.equal(u.exitCode, 0, u.stderr);
-    mounted = false;
     await assertClean(img);
     const back = await Ext4.open(img, { readOnly: true });
     assert.equal((await back.readdir('/fuse')).length > 5, true);
     await back.close();
   } finally {
-    if (mounted) await runTool('umount', ['-l', mnt]);
+    await unmountIfMounted(mnt, other);
   }
   // Clear errors.
   const full = tmpDirPath('full');
@@ -134,14 +137,16 @@ test('CLI: background mount, lock, clear errors, umount waits for write-back, SI
   assert.equal(notExt4.exitCode, 1);
   assert.match(notExt4.stderr, /EUCLEAN|superblock|magic/i);
   assert.notEqual((await sh(`mountpoint -q ${mnt}`)).exitCode, 0, 'nothing left mounted');
-  // Foreground server stopped by SIGTERM.
+  // Foreground server stopped by SIGTERM (generous waits: start-up may compile the sources).
   const fg = await sh(`
     ${process.execPath} ${CLI} mount -f ${img} ${mnt} 2>${mnt}.log & pid=$!
-    for i in $(seq 100); do mountpoint -q ${mnt} && break; sleep 0.1; done
+    trap 'mountpoint -q ${mnt} && umount -l ${mnt}; kill $pid 2>/dev/null || true' ERR
+    for i in $(seq 600); do mountpoint -q ${mnt} && break; kill -0 $pid; sleep 0.1; done
     mountpoint -q ${mnt}
     echo data > ${mnt}/after-signal
     kill -TERM $pid; wait $pid; echo "status $?"
-  `, { timeoutMs: 60_000 });
+  `, { timeoutMs: 120_000 });
+  await unmountIfMounted(mnt);
   assert.match(fg.stdout, /status 0/, fg.stderr);
   assert.notEqual((await sh(`mountpoint -q ${mnt}`)).exitCode, 0);
   await assertClean(img);

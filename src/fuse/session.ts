@@ -46,6 +46,9 @@ export class FuseSession {
   private readonly valid: Validity;
   private readonly log: (line: string) => void;
   private destroyed = false;
+  private initDone!: () => void;
+  /** Resolves once INIT has been answered (the mount is usable from then on). */
+  readonly initialized = new Promise<void>((resolve) => { this.initDone = resolve; });
 
   constructor(private readonly backend: FuseBackend, private readonly send: (reply: Uint8Array) => void, opts: SessionOptions = {}) {
     this.log = opts.log ?? (() => undefined);
@@ -110,6 +113,7 @@ export class FuseSession {
       }
       const payload = await this.dispatch(h, body);
       if (payload !== null) this.ok(h, payload);
+      if (h.opcode === OP.INIT) this.initDone();
     } catch (e) {
       const { errno, report } = errnoOf(e);
       this.stats.failed++;
@@ -241,7 +245,8 @@ export class FuseSession {
     this.log(`ext4kit mount: kernel FUSE ${k.major}.${k.minor}, flags 0x${k.flags.toString(16)}`);
     return encodeInitOut({
       major: FUSE_KERNEL_VERSION, minor: Math.min(k.minor, FUSE_KERNEL_MINOR_VERSION),
-      maxReadaheadBytes: k.maxReadaheadBytes, flags: want & k.flags, maxBackground: 64, congestionThreshold: 48,
+      // The kernel keeps the smaller of this and its own readahead; mount() may raise it after INIT.
+      maxReadaheadBytes: Math.max(k.maxReadaheadBytes, MAX_WRITE_BYTES), flags: want & k.flags, maxBackground: 64, congestionThreshold: 48,
       maxWriteBytes: MAX_WRITE_BYTES, timeGranNs: 1, maxPages: MAX_PAGES,
     });
   }
