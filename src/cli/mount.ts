@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { Ext4 } from '../node.ts';
 import { UsageError } from './args.ts';
-import { mount as fuseMount, checkMountpoint } from '../fuse/mount.ts';
+import { mount as fuseMount, checkMountpoint, type FuseMount } from '../fuse/mount.ts';
 import { MountError, unmountPath } from '../fuse/transport.ts';
 import { lockImage } from '../fuse/server-registry.ts';
 
@@ -51,7 +51,7 @@ function parse(argv: readonly string[]): MountArgs {
         else if (k === 'default_permissions' || k === 'defaults') { /* always on */ }
         else fail(`unknown mount option '${k}'`);
       }
-    } else if (a === '--') pos.push(...argv.slice(i + 1)), i = argv.length;
+    } else if (a === '--') { pos.push(...argv.slice(i + 1)); break; }
     else if (a.startsWith('-') && a !== '-') fail(`unknown option ${a}`);
     else pos.push(a);
   }
@@ -69,7 +69,7 @@ export async function run(argv: string[]): Promise<number> {
     checkMountpoint(args.mountpoint);
     unlock = lockImage(args.image, args.mountpoint);
     const fs = await Ext4.open(args.image);
-    let m;
+    let m: FuseMount;
     try {
       m = await fuseMount(fs, args.mountpoint, {
         readOnly: args.readOnly, allowOther: args.allowOther, source: args.image, log,

@@ -346,7 +346,7 @@ export class Ext4Backend implements FuseBackend {
     const first = Math.floor(offset / bs);
     const last = Math.floor((size - 1) / bs);
     const h = this.fs.journal.start(0);
-    let segs;
+    let segs: Awaited<ReturnType<typeof lookupRange>>;
     try {
       segs = await oi.data.withRead(() => lookupRange(this.fs.fileMap(oi), h, first, last - first + 1));
     } finally { h.stop(); }

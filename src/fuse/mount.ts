@@ -47,7 +47,7 @@ export interface FuseMount {
 
 /** Refuses a mountpoint that is missing, not a directory or not empty. */
 export function checkMountpoint(dir: string): void {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try { st = statSync(dir); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
     throw new MountError(code, code === 'ENOTCONN' ? `mountpoint ${dir} is a dead FUSE mount: run 'umount -l ${dir}' first` : `mountpoint ${dir} does not exist`);
@@ -64,11 +64,11 @@ export function checkMountpoint(dir: string): void {
  */
 async function raiseReadahead(dir: string, log: (line: string) => void): Promise<void> {
   try {
-    const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const unescapeOctal = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
     // realpath of the parent only: resolving the mountpoint itself would ask this server.
     const abs = join(realpathSync(dirname(resolve(dir))), basename(resolve(dir)));
     const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').reverse()
-      .find((l) => unescape(l.split(' ')[4] ?? '') === abs && / - fuse\.ext4kit /.test(l));
+      .find((l) => unescapeOctal(l.split(' ')[4] ?? '') === abs && / - fuse\.ext4kit /.test(l));
     const dev = line?.split(' ')[2];
     if (!dev) throw new Error(`${abs} not found in mountinfo`);
     await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(MAX_WRITE_BYTES / 1024));

@@ -3,7 +3,7 @@
 // once. A failing request gets its errno; a corrupt structure is reported once on the log and
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
 import { decodeRequestHeader, encodeReply, type RequestHeader } from './header.ts';
-import { OP, opName, INIT, FATTR, FOPEN, FALLOC, ERRNO, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE } from './protocol.ts';
+import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE } from './protocol.ts';
 import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
