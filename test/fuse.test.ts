@@ -4,11 +4,11 @@
 // After every mount: e2fsck -fn clean, and the kernel reads the same tree.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ext4 } from '../src/node.ts';
 import { e2fsck, loopMountSupport, withLoopMount, runTool } from './support/oracles.ts';
-import { tmpImagePath, tmpDirPath, cleanupTemp } from './support/images.ts';
+import { tmpImagePath, tmpDirPath, cleanupTemp, tempRunDir } from './support/images.ts';
 import { fuseSkipReason, sh, shOk, withFuse } from './fuse-support.ts';
 
 const skip = fuseSkipReason(['tar']);
@@ -181,3 +181,38 @@ test('a corrupt directory block fails its requests (EBADMSG/EUCLEAN), is reporte
   assert.match(reports[0]!, /inode|block/);
   assert.equal(await shOk(`sha256sum < ${img}`), before, 'the image was not written');
 });
+
+test('as an unprivileged user (allow_other): mode bits, sticky directories, set-id bits cleared on write', { skip: skip || (haveSetpriv() ? false : 'setpriv missing (Debian package util-linux)') }, async () => {
+  const img = await freshImage('perm');
+  chmodSync(tempRunDir(), 0o711); // the other user must reach the mountpoint
+  await withFuse(img, async (mnt) => {
+    const as = (cmd: string) => `setpriv --reuid=1000 --regid=1000 --clear-groups bash -c '${cmd}'`;
+    const out = await shOk(`
+      set +e
+      cd ${mnt}
+      mkdir sticky && chmod 1777 sticky && echo root > sticky/rootfile && chmod 666 sticky/rootfile
+      echo secret > private && chmod 600 private
+      ${as(`cat ${mnt}/private`)} 2>&1
+      ${as(`rm ${mnt}/sticky/rootfile`)} 2>&1
+      ${as(`mv ${mnt}/sticky/rootfile ${mnt}/sticky/x`)} 2>&1
+      ${as(`echo mine > ${mnt}/sticky/userfile && chmod 6755 ${mnt}/sticky/userfile && stat -c %a ${mnt}/sticky/userfile`)}
+      ${as(`echo more >> ${mnt}/sticky/userfile; stat -c %a ${mnt}/sticky/userfile`)}
+      ${as(`rm ${mnt}/sticky/userfile && echo removed-own`)}
+      ${as(`touch ${mnt}/notmine`)} 2>&1
+      stat -c '%U %a' sticky/rootfile
+    `);
+    assert.match(out, /cat: .*private: Permission denied/);
+    assert.match(out, /rm: cannot remove .*rootfile.*: Operation not permitted/);
+    assert.match(out, /mv: cannot move .*: Operation not permitted/);
+    assert.match(out, /^6755$/m);
+    assert.match(out, /^755$/m, 'a write by the owner clears setuid and setgid');
+    assert.match(out, /^removed-own$/m);
+    assert.match(out, /touch: cannot touch .*notmine.*: Permission denied/);
+    assert.match(out, /^root 666$/m);
+  }, { allowOther: true });
+  await assertClean(img);
+});
+
+function haveSetpriv(): boolean {
+  try { return readFileSync('/usr/bin/setpriv').length > 0; } catch { return false; }
+}
