@@ -216,3 +216,29 @@ test('as an unprivileged user (allow_other): mode bits, sticky directories, set-
 function haveSetpriv(): boolean {
   try { return readFileSync('/usr/bin/setpriv').length > 0; } catch { return false; }
 }
+
+test('renameat2: RENAME_EXCHANGE swaps files and directories, RENAME_NOREPLACE refuses an existing target', { skip: skip || fuseSkipReason(['python3']) }, async () => {
+  const img = await freshImage('exchange');
+  await withFuse(img, async (mnt) => {
+    const out = await shOk(`cd ${mnt}
+      mkdir -p d1/sub d2 && echo one > a && echo two > d2/b && echo in-sub > d1/sub/f
+      python3 - <<'PY'
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def renameat2(a, b, flags):
+    r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 'ok' if r == 0 else os.strerror(ctypes.get_errno())
+print('x-files', renameat2('a', 'd2/b', 2))
+print('x-dirs', renameat2('d1/sub', 'd2', 2))
+print('noreplace', renameat2('a', 'd1', 1))
+print('x-missing', renameat2('a', 'nope', 2))
+PY
+      echo "a=$(cat a) d1/sub/b=$(cat d1/sub/b) d2/f=$(cat d2/f)"`);
+    assert.match(out, /x-files ok/);
+    assert.match(out, /x-dirs ok/);
+    assert.match(out, /noreplace File exists/);
+    assert.match(out, /x-missing No such file or directory/);
+    assert.match(out, /^a=two d1\/sub\/b=one d2\/f=in-sub$/m, 'both pairs swapped');
+  });
+  await assertClean(img);
+});

@@ -3,7 +3,7 @@
 // once. A failing request gets its errno; a corrupt structure is reported once on the log and
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
 import { decodeRequestHeader, encodeReply, type RequestHeader } from './header.ts';
-import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE } from './protocol.ts';
+import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE } from './protocol.ts';
 import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
@@ -169,7 +169,8 @@ export class FuseSession {
       case OP.RMDIR: await b.rmdir(ino, decodeName(body)); return undefined;
       case OP.RENAME: case OP.RENAME2: {
         const r = decodeRenameIn(body, h.opcode === OP.RENAME2);
-        if (r.flags & ~RENAME_NOREPLACE) throw new FuseErrno('EINVAL', 'RENAME_EXCHANGE / RENAME_WHITEOUT are not supported yet');
+        if (r.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new FuseErrno('EINVAL', 'RENAME_WHITEOUT is not supported');
+        if (r.flags & RENAME_NOREPLACE && r.flags & RENAME_EXCHANGE) throw new FuseErrno('EINVAL', 'RENAME_NOREPLACE with RENAME_EXCHANGE');
         await b.rename(ino, r.oldName, this.ino(r.newDirNodeId), r.newName, r.flags);
         return undefined;
       }
