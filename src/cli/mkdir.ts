@@ -14,7 +14,7 @@ export async function run(argv: string[]): Promise<number> {
   const modeText = optionValue(args, 'm');
   if (modeText !== undefined && !/^[0-7]{1,4}$/.test(modeText)) throw new UsageError(`invalid mode '${modeText}' (octal digits)`, MKDIR_USAGE);
   const mode = modeText === undefined ? 0o755 : parseInt(modeText, 8);
-  const fs = await Ext4.open(image);
+  const fs = await Ext4.open(image, { umask: 0 }); // the mode is exactly -m (or 0755)
   try {
     return await forEachOperand(paths, async (p) => {
       const path = normalizeImagePath(p);

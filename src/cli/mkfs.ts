@@ -132,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
     await Ext4.mkfs(image, { ...opts, sizeBytes: prepared.sizeBytes, deviceZeroed: prepared.zeroed });
     if (populate !== undefined) {
       const self = await hostIdentity(image);
-      const fs = await Ext4.open(image);
+      const fs = await Ext4.open(image, { umask: 0 }); // copies keep their source modes
       try {
         await populateFromDir(fs, populate, { progressLabel: 'mkfs', ...(self ? { exclude: self } : {}) });
       } finally {

@@ -15,7 +15,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { flags: ['r', 'R'], minPositionals: 3, maxPositionals: 3, usage: PUT_USAGE });
   const [image, src, dest] = args.positionals as [string, string, string];
   const self = await hostIdentity(image);
-  const fs = await Ext4.open(image);
+  const fs = await Ext4.open(image, { umask: 0 }); // copies keep their source modes
   try {
     await putIntoImage(fs, src, dest, {
       recursive: args.flags.has('r') || args.flags.has('R'),
