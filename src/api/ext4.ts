@@ -14,7 +14,7 @@ import type { Credentials } from '../fs/ialloc.ts';
 import { walk, walkParent, walkLinkTarget, lookupIn, type ParentOf, type WalkAt } from '../fs/path-walk.ts';
 import * as namei from '../fs/namei.ts';
 import { setattr, type SetAttr } from '../fs/attr.ts';
-import { setXattr } from '../fs/xattr.ts';
+import { checkXattrName, checkXattrNameArg, setXattr, XATTR_SIZE_MAX_BYTES } from '../fs/xattr.ts';
 import { truncate as truncateFile } from '../fs/file.ts';
 import { statfsOf, volumeInfo } from '../fs/statfs.ts';
 import { isDotOrDotDot, ROOT_INO } from '../fs/names.ts';
@@ -198,7 +198,11 @@ export class Ext4 {
   }
 
   async getxattr(path: PathLike, name: string): Promise<Uint8Array> {
-    const e = (await this.mount.xattrs(await this.walk(path, false, 'getxattr'))).find((x) => x.fullName === name);
+    const shown = typeof path === 'string' ? path : decodeUtf8(path);
+    checkXattrNameArg(name, 'getxattr', shown);
+    const node = await this.walk(path, false, 'getxattr');
+    checkXattrName(name, node.inode.mode, false, 'getxattr', shown);
+    const e = (await this.mount.xattrs(node)).find((x) => x.fullName === name);
     if (!e) throw posixError('ENODATA', 'getxattr', typeof path === 'string' ? path : decodeUtf8(path));
     return e.value.slice();
   }
@@ -289,12 +293,12 @@ export class Ext4 {
 
   async statfs(): Promise<Ext4StatFs> {
     this.mount.checkOpen();
-    return statfsOf(this.mount.vol, this.fs ? this.fs.space.dirtyClusters : 0);
+    return statfsOf(this.mount.vol, this.fs ? this.fs.space.dirtyClusters : 0, this.fs?.space.resvPoolClusters);
   }
 
   info(): Ext4Info {
     this.mount.checkOpen();
-    return volumeInfo(this.mount.vol);
+    return { ...volumeInfo(this.mount.vol), journal: this.mount.journalReport };
   }
 
   async close(): Promise<void> { await this.mount.close(); }
@@ -407,9 +411,11 @@ export class Ext4 {
   async link(existing: PathLike, path: PathLike): Promise<void> {
     const fs = this.rw('link', path);
     const from = edgePath(existing, 'link');
-    const { dir, name, p } = await this.parent(path, 'link');
-    const at = { syscall: 'link', path: from.shown, dest: p.shown };
+    const to = edgePath(path, 'link');
+    const at = { syscall: 'link', path: from.shown, dest: to.shown };
+    // The source is looked up first, then the new name's directory, as the kernel's linkat.
     const src = await walk(this.mount, from.bytes, false, at);
+    const { dir, name } = await walkParent(this.mount, to.bytes, at);
     await namei.link(fs, src as OpenInode, dir as OpenInode, name, at);
   }
 
@@ -448,9 +454,12 @@ export class Ext4 {
   }
 
   private async changeXattr(path: PathLike, syscall: string, name: string, value: Uint8Array | undefined, flags: { create?: boolean; replace?: boolean }): Promise<void> {
+    const at = { syscall, path: typeof path === 'string' ? path : decodeUtf8(path) };
+    // Argument checks come before the lookup, as the kernel's.
+    checkXattrNameArg(name, syscall, at.path);
+    if (value && value.length > XATTR_SIZE_MAX_BYTES) throw posixError('E2BIG', syscall, at.path);
     const fs = this.rw(syscall, path);
     const node = await this.walk(path, false, syscall);
-    const at = { syscall, path: typeof path === 'string' ? path : decodeUtf8(path) };
     await setXattr(fs, node as OpenInode, () => this.mount.xattrs(node), name, value, flags, at);
   }
 
@@ -479,7 +488,7 @@ export class Ext4 {
 }
 
 function owner(uid: number, gid: number): SetAttr {
-  return { ...(uid >= 0 ? { uid } : {}), ...(gid >= 0 ? { gid } : {}) };
+  return { owner: { ...(uid >= 0 ? { uid } : {}), ...(gid >= 0 ? { gid } : {}) } };
 }
 
 /** Kept for callers written before Ext4FileHandle carried the writing methods. */

@@ -27,7 +27,8 @@ export class FileHandle implements Ext4FileHandle {
     private readonly cred: Credentials,
     private readonly statOf: (node: Node) => Ext4Stats,
   ) {
-    this.position = flags.append ? node.inode.sizeBytes : 0;
+    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
+    this.position = 0;
     if (mount.fs) (node as OpenInode).refs++;
   }
 
@@ -60,13 +61,14 @@ export class FileHandle implements Ext4FileHandle {
     this.check('write', 'write');
     const fs = this.mount.writable('write', this.path);
     const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
-    const useCursor = position === null || position === undefined;
+    // pwrite never moves the position, even with O_APPEND (it then writes at the end).
+    const moves = position === null || position === undefined;
     // With O_APPEND every write goes to the end, chosen under the inode lock; otherwise the
     // cursor advances before the write is awaited, so concurrent writes do not overlap.
-    const pos = this.flags.append ? 'append' : useCursor ? this.position : position;
-    if (!this.flags.append && useCursor) this.position += bytes.length;
+    const pos = this.flags.append ? 'append' : moves ? this.position : position;
+    if (!this.flags.append && moves) this.position += bytes.length;
     const at = await write(fs, this.oi, pos, bytes, this.cred);
-    if (this.flags.append) this.position = at + bytes.length;
+    if (this.flags.append && moves) this.position = at + bytes.length;
     return { bytesWritten: bytes.length, buffer: bytes };
   }
 

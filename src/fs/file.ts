@@ -184,6 +184,8 @@ export async function fallocate(ctx: FileCtx, oi: OpenInode, mode: FallocateFlag
   const end = offset + length;
   const opts = { useRootReserve: cred.uid === 0 };
   if (mode.punchHole || mode.zeroRange) {
+    // Zero-range allocates: delayed blocks in the range go to disk first, as for allocation.
+    if (mode.zeroRange) await ctx.writeback.inode(oi);
     await oi.io.withLock(async () => {
       const size = oi.inode.sizeBytes;
       const stop = mode.punchHole ? Math.min(end, size) : end;
@@ -196,9 +198,13 @@ export async function fallocate(ctx: FileCtx, oi: OpenInode, mode: FallocateFlag
           const count = lastFull - firstFull + 1;
           oi.pages.drop(firstFull, lastFull);
           await ctx.jbd.withHandle(creditsFor('truncate', ctx.vol, Math.min(heldClusters(ctx, oi), count)), (h) => oi.data.withWrite(() => removeBlocks(fileMap(ctx, oi), h, firstFull, lastFull)));
-          if (mode.zeroRange) {
-            await ctx.jbd.withHandle(creditsFor('fallocate', ctx.vol, count), (h) => oi.data.withWrite(() => allocateUnwritten(fileMap(ctx, oi), h, firstFull, count, opts)));
-          }
+        }
+        if (mode.zeroRange) {
+          // Like the kernel, every block the range touches (partial ones too) ends up allocated:
+          // holes become unwritten extents.
+          const first = Math.floor(offset / bs);
+          const last = Math.ceil(stop / bs) - 1;
+          await ctx.jbd.withHandle(creditsFor('fallocate', ctx.vol, last - first + 1), (h) => oi.data.withWrite(() => allocateUnwritten(fileMap(ctx, oi), h, first, last - first + 1, opts)));
         }
       }
       if (mode.zeroRange && !mode.keepSize && end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;

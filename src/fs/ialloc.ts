@@ -17,6 +17,8 @@ import { nowSec, nowTs } from './clock.ts';
 
 export interface Credentials { uid: number; gid: number }
 
+const S_ISGID = 0o2000;
+
 export interface IallocCtx extends BallocCtx {
   readonly inodes: InodeAllocator;
   readonly icache: InodeCache;
@@ -35,6 +37,11 @@ function newInodeFields(inodeSize: number, mode: number, cred: Credentials, flag
 /** A new inode near its parent, owned by `cred`, charged one inode of quota. */
 export async function createInode(ctx: IallocCtx, txn: MetaTxn, parent: OpenInode, mode: number, cred: Credentials): Promise<OpenInode> {
   const isDir = (mode & S_IFMT) === S_IFDIR;
+  // A set-group-ID directory gives new entries its group, and new directories its S_ISGID.
+  if (parent.inode.mode & S_ISGID) {
+    cred = { uid: cred.uid, gid: parent.inode.gid };
+    if (isDir) mode |= S_ISGID;
+  }
   ctx.quota?.addInodes(cred.uid, cred.gid, 1);
   const ino = await ctx.allocLock.withLock(() => ctx.inodes.alloc(txn, parent.ino, isDir));
   const usesExtents = (mode & S_IFMT) === S_IFREG || isDir || (mode & S_IFMT) === S_IFLNK;

@@ -8,6 +8,8 @@ import { isSymlinkMode, type Inode } from '../format/inode.ts';
 import type { XattrEntry } from '../format/xattr.ts';
 import { listDirectory, lookupName, type RawDirEntry } from '../dir/dir-read.ts';
 import type { Mapping } from '../mapping/read-map.ts';
+import { recoverJournal } from '../journal/replay/recover.ts';
+import type { JournalReport } from '../journal/replay/report.ts';
 import { Volume } from './volume.ts';
 import { InodeData } from './readpage.ts';
 import { dirSource } from './dir-source.ts';
@@ -38,7 +40,12 @@ export class Mount implements WalkSource<Node> {
   private readonly verified = new Set<number>();
   private readonly roNames = new NameCache();
 
-  private constructor(readonly vol: Volume, readonly fs: Filesystem | undefined) {}
+  private constructor(
+    readonly vol: Volume,
+    readonly fs: Filesystem | undefined,
+    /** What journal recovery found and did at open. */
+    readonly journalReport: JournalReport | undefined,
+  ) {}
 
   /**
    * Opens an image. Without `readOnly` it is mounted writable when ext4kit can write it;
@@ -47,9 +54,12 @@ export class Mount implements WalkSource<Node> {
   static async open(device: BlockDevice, opts: MountOptions = {}): Promise<Mount> {
     // Writable mounts coalesce appending device writes (thousands of small files imported one
     // after another become one write per MiB); the wrapper is transparent to reads.
-    const vol = await Volume.open(opts.readOnly ? device : new CoalescingDevice(device), opts);
+    // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
+    // replays to the image. `recovered.device` replaces `device` from here on.
+    const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
+    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
-    return new Mount(vol, fs);
+    return new Mount(vol, fs, recovered.report);
   }
 
   get readOnly(): boolean { return this.fs === undefined; }

@@ -159,7 +159,8 @@ export async function mkdir(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, mod
     const dirNlink = ctx.vol.has('roCompat', RO_COMPAT.dir_nlink);
     if (dir.inode.linksCount >= EXT4_LINK_MAX && !dirNlink) throw fail('EMLINK', at);
     return ctx.jbd.withHandle(creditsFor('mkdir', ctx.vol), async (h) => {
-      const oi = await createInode(ctx, h, dir, S_IFDIR | (mode & 0o7777), cred);
+      // mkdir(2) ignores the set-ID bits of its mode (S_ISGID comes from the parent only).
+      const oi = await createInode(ctx, h, dir, S_IFDIR | (mode & 0o1777), cred);
       oi.inode.linksCount = 2;
       await oi.data.withWrite(() => dirInit(dirEnv(ctx, h, oi), oi.ino, dir.ino));
       ctx.names.putComplete(oi.ino, [{ name: DOTDOT, ino: dir.ino }, { name: DOTDOT.subarray(0, 1), ino: oi.ino }]);
@@ -202,11 +203,12 @@ export async function symlink(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, t
 
 export async function link(ctx: NameiCtx, src: OpenInode, dir: OpenInode, name: Uint8Array, at: ErrAt): Promise<void> {
   await ctx.ns.withLock(async () => {
+    // The new name is looked up first (ENOENT, ENOTDIR, EEXIST), then the source judged (EPERM), as the kernel does.
+    checkParent(dir, name, at);
+    if (await lookup(ctx, dir, name)) throw fail('EEXIST', at);
     if (isDirMode(src.inode.mode)) throw fail('EPERM', at);
     if (src.inode.linksCount === 0) throw fail('ENOENT', at);
     if (src.inode.linksCount >= EXT4_LINK_MAX) throw fail('EMLINK', at);
-    checkParent(dir, name, at);
-    if (await lookup(ctx, dir, name)) throw fail('EEXIST', at);
     await ctx.jbd.withHandle(creditsFor('link', ctx.vol), async (h) => {
       await addEntry(ctx, h, dir, name, src.ino, fileTypeOf(src.inode.mode));
       src.inode.linksCount++;
@@ -281,6 +283,8 @@ export async function rename(ctx: NameiCtx, srcDir: OpenInode, srcName: Uint8Arr
     const movingDir = isDirMode(moving.inode.mode);
     // A directory may not move into its own subtree.
     if (movingDir && await isInside(ctx, dstDir, moving)) throw fail('EINVAL', at);
+    // ...nor may a directory be replaced by an entry inside it (the kernel's rename trap).
+    if (target && isDirMode(target.inode.mode) && await isInside(ctx, srcDir, target)) throw fail('ENOTEMPTY', at);
     if (target) {
       if (movingDir && !isDirMode(target.inode.mode)) throw fail('ENOTDIR', at);
       if (!movingDir && isDirMode(target.inode.mode)) throw fail('EISDIR', at);

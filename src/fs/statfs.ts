@@ -18,7 +18,8 @@ export interface VolumeInfo {
   forcedReadOnly: string | undefined; readOnly: boolean;
 }
 
-export function statfsOf(vol: Volume, dirtyClusters: number): StatFsData {
+/** `resvPoolClusters`: the writable mount's reserve pool (default: what it would be, 2 % of clusters up to 4096). */
+export function statfsOf(vol: Volume, dirtyClusters: number, resvPoolClusters?: number): StatFsData {
   const { geo, groups, sb } = vol;
   const R = geo.clusterRatio;
   const freeClusters = groups.reduce((n, g) => n + g.freeBlocksCount, 0);
@@ -32,9 +33,11 @@ export function statfsOf(vol: Volume, dirtyClusters: number): StatFsData {
     overheadBlocks += Math.floor((sb.jnlBlocks[15]! * 2 ** 32 + sb.jnlBlocks[16]!) / geo.blockSize);
   }
   const bfree = (freeClusters - dirtyClusters) * R;
+  // As the kernel: the reserved pool kept for metadata (2 % of clusters, at most 4096) is not available either.
+  const resvPoolBlocks = (resvPoolClusters ?? Math.min(Math.floor(geo.clustersCount / 50), 4096)) * R;
   return {
     type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
-    bfree, bavail: Math.max(0, bfree - sb.rBlocksCount), files: geo.inodesCount, ffree: freeInodes,
+    bfree, bavail: Math.max(0, bfree - sb.rBlocksCount - resvPoolBlocks), files: geo.inodesCount, ffree: freeInodes,
   };
 }
 

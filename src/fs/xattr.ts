@@ -5,7 +5,8 @@ import { corrupt, Ext4Error, posixError } from '../errors/ext4-error.ts';
 import {
   decodeInodeXattrs, decodeXattrBlock, encodeInodeXattrs, encodeXattrBlock, splitXattrName, type XattrEntry,
 } from '../format/xattr.ts';
-import { INLINE_DATA_FL, type Inode } from '../format/inode.ts';
+import { INLINE_DATA_FL, isDirMode, isRegMode, type Inode } from '../format/inode.ts';
+import { encodeUtf8 } from '../util/bytes.ts';
 import type { Handle } from '../journal/transaction.ts';
 import type { Mutex } from '../util/rw-lock.ts';
 import type { Volume } from './volume.ts';
@@ -47,6 +48,35 @@ export async function readXattrs(vol: Volume, ino: number, inode: Inode,
   return out;
 }
 
+/** Largest value the kernel's VFS takes (XATTR_SIZE_MAX): bigger values fail with E2BIG before any lookup. */
+export const XATTR_SIZE_MAX_BYTES = 65536;
+
+/**
+ * The checks the kernel makes on an xattr name before it looks the path up: an empty name or
+ * one over 255 bytes is ERANGE.
+ */
+export function checkXattrNameArg(name: string, syscall: string, path: string): void {
+  const lenBytes = encodeUtf8(name).length;
+  if (lenBytes === 0 || lenBytes > 255) throw posixError('ERANGE', syscall, path);
+}
+
+/** Namespaces ext4 has a handler for; anything else is EOPNOTSUPP. */
+const PREFIX_NAMESPACES = ['user.', 'trusted.', 'security.'];
+const WHOLE_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'];
+
+/**
+ * The checks on an xattr name once the inode is known, in the kernel's order: permission
+ * (`user.*` only on regular files and directories: EPERM to write, ENODATA to read), then the
+ * namespace (unknown: EOPNOTSUPP, errno 95, which Node calls ENOTSUP; a prefix with nothing after it: EINVAL).
+ */
+export function checkXattrName(name: string, mode: number, write: boolean, syscall: string, path: string): void {
+  if (name.startsWith('user.') && !isRegMode(mode) && !isDirMode(mode)) throw posixError(write ? 'EPERM' : 'ENODATA', syscall, path);
+  if (WHOLE_NAMES.includes(name)) return;
+  const prefix = PREFIX_NAMESPACES.find((p) => name.startsWith(p));
+  if (prefix === undefined) throw posixError('ENOTSUP', syscall, path);
+  if (name.length === prefix.length) throw posixError('EINVAL', syscall, path);
+}
+
 export interface XattrCtx extends BallocCtx {
   readonly jbd: Jbd2;
   readonly icache: InodeCache;
@@ -61,7 +91,9 @@ export interface XattrSetFlags { create?: boolean; replace?: boolean }
  */
 export async function setXattr(ctx: XattrCtx, oi: OpenInode, entriesOf: () => Promise<XattrEntry[]>, name: string,
   value: Uint8Array | undefined, flags: XattrSetFlags, at: { syscall: string; path?: string }): Promise<void> {
+  const path = at.path ?? '';
   await ctx.ns.withLock(async () => {
+    checkXattrName(name, oi.inode.mode, true, at.syscall, path);
     if (oi.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: xattrs on inline-data inodes are not supported yet');
     const { nameIndex, name: suffix } = splitXattrName(name);
     const entries = await entriesOf();
@@ -73,7 +105,7 @@ export async function setXattr(ctx: XattrCtx, oi: OpenInode, entriesOf: () => Pr
     } else {
       if (i >= 0 && flags.create) throw posixError('EEXIST', at.syscall, at.path);
       if (i < 0 && flags.replace) throw posixError('ENODATA', at.syscall, at.path);
-      if (value.length > ctx.vol.geo.blockSize - 64) throw posixError('E2BIG', at.syscall, at.path);
+      if (value.length > ctx.vol.geo.blockSize - 64) throw posixError('ENOSPC', at.syscall, at.path);
       const entry = { nameIndex, name: suffix, fullName: name, value, valueInum: 0, valueSize: value.length, hash: 0 };
       if (i >= 0) entries[i] = entry; else entries.push(entry);
     }
@@ -81,12 +113,17 @@ export async function setXattr(ctx: XattrCtx, oi: OpenInode, entriesOf: () => Pr
   });
 }
 
-/** Places entries in the inode body first, the rest in one xattr block. */
+/**
+ * Places entries in the inode body first, the rest in one xattr block. Everything is encoded
+ * into scratch buffers before anything changes, so a set that does not fit (ENOSPC) leaves the
+ * inode, its block and the allocator as they were.
+ */
 async function storeXattrs(ctx: XattrCtx, h: Handle, oi: OpenInode, entries: XattrEntry[], at: { syscall: string; path?: string }): Promise<void> {
   const { geo } = ctx.vol;
+  const csum = geo.metadataCsum ? { csumSeed: geo.csumSeed } : {};
+  const hasBody = geo.inodeSize > 128 && oi.inode.extraIsize > 0;
   const inBody: XattrEntry[] = [];
   const inBlock: XattrEntry[] = [];
-  const hasBody = geo.inodeSize > 128 && oi.inode.extraIsize > 0;
   for (const e of [...entries].sort((a, b) => a.value.length - b.value.length)) {
     if (hasBody) {
       try {
@@ -99,27 +136,27 @@ async function storeXattrs(ctx: XattrCtx, h: Handle, oi: OpenInode, entries: Xat
     }
     inBlock.push(e);
   }
-  if (hasBody) encodeInodeXattrs(inBody, oi.inode.raw, geo.inodeSize, oi.inode.extraIsize);
-  const csum = geo.metadataCsum ? { csumSeed: geo.csumSeed } : {};
-  if (inBlock.length === 0) {
-    if (oi.inode.fileAcl) await releaseXattrBlock(ctx, h, oi);
-  } else {
-    let blk = oi.inode.fileAcl;
-    if (blk) {
-      const cur = decodeXattrBlock(await h.read(blk), { blockNo: blk });
-      if (cur.refcount > 1) { await releaseXattrBlock(ctx, h, oi); blk = 0; }
-    }
-    if (!blk) blk = await allocMetaCluster(ctx, h, oi, oi.goal || defaultGoal(ctx.vol, oi.ino), false);
-    const bytes = await h.getWrite(blk);
-    bytes.fill(0);
+  const raw = oi.inode.raw.slice();
+  if (hasBody) encodeInodeXattrs(inBody, raw, geo.inodeSize, oi.inode.extraIsize);
+  let blk = oi.inode.fileAcl;
+  if (inBlock.length > 0) {
+    // Does it fit? Encoded into scratch first (the block number only changes the checksum).
     try {
-      encodeXattrBlock(inBlock, bytes, { blockNo: blk, ...csum });
+      encodeXattrBlock(inBlock, new Uint8Array(geo.blockSize), { blockNo: blk, ...csum });
     } catch (e) {
-      if (e instanceof Ext4Error && e.code === 'ENOSPC') throw posixError('ENOSPC', at.syscall, at.path);
+      if (e instanceof Ext4Error && e.code === 'ENOSPC') throw posixError('ENOSPC', 'setxattr', at.path);
       throw e;
     }
-    oi.inode.fileAcl = blk;
+    const shared = blk !== 0 && decodeXattrBlock(await h.read(blk), { blockNo: blk }).refcount > 1;
+    if (!blk || shared) blk = await allocMetaCluster(ctx, h, oi, oi.goal || defaultGoal(ctx.vol, oi.ino), false);
+    if (shared) await releaseXattrBlock(ctx, h, oi);
+    encodeXattrBlock(inBlock, await h.getWrite(blk), { blockNo: blk, ...csum });
+  } else if (blk) {
+    await releaseXattrBlock(ctx, h, oi);
+    blk = 0;
   }
+  oi.inode.raw.set(raw);
+  oi.inode.fileAcl = blk;
   oi.inode.ctime = nowTs();
   ctx.icache.markDirty(oi);
 }
