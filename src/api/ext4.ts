@@ -9,6 +9,7 @@ import { mkfs as mkfsDevice, type MkfsOptions, type MkfsResult } from '../mkfs/m
 import type { Mapping } from '../mapping/read-map.ts';
 import { Mount, type Node } from '../fs/mount.ts';
 import type { Filesystem } from '../fs/filesystem.ts';
+import type { Volume } from '../fs/volume.ts';
 import type { OpenInode } from '../fs/inode-cache.ts';
 import type { Credentials } from '../fs/ialloc.ts';
 import { walk, walkParent, walkLinkTarget, lookupIn, type ParentOf, type WalkAt } from '../fs/path-walk.ts';
@@ -61,6 +62,9 @@ export class Ext4 {
   }
 
   get readOnly(): boolean { return this.mount.readOnly; }
+
+  /** The mounted volume (the FUSE backend looks inside). */
+  protected get vol(): Volume { return this.mount.vol; }
 
   // ---- walking -------------------------------------------------------------------------------
 

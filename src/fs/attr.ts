@@ -47,7 +47,7 @@ export async function setattr(ctx: AttrCtx, oi: OpenInode, attr: SetAttr): Promi
     if (attr.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
     // chown(2) on ext4 (even with -1, -1): a non-directory loses S_ISUID, and S_ISGID when it is
     // group-executable (S_ISGID without group-exec means mandatory locking and stays).
-    if (attr.owner && !isDirMode(inode.mode)) {
+    if (attr.owner && attr.mode === undefined && !isDirMode(inode.mode)) {
       inode.mode &= ~0o4000;
       if (inode.mode & 0o010) inode.mode &= ~0o2000;
     }

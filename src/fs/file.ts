@@ -56,6 +56,12 @@ export async function read(ctx: Pick<FileCtx, 'vol' | 'journal' | 'space' | 'clu
   return out;
 }
 
+/** A symlink's target: from the page cache while a new slow symlink's block is unwritten, else from disk. */
+export async function readlink(ctx: Pick<FileCtx, 'vol' | 'journal' | 'space' | 'clusters' | 'allocLock'>, oi: OpenInode): Promise<Uint8Array> {
+  if (oi.pages.size > 0 && oi.inode.sizeBytes >= 60) return read(ctx, oi, 0, oi.inode.sizeBytes);
+  return new InodeData(ctx.vol, oi.ino, oi.inode).symlinkTarget();
+}
+
 function copyBlock(out: Uint8Array, pos: number, end: number, blockStart: number, src: Uint8Array): void {
   const s = Math.max(pos, blockStart);
   const e = Math.min(end, blockStart + src.length);

@@ -17,8 +17,8 @@ import { NameCache } from './dcache.ts';
 import { readXattrs } from './xattr.ts';
 import type { OpenInode } from './inode-cache.ts';
 import { dirSourceOf } from './inode-env.ts';
-import { lookup as lookupWritable } from './namei.ts';
-import { read as readCached } from './file.ts';
+import { lookup as lookupWritable, releaseOrphanList } from './namei.ts';
+import { read as readCached, readlink as readlinkCached } from './file.ts';
 import { pageAfter, type DirPage } from './readdir.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { WalkSource } from './path-walk.ts';
@@ -59,6 +59,11 @@ export class Mount implements WalkSource<Node> {
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
     const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
+    if (fs && recovered.report.orphansPending) {
+      // After a replay, the orphans the crash left are released as a kernel mount would.
+      recovered.report.orphansReleased = await releaseOrphanList(fs);
+      recovered.report.orphansPending = false;
+    }
     return new Mount(vol, fs, recovered.report);
   }
 
@@ -111,8 +116,7 @@ export class Mount implements WalkSource<Node> {
   }
 
   async readlink(link: Node): Promise<Uint8Array> {
-    const oi = this.fs ? link as OpenInode : undefined;
-    if (oi && isSymlinkMode(oi.inode.mode) && oi.pages.size > 0 && oi.inode.sizeBytes >= 60) return this.read(link, 0, oi.inode.sizeBytes);
+    if (this.fs && isSymlinkMode(link.inode.mode)) return readlinkCached(this.fs, link as OpenInode);
     return new InodeData(this.vol, link.ino, link.inode).symlinkTarget();
   }
 

@@ -14,7 +14,9 @@ import { lookupName } from '../dir/dir-read.ts';
 import type { OpenInode } from './inode-cache.ts';
 import { creditsFor, type Jbd2 } from './ext4-jbd2.ts';
 import { allocMetaCluster, defaultGoal } from './balloc.ts';
-import { dirEnv, dirSourceOf, treeEnv } from './inode-env.ts';
+import { dirEnv, dirSourceOf, fileMap, treeEnv } from './inode-env.ts';
+import { MAX_FILE_BLOCK } from '../mapping/extent-status.ts';
+import { removeBlocks } from '../mapping/map-blocks.ts';
 import { createInode, evictInode, heldClusters, type Credentials, type IallocCtx } from './ialloc.ts';
 import type { Orphans } from './orphan.ts';
 import type { NameCache } from './dcache.ts';
@@ -303,7 +305,8 @@ export async function rename(ctx: NameiCtx, srcDir: OpenInode, srcName: Uint8Arr
       if (movingDir && srcDir.ino !== dstDir.ino) {
         await setParent(ctx, h, moving, dstDir);
         decDirLinks(srcDir);
-        if (!target) incDirLinks(dstDir);
+        // The new parent gains the moved directory's '..' (a replaced directory's was dropped above).
+        incDirLinks(dstDir);
         ctx.icache.markDirty(srcDir);
         ctx.icache.markDirty(dstDir);
       }
@@ -354,3 +357,39 @@ export async function releaseOrphan(ctx: NameiCtx, oi: OpenInode): Promise<void>
   }));
 }
 
+
+/**
+ * Releases the orphans a crash left on the superblock's list (s_last_orphan, next = i_dtime),
+ * after journal replay: an unlinked inode is freed, a linked one loses its blocks past i_size
+ * (journal.md §2.7). Returns how many were released. A list leaving the valid inode range or
+ * looping is EUCLEAN.
+ */
+export async function releaseOrphanList(ctx: NameiCtx): Promise<number> {
+  const { sb, geo } = ctx.vol;
+  let count = 0;
+  const seen = new Set<number>();
+  while (sb.lastOrphan !== 0) {
+    const ino = sb.lastOrphan;
+    if (ino < sb.firstIno || ino > geo.inodesCount || seen.has(ino)) {
+      throw corrupt('orphan-list', `orphan list reaches inode ${ino} (outside ${sb.firstIno}..${geo.inodesCount} or a loop)`, { inode: ino });
+    }
+    seen.add(ino);
+    const oi = await ctx.icache.get(ino);
+    await ctx.ns.withLock(() => ctx.jbd.withHandle(creditsFor('evict', ctx.vol, heldClusters(ctx, oi)), async (h) => {
+      sb.lastOrphan = oi.inode.dtime;
+      await ctx.jbd.writeSuperblock(h);
+      if (oi.inode.linksCount === 0) {
+        await evictInode(ctx, h, oi);
+      } else {
+        const firstGone = Math.ceil(oi.inode.sizeBytes / geo.blockSize);
+        if (oi.inode.flags & EXTENTS_FL && firstGone <= MAX_FILE_BLOCK) {
+          await oi.data.withWrite(() => removeBlocks(fileMap(ctx, oi), h, firstGone, MAX_FILE_BLOCK));
+        }
+        oi.inode.dtime = 0;
+        ctx.icache.markDirty(oi);
+      }
+    }));
+    count++;
+  }
+  return count;
+}
