@@ -87,6 +87,11 @@ function checkName(name: Uint8Array, parent: string): void {
   if (bad) throw corrupt('dirent-name', `unsafe directory entry name '${printableName(name)}' in '${parent}'`, { path: parent });
 }
 
+/** An image path: a string, or bytes when a name on the way is not UTF-8. */
+type ImgPath = string | Uint8Array;
+const bytesOf = (p: ImgPath): Uint8Array => (typeof p === 'string' ? new TextEncoder().encode(p) : p);
+const shownPath = (p: ImgPath): string => (typeof p === 'string' ? p : printableName(p));
+
 function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   return Buffer.concat([parent, Buffer.from('/'), name]);
 }
@@ -167,8 +172,8 @@ class Copier {
   }
 
   /** Copies the entry at image path `src` (already lstat'ed as `st`) to the new host path `host`. */
-  async copyTree(src: string, st: Ext4Stats, host: Buffer, existingRoot: boolean): Promise<void> {
-    const stack: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }> = [];
+  async copyTree(src: ImgPath, st: Ext4Stats, host: Buffer, existingRoot: boolean): Promise<void> {
+    const stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
     if (existingRoot) {
       this.enterDir(src, st);
       await this.pushChildren(stack, src, host, 1);
@@ -182,28 +187,25 @@ class Copier {
     }
   }
 
-  private enterDir(src: string, st: Ext4Stats): void {
-    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${src}')`, { inode: st.ino, path: src });
+  private enterDir(src: ImgPath, st: Ext4Stats): void {
+    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${shownPath(src)}')`, { inode: st.ino, path: shownPath(src) });
     this.dirInodes.add(st.ino);
   }
 
-  private async pushChildren(stack: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }>, dir: string, host: Buffer, depth: number): Promise<void> {
+  private async pushChildren(stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }>, dir: ImgPath, host: Buffer, depth: number): Promise<void> {
     if (!this.opts.recursive) return;
     const entries = await this.fs.readdir(dir, { withFileTypes: true });
-    if (entries.length > 0 && depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${dir}'`, { where: { path: dir } });
-    const jobs: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }> = [];
+    if (entries.length > 0 && depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${shownPath(dir)}'`, { where: { path: shownPath(dir) } });
+    const jobs: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
     for (const d of entries) {
-      checkName(d.nameBytes, dir);
-      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${dir}')`, { path: dir });
-      if (!Buffer.from(d.name, 'utf8').equals(Buffer.from(d.nameBytes))) {
-        // The API addresses entries by (UTF-8) string paths only.
-        this.warnOnce('non-utf8', `skipping names that are not UTF-8 (first: '${printableName(d.nameBytes)}' in '${dir}')`);
-        continue;
-      }
-      const src = childPath(dir, d.name);
+      checkName(d.nameBytes, shownPath(dir));
+      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${shownPath(dir)}')`, { path: shownPath(dir) });
+      // Names that are not UTF-8 are addressed by byte paths.
+      const src = typeof dir === 'string' && Buffer.from(d.name, 'utf8').equals(Buffer.from(d.nameBytes))
+        ? childPath(dir, d.name) : new Uint8Array(joinHost(Buffer.from(bytesOf(dir)), d.nameBytes));
       const st = await this.fs.lstat(src);
       if (st.ino !== d.ino) {
-        throw corrupt('dirent-duplicate', `directory '${dir}' holds the name '${printableName(d.nameBytes)}' more than once`, { path: dir, inode: d.ino });
+        throw corrupt('dirent-duplicate', `directory '${shownPath(dir)}' holds the name '${printableName(d.nameBytes)}' more than once`, { path: shownPath(dir), inode: d.ino });
       }
       jobs.push({ src, st, host: joinHost(host, d.nameBytes), depth });
     }
@@ -216,10 +218,10 @@ class Copier {
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
-  private async copyEntry(src: string, st: Ext4Stats, host: Buffer): Promise<boolean> {
+  private async copyEntry(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
     this.progress.tick(0, true);
     if (st.isDirectory()) {
-      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src}' is a directory (use -r)`, { where: { path: src } });
+      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${shownPath(src)}' is a directory (use -r)`, { where: { path: shownPath(src) } });
       this.enterDir(src, st);
       mkdirSync(host, 0o700);
       this.record(host, st, 'dir');
@@ -241,7 +243,7 @@ class Copier {
     } else if (st.isSymbolicLink()) {
       const target = await this.fs.readlinkBytes(src);
       if (target.length === 0 || target.includes(0)) {
-        this.warnOnce(`badlink:${src}`, `skipping symlink '${printableName(new TextEncoder().encode(src))}' with an invalid target`);
+        this.warnOnce(`badlink:${shownPath(src)}`, `skipping symlink '${printableName(bytesOf(src))}' with an invalid target`);
         return false;
       }
       symlinkSync(Buffer.from(target), host);
@@ -261,7 +263,7 @@ class Copier {
   // A regular file gets its times, owner and mode through the descriptor it was created with (no
   // path lookup, so nothing can be swapped in between); one with user.* xattrs keeps a writable
   // mode until setfattr has run and is finished with the directories.
-  private async copyFile(src: string, st: Ext4Stats, host: Buffer): Promise<void> {
+  private async copyFile(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     const out = openSync(host, flags, 0o600);
     try {
@@ -324,7 +326,7 @@ class Copier {
   }
 
   /** Copies only the written, mapped ranges: holes and unwritten extents stay holes. Returns the end of the last write. */
-  private async copyMapped(src: string, st: Ext4Stats, out: number): Promise<number> {
+  private async copyMapped(src: ImgPath, st: Ext4Stats, out: number): Promise<number> {
     const bs = this.blockSize;
     const maps: Mapping[] = [];
     for await (const m of this.fs.mappings(src)) maps.push(m);
@@ -385,8 +387,8 @@ class Copier {
     return endBytes;
   }
 
-  private async makeSpecial(src: string, st: Ext4Stats, host: Buffer): Promise<boolean> {
-    const shown = printableName(new TextEncoder().encode(src));
+  private async makeSpecial(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
+    const shown = printableName(bytesOf(src));
     const arg = asArg(host);
     if (st.isSocket()) {
       this.warnOnce('socket', `skipping sockets (first: '${shown}')`);
@@ -420,7 +422,7 @@ class Copier {
   }
 
   /** Queues the entry's user.* xattrs for setfattr; true when there are any. */
-  private async collectXattrs(src: string, host: Buffer): Promise<boolean> {
+  private async collectXattrs(src: ImgPath, host: Buffer): Promise<boolean> {
     const names = await this.fs.listxattr(src);
     let lines = '';
     for (const name of names) {
@@ -512,7 +514,7 @@ export async function getFromImage(
   const given = normalizeImagePath(srcPath);
   const src = opts.recursive ? given : await fs.realpath(given);
   const st = await fs.lstat(src);
-  if (st.isDirectory() && !opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src}' is a directory (use -r)`, { where: { path: src } });
+  if (st.isDirectory() && !opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${shownPath(src)}' is a directory (use -r)`, { where: { path: shownPath(src) } });
   const destAbs = resolve(dest);
   const destSt = await hostfs.stat(destAbs).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return undefined;
