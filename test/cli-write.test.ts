@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateTree, type TreeManifest } from './support/fixture-tree.ts';
 import { cleanupTemp, compareTrees, RDUMP_COMPARE, tmpDirPath, tmpImagePath, type CompareOptions } from './support/images.ts';
-import { debugfsRdump, e2fsck, haveCommand, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
+import { debugfsRaw, debugfsRdump, e2fsck, haveCommand, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ext4kit.js');
 const noE2fsprogs = haveE2fsprogs() ? false : 'e2fsprogs not installed';
