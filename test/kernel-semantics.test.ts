@@ -17,7 +17,7 @@ async function fresh(g: Geo = { blockSize: 4096 }, sizeMiB = 16): Promise<{ fs: 
     sizeBytes: sizeMiB << 20, blockSize: g.blockSize, timeSec: 1_700_000_000,
     ...(g.clusterBytes ? { features: 'bigalloc', clusterBytes: g.clusterBytes } : {}),
   });
-  return { fs: await Ext4.open(image), image };
+  return { fs: await Ext4.open(image, { umask: 0 }), image };
 }
 
 async function fsckClean(image: string): Promise<void> {
@@ -173,7 +173,7 @@ test('utimes stores what ext4 can hold: clamped seconds, zero ns at the limits; 
     [[-5, 3], [-5, 3]], [[15032385535, 999], [15032385535, 0]], [[-2147483648, 5], [-2147483648, 0]],
   ];
   for (const [[sec, nsec], [wantSec, wantNs]] of cases) {
-    const fs = await Ext4.open(image);
+    const fs = await Ext4.open(image, { umask: 0 });
     await fs.utimes('/t', { sec, nsec }, { sec, nsec });
     const st = await fs.stat('/t');
     assert.equal(st.mtimeNs, BigInt(wantSec) * 1_000_000_000n + BigInt(wantNs), `${sec}.${nsec}`);
@@ -266,6 +266,30 @@ test("renaming a directory over an empty directory in another parent keeps the n
   await fs.rename('/c', '/a/y');
   assert.equal((await fs.stat('/a')).nlink, 3);
   assert.equal((await fs.stat('/')).nlink, 4); // ., .., lost+found's and a's '..'
+  await fs.close();
+  await fsckClean(image);
+});
+
+test('punching a hole that reaches past EOF frees the partial last block; O_TRUNC and truncate to the same size free preallocated blocks', async () => {
+  const { fs, image } = await fresh();
+  await fs.writeFile('/p', new Uint8Array(5000).fill(1));
+  let fh = await fs.open('/p', 'r+');
+  await fs.fallocate(fh, 0x3, 4096, 10_000); // punch | keep-size over block 1 and beyond EOF
+  assert.equal((await fh.stat()).blocks, 8, 'block 1 freed (kernel: 8 sectors)');
+  await fh.close();
+  assert.deepEqual(await fs.readFile('/p'), new Uint8Array(5000).fill(1).fill(0, 4096));
+  await fs.writeFile('/e', '');
+  fh = await fs.open('/e', 'r+');
+  await fs.fallocate(fh, 0x1, 0, 8192); // keep-size: two unwritten blocks past EOF
+  assert.equal((await fh.stat()).blocks, 16);
+  await fh.close();
+  await (await fs.open('/e', 'w')).close();
+  assert.equal((await fs.stat('/e')).blocks, 0, 'O_TRUNC on an empty file frees them');
+  fh = await fs.open('/e', 'r+');
+  await fs.fallocate(fh, 0x1, 0, 8192);
+  await fh.close();
+  await fs.truncate('/e', 0);
+  assert.equal((await fs.stat('/e')).blocks, 0, 'truncate to the same size frees them');
   await fs.close();
   await fsckClean(image);
 });
