@@ -140,14 +140,14 @@ test('CLI: background mount, lock, clear errors, umount waits for write-back, SI
   // Foreground server stopped by SIGTERM (generous waits: start-up may compile the sources).
   const fg = await sh(`
     ${process.execPath} ${CLI} mount -f ${img} ${mnt} 2>${mnt}.log & pid=$!
-    trap 'mountpoint -q ${mnt} && umount -l ${mnt}; kill $pid 2>/dev/null || true' ERR
+    trap 'echo "failed at line $LINENO; server log:" >&2; cat ${mnt}.log >&2; mountpoint -q ${mnt} && umount -l ${mnt}; kill $pid 2>/dev/null || true' ERR
     for i in $(seq 600); do mountpoint -q ${mnt} && break; kill -0 $pid; sleep 0.1; done
     mountpoint -q ${mnt}
     echo data > ${mnt}/after-signal
     kill -TERM $pid; wait $pid; echo "status $?"
   `, { timeoutMs: 120_000 });
   await unmountIfMounted(mnt);
-  assert.match(fg.stdout, /status 0/, fg.stderr);
+  assert.match(fg.stdout, /status 0/, `exit ${fg.exitCode}${fg.timedOut ? ' (timed out)' : ''}\n${fg.stderr}`);
   assert.notEqual((await sh(`mountpoint -q ${mnt}`)).exitCode, 0);
   await assertClean(img);
   const fs = await Ext4.open(img, { readOnly: true });
