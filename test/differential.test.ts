@@ -7,7 +7,8 @@
 // variants. The runner (test/support/differential/) drives any node:fs directory, so the same
 // sequences later run against a FUSE mount of ext4kit.
 //
-// DIFF_SEQUENCES=N runs N sequences per geometry (default 20); DIFF_OPS=N operations each (70).
+// DIFF_SEQUENCES=N runs N sequences per geometry (default 20); DIFF_OPS=N operations each (70);
+// DIFF_SEEDS=a,b replays the sequences a failure names.
 //
 // Differences kept on purpose (not counted as mismatches; each is asserted where it shows):
 // - statfs f_blocks on bigalloc: the kernel counts the metadata overhead it subtracts in whole
@@ -17,6 +18,13 @@
 // - write() of 0 bytes: Node's FileHandle.write returns 0 without a syscall, whatever the
 //   handle (so even on a read-only one); ext4kit checks the handle first and gives EBADF there,
 //   as write(2) would.
+//
+// - Block placement: the kernel puts a directory's blocks in the first group of its flex group
+//   and a regular file's in the next one; ext4kit lets both share an area, so a file written
+//   after a mkdir can land in two runs instead of one. Its contents and sizes are the same, but
+//   with more than four extents it needs an extent index block, which st_blocks shows (1 of 300
+//   sequences, 1 KiB blocks with 16 KiB clusters: 224 vs 192 sectors). Not excused: it fails the
+//   final tree comparison when it shows, and the default seeds do not meet it.
 //
 // Known differences owned elsewhere, run as `todo` until branch `arch` (the single path walk)
 // lands: reading a directory through a handle (kernel EISDIR), creating through a dangling
@@ -43,6 +51,8 @@ process.umask(0);
 
 const SEQUENCES = Number(process.env['DIFF_SEQUENCES'] ?? 20);
 const OPS = Number(process.env['DIFF_OPS'] ?? 70);
+/** DIFF_SEEDS=a,b,…: replay just these sequences (as a failure names them) on every geometry. */
+const ONLY_SEEDS = process.env['DIFF_SEEDS']?.split(',').map(Number);
 const ARCH_TODO = 'path walk reshaped on branch arch (issue 12, "Paths")';
 
 /** Names a mismatch that is a known difference: 'kept:…' on purpose, 'todo:…' owned by branch arch. */
@@ -59,7 +69,7 @@ function classify(op: Op, expected: Outcome, actual: Outcome): string | undefine
 // block to allocated, stat may count one block short (seen in 2 of 300 sequences before syncfs).
 const compareBlocks = true;
 const callBlocks = false;
-let totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
+const totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
 
 function report(mismatches: Mismatch[]): string {
   return mismatches.slice(0, 8).map((m) => `#${m.index} ${m.op}: kernel ${JSON.stringify(m.expected)}, ext4kit ${JSON.stringify(m.actual)}`).join('\n');
@@ -67,8 +77,8 @@ function report(mismatches: Mismatch[]): string {
 
 for (const g of GEOMETRIES) {
   test(`differential: ${SEQUENCES} random sequences of ${OPS} calls, ext4kit vs the kernel (${g.label})`, { skip, timeout: 30 * 60_000 }, async (t) => {
-    for (let s = 1; s <= SEQUENCES; s++) {
-      const seed = s * 7919 + g.blockSize + (g.clusterBytes ?? 0);
+    const seeds = ONLY_SEEDS ?? Array.from({ length: SEQUENCES }, (_, i) => (i + 1) * 7919 + g.blockSize + (g.clusterBytes ?? 0));
+    for (const seed of seeds) {
       await t.test(`seed ${seed}`, async (st) => {
         const ops = randomSequence(seed, OPS);
         const r = await withPair(g, { blocks: compareBlocks }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: callBlocks }, classify));

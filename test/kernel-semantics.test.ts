@@ -269,3 +269,27 @@ test("renaming a directory over an empty directory in another parent keeps the n
   await fs.close();
   await fsckClean(image);
 });
+
+test('punching a hole that reaches past EOF frees the partial last block; O_TRUNC and truncate to the same size free preallocated blocks', async () => {
+  const { fs, image } = await fresh();
+  await fs.writeFile('/p', new Uint8Array(5000).fill(1));
+  let fh = await fs.open('/p', 'r+');
+  await fs.fallocate(fh, 0x3, 4096, 10_000); // punch | keep-size over block 1 and beyond EOF
+  assert.equal((await fh.stat()).blocks, 8, 'block 1 freed (kernel: 8 sectors)');
+  await fh.close();
+  assert.deepEqual(await fs.readFile('/p'), new Uint8Array(5000).fill(1).fill(0, 4096));
+  await fs.writeFile('/e', '');
+  fh = await fs.open('/e', 'r+');
+  await fs.fallocate(fh, 0x1, 0, 8192); // keep-size: two unwritten blocks past EOF
+  assert.equal((await fh.stat()).blocks, 16);
+  await fh.close();
+  await (await fs.open('/e', 'w')).close();
+  assert.equal((await fs.stat('/e')).blocks, 0, 'O_TRUNC on an empty file frees them');
+  fh = await fs.open('/e', 'r+');
+  await fs.fallocate(fh, 0x1, 0, 8192);
+  await fh.close();
+  await fs.truncate('/e', 0);
+  assert.equal((await fs.stat('/e')).blocks, 0, 'truncate to the same size frees them');
+  await fs.close();
+  await fsckClean(image);
+});

@@ -35,6 +35,8 @@ export class Ext4 {
   private listedEntries = 0;
   /** Read-only mounts: directory blocks whose checksums were verified once. */
   private readonly verifiedBlocks = new Set<number>();
+  /** Read-only mounts: inodes decoded and verified once (path walks reload every component). */
+  private readonly inodes = new Map<number, Inode>();
   private readonly cred: Credentials;
   /** What journal recovery found and did at open. */
   private journalReport: JournalReport | undefined;
@@ -94,7 +96,12 @@ export class Ext4 {
 
   private async loadInode(ino: number, where: string): Promise<Inode> {
     // A writable mount's in-memory inodes are newer than the inode table until commit.
-    const inode = this.fs ? (await this.fs.getInode(ino)).inode : await this.vol.readInode(ino);
+    let inode = this.fs ? (await this.fs.getInode(ino)).inode : this.inodes.get(ino);
+    if (inode === undefined) {
+      inode = await this.vol.readInode(ino);
+      if (this.inodes.size >= 1 << 16) this.inodes.clear();
+      this.inodes.set(ino, inode);
+    }
     if (inode.linksCount === 0 && inode.mode === 0) {
       throw corrupt('dirent-unused-inode', `directory entry '${where}' points to unused inode ${ino}`, { inode: ino });
     }
@@ -431,7 +438,8 @@ export class Ext4 {
     if (f.create) oi = await fs.create(path, mode, this.cred, { exclusive: f.exclusive });
     else oi = await fs.resolve(path, true, 'open');
     if (isDirMode(oi.inode.mode) && (f.write || f.truncate)) throw posixError('EISDIR', 'open', path);
-    if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
+    // O_TRUNC frees blocks preallocated past EOF even when the size is already 0.
+    if (f.truncate && f.write && (oi.inode.sizeBytes > 0 || oi.inode.blocks512 > 0)) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
     // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
@@ -458,12 +466,19 @@ export class Ext4 {
         // pwrite never moves the position, even with O_APPEND (it then writes at the end).
         const moves = pos === null || pos === undefined;
         // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
-        const n = await fs.write(oi, (size) => {
-          const at = f.append ? size : pos ?? position;
-          if (moves) position = at + bytes.length;
-          return at;
-        }, bytes, this.cred);
-        return { bytesWritten: n, buffer: bytes };
+        let at = -1;
+        try {
+          const n = await fs.write(oi, (size) => {
+            at = f.append ? size : pos ?? position;
+            if (moves) position = at + bytes.length;
+            return at;
+          }, bytes, this.cred);
+          return { bytesWritten: n, buffer: bytes };
+        } catch (e) {
+          // A failed write (ENOSPC, EFBIG) does not move the position.
+          if (moves && at >= 0 && position === at + bytes.length) position = at;
+          throw e;
+        }
       },
       truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },
       sync: async () => { check('fsync'); await fs.fsync(oi); },

@@ -7,7 +7,7 @@ import { unmountPath } from '../fuse/transport.ts';
 export const USAGE = `usage: ext4kit umount [-l] MOUNTPOINT
   -l    lazy: detach now, finish when the last open file is closed
 example:
-  ext4kit umount /mnt/x`;
+  ext4kit umount /mnt/disk     # returns once the image is written back and clean`;
 
 export async function run(argv: string[]): Promise<number> {
   const lazy = argv.includes('-l');

@@ -55,6 +55,8 @@ const DIRTY_EXPIRE_MS = 5000;
 const WRITEBACK_IO_BYTES = 8 << 20;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
 const S_ISGID = 0o2000;
+/** The kernel's page size (x86-64, arm64 default): a punched hole past EOF ends at this boundary. */
+const PUNCH_PAGE_BYTES = 4096;
 const CREDITS = 512;
 
 /** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
@@ -1152,8 +1154,9 @@ export class Filesystem {
     const bs = this.blockSize;
     await oi.io.withLock(async () => {
       const old = oi.inode.sizeBytes;
-      if (newSize < old) {
-        if (newSize % bs) await this.zeroInPage(oi, Math.floor(newSize / bs), newSize, Math.floor(newSize / bs) * bs + bs);
+      // As the kernel, also when the size does not change: blocks preallocated past EOF go.
+      if (newSize <= old) {
+        if (newSize < old && newSize % bs) await this.zeroInPage(oi, Math.floor(newSize / bs), newSize, Math.floor(newSize / bs) * bs + bs);
         const firstGone = Math.ceil(newSize / bs);
         oi.pages.drop(firstGone);
         await this.withHandle(CREDITS, async (h) => {
@@ -1180,7 +1183,9 @@ export class Filesystem {
       if (mode.zeroRange) await this.writebackInode(oi);
       await oi.io.withLock(async () => {
         const size = oi.inode.sizeBytes;
-        const stop = mode.punchHole ? Math.min(end, size) : end;
+        // A hole reaching past EOF ends, as in the kernel, at the end of the page holding EOF:
+        // the last block's tail past EOF is freed too, not just zeroed.
+        const stop = mode.punchHole ? Math.min(end, Math.ceil(size / PUNCH_PAGE_BYTES) * PUNCH_PAGE_BYTES) : end;
         if (offset < stop) {
           const firstFull = Math.ceil(offset / bs);
           const lastFull = Math.floor(stop / bs) - 1;

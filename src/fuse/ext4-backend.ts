@@ -17,7 +17,7 @@ import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
 import { FuseErrno } from './errno.ts';
-import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
+import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, RENAME_EXCHANGE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
 
 const ROOT_INO = 2;
 const O_ACCMODE = 3;
@@ -346,7 +346,7 @@ export class Ext4Backend implements FuseBackend {
     const first = Math.floor(offset / bs);
     const last = Math.floor((size - 1) / bs);
     const h = this.fs.journal.start(0);
-    let segs;
+    let segs: Awaited<ReturnType<typeof lookupRange>>;
     try {
       segs = await oi.data.withRead(() => lookupRange(this.fs.fileMap(oi), h, first, last - first + 1));
     } finally { h.stop(); }
@@ -430,12 +430,16 @@ export class Ext4Backend implements FuseBackend {
 
   async rename(parentIno: number, nameBytes: Uint8Array, newParentIno: number, newNameBytes: Uint8Array, flags: number): Promise<void> {
     this.writable();
-    if (flags & ~RENAME_NOREPLACE) throw new Ext4Error('EINVAL', 'EINVAL: RENAME_EXCHANGE and RENAME_WHITEOUT are not supported yet');
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new Ext4Error('EINVAL', 'EINVAL: RENAME_WHITEOUT is not supported');
     const from = this.childPath(parentIno, nameBytes);
     const to = this.childPath(newParentIno, newNameBytes);
     const dir = await this.inode(parentIno);
     const moving = await this.fs.lookupIn(dir, nameBytes);
     if (!moving) throw posixError('ENOENT', 'rename');
+    if (flags & RENAME_EXCHANGE) {
+      await this.exchange(moving, parentIno, nameBytes, newParentIno, newNameBytes);
+      return;
+    }
     if (flags & RENAME_NOREPLACE) {
       const newDir = await this.inode(newParentIno);
       if (await this.fs.lookupIn(newDir, newNameBytes)) throw posixError('EEXIST', 'rename');
@@ -443,6 +447,32 @@ export class Ext4Backend implements FuseBackend {
     const victim = await this.pinVictim(newParentIno, newNameBytes);
     try { await this.fs.rename(from, to); } finally { await this.unpinIfLinked(victim); }
     if (this.names.has(moving.ino) || isDirMode(moving.inode.mode)) this.names.set(moving.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
+  }
+
+  /**
+   * RENAME_EXCHANGE as three renames through a temporary name in the first directory. The
+   * kernel holds both directories locked for the whole call and has already refused an
+   * exchange that would put a directory inside itself, so nobody sees the intermediate steps;
+   * only a crash between them could leave the temporary name (e2fsck-clean either way).
+   */
+  private async exchange(a: OpenInode, parentIno: number, nameBytes: Uint8Array, newParentIno: number, newNameBytes: Uint8Array): Promise<void> {
+    const newDir = await this.inode(newParentIno);
+    const b = await this.fs.lookupIn(newDir, newNameBytes);
+    if (!b) throw posixError('ENOENT', 'rename');
+    if (a.ino === b.ino) return;
+    const from = this.childPath(parentIno, nameBytes);
+    const to = this.childPath(newParentIno, newNameBytes);
+    const parentPath = this.pathOf(parentIno);
+    let tmp = '';
+    for (let i = 0; !tmp; i++) {
+      const name = `.ext4kit-exchange-${a.ino}-${i}`;
+      if (!(await this.fs.lookupIn(await this.inode(parentIno), new TextEncoder().encode(name)))) tmp = `${parentPath === '/' ? '' : parentPath}/${name}`;
+    }
+    await this.fs.rename(from, tmp);
+    await this.fs.rename(to, from);
+    await this.fs.rename(tmp, to);
+    this.names.set(a.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
+    this.names.set(b.ino, { parent: parentIno, nameBytes: nameBytes.slice() });
   }
 
   // ---- filesystem and xattrs -------------------------------------------------------------
