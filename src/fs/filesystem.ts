@@ -53,10 +53,10 @@ const DIRTY_THRESHOLD_BYTES = 16 << 20;
 const DIRTY_EXPIRE_MS = 5000;
 /** Largest device write of file data (bytes). */
 const WRITEBACK_IO_BYTES = 8 << 20;
-/** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
 const S_ISGID = 0o2000;
 /** The kernel's page size (x86-64, arm64 default): a punched hole past EOF ends at this boundary. */
 const PUNCH_PAGE_BYTES = 4096;
+/** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
 const CREDITS = 512;
 
 /** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
