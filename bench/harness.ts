@@ -1,5 +1,7 @@
-// Benchmark harness: times competitors (external commands) N times each, cold-cache, takes the
-// median wall time and the peak RSS of the child process tree, and prints one table per section.
+// Benchmark harness: times competitors (external commands) N times each, with a cold page cache
+// (dropped before every run) and then a warm one (after one untimed warm-up run), takes the
+// median wall time, the median same-round ratio to the baseline and the peak RSS of the child
+// process tree, and prints one table per section (cold rows, then warm rows).
 // Workloads (bench/workloads/*.ts) only describe what to build once and what to run; this file
 // owns measuring, verifying and reporting.
 import { spawn, spawnSync } from 'node:child_process';
@@ -29,15 +31,17 @@ export interface Competitor {
   /** The timed step. */
   command: () => Command | Promise<Command>;
   /** Untimed, after a run: throws when the output is wrong (so that nothing can win by cheating). */
-  verify?: () => Promise<void>;
+  verify?: (run: { mode: CacheMode; index: number }) => Promise<void>;
   /** Untimed, after the first run: extra columns for the table, e.g. { 'extents/file': '1.02' }. */
   metrics?: () => Promise<Record<string, string>>;
   /** Verify after every run (default) or only after the first one (for slow checks). */
   verifyEvery?: 'run' | 'first';
   /** Untimed, once after all runs. */
   cleanup?: () => Promise<void>;
-  /** Start each run with empty page cache (default true; needs root). */
+  /** Start each run with empty page cache (default true; needs root). False: warm rows only. */
   coldCache?: boolean;
+  /** Cache modes this competitor runs in (default: the section's). */
+  modes?: CacheMode[];
   /** Per-run limit; default 10 minutes. */
   timeoutMs?: number;
   /** Printed under the table, e.g. how the command differs from the others. */
@@ -46,8 +50,12 @@ export interface Competitor {
   maxRuns?: number;
 }
 
+export type CacheMode = 'cold' | 'warm';
+
 export interface Section {
   title: string;
+  /** Cache modes, in order (default cold, then warm). */
+  cacheModes?: CacheMode[];
   competitors: Competitor[];
   /** Printed under the table. */
   notes?: string[];
@@ -88,7 +96,11 @@ export interface RunMeasurement {
 export interface CompetitorResult {
   name: string;
   baseline: boolean;
+  /** cold: page cache dropped before every run; warm: after an untimed warm-up run, nothing dropped. */
+  mode: CacheMode;
   runs: RunMeasurement[];
+  /** Median over rounds of this row's time / the baseline's time in the same round and mode. */
+  medianRatio?: number;
   medianMs?: number;
   minMs?: number;
   maxMs?: number;
@@ -228,51 +240,93 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Runs every competitor of a section `ctx.runs` times, round-robin so that drift hits all alike. */
+/**
+ * Runs every competitor of a section `ctx.runs` times per cache mode, round-robin so that drift
+ * hits all alike; results are cold rows first, then warm rows.
+ */
 export async function runSection(ctx: BenchContext, workload: string, section: Section): Promise<SectionResult> {
   const results: CompetitorResult[] = [];
-  const live: Array<{ c: Competitor; r: CompetitorResult }> = [];
-  for (const c of section.competitors) {
-    const r: CompetitorResult = { name: c.name, baseline: c.baseline ?? false, runs: [], note: c.note };
-    results.push(r);
-    const why = c.unavailable ? await c.unavailable() : undefined;
-    if (why) {
-      r.skipped = why;
-      ctx.log(`  ${c.name}: skipped (${why})`);
-    } else live.push({ c, r });
-  }
   const rssFile = join(ctx.scratchDir, 'rss.txt');
-  for (let i = 0; i < ctx.runs; i++) {
-    for (const { c, r } of live) {
-      if (r.failed || i >= (c.maxRuns ?? Infinity)) continue;
-      try {
-        if (c.prepare) await c.prepare();
-        if (c.coldCache ?? true) dropCaches();
-        const m = await measure(await c.command(), c.timeoutMs, rssFile);
-        r.runs.push(m);
-        ctx.log(`  ${c.name}: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
-        if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify();
-        if (c.metrics && i === 0) r.metrics = await c.metrics();
-      } catch (e) {
-        r.failed = (e as Error).message;
-        ctx.log(`  ${c.name}: FAILED: ${r.failed}`);
+  for (const mode of section.cacheModes ?? (['cold', 'warm'] as CacheMode[])) {
+    const live: Array<{ c: Competitor; r: CompetitorResult }> = [];
+    for (const c of section.competitors) {
+      const modes = c.modes ?? (c.coldCache === false ? ['warm'] : undefined);
+      if (modes && !modes.includes(mode)) continue;
+      const r: CompetitorResult = { name: c.name, baseline: c.baseline ?? false, mode, runs: [], note: mode === 'cold' || !results.some((x) => x.name === c.name) ? c.note : undefined };
+      results.push(r);
+      const why = c.unavailable ? await c.unavailable() : undefined;
+      if (why) {
+        r.skipped = why;
+        ctx.log(`  ${c.name} [${mode}]: skipped (${why})`);
+      } else live.push({ c, r });
+    }
+    if (mode === 'warm') {
+      // One untimed run of each, so that inputs, tools and the CLI bundle are in the page cache.
+      for (const { c, r } of live) {
+        try {
+          if (c.prepare) await c.prepare();
+          await measure(await c.command(), c.timeoutMs);
+        } catch (e) {
+          r.failed = `warm-up: ${(e as Error).message}`;
+          ctx.log(`  ${c.name} [warm]: FAILED: ${r.failed}`);
+        }
       }
     }
-  }
-  for (const { c, r } of live) {
-    if (c.cleanup) await c.cleanup().catch((e: Error) => ctx.log(`  ${c.name}: cleanup failed: ${e.message}`));
-    if (r.runs.length && !r.failed) {
-      const ms = r.runs.map((m) => m.wallMs);
-      r.medianMs = median(ms);
-      r.minMs = Math.min(...ms);
-      r.maxMs = Math.max(...ms);
-      const rss = r.runs.map((m) => m.peakRssKiB ?? 0);
-      r.peakRssKiB = Math.max(...rss) || undefined;
+    for (let i = 0; i < ctx.runs; i++) {
+      for (const { c, r } of live) {
+        if (r.failed || i >= (c.maxRuns ?? Infinity)) continue;
+        try {
+          if (c.prepare) await c.prepare();
+          if (mode === 'cold') dropCaches();
+          const m = await measure(await c.command(), c.timeoutMs, rssFile);
+          r.runs.push(m);
+          ctx.log(`  ${c.name} [${mode}]: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
+          if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify({ mode, index: i });
+          if (c.metrics && i === 0 && !r.metrics) r.metrics = await c.metrics();
+        } catch (e) {
+          r.failed = (e as Error).message;
+          ctx.log(`  ${c.name} [${mode}]: FAILED: ${r.failed}`);
+        }
+      }
+    }
+    for (const { c, r } of live) {
+      if (c.cleanup) await c.cleanup().catch((e: Error) => ctx.log(`  ${c.name}: cleanup failed: ${e.message}`));
+      if (r.runs.length && !r.failed) {
+        const ms = r.runs.map((m) => m.wallMs);
+        r.medianMs = median(ms);
+        r.minMs = Math.min(...ms);
+        r.maxMs = Math.max(...ms);
+        const rss = r.runs.map((m) => m.peakRssKiB ?? 0);
+        r.peakRssKiB = Math.max(...rss) || undefined;
+      }
+    }
+    const base = live.find((x) => x.r.baseline)?.r;
+    for (const { r } of live) {
+      if (!base || r.failed || base.failed) continue;
+      const ratios = r.runs.map((m, i) => (base.runs[i] ? m.wallMs / base.runs[i]!.wallMs : NaN)).filter((x) => Number.isFinite(x));
+      if (ratios.length) r.medianRatio = median(ratios);
     }
   }
   const result: SectionResult = { workload, title: section.title, results, notes: section.notes ?? [] };
   if (section.verdicts) result.verdicts = section.verdicts(result);
   return result;
+}
+
+/** The row named `prefix…` in cache mode `mode` (default: the first, i.e. cold when present). */
+export function rowOf(s: SectionResult, prefix: string, mode?: CacheMode): CompetitorResult | undefined {
+  return s.results.find((r) => r.name.startsWith(prefix) && (mode === undefined || r.mode === mode));
+}
+
+/** The baseline row in `mode`. */
+export function baselineOf(s: SectionResult, mode?: CacheMode): CompetitorResult | undefined {
+  return s.results.find((r) => r.baseline && (mode === undefined || r.mode === mode));
+}
+
+/** time(row) / time(reference) for the same round, median over rounds (undefined without both). */
+export function sameRoundRatio(row: CompetitorResult | undefined, ref: CompetitorResult | undefined): number | undefined {
+  if (!row || !ref || row.failed || ref.failed || row.skipped || ref.skipped) return undefined;
+  const ratios = row.runs.map((m, i) => (ref.runs[i] ? m.wallMs / ref.runs[i]!.wallMs : NaN)).filter((x) => Number.isFinite(x));
+  return ratios.length ? median(ratios) : undefined;
 }
 
 // ---- reporting ----------------------------------------------------------------------------------
@@ -291,26 +345,26 @@ export function formatSection(s: SectionResult, runs: number): string {
   const baseName = base ? base.name.split(' ')[0] : undefined;
   const extra = [...new Set(s.results.flatMap((r) => Object.keys(r.metrics ?? {})))];
   // Rows with fewer runs (Competitor.maxRuns) say so in their median cell.
-  const rows: string[][] = [['tool', `median of ${runs}`, 'min', 'max', 'peak RSS', ...extra, 'relative time']];
+  const rows: string[][] = [['tool', 'cache', `median of ${runs}`, 'min', 'max', 'peak RSS', ...extra, 'relative time (median of same-round ratios)']];
   const blanks = extra.map(() => '');
   for (const r of s.results) {
     if (r.skipped) {
-      rows.push([r.name, 'skipped', '', '', '', ...blanks, r.skipped]);
+      rows.push([r.name, r.mode, 'skipped', '', '', '', ...blanks, r.skipped]);
       continue;
     }
     if (r.failed || r.medianMs === undefined) {
-      rows.push([r.name, 'FAILED', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
+      rows.push([r.name, r.mode, 'FAILED', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
       continue;
     }
     let rel = '';
     if (r.baseline) rel = 'baseline';
-    else if (base?.medianMs !== undefined) rel = `${(r.medianMs / base.medianMs).toFixed(2)}× ${baseName}'s time`;
+    else if (r.medianRatio !== undefined) rel = `${r.medianRatio.toFixed(2)}× ${baseName}'s time`;
     const m = extra.map((k) => r.metrics?.[k] ?? '');
     const few = r.runs.length < runs ? ` (${r.runs.length} run${r.runs.length === 1 ? '' : 's'})` : '';
-    rows.push([r.name, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
+    rows.push([r.name, r.mode, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const line = (row: string[]) => row.map((cell, i) => (i === 0 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd();
+  const line = (row: string[]) => row.map((cell, i) => (i <= 1 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd();
   const out = [`## ${s.title}`, line(rows[0]!), widths.map((w) => '-'.repeat(w)).join('  ')];
   for (const row of rows.slice(1)) out.push(line(row));
   const notes = [...s.results.filter((r) => r.note).map((r) => `${r.name}: ${r.note}`), ...s.notes];
@@ -341,7 +395,7 @@ export function machineFacts(ctx: BenchContext): string[] {
     `memory: ${(totalmem() / 1024 ** 3).toFixed(1)} GiB; kernel: ${release()}`,
     `node: ${process.version}; e2fsprogs: ${mke2fs ?? 'not found'}`,
     `runs per competitor: ${ctx.runs} (BENCH_RUNS), median reported; peak RSS: ${haveGnuTime() ? '/usr/bin/time -f %M' : 'polling /proc/PID/status VmHWM'}`,
-    `cache: ${canDrop ? 'sync + echo 3 > /proc/sys/vm/drop_caches before every run of every tool (all start cold)' : 'NOT dropped (not root): runs after the first are warm'}`,
+    `cache: cold rows: ${canDrop ? 'sync + echo 3 > /proc/sys/vm/drop_caches before every run of every tool' : 'NOT dropped (not root): "cold" runs after the first are warm'}; warm rows: after one untimed warm-up run of each tool, nothing dropped`,
     `inputs cached in ${ctx.cacheDir}`,
     loadLine(),
   ];

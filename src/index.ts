@@ -1,6 +1,10 @@
 // Browser-safe entry: no node: imports reachable from here.
 export { Ext4 } from './api/ext4.ts';
-export type { Ext4Stats, Ext4Dirent, Ext4StatFs, Ext4Info, Ext4FileHandle, OpenOptions, ReadResult } from './api/types.ts';
+export type {
+  Ext4Stats, Ext4BigIntStats, Ext4Dirent, Ext4DirPage, Ext4StatFs, Ext4Info, Ext4FileHandle, OpenOptions, ReadResult, WriteResult,
+  FallocateMode, ReadFileOptions,
+} from './api/types.ts';
+export type { PathLike } from './api/paths.ts';
 export { Ext4Error, isExt4Error, type Ext4ErrorCode } from './errors/ext4-error.ts';
 export type { BlockDevice } from './device/block-device.ts';
 export { MemoryDevice } from './device/memory-device.ts';

@@ -46,7 +46,7 @@ const skip: string | false = !haveE2fsprogs() ? 'e2fsprogs not installed (Debian
     : !loop.ok ? `loop mounts unavailable: ${loop.reason}` : false;
 if (skip) console.log(`# differential: skipping: ${skip}`);
 
-// Modes passed to open/mkdir reach the kernel unmasked, as they reach ext4kit (which has no umask).
+// Modes passed to open/mkdir reach the kernel unmasked, as they reach ext4kit (opened with umask 0).
 process.umask(0);
 
 const SEQUENCES = Number(process.env['DIFF_SEQUENCES'] ?? 20);

@@ -44,13 +44,15 @@ export async function withFuse<T>(image: string, fn: (mnt: string, m: FuseMount)
     await fs.close();
     throw e;
   }
+  let result: T;
   try {
-    return await fn(mnt, m);
+    result = await fn(mnt, m);
   } finally {
     const r = await runTool('umount', [mnt], { timeoutMs: 60_000 });
     if (r.exitCode !== 0) await runTool('umount', ['-l', mnt], { timeoutMs: 60_000 });
     await m.closed;
-    const bad = log.filter((l) => /internal error|failed/.test(l));
-    if (bad.length) throw new Error(`server reported:\n${bad.join('\n')}`);
   }
+  const bad = log.filter((l) => /internal error|failed/.test(l));
+  if (bad.length) throw new Error(`server reported:\n${bad.join('\n')}`);
+  return result;
 }

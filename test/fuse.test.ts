@@ -4,11 +4,11 @@
 // After every mount: e2fsck -fn clean, and the kernel reads the same tree.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ext4 } from '../src/node.ts';
 import { e2fsck, loopMountSupport, withLoopMount, runTool } from './support/oracles.ts';
-import { tmpImagePath, tmpDirPath, cleanupTemp } from './support/images.ts';
+import { tmpImagePath, tmpDirPath, cleanupTemp, tempRunDir } from './support/images.ts';
 import { fuseSkipReason, sh, shOk, withFuse } from './fuse-support.ts';
 
 const skip = fuseSkipReason(['tar']);
@@ -23,6 +23,12 @@ async function freshImage(name: string, opts: Parameters<typeof Ext4.mkfs>[1] = 
   const img = tmpImagePath(name);
   await Ext4.mkfs(img, { sizeBytes: 256 << 20, ...opts });
   return img;
+}
+
+/** Lazily unmounts whichever of `dirs` is still mounted (by /proc/self/mounts: a stat could hang). */
+async function unmountIfMounted(...dirs: string[]): Promise<void> {
+  const mounted = new Set(readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]));
+  for (const d of dirs) if (mounted.has(d)) await runTool('umount', ['-l', d]);
 }
 
 async function assertClean(img: string): Promise<void> {
@@ -99,26 +105,23 @@ test('unlinked open files live until closed; setgid dirs; chown clears set-id; e
 test('CLI: background mount, lock, clear errors, umount waits for write-back, SIGTERM ends a foreground server cleanly', { skip, timeout: 180_000 }, async () => {
   const img = await freshImage('cli');
   const mnt = tmpDirPath('cli-mnt');
-  const run = (args: string[]) => runTool(process.execPath, [CLI, ...args], { timeoutMs: 60_000 });
-  let mounted = false;
+  const run = (args: string[]) => runTool(process.execPath, [CLI, ...args], { timeoutMs: 120_000 });
+  const other = tmpDirPath('cli-other');
   try {
     const m = await run(['mount', img, mnt]);
     assert.equal(m.exitCode, 0, m.stderr);
-    mounted = true;
-    const other = tmpDirPath('cli-other');
     const again = await run(['mount', img, other]);
     assert.equal(again.exitCode, 1);
     assert.match(again.stderr, /already mounted by ext4kit/);
     await shOk(`cp -a ${SRC}/fuse ${mnt}/fuse && sync`);
     const u = await run(['umount', mnt]);
     assert.equal(u.exitCode, 0, u.stderr);
-    mounted = false;
     await assertClean(img);
     const back = await Ext4.open(img, { readOnly: true });
     assert.equal((await back.readdir('/fuse')).length > 5, true);
     await back.close();
   } finally {
-    if (mounted) await runTool('umount', ['-l', mnt]);
+    await unmountIfMounted(mnt, other);
   }
   // Clear errors.
   const full = tmpDirPath('full');
@@ -134,14 +137,16 @@ test('CLI: background mount, lock, clear errors, umount waits for write-back, SI
   assert.equal(notExt4.exitCode, 1);
   assert.match(notExt4.stderr, /EUCLEAN|superblock|magic/i);
   assert.notEqual((await sh(`mountpoint -q ${mnt}`)).exitCode, 0, 'nothing left mounted');
-  // Foreground server stopped by SIGTERM.
+  // Foreground server stopped by SIGTERM (generous waits: start-up may compile the sources).
   const fg = await sh(`
     ${process.execPath} ${CLI} mount -f ${img} ${mnt} 2>${mnt}.log & pid=$!
-    for i in $(seq 100); do mountpoint -q ${mnt} && break; sleep 0.1; done
+    trap 'mountpoint -q ${mnt} && umount -l ${mnt}; kill $pid 2>/dev/null || true' ERR
+    for i in $(seq 600); do mountpoint -q ${mnt} && break; kill -0 $pid; sleep 0.1; done
     mountpoint -q ${mnt}
     echo data > ${mnt}/after-signal
     kill -TERM $pid; wait $pid; echo "status $?"
-  `, { timeoutMs: 60_000 });
+  `, { timeoutMs: 120_000 });
+  await unmountIfMounted(mnt);
   assert.match(fg.stdout, /status 0/, fg.stderr);
   assert.notEqual((await sh(`mountpoint -q ${mnt}`)).exitCode, 0);
   await assertClean(img);
@@ -175,4 +180,65 @@ test('a corrupt directory block fails its requests (EBADMSG/EUCLEAN), is reporte
   assert.equal(reports.length, 1, `reported once:\n${log.join('\n')}`);
   assert.match(reports[0]!, /inode|block/);
   assert.equal(await shOk(`sha256sum < ${img}`), before, 'the image was not written');
+});
+
+test('as an unprivileged user (allow_other): mode bits, sticky directories, set-id bits cleared on write', { skip: skip || (haveSetpriv() ? false : 'setpriv missing (Debian package util-linux)') }, async () => {
+  const img = await freshImage('perm');
+  chmodSync(tempRunDir(), 0o711); // the other user must reach the mountpoint
+  await withFuse(img, async (mnt) => {
+    const as = (cmd: string) => `setpriv --reuid=1000 --regid=1000 --clear-groups bash -c '${cmd}'`;
+    const out = await shOk(`
+      set +e
+      cd ${mnt}
+      mkdir sticky && chmod 1777 sticky && echo root > sticky/rootfile && chmod 666 sticky/rootfile
+      echo secret > private && chmod 600 private
+      ${as(`cat ${mnt}/private`)} 2>&1
+      ${as(`rm ${mnt}/sticky/rootfile`)} 2>&1
+      ${as(`mv ${mnt}/sticky/rootfile ${mnt}/sticky/x`)} 2>&1
+      ${as(`echo mine > ${mnt}/sticky/userfile && chmod 6755 ${mnt}/sticky/userfile && stat -c %a ${mnt}/sticky/userfile`)}
+      ${as(`echo more >> ${mnt}/sticky/userfile; stat -c %a ${mnt}/sticky/userfile`)}
+      ${as(`rm ${mnt}/sticky/userfile && echo removed-own`)}
+      ${as(`touch ${mnt}/notmine`)} 2>&1
+      stat -c '%U %a' sticky/rootfile
+    `);
+    assert.match(out, /cat: .*private: Permission denied/);
+    assert.match(out, /rm: cannot remove .*rootfile.*: Operation not permitted/);
+    assert.match(out, /mv: cannot move .*: Operation not permitted/);
+    assert.match(out, /^6755$/m);
+    assert.match(out, /^755$/m, 'a write by the owner clears setuid and setgid');
+    assert.match(out, /^removed-own$/m);
+    assert.match(out, /touch: cannot touch .*notmine.*: Permission denied/);
+    assert.match(out, /^root 666$/m);
+  }, { allowOther: true });
+  await assertClean(img);
+});
+
+function haveSetpriv(): boolean {
+  try { return readFileSync('/usr/bin/setpriv').length > 0; } catch { return false; }
+}
+
+test('renameat2: RENAME_EXCHANGE swaps files and directories, RENAME_NOREPLACE refuses an existing target', { skip: skip || fuseSkipReason(['python3']) }, async () => {
+  const img = await freshImage('exchange');
+  await withFuse(img, async (mnt) => {
+    const out = await shOk(`cd ${mnt}
+      mkdir -p d1/sub d2 && echo one > a && echo two > d2/b && echo in-sub > d1/sub/f
+      python3 - <<'PY'
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def renameat2(a, b, flags):
+    r = libc.renameat2(-100, a.encode(), -100, b.encode(), flags)
+    return 'ok' if r == 0 else os.strerror(ctypes.get_errno())
+print('x-files', renameat2('a', 'd2/b', 2))
+print('x-dirs', renameat2('d1/sub', 'd2', 2))
+print('noreplace', renameat2('a', 'd1', 1))
+print('x-missing', renameat2('a', 'nope', 2))
+PY
+      echo "a=$(cat a) d1/sub/b=$(cat d1/sub/b) d2/f=$(cat d2/f)"`);
+    assert.match(out, /x-files ok/);
+    assert.match(out, /x-dirs ok/);
+    assert.match(out, /noreplace File exists/);
+    assert.match(out, /x-missing No such file or directory/);
+    assert.match(out, /^a=two d1\/sub\/b=one d2\/f=in-sub$/m, 'both pairs swapped');
+  });
+  await assertClean(img);
 });

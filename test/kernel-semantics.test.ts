@@ -17,7 +17,7 @@ async function fresh(g: Geo = { blockSize: 4096 }, sizeMiB = 16): Promise<{ fs: 
     sizeBytes: sizeMiB << 20, blockSize: g.blockSize, timeSec: 1_700_000_000,
     ...(g.clusterBytes ? { features: 'bigalloc', clusterBytes: g.clusterBytes } : {}),
   });
-  return { fs: await Ext4.open(image), image };
+  return { fs: await Ext4.open(image, { umask: 0 }), image };
 }
 
 async function fsckClean(image: string): Promise<void> {
@@ -173,7 +173,7 @@ test('utimes stores what ext4 can hold: clamped seconds, zero ns at the limits; 
     [[-5, 3], [-5, 3]], [[15032385535, 999], [15032385535, 0]], [[-2147483648, 5], [-2147483648, 0]],
   ];
   for (const [[sec, nsec], [wantSec, wantNs]] of cases) {
-    const fs = await Ext4.open(image);
+    const fs = await Ext4.open(image, { umask: 0 });
     await fs.utimes('/t', { sec, nsec }, { sec, nsec });
     const st = await fs.stat('/t');
     assert.equal(st.mtimeNs, BigInt(wantSec) * 1_000_000_000n + BigInt(wantNs), `${sec}.${nsec}`);

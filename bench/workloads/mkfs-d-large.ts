@@ -28,6 +28,7 @@ export const mkfsDLarge: Workload = {
         imageBytes: 1024 ** 3,
         imageArg: '1G',
         mke2fsRatioTarget: 1.2,
+        mke2fsWarmRatioTarget: 0.6,
         ext2fsSpeedupTarget: 10,
         ext2fsMaxRuns: 1,
         describe: () => `${TREE.largeFiles} × ${TREE.largeBytes / 1024 ** 2} MiB random files`,

@@ -28,6 +28,7 @@ export const mkfsDSmall: Workload = {
         imageBytes: 1024 ** 3,
         imageArg: '1G',
         mke2fsRatioTarget: 1.5,
+        mke2fsWarmRatioTarget: 1.0,
         ext2fsSpeedupTarget: 10,
         ext2fsMaxRuns: 1,
         describe: (s) => `${s.files} files of 0–${TREE.smallMaxBytes / 1024} KiB in ${s.dirs} directories`,

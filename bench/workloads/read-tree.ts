@@ -6,10 +6,17 @@ import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeImage } from '../../test/support/images.ts';
 import { haveCommand, loopMountSupport, runTool, toolPath } from '../../test/support/oracles.ts';
-import { cached, ext4kitCli, type BenchContext, type Competitor, type Section, type Workload } from '../harness.ts';
+import { cached, ext4kitCli, type BenchContext, type Competitor, type Section, type SectionResult, type Workload } from '../harness.ts';
+import { ratioVerdict, rssVerdict } from '../populate.ts';
 import { generateBenchTree, READ_TREE_DEFAULT, treeManifest, verifyTree } from '../tree.ts';
 
 const IMAGE_BYTES = 1024 ** 3;
+
+/** Outputs go to tmpfs when /dev/shm is one (issue 11 measures the export there): no disk in the way. */
+function outputRoot(ctx: BenchContext): { dir: string; tmpfs: boolean } {
+  const shm = readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/dev/shm' && l.split(' ')[2] === 'tmpfs');
+  return shm ? { dir: join('/dev/shm', `ext4kit-bench-${process.pid}`), tmpfs: true } : { dir: ctx.scratchDir, tmpfs: false };
+}
 
 /** A run killed by its timeout leaves the image mounted: take it down before going on. */
 async function unmountLeftover(mnt: string): Promise<void> {
@@ -45,13 +52,17 @@ export const readTree: Workload = {
   inDefaultSet: true,
   async sections(ctx) {
     const input = await readTreeInput(ctx);
-    const out = join(ctx.scratchDir, 'read-tree-out');
+    const root = outputRoot(ctx);
+    const out = join(root.dir, 'read-tree-out');
     const fresh = (create: boolean) => async () => {
       await rm(out, { recursive: true, force: true });
       if (create) await mkdir(out, { recursive: true });
     };
     const verify = (what: string) => () => verifyTree(input.manifest, out, what);
-    const cleanup = () => rm(out, { recursive: true, force: true });
+    const cleanup = async () => {
+      await rm(out, { recursive: true, force: true });
+      if (root.tmpfs) await rmdir(root.dir).catch(() => undefined);
+    };
 
     const cli = ext4kitCli(ctx.repoRoot, 'get');
     // The library alone, without the CLI's fidelity work (times, owners, xattrs, safety checks):
@@ -118,7 +129,12 @@ export const readTree: Workload = {
     const section: Section = {
       title: 'read tree out (image → host directory)',
       competitors: get ? [get, debugfs, kernel, copyOut] : [copyOut, debugfs, kernel],
-      notes: [input.summary, 'outputs go to the same host filesystem; each run starts from an empty output directory; outputs checked by SHA-256 of every file and every symlink target (untimed)'],
+      notes: [input.summary, `outputs go to ${root.tmpfs ? `tmpfs (${root.dir})` : `the bench scratch directory (/dev/shm is not a tmpfs here)`} for every tool; each run starts from an empty output directory; outputs checked by SHA-256 of every file and every symlink target (untimed)`],
+      verdicts: (s: SectionResult) => [
+        ratioVerdict(s, 'debugfs rdump', 'warm', 1.0, `get -r within 1.0× of debugfs rdump${root.tmpfs ? ' to tmpfs' : ''} (issue 11)`),
+        ratioVerdict(s, 'debugfs rdump', 'cold', 1.0, `get -r within 1.0× of debugfs rdump${root.tmpfs ? ' to tmpfs' : ''}`),
+        rssVerdict(s),
+      ],
     };
     return [section];
   },

@@ -1,45 +1,51 @@
-// The user seam: an fs/promises-like API over a mounted ext4 image (read side).
-// Errors carry Node-style codes, syscall and path.
+// The user seam: an fs/promises-like API over a mounted ext4 image, read-only or writable.
+// Each method encodes its path once, walks it (fs/path-walk), makes one fs/ call, and gives
+// errors Node's context (code, syscall, path).
 import { type BlockDevice } from '../device/block-device.ts';
-import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
-import { CoalescingDevice } from '../device/coalescing-device.ts';
-import { Volume } from '../fs/volume.ts';
-import { recoverJournal } from '../journal/replay/recover.ts';
-import type { JournalReport } from '../journal/replay/report.ts';
-import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
-import { InodeData } from '../fs/file-data.ts';
-import { checkXattrName, checkXattrNameArg, readXattrs } from '../fs/xattrs.ts';
-import { listDirectory, lookupName, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
-import { isDirMode, isSymlinkMode, S_IFMT, S_IFDIR, type Inode } from '../format/inode.ts';
-import { INCOMPAT, COMPAT, RO_COMPAT, allFeatureNames } from '../format/features.ts';
-import { featureSet } from '../format/superblock.ts';
-import { groupSuperAndGdtBlocks } from '../layout/geometry.ts';
-import { decodeUtf8, encodeUtf8, uuidToString } from '../util/bytes.ts';
+import { Ext4Error, posixError, corrupt } from '../errors/ext4-error.ts';
+import { isDirMode, isSymlinkMode } from '../format/inode.ts';
+import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
 import { mkfs as mkfsDevice, type MkfsOptions, type MkfsResult } from '../mkfs/mkfs.ts';
-import { makeDirent, makeStats } from './stats.ts';
-import type { Ext4Dirent, Ext4FileHandle, Ext4Info, Ext4StatFs, Ext4Stats, OpenOptions, ReadResult, WriteResult, FallocateMode } from './types.ts';
-import { parseOpenFlags, type OpenFlags } from './open-flags.ts';
 import type { Mapping } from '../mapping/read-map.ts';
+import { Mount, type Node } from '../fs/mount.ts';
+import type { Filesystem } from '../fs/filesystem.ts';
+import type { Volume } from '../fs/volume.ts';
+import type { JournalReport } from '../journal/replay/report.ts';
+import type { OpenInode } from '../fs/inode-cache.ts';
+import type { Credentials } from '../fs/ialloc.ts';
+import { walk, walkParent, walkLinkTarget, lookupIn, type ParentOf, type WalkAt } from '../fs/path-walk.ts';
+import * as namei from '../fs/namei.ts';
+import { setattr, type SetAttr } from '../fs/attr.ts';
+import { checkXattrName, checkXattrNameArg, setXattr, XATTR_SIZE_MAX_BYTES } from '../fs/xattr.ts';
+import { truncate as truncateFile } from '../fs/file.ts';
+import { statfsOf, volumeInfo } from '../fs/statfs.ts';
+import { isDotOrDotDot, ROOT_INO } from '../fs/names.ts';
+import { makeBigIntStats, makeDirent, makeStats } from './stats.ts';
+import type {
+  Ext4BigIntStats, Ext4Dirent, Ext4DirPage, Ext4FileHandle, Ext4Info, Ext4StatFs, Ext4Stats, OpenOptions, ReadFileOptions,
+} from './types.ts';
+import { parseOpenFlags, type OpenFlags, type ParsedFlags } from './open-flags.ts';
+import { edgePath, joinBytes, trimSlashes, type EdgePath, type PathLike } from './paths.ts';
+import { FileHandle, READ_FILE_LIMIT } from './file-handle.ts';
+import { asyncDispose, throwIfAborted, toTs, type TimeLike } from './args.ts';
 
-const ROOT_INO = 2;
-const MAX_SYMLINK_FOLLOWS = 40;
-const READ_FILE_LIMIT = 0x7fffffff;
+export type { PathLike } from './paths.ts';
 
-interface Resolved { ino: number; inode: Inode }
+/** readFile reads this much at a time when it has a signal to watch. */
+const SIGNAL_CHUNK_BYTES = 8 << 20;
 
 export class Ext4 {
   private nextFd = 3;
-  private closed = false;
-  /** Read-only mounts: directory listings seen by readdir answer later lookups (dir inode → name key → inode). */
-  private readonly listed = new Map<number, Map<string, number>>();
-  private listedEntries = 0;
-  /** Read-only mounts: directory blocks whose checksums were verified once. */
-  private readonly verifiedBlocks = new Set<number>();
   private readonly cred: Credentials;
-  /** What journal recovery found and did at open. */
-  private journalReport: JournalReport | undefined;
-  protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
+  /** Bits cleared from the mode of every file and directory created (default 0o022). */
+  umask: number;
+  /** The writable filesystem (tests look inside), or undefined on a read-only mount. */
+  protected readonly fs: Filesystem | undefined;
+
+  protected constructor(protected readonly mount: Mount, opts: OpenOptions) {
     this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
+    this.umask = (opts.umask ?? 0o022) & 0o777;
+    this.fs = mount.fs;
   }
 
   /**
@@ -48,21 +54,7 @@ export class Ext4 {
    * opens read-only and `info().forcedReadOnly` says why (writes then fail with EROFS).
    */
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
-    // Writable mounts coalesce appending device writes (thousands of small files imported one
-    // after another become one write per MiB); the wrapper is transparent to reads.
-    // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
-    // replays to the image. `recovered.device` replaces `device` from here on.
-    const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
-    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
-    const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
-    if (fs && recovered.report.orphansPending) {
-      // After a replay, the orphans the crash left are released as a kernel mount would.
-      recovered.report.orphansReleased = await fs.releaseOrphanList();
-      recovered.report.orphansPending = false;
-    }
-    const ext4 = new Ext4(vol, fs, opts);
-    ext4.journalReport = recovered.report;
-    return ext4;
+    return new Ext4(await Mount.open(device, opts), opts);
   }
 
   /** Creates an empty filesystem on `device`. */
@@ -70,127 +62,101 @@ export class Ext4 {
     return mkfsDevice(device, options);
   }
 
-  get readOnly(): boolean { return this.fs === undefined; }
+  get readOnly(): boolean { return this.mount.readOnly; }
 
-  /** The writable filesystem, or EROFS naming why there is none. */
-  private rw(syscall: string, path?: string): Filesystem {
-    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
-    if (!this.fs) {
-      const e = posixError('EROFS', syscall, path);
-      const why = this.vol.readOnly && !this.vol.forcedReadOnly ? 'opened read-only' : (writeBlocker(this.vol) ?? 'opened read-only');
-      e.message = `${e.message} (${why})`;
-      throw e;
-    }
-    return this.fs;
+  /** The mounted volume (the FUSE backend looks inside). */
+  protected get vol(): Volume { return this.mount.vol; }
+
+  // ---- walking -------------------------------------------------------------------------------
+
+  private async walk(path: PathLike, followLast: boolean, syscall: string): Promise<Node> {
+    this.mount.checkOpen();
+    const p = edgePath(path, syscall);
+    return walk(this.mount, p.bytes, followLast, { syscall, path: p.shown });
   }
 
-  // ---- path resolution ------------------------------------------------------------------
-
-  private dirSource(ino: number, inode: Inode): DirSource {
-    return this.vol.dirSource(ino, inode, this.fs
-      ? { isDirty: (b: number) => this.fs!.journal.isDirty(b) }
-      : { verified: this.verifiedBlocks });
+  private async parent(path: PathLike, syscall: string): Promise<ParentOf<Node> & { at: WalkAt; p: EdgePath }> {
+    this.mount.checkOpen();
+    const p = edgePath(path, syscall);
+    const at = { syscall, path: p.shown };
+    return { ...(await walkParent(this.mount, p.bytes, at)), at, p };
   }
 
-  private async loadInode(ino: number, where: string): Promise<Inode> {
-    // A writable mount's in-memory inodes are newer than the inode table until commit.
-    const inode = this.fs ? (await this.fs.getInode(ino)).inode : await this.vol.readInode(ino);
-    if (inode.linksCount === 0 && inode.mode === 0) {
-      throw corrupt('dirent-unused-inode', `directory entry '${where}' points to unused inode ${ino}`, { inode: ino });
-    }
-    return inode;
+  private rw(syscall: string, path?: PathLike): Filesystem {
+    return this.mount.writable(syscall, path === undefined ? undefined : typeof path === 'string' ? path : decodeUtf8(path));
   }
 
-  /**
-   * Path lookup. Paths are strings (UTF-8) or raw bytes (Uint8Array), as in node:fs: names on
-   * disk need not be UTF-8, and byte paths reach every entry readdir's `nameBytes` shows.
-   */
-  private async resolve(pathIn: PathLike, followLast: boolean, syscall: string): Promise<Resolved> {
-    this.checkOpen();
-    const bytes = pathBytes(pathIn, syscall);
-    const path = typeof pathIn === 'string' ? pathIn : decodeUtf8(bytes);
-    const fail = (code: Ext4ErrorCode) => posixError(code, syscall, path);
-    const stack = splitBytes(bytes).reverse();
-    let cur: Resolved = { ino: ROOT_INO, inode: await this.loadInode(ROOT_INO, '/') };
-    let follows = 0;
-    while (stack.length) {
-      const nameBytes = stack.pop()!;
-      if (!isDirMode(cur.inode.mode)) throw fail('ENOTDIR');
-      if (nameBytes.length > 255) throw fail('ENAMETOOLONG');
-      const childIno = await this.lookupChild(cur, nameBytes);
-      if (childIno === undefined) throw fail('ENOENT');
-      const next: Resolved = { ino: childIno, inode: await this.loadInode(childIno, decodeUtf8(nameBytes)) };
-      if (isSymlinkMode(next.inode.mode) && (stack.length > 0 || followLast)) {
-        if (++follows > MAX_SYMLINK_FOLLOWS) throw fail('ELOOP');
-        const target = await this.symlinkTargetOf(next);
-        for (const c of splitBytes(target).reverse()) stack.push(c);
-        if (target[0] === 0x2f) cur = { ino: ROOT_INO, inode: await this.loadInode(ROOT_INO, '/') };
-        continue;
-      }
-      cur = next;
-    }
-    return cur;
+  // ---- metadata ----------------------------------------------------------------------------
+
+  async stat(path: PathLike): Promise<Ext4Stats>;
+  async stat(path: PathLike, opts: { bigint: true }): Promise<Ext4BigIntStats>;
+  async stat(path: PathLike, opts?: { bigint?: boolean }): Promise<Ext4Stats | Ext4BigIntStats>;
+  async stat(path: PathLike, opts: { bigint?: boolean } = {}): Promise<Ext4Stats | Ext4BigIntStats> {
+    return this.statOf(await this.walk(path, true, 'stat'), opts.bigint);
   }
 
-  private async lookupChild(dir: Resolved, nameBytes: Uint8Array): Promise<number | undefined> {
-    const listing = this.fs ? undefined : this.listed.get(dir.ino);
-    if (listing) return listing.get(nameKey(nameBytes));
-    return (await lookupName(this.dirSource(dir.ino, dir.inode), nameBytes))?.ino;
-  }
-
-  private remember(dirIno: number, entries: readonly RawDirEntry[]): void {
-    if (this.fs) return;
-    if (this.listedEntries > 1 << 20) { this.listed.clear(); this.listedEntries = 0; }
-    const m = new Map<string, number>();
-    for (const e of entries) m.set(nameKey(e.name), e.ino);
-    this.listed.set(dirIno, m);
-    this.listedEntries += m.size;
-  }
-
-  private async symlinkTargetOf(r: Resolved): Promise<Uint8Array> {
-    return new InodeData(this.vol, r.ino, r.inode).symlinkTarget();
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
-  }
-
-  // ---- metadata ---------------------------------------------------------------------------
-
-  async stat(path: PathLike): Promise<Ext4Stats> {
-    return this.statOf(await this.resolve(path, true, 'stat'));
-  }
-
-  async lstat(path: PathLike): Promise<Ext4Stats> {
-    return this.statOf(await this.resolve(path, false, 'lstat'));
+  async lstat(path: PathLike): Promise<Ext4Stats>;
+  async lstat(path: PathLike, opts: { bigint: true }): Promise<Ext4BigIntStats>;
+  async lstat(path: PathLike, opts?: { bigint?: boolean }): Promise<Ext4Stats | Ext4BigIntStats>;
+  async lstat(path: PathLike, opts: { bigint?: boolean } = {}): Promise<Ext4Stats | Ext4BigIntStats> {
+    return this.statOf(await this.walk(path, false, 'lstat'), opts.bigint);
   }
 
   /** st_blocks counts delayed (reserved, not yet allocated) clusters as the kernel does. */
-  private async statOf(r: Resolved): Promise<Ext4Stats> {
-    if (!this.fs) return makeStats(r.ino, r.inode, this.vol.geo.blockSize);
-    const oi = await this.fs.getInode(r.ino);
-    const delayed512 = oi.state.reservation.reservedClusters * this.vol.geo.clusterSize / 512;
-    return makeStats(r.ino, oi.inode, this.vol.geo.blockSize, delayed512);
+  private statOf(node: Node, bigint?: boolean): Ext4Stats | Ext4BigIntStats {
+    const bs = this.mount.vol.geo.blockSize;
+    const delayed = this.mount.delayedBlocks512(node);
+    return bigint ? makeBigIntStats(node.ino, node.inode, bs, delayed) : makeStats(node.ino, node.inode, bs, delayed);
   }
 
-  async readdir(path: PathLike): Promise<string[]>;
-  async readdir(path: PathLike, opts: { withFileTypes: true }): Promise<Ext4Dirent[]>;
-  async readdir(pathIn: PathLike, opts: { withFileTypes?: boolean } = {}): Promise<string[] | Ext4Dirent[]> {
-    const r = await this.resolve(pathIn, true, 'scandir');
-    const path = typeof pathIn === 'string' ? pathIn : decodeUtf8(pathIn);
-    if (!isDirMode(r.inode.mode)) throw posixError('ENOTDIR', 'scandir', path);
-    const all: RawDirEntry[] = [];
-    for await (const e of listDirectory(this.dirSource(r.ino, r.inode))) all.push(e);
-    this.remember(r.ino, all);
-    const raw = all.filter((e) => !isDotOrDotDot(e.name));
-    if (!opts.withFileTypes) return raw.map((e) => decodeUtf8(e.name));
-    const out: Ext4Dirent[] = [];
-    for (const e of raw) {
-      const name = decodeUtf8(e.name);
-      if (this.vol.filetype && e.fileType !== 0) out.push(makeDirent(name, e.name, path, e.ino, { fileType: e.fileType }));
-      else out.push(makeDirent(name, e.name, path, e.ino, { mode: (await this.loadInode(e.ino, name)).mode }));
+  /**
+   * Directory entries without '.' and '..'. `recursive` lists the whole subtree (paths relative
+   * to `path`, parents before children, as node:fs does); `withFileTypes` gives Dirents.
+   */
+  async readdir(path: PathLike, opts?: { withFileTypes?: false; recursive?: boolean }): Promise<string[]>;
+  async readdir(path: PathLike, opts: { withFileTypes: true; recursive?: boolean }): Promise<Ext4Dirent[]>;
+  async readdir(path: PathLike, opts: { withFileTypes?: boolean; recursive?: boolean } = {}): Promise<string[] | Ext4Dirent[]> {
+    const top = await this.walk(path, true, 'scandir');
+    const shown = typeof path === 'string' ? path : decodeUtf8(path);
+    if (!isDirMode(top.inode.mode)) throw posixError('ENOTDIR', 'scandir', shown);
+    const names: string[] = [];
+    const dirents: Ext4Dirent[] = [];
+    const queue: Array<{ dir: Node; rel: string; parentPath: string }> = [{ dir: top, rel: '', parentPath: shown }];
+    for (let q = 0; q < queue.length; q++) {
+      const { dir, rel, parentPath } = queue[q]!;
+      for (const e of await this.mount.list(dir)) {
+        if (isDotOrDotDot(e.name)) continue;
+        const name = decodeUtf8(e.name);
+        const relName = rel ? `${rel}/${name}` : name;
+        let isDir: boolean;
+        if (opts.withFileTypes) {
+          const d = this.mount.vol.filetype && e.fileType !== 0
+            ? makeDirent(name, e.name, parentPath, e.ino, { fileType: e.fileType })
+            : makeDirent(name, e.name, parentPath, e.ino, { mode: (await this.mount.iget(e.ino)).inode.mode });
+          dirents.push(d);
+          isDir = d.isDirectory();
+        } else {
+          names.push(relName);
+          isDir = opts.recursive === true && (this.mount.vol.filetype && e.fileType !== 0 ? e.fileType === 2 : isDirMode((await this.mount.iget(e.ino)).inode.mode));
+        }
+        if (opts.recursive && isDir) {
+          queue.push({ dir: await this.mount.iget(e.ino), rel: relName, parentPath: parentPath.endsWith('/') ? parentPath + name : `${parentPath}/${name}` });
+        }
+      }
     }
-    return out;
+    return opts.withFileTypes ? dirents : names;
+  }
+
+  /**
+   * Up to `maxEntries` entries of a directory after `cookie` (0 starts; '.' and '..' included,
+   * as READDIR returns them). Each entry's cookie resumes after it, even after entries were
+   * added or removed meanwhile: every entry present throughout is returned exactly once.
+   */
+  async readdirFrom(path: PathLike, cookie = 0, maxEntries = 1024): Promise<Ext4DirPage> {
+    const dir = await this.walk(path, true, 'scandir');
+    if (!isDirMode(dir.inode.mode)) throw posixError('ENOTDIR', 'scandir', typeof path === 'string' ? path : decodeUtf8(path));
+    const page = await this.mount.readdirFrom(dir, cookie, maxEntries);
+    return { entries: page.entries.map((e) => ({ name: decodeUtf8(e.name), nameBytes: e.name, ino: e.ino, fileType: e.fileType, cookie: e.cookie })), done: page.done };
   }
 
   async readlink(path: PathLike): Promise<string> {
@@ -198,21 +164,21 @@ export class Ext4 {
   }
 
   async readlinkBytes(path: PathLike): Promise<Uint8Array> {
-    const r = await this.resolve(path, false, 'readlink');
-    if (!isSymlinkMode(r.inode.mode)) throw posixError('EINVAL', 'readlink', showPath(path));
-    return new InodeData(this.vol, r.ino, r.inode).symlinkTarget();
+    const node = await this.walk(path, false, 'readlink');
+    if (!isSymlinkMode(node.inode.mode)) throw posixError('EINVAL', 'readlink', typeof path === 'string' ? path : decodeUtf8(path));
+    return this.mount.readlink(node);
   }
 
   /** The canonical absolute path, with every symlink resolved. */
   async realpath(path: string): Promise<string> {
-    const target = await this.resolve(path, true, 'realpath');
-    // Walk up through '..' entries naming each directory in its parent.
+    const target = await this.walk(path, true, 'realpath');
     if (!isDirMode(target.inode.mode)) {
-      const slash = path.replace(/\/+$/, '').lastIndexOf('/');
-      const parentReal = await this.realpath(slash <= 0 ? '/' : path.slice(0, slash));
-      const base = path.replace(/\/+$/, '').slice(slash + 1);
+      const trimmed = trimSlashes(path);
+      const slash = trimmed.lastIndexOf('/');
+      const parentReal = await this.realpath(slash <= 0 ? '/' : trimmed.slice(0, slash));
+      const base = trimmed.slice(slash + 1);
       // The last component may itself have been a symlink to a file elsewhere.
-      const direct = await this.resolve(`${parentReal}/${base}`, false, 'realpath');
+      const direct = await this.walk(`${parentReal}/${base}`, false, 'realpath');
       if (direct.ino === target.ino) return parentReal === '/' ? `/${base}` : `${parentReal}/${base}`;
       const linkTarget = await this.readlink(`${parentReal}/${base}`);
       return this.realpath(linkTarget.startsWith('/') ? linkTarget : `${parentReal}/${linkTarget}`);
@@ -221,118 +187,101 @@ export class Ext4 {
     let cur = target;
     for (let depth = 0; cur.ino !== ROOT_INO; depth++) {
       if (depth > 4096) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: cur.ino });
-      const parentEntry = await lookupName(this.dirSource(cur.ino, cur.inode), encodeUtf8('..'));
-      if (!parentEntry) throw corrupt('dir-no-dotdot', "directory has no '..' entry", { inode: cur.ino });
-      const parent = { ino: parentEntry.ino, inode: await this.loadInode(parentEntry.ino, '..') };
-      let name: string | undefined;
-      for await (const e of listDirectory(this.dirSource(parent.ino, parent.inode))) {
-        if (e.ino === cur.ino && !isDotOrDotDot(e.name)) { name = decodeUtf8(e.name); break; }
-      }
-      if (name === undefined) throw corrupt('dir-orphan', `directory ${cur.ino} is not named in its parent`, { inode: cur.ino });
-      parts.push(name);
+      const parent = await this.mount.lookup(cur, encodeUtf8('..'));
+      if (!parent) throw corrupt('dir-no-dotdot', "directory has no '..' entry", { inode: cur.ino });
+      const entry = (await this.mount.list(parent)).find((e) => e.ino === cur.ino && !isDotOrDotDot(e.name));
+      if (!entry) throw corrupt('dir-orphan', `directory ${cur.ino} is not named in its parent`, { inode: cur.ino });
+      parts.push(decodeUtf8(entry.name));
       cur = parent;
     }
     return '/' + parts.reverse().join('/');
   }
 
   async listxattr(path: PathLike): Promise<string[]> {
-    const r = await this.resolve(path, false, 'listxattr');
-    const entries = await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes);
+    const entries = await this.mount.xattrs(await this.walk(path, false, 'listxattr'));
     return entries.filter((e) => !(e.nameIndex === 7 && e.name === 'data')).map((e) => e.fullName);
   }
 
   async getxattr(path: PathLike, name: string): Promise<Uint8Array> {
-    checkXattrNameArg(name, 'getxattr', showPath(path));
-    const r = await this.resolve(path, false, 'getxattr');
-    checkXattrName(name, r.inode.mode, false, 'getxattr', showPath(path));
-    const e = (await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes)).find((x) => x.fullName === name);
-    if (!e) throw posixError('ENODATA', 'getxattr', showPath(path));
+    const shown = typeof path === 'string' ? path : decodeUtf8(path);
+    checkXattrNameArg(name, 'getxattr', shown);
+    const node = await this.walk(path, false, 'getxattr');
+    checkXattrName(name, node.inode.mode, false, 'getxattr', shown);
+    const e = (await this.mount.xattrs(node)).find((x) => x.fullName === name);
+    if (!e) throw posixError('ENODATA', 'getxattr', typeof path === 'string' ? path : decodeUtf8(path));
     return e.value.slice();
   }
 
-  private readInodeBytes = async (ino: number, inode: Inode, maxBytes: number): Promise<Uint8Array> =>
-    new InodeData(this.vol, ino, inode).read(0, Math.min(maxBytes, inode.sizeBytes));
-
   // ---- file data --------------------------------------------------------------------------
 
-  private async openData(path: PathLike, syscall: string): Promise<InodeData> {
-    const r = await this.resolve(path, true, syscall);
-    if ((r.inode.mode & S_IFMT) === S_IFDIR) throw posixError('EISDIR', syscall, typeof path === 'string' ? path : decodeUtf8(path));
-    return new InodeData(this.vol, r.ino, r.inode);
-  }
-
-  async readFile(path: PathLike): Promise<Uint8Array>;
-  async readFile(path: PathLike, encoding: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<string>;
-  async readFile(path: PathLike, encoding?: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8' }): Promise<Uint8Array | string> {
-    if (this.fs && typeof path === 'string') {
-      const oi = await this.fs.resolve(path, true, 'open');
-      if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'read', path);
-      if (oi.inode.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
-      const bytes = await this.fs.read(oi, 0, oi.inode.sizeBytes);
-      return encoding === undefined ? bytes : decodeUtf8(bytes);
+  async readFile(path: PathLike, opts?: { signal?: AbortSignal; encoding?: null }): Promise<Uint8Array>;
+  async readFile(path: PathLike, encoding: 'utf8' | 'utf-8' | { encoding: 'utf8' | 'utf-8'; signal?: AbortSignal }): Promise<string>;
+  async readFile(path: PathLike, opts?: ReadFileOptions): Promise<Uint8Array | string> {
+    const o = typeof opts === 'string' ? { encoding: opts } : opts ?? {};
+    throwIfAborted(o.signal);
+    const shown = typeof path === 'string' ? path : decodeUtf8(path);
+    const node = await this.walk(path, true, 'open');
+    if (isDirMode(node.inode.mode)) throw posixError('EISDIR', 'read', shown);
+    const size = node.inode.sizeBytes;
+    if (size > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', shown);
+    let bytes: Uint8Array;
+    if (!o.signal || size <= SIGNAL_CHUNK_BYTES) bytes = await this.mount.read(node, 0, size);
+    else {
+      bytes = new Uint8Array(size);
+      let got = 0;
+      while (got < size) {
+        throwIfAborted(o.signal);
+        const piece = await this.mount.read(node, got, Math.min(SIGNAL_CHUNK_BYTES, size - got));
+        if (piece.length === 0) break;
+        bytes.set(piece, got);
+        got += piece.length;
+      }
+      bytes = bytes.subarray(0, got);
     }
-    const data = await this.openData(path, 'open');
-    if (data.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', typeof path === 'string' ? path : decodeUtf8(path));
-    const bytes = await data.read(0, data.sizeBytes);
-    return encoding === undefined ? bytes : decodeUtf8(bytes);
+    throwIfAborted(o.signal);
+    return o.encoding ? decodeUtf8(bytes) : bytes;
   }
 
-  async open(path: string, flags: OpenFlags = 'r', mode = 0o666): Promise<Ext4FileHandle> {
+  async open(path: PathLike, flags: OpenFlags = 'r', mode = 0o666): Promise<Ext4FileHandle> {
     const f = parseOpenFlags(flags);
-    if (this.fs) return this.openWritable(path, f, mode);
-    if (f.write || f.create || f.truncate) throw this.rw('open', path);
-    const data = await this.openData(path, 'open');
-    const fd = this.nextFd++;
-    let position = 0;
-    let open = true;
-    const statOf = () => makeStats(data.ino, data.inode, this.vol.geo.blockSize);
-    const check = () => { if (!open || this.closed) throw posixError('EBADF', 'read', path); };
-    return {
-      fd,
-      read: async (buffer: Uint8Array, offset = 0, length = buffer.length - offset, pos: number | null = null): Promise<ReadResult> => {
-        check();
-        if (offset < 0 || length < 0 || offset + length > buffer.length) throw posixError('EINVAL', 'read', path);
-        const at = pos ?? position;
-        const bytes = await data.read(at, length);
-        buffer.set(bytes, offset);
-        if (pos === null || pos === undefined) position += bytes.length;
-        return { bytesRead: bytes.length, buffer };
-      },
-      readFile: async () => {
-        check();
-        if (data.sizeBytes > READ_FILE_LIMIT) throw posixError('EFBIG', 'read', path);
-        return data.read(0, data.sizeBytes);
-      },
-      stat: async () => { check(); return statOf(); },
-      close: async () => { open = false; },
-      write: async () => { check(); throw posixError('EBADF', 'write', path); },
-      truncate: async () => { check(); throw posixError('EBADF', 'ftruncate', path); },
-      sync: async () => { check(); },
-      datasync: async () => { check(); },
-      fallocate: async () => { check(); throw posixError('EBADF', 'fallocate', path); },
-    };
+    const shown = typeof path === 'string' ? path : decodeUtf8(path);
+    if ((f.write || f.create || f.truncate) && this.mount.readOnly) throw this.rw('open', path);
+    const node = await this.openNode(path, f, mode);
+    if (isDirMode(node.inode.mode) && (f.write || f.truncate)) throw posixError('EISDIR', 'open', shown);
+    // O_TRUNC frees blocks preallocated past EOF even when the size is already 0.
+    if (f.truncate && f.write && (node.inode.sizeBytes > 0 || node.inode.blocks512 > 0)) await truncateFile(this.rw('open', path), node as OpenInode, 0);
+    return new FileHandle(this.mount, node, f, this.nextFd++, shown, this.cred, (n) => this.statOf(n) as Ext4Stats);
+  }
+
+  /** The inode open() opens: created with O_CREAT (through a dangling symlink: its target), as open(2). */
+  private async openNode(path: PathLike, f: ParsedFlags, mode: number): Promise<Node> {
+    if (!f.create) return this.walk(path, true, 'open');
+    const fs = this.rw('open', path);
+    const { dir, name, trailingSlash, at } = await this.parent(path, 'open');
+    let target = { dir, name, existing: await lookupIn(this.mount, dir, name) };
+    if (target.existing && f.exclusive) throw posixError('EEXIST', 'open', at.path);
+    if (target.existing && isSymlinkMode(target.existing.inode.mode)) target = await walkLinkTarget(this.mount, dir, target.existing, at);
+    if (target.existing) {
+      if (trailingSlash && !isDirMode(target.existing.inode.mode)) throw posixError('ENOTDIR', 'open', at.path);
+      return target.existing;
+    }
+    if (trailingSlash) throw posixError('EISDIR', 'open', at.path);
+    return namei.create(fs, target.dir as OpenInode, target.name, mode & ~this.umask, this.cred, { exclusive: f.exclusive }, at);
   }
 
   /** A web ReadableStream of the file's bytes (`end` inclusive, as in Node). */
-  createReadStream(path: string, opts: { start?: number; end?: number; highWaterMark?: number } = {}): ReadableStream<Uint8Array> {
+  createReadStream(path: PathLike, opts: { start?: number; end?: number; highWaterMark?: number; signal?: AbortSignal } = {}): ReadableStream<Uint8Array> {
     const chunk = opts.highWaterMark ?? 1 << 20;
-    let data: InodeData | undefined;
+    let node: Node | undefined;
     let pos = opts.start ?? 0;
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        if (this.fs) {
-          const oi = await this.fs.resolve(path, true, 'open');
-          const end = Math.min(oi.inode.sizeBytes, opts.end === undefined ? Infinity : opts.end + 1);
-          if (pos >= end) { controller.close(); return; }
-          const bytes = await this.fs.read(oi, pos, Math.min(chunk, end - pos));
-          pos += bytes.length;
-          controller.enqueue(bytes);
-          return;
-        }
-        data ??= await this.openData(path, 'open');
-        const end = Math.min(data.sizeBytes, opts.end === undefined ? Infinity : opts.end + 1);
+        throwIfAborted(opts.signal);
+        node ??= await this.walk(path, true, 'open');
+        if (isDirMode(node.inode.mode)) throw posixError('EISDIR', 'read', typeof path === 'string' ? path : decodeUtf8(path));
+        const end = Math.min(node.inode.sizeBytes, opts.end === undefined ? Infinity : opts.end + 1);
         if (pos >= end) { controller.close(); return; }
-        const bytes = await data.read(pos, Math.min(chunk, end - pos));
+        const bytes = await this.mount.read(node, pos, Math.min(chunk, end - pos));
         pos += bytes.length;
         controller.enqueue(bytes);
       },
@@ -341,146 +290,40 @@ export class Ext4 {
 
   /** Block mappings of a file (for sparse copies and inspection). */
   async *mappings(path: PathLike): AsyncGenerator<Mapping> {
-    const data = await this.openData(path, 'open');
-    yield* await data.mappings();
+    const node = await this.walk(path, true, 'open');
+    if (isDirMode(node.inode.mode)) throw posixError('EISDIR', 'open', typeof path === 'string' ? path : decodeUtf8(path));
+    yield* await this.mount.mappings(node);
   }
 
   // ---- filesystem -------------------------------------------------------------------------
 
   async statfs(): Promise<Ext4StatFs> {
-    this.checkOpen();
-    const { geo, groups, sb } = this.vol;
-    const R = geo.clusterRatio;
-    const freeClusters = groups.reduce((n, g) => n + g.freeBlocksCount, 0);
-    const freeInodes = groups.reduce((n, g) => n + g.freeInodesCount, 0);
-    let overheadBlocks = 0;
-    for (let g = 0; g < geo.groupCount; g++) {
-      const { superBlocks, gdtBlocks, reservedGdt } = groupSuperAndGdtBlocks(geo, g);
-      overheadBlocks += superBlocks + gdtBlocks + reservedGdt + 2 + geo.inodeTableBlocks;
-    }
-    if (sb.featureCompat & COMPAT.has_journal && sb.journalInum) {
-      overheadBlocks += Math.floor((sb.jnlBlocks[15]! * 2 ** 32 + sb.jnlBlocks[16]!) / geo.blockSize);
-    }
-    const dirty = this.fs ? this.fs.space.dirtyClusters : 0;
-    const bfree = (freeClusters - dirty) * R;
-    // As the kernel: the reserved pool kept for metadata (2 % of clusters, at most 4096) is not available either.
-    const resvPoolBlocks = (this.fs ? this.fs.space.resvPoolClusters : Math.min(Math.floor(geo.clustersCount / 50), 4096)) * R;
-    return {
-      type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
-      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount - resvPoolBlocks), files: geo.inodesCount, ffree: freeInodes,
-    };
+    this.mount.checkOpen();
+    return statfsOf(this.mount.vol, this.fs ? this.fs.space.dirtyClusters : 0, this.fs?.space.resvPoolClusters);
   }
 
   info(): Ext4Info {
-    this.checkOpen();
-    const { sb, geo, groups } = this.vol;
-    const date = (s: number) => new Date(s * 1000);
-    const hashNames = ['legacy', 'half_md4', 'tea', 'legacy_unsigned', 'half_md4_unsigned', 'tea_unsigned', 'siphash'];
-    const seedBytes = new Uint8Array(16);
-    sb.hashSeed.forEach((w, i) => { seedBytes[4 * i] = w & 0xff; seedBytes[4 * i + 1] = (w >>> 8) & 0xff; seedBytes[4 * i + 2] = (w >>> 16) & 0xff; seedBytes[4 * i + 3] = w >>> 24; });
-    return {
-      label: sb.volumeName, uuid: uuidToString(sb.uuid),
-      state: sb.state & 2 ? 'with errors' : sb.state & 1 ? 'clean' : 'not clean',
-      features: allFeatureNames(featureSet(sb)),
-      blockSize: geo.blockSize, clusterSize: geo.clusterSize, blocksCount: geo.blocksCount,
-      freeBlocks: groups.reduce((n, g) => n + g.freeBlocksCount, 0) * geo.clusterRatio,
-      reservedBlocks: sb.rBlocksCount, inodesCount: geo.inodesCount,
-      freeInodes: groups.reduce((n, g) => n + g.freeInodesCount, 0), inodeSize: geo.inodeSize,
-      groupCount: geo.groupCount, blocksPerGroup: geo.blocksPerGroup, clustersPerGroup: geo.clustersPerGroup,
-      inodesPerGroup: geo.inodesPerGroup, firstDataBlock: geo.firstDataBlock, reservedGdtBlocks: geo.reservedGdtBlocks,
-      flexBgSize: geo.flexBgSize, descSize: geo.descSize, hashSeed: uuidToString(seedBytes),
-      defaultHashVersion: hashNames[sb.defHashVersion] ?? `unknown (${sb.defHashVersion})`,
-      checksumType: sb.featureRoCompat & RO_COMPAT.metadata_csum ? 'crc32c' : undefined,
-      checksumSeed: sb.featureRoCompat & RO_COMPAT.metadata_csum ? geo.csumSeed : undefined,
-      journalInode: sb.featureCompat & COMPAT.has_journal ? sb.journalInum : 0,
-      orphanFileInode: sb.featureCompat & COMPAT.orphan_file ? sb.orphanFileInum : 0,
-      created: date(sb.mkfsTime), lastWritten: date(sb.wtime), lastMounted: sb.mtime ? date(sb.mtime) : undefined,
-      mountCount: sb.mntCount, forcedReadOnly: this.vol.forcedReadOnly, readOnly: this.vol.readOnly,
-      journal: this.journalReport,
-    };
+    this.mount.checkOpen();
+    return { ...volumeInfo(this.mount.vol), journal: this.mount.journalReport };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    try {
-      if (this.fs) await this.fs.close();
-    } finally {
-      this.closed = true;
-      await this.vol.close();
-    }
-  }
+  /**
+   * The journal: what recovery found and did at open, with the journal's summary and the
+   * transactions in its log (read on demand for clean images opened read-only).
+   */
+  async journalInfo(): Promise<JournalReport | undefined> { return this.mount.describeJournal(); }
+
+  async close(): Promise<void> { await this.mount.close(); }
+
+  /** `await using fs = await Ext4.open(…)` closes the filesystem at the end of the scope. */
+  async [asyncDispose](): Promise<void> { await this.close(); }
 
   // ---- writing ----------------------------------------------------------------------------
 
-  private async openWritable(path: string, f: ReturnType<typeof parseOpenFlags>, mode: number): Promise<Ext4FileHandle> {
-    const fs = this.rw('open', path);
-    let oi: OpenInode;
-    if (f.create) oi = await fs.create(path, mode, this.cred, { exclusive: f.exclusive });
-    else oi = await fs.resolve(path, true, 'open');
-    if (isDirMode(oi.inode.mode) && (f.write || f.truncate)) throw posixError('EISDIR', 'open', path);
-    // O_TRUNC frees blocks preallocated past EOF even when the size is already 0.
-    if (f.truncate && f.write && (oi.inode.sizeBytes > 0 || oi.inode.blocks512 > 0)) await fs.truncate(oi, 0);
-    oi.refs++;
-    const fd = this.nextFd++;
-    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
-    let position = 0;
-    let open = true;
-    const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
-    const handle: Ext4WritableHandle = {
-      fd,
-      read: async (buffer: Uint8Array, offset = 0, length = buffer.length - offset, pos: number | null = null): Promise<ReadResult> => {
-        check('read');
-        if (!f.read) throw posixError('EBADF', 'read', path);
-        if (offset < 0 || length < 0 || offset + length > buffer.length) throw posixError('EINVAL', 'read', path);
-        const at = pos ?? position;
-        const bytes = await fs.read(oi, at, length);
-        buffer.set(bytes, offset);
-        if (pos === null || pos === undefined) position += bytes.length;
-        return { bytesRead: bytes.length, buffer };
-      },
-      readFile: async () => { check('read'); return fs.read(oi, 0, oi.inode.sizeBytes); },
-      write: async (data: Uint8Array | string, offset?: number, length?: number, pos: number | null = null): Promise<WriteResult> => {
-        check('write');
-        if (!f.write) throw posixError('EBADF', 'write', path);
-        const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
-        // pwrite never moves the position, even with O_APPEND (it then writes at the end).
-        const moves = pos === null || pos === undefined;
-        // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
-        let at = -1;
-        try {
-          const n = await fs.write(oi, (size) => {
-            at = f.append ? size : pos ?? position;
-            if (moves) position = at + bytes.length;
-            return at;
-          }, bytes, this.cred);
-          return { bytesWritten: n, buffer: bytes };
-        } catch (e) {
-          // A failed write (ENOSPC, EFBIG) does not move the position.
-          if (moves && at >= 0 && position === at + bytes.length) position = at;
-          throw e;
-        }
-      },
-      truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },
-      sync: async () => { check('fsync'); await fs.fsync(oi); },
-      datasync: async () => { check('fdatasync'); await fs.fsync(oi); },
-      stat: async () => { check('fstat'); return this.statOf({ ino: oi.ino, inode: oi.inode }); },
-      fallocate: async (m: FallocateMode | number, off: number, len: number) => {
-        check('fallocate');
-        if (!f.write) throw posixError('EBADF', 'fallocate', path);
-        await fs.fallocate(oi, fallocateMode(m), off, len, this.cred);
-      },
-      close: async () => {
-        if (!open) return;
-        open = false;
-        await fs.release(oi);
-      },
-    };
-    return handle;
-  }
-
-  async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags } = {}): Promise<void> {
-    const fh = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666) as Ext4WritableHandle;
-    try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data, 0, undefined, 0); } finally { await fh.close(); }
+  async writeFile(path: PathLike, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags; signal?: AbortSignal } = {}): Promise<void> {
+    throwIfAborted(opts.signal);
+    const fh = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
+    try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data, 0, undefined, parseOpenFlags(opts.flag ?? 'w').append ? null : 0); } finally { await fh.close(); }
   }
 
   /**
@@ -489,99 +332,153 @@ export class Ext4 {
    * blocks are allocated at once rather than delayed, one file after the other, and written
    * straight to the device. `data` may also arrive in pieces (an async iterable of chunks, for
    * files too large to hold in memory); each piece may be reused once the next is asked for.
+   * The mode is taken as given (no umask), as a copy keeps its source's mode.
    */
-  async importFile(path: string, data: Uint8Array | AsyncIterable<Uint8Array>,
+  async importFile(path: PathLike, data: Uint8Array | AsyncIterable<Uint8Array>,
     opts: { mode?: number; uid?: number; gid?: number; atime?: TimeLike; mtime?: TimeLike; sparse?: boolean } = {}): Promise<void> {
     const fs = this.rw('open', path);
+    const { dir, name, at } = await this.parent(path, 'open');
     const attrs = {
       mode: opts.mode ?? 0o644, uid: opts.uid, gid: opts.gid, sparse: opts.sparse,
       atime: opts.atime === undefined ? undefined : toTs(opts.atime),
       mtime: opts.mtime === undefined ? undefined : toTs(opts.mtime),
     };
-    if (data instanceof Uint8Array) await fs.importFile(path, data, attrs, this.cred);
-    else await fs.importStream(path, data, attrs, this.cred);
+    if (data instanceof Uint8Array) await fs.importer.file(dir as OpenInode, name, data, attrs, this.cred, at);
+    else await fs.importer.stream(dir as OpenInode, name, data, attrs, this.cred, at, (oi) => fs.release(oi));
   }
 
-  async appendFile(path: string, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {
-    const fh = await this.open(path, 'a', opts.mode ?? 0o666) as Ext4WritableHandle;
+  async appendFile(path: PathLike, data: Uint8Array | string, opts: { mode?: number } = {}): Promise<void> {
+    const fh = await this.open(path, 'a', opts.mode ?? 0o666);
     try { await fh.write(typeof data === 'string' ? encodeUtf8(data) : data); } finally { await fh.close(); }
   }
 
-  async mkdir(path: string, opts: { recursive?: boolean; mode?: number } = {}): Promise<string | undefined> {
+  async mkdir(path: PathLike, opts: { recursive?: boolean; mode?: number } = {}): Promise<string | undefined> {
     const fs = this.rw('mkdir', path);
-    const mode = opts.mode ?? 0o777;
-    if (!opts.recursive) { await fs.mkdir(path, mode, this.cred); return undefined; }
-    const parts = path.split('/').filter((c) => c && c !== '.');
+    const mode = (opts.mode ?? 0o777) & ~this.umask;
+    if (!opts.recursive) {
+      const { dir, name, at } = await this.parent(path, 'mkdir');
+      await namei.mkdir(fs, dir as OpenInode, name, mode, this.cred, at);
+      return undefined;
+    }
+    const p = edgePath(path, 'mkdir');
+    const parts = p.shown.split('/').filter((c) => c && c !== '.');
     let cur = '';
     let first: string | undefined;
-    for (const p of parts) {
-      cur += '/' + p;
+    for (const part of parts) {
+      cur += '/' + part;
       try {
-        await fs.mkdir(cur, mode, this.cred);
+        const { dir, name, at } = await this.parent(cur, 'mkdir');
+        await namei.mkdir(fs, dir as OpenInode, name, mode, this.cred, { ...at, path: p.shown });
         first ??= cur;
       } catch (e) {
         if (!(e instanceof Ext4Error && e.code === 'EEXIST')) throw e;
-        if (!(await this.stat(cur)).isDirectory()) throw posixError('ENOTDIR', 'mkdir', path);
+        if (!(await this.stat(cur)).isDirectory()) throw posixError('ENOTDIR', 'mkdir', p.shown);
       }
     }
     return first;
   }
 
-  async rmdir(path: string): Promise<void> { await this.rw('rmdir', path).rmdir(path); }
-  async unlink(path: string): Promise<void> { await this.rw('unlink', path).unlink(path); }
+  async rmdir(path: PathLike): Promise<void> {
+    const fs = this.rw('rmdir', path);
+    const { dir, name, at } = await this.parent(path, 'rmdir');
+    if (dir.ino === ROOT_INO && name.length === 1 && name[0] === 0x2e && trimSlashes(at.path) === '/') throw posixError('EBUSY', 'rmdir', at.path);
+    await namei.rmdir(fs, dir as OpenInode, name, at);
+  }
 
-  async rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
-    const fs = this.rw('rm', path);
+  async unlink(path: PathLike): Promise<void> {
+    const fs = this.rw('unlink', path);
+    const { dir, name, trailingSlash, at } = await this.parent(path, 'unlink');
+    if (trailingSlash) {
+      const node = await lookupIn(this.mount, dir, name);
+      if (node && !isDirMode(node.inode.mode)) throw posixError('ENOTDIR', 'unlink', at.path);
+    }
+    if (name.length === 1 && name[0] === 0x2e) throw posixError('EISDIR', 'unlink', at.path);
+    await namei.unlink(fs, dir as OpenInode, name, at);
+  }
+
+  async rm(path: PathLike, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    this.rw('rm', path);
+    const p = edgePath(path, 'rm');
     let st: Ext4Stats;
-    try { st = await this.lstat(path); } catch (e) {
+    try { st = await this.lstat(p.bytes); } catch (e) {
       if (opts.force && e instanceof Ext4Error && e.code === 'ENOENT') return;
       throw e;
     }
-    if (!st.isDirectory()) { await fs.unlink(path); return; }
-    if (!opts.recursive) throw posixError('EISDIR', 'rm', path);
-    for (const name of await this.readdir(path)) await this.rm(`${path.replace(/\/+$/, '')}/${name}`, opts);
-    await fs.rmdir(path);
+    if (!st.isDirectory()) { await this.unlink(path); return; }
+    if (!opts.recursive) throw posixError('EISDIR', 'rm', p.shown);
+    for (const d of await this.readdir(p.bytes, { withFileTypes: true })) await this.rm(joinBytes(p.bytes, d.nameBytes), opts);
+    await this.rmdir(path);
   }
 
-  async rename(from: string, to: string): Promise<void> { await this.rw('rename', from).rename(from, to); }
-  async link(existing: string, path: string): Promise<void> { await this.rw('link', path).link(existing, path); }
-  async symlink(target: string, path: string): Promise<void> { await this.rw('symlink', path).symlink(target, path, this.cred); }
-
-  async chmod(path: string, mode: number): Promise<void> {
-    await this.rw('chmod', path).setAttr(path, true, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); }, 'chmod');
-  }
-  async chown(path: string, uid: number, gid: number): Promise<void> {
-    await this.rw('chown', path).setAttr(path, true, (i) => setOwner(i, uid, gid), 'chown');
-  }
-  async lchown(path: string, uid: number, gid: number): Promise<void> {
-    await this.rw('lchown', path).setAttr(path, false, (i) => setOwner(i, uid, gid), 'lchown');
-  }
-  async utimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
-    const inodeSize = this.vol.geo.inodeSize;
-    await this.rw('utime', path).setAttr(path, true, (i) => { i.atime = storableTs(toTs(atime), i, inodeSize); i.mtime = storableTs(toTs(mtime), i, inodeSize); }, 'utime');
-  }
-  async lutimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
-    const inodeSize = this.vol.geo.inodeSize;
-    await this.rw('lutime', path).setAttr(path, false, (i) => { i.atime = storableTs(toTs(atime), i, inodeSize); i.mtime = storableTs(toTs(mtime), i, inodeSize); }, 'lutime');
+  /** rename(2); `noReplace` and `exchange` are renameat2's RENAME_NOREPLACE and RENAME_EXCHANGE. */
+  async rename(from: PathLike, to: PathLike, flags: namei.RenameFlags = {}): Promise<void> {
+    const fs = this.rw('rename', from);
+    const src = await this.parent(from, 'rename');
+    const dst = await this.parent(to, 'rename');
+    const at = { syscall: 'rename', path: src.at.path, dest: dst.at.path };
+    if ((src.dir.ino === ROOT_INO && trimSlashes(src.at.path) === '/') || (dst.dir.ino === ROOT_INO && trimSlashes(dst.at.path) === '/')) throw posixError('EBUSY', 'rename', at.path, at.dest);
+    await namei.rename(fs, src.dir as OpenInode, src.name, dst.dir as OpenInode, dst.name, flags, at);
   }
 
-  async truncate(path: string, len = 0): Promise<void> {
+  async link(existing: PathLike, path: PathLike): Promise<void> {
+    const fs = this.rw('link', path);
+    const from = edgePath(existing, 'link');
+    const to = edgePath(path, 'link');
+    const at = { syscall: 'link', path: from.shown, dest: to.shown };
+    // The source is looked up first, then the new name's directory, as the kernel's linkat.
+    const src = await walk(this.mount, from.bytes, false, at);
+    const { dir, name } = await walkParent(this.mount, to.bytes, at);
+    await namei.link(fs, src as OpenInode, dir as OpenInode, name, at);
+  }
+
+  async symlink(target: PathLike, path: PathLike): Promise<void> {
+    const fs = this.rw('symlink', path);
+    const t = edgePath(target, 'symlink');
+    const { dir, name, p } = await this.parent(path, 'symlink');
+    await namei.symlink(fs, dir as OpenInode, name, t.bytes, this.cred, { syscall: 'symlink', path: t.shown, dest: p.shown });
+  }
+
+  private async setattr(path: PathLike, follow: boolean, syscall: string, attr: SetAttr): Promise<void> {
+    const fs = this.rw(syscall, path);
+    await setattr(fs, await this.walk(path, follow, syscall) as OpenInode, attr);
+  }
+
+  async chmod(path: PathLike, mode: number): Promise<void> { await this.setattr(path, true, 'chmod', { mode }); }
+  async chown(path: PathLike, uid: number, gid: number): Promise<void> { await this.setattr(path, true, 'chown', owner(uid, gid)); }
+  async lchown(path: PathLike, uid: number, gid: number): Promise<void> { await this.setattr(path, false, 'lchown', owner(uid, gid)); }
+  async utimes(path: PathLike, atime: TimeLike, mtime: TimeLike): Promise<void> {
+    await this.setattr(path, true, 'utime', { atime: toTs(atime), mtime: toTs(mtime) });
+  }
+  async lutimes(path: PathLike, atime: TimeLike, mtime: TimeLike): Promise<void> {
+    await this.setattr(path, false, 'lutime', { atime: toTs(atime), mtime: toTs(mtime) });
+  }
+
+  async truncate(path: PathLike, len = 0): Promise<void> {
     const fs = this.rw('truncate', path);
-    await fs.truncate(await fs.resolve(path, true, 'truncate'), len);
+    await truncateFile(fs, await this.walk(path, true, 'truncate') as OpenInode, len);
   }
 
-  async setxattr(path: string, name: string, value: Uint8Array | string, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
-    await this.rw('setxattr', path).setXattr(path, name, typeof value === 'string' ? encodeUtf8(value) : value, flags);
+  async setxattr(path: PathLike, name: string, value: Uint8Array | string, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    await this.changeXattr(path, 'setxattr', name, typeof value === 'string' ? encodeUtf8(value) : value, flags);
   }
-  async removexattr(path: string, name: string): Promise<void> {
-    await this.rw('removexattr', path).setXattr(path, name, undefined);
+  async removexattr(path: PathLike, name: string): Promise<void> {
+    await this.changeXattr(path, 'removexattr', name, undefined, {});
+  }
+
+  private async changeXattr(path: PathLike, syscall: string, name: string, value: Uint8Array | undefined, flags: { create?: boolean; replace?: boolean }): Promise<void> {
+    const at = { syscall, path: typeof path === 'string' ? path : decodeUtf8(path) };
+    // Argument checks come before the lookup, as the kernel's.
+    checkXattrNameArg(name, syscall, at.path);
+    if (value && value.length > XATTR_SIZE_MAX_BYTES) throw posixError('E2BIG', syscall, at.path);
+    const fs = this.rw(syscall, path);
+    const node = await this.walk(path, false, syscall);
+    await setXattr(fs, node as OpenInode, () => this.mount.xattrs(node), name, value, flags, at);
   }
 
   /** Linux fallocate(2) on an open handle: mode flags KEEP_SIZE (1), PUNCH_HOLE (2), ZERO_RANGE (0x10). */
-  async fallocate(fh: Ext4FileHandle, mode: FallocateMode | number, offset: number, length: number): Promise<void> {
-    const w = fh as Ext4WritableHandle;
-    if (typeof w.fallocate !== 'function') throw posixError('EBADF', 'fallocate');
-    await w.fallocate(mode, offset, length);
+  async fallocate(fh: Ext4FileHandle, mode: Parameters<Ext4FileHandle['fallocate']>[0], offset: number, length: number): Promise<void> {
+    if (typeof fh.fallocate !== 'function') throw posixError('EBADF', 'fallocate');
+    await fh.fallocate(mode, offset, length);
   }
 
   /**
@@ -592,8 +489,7 @@ export class Ext4 {
     await this.rw('quotactl').setQuotaLimits(kind, id, { softBytes: limits.softBytes ?? 0, hardBytes: limits.hardBytes ?? 0 });
   }
 
-  /** Writes every cached change to the image. */
-  /** Writes everything back and flushes the device; `durable: false` skips the flush (see Filesystem.sync). */
+  /** Writes everything back and flushes the device; `durable: false` skips the flush (see fs/fsync). */
   async sync(opts: { durable?: boolean } = {}): Promise<void> { if (this.fs) await this.fs.sync(opts); }
 
   /** Runs one background writeback pass (what the flusher thread would do). */
@@ -603,89 +499,9 @@ export class Ext4 {
   async checkInvariants(): Promise<void> { if (this.fs) await this.fs.checkInvariants(); }
 }
 
-type TimeLike = Date | number | { sec: number; nsec: number };
-
-function toTs(t: TimeLike): { sec: number; nsec: number } {
-  if (t instanceof Date) t = t.getTime() / 1000;
-  if (typeof t === 'number') {
-    const sec = Math.floor(t);
-    return { sec, nsec: Math.min(999_999_999, Math.round((t - sec) * 1e9)) };
-  }
-  return t;
-}
-
-/**
- * chown(2) on ext4 (even with -1, -1): a non-directory loses S_ISUID, and S_ISGID when it is
- * group-executable (S_ISGID without group-exec means mandatory locking and stays).
- */
-function setOwner(i: Inode, uid: number, gid: number): void {
-  if (uid >= 0) i.uid = uid;
-  if (gid >= 0) i.gid = gid;
-  if (isDirMode(i.mode)) return;
-  i.mode &= ~0o4000;
-  if (i.mode & 0o010) i.mode &= ~0o2000;
-}
-
-/**
- * A time as ext4 stores it in this inode (what stat shows after a remount): signed 32-bit
- * seconds, widened by two epoch bits and given nanoseconds when the inode's extra fields hold
- * the time's `_extra` word (the kernel clamps the same way, to s_time_min/s_time_max).
- */
-function storableTs(t: { sec: number; nsec: number }, inode: Inode, inodeSize: number): { sec: number; nsec: number } {
-  // i_mtime_extra and i_atime_extra end 12 and 16 bytes past the 128-byte base inode.
-  const wide = inodeSize > 128 && inode.extraIsize >= 16;
-  const min = -0x8000_0000;
-  const max = wide ? 0x3_7fff_ffff : 0x7fff_ffff;
-  // At or past either end the kernel stores the limit with zero nanoseconds.
-  if (t.sec <= min || t.sec >= max) return { sec: t.sec <= min ? min : max, nsec: 0 };
-  return { sec: Math.trunc(t.sec), nsec: wide ? Math.min(Math.max(Math.trunc(t.nsec), 0), 999_999_999) : 0 };
-}
-
-function fallocateMode(m: FallocateMode | number): { keepSize?: boolean; punchHole?: boolean; zeroRange?: boolean } {
-  if (typeof m !== 'number') return m;
-  const known = 0x1 | 0x2 | 0x10;
-  if (m & ~known) throw posixError('ENOTSUP', 'fallocate');
-  if (m & 0x2 && !(m & 0x1)) throw posixError('ENOTSUP', 'fallocate');
-  return { keepSize: (m & 0x1) !== 0, punchHole: (m & 0x2) !== 0, zeroRange: (m & 0x10) !== 0 };
+function owner(uid: number, gid: number): SetAttr {
+  return { owner: { ...(uid >= 0 ? { uid } : {}), ...(gid >= 0 ? { gid } : {}) } };
 }
 
 /** Kept for callers written before Ext4FileHandle carried the writing methods. */
 export type Ext4WritableHandle = Ext4FileHandle;
-
-/** A path as node:fs takes it: a string, or raw bytes for names that are not UTF-8. */
-export type PathLike = string | Uint8Array;
-
-/** A Map key holding name bytes exactly (one char per byte). */
-function nameKey(b: Uint8Array): string {
-  let k = '';
-  for (let i = 0; i < b.length; i++) k += String.fromCharCode(b[i]!);
-  return k;
-}
-
-const showPath = (p: PathLike): string => (typeof p === 'string' ? p : decodeUtf8(p));
-
-function pathBytes(p: PathLike, syscall: string): Uint8Array {
-  if (typeof p === 'string') {
-    if (p.includes('\0')) throw posixError('EINVAL', syscall, p);
-    return encodeUtf8(p);
-  }
-  if (!(p instanceof Uint8Array) || p.includes(0)) throw posixError('EINVAL', syscall, String(p));
-  return p;
-}
-
-/** Path components as bytes, without empty ones and '.'. */
-function splitBytes(b: Uint8Array): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i <= b.length; i++) {
-    if (i === b.length || b[i] === 0x2f) {
-      if (i > start && !(i - start === 1 && b[start] === 0x2e)) out.push(b.subarray(start, i));
-      start = i + 1;
-    }
-  }
-  return out;
-}
-
-function isDotOrDotDot(name: Uint8Array): boolean {
-  return (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
-}

@@ -1,7 +1,7 @@
 // Stats and Dirent objects shaped like node:fs's, built from decoded inodes.
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, type Inode, type Timestamp } from '../format/inode.ts';
 import { u32 } from '../util/bytes.ts';
-import type { Ext4Dirent, Ext4Stats } from './types.ts';
+import type { Ext4BigIntStats, Ext4Dirent, Ext4Stats } from './types.ts';
 
 const ns = (t: Timestamp | undefined): bigint => (t ? BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec) : 0n);
 const ms = (t: Timestamp | undefined): number => (t ? t.sec * 1000 + t.nsec / 1e6 : 0);
@@ -35,6 +35,19 @@ export function makeStats(ino: number, inode: Inode, blockSize: number, extraBlo
     atimeNs: ns(inode.atime), mtimeNs: ns(inode.mtime), ctimeNs: ns(inode.ctime), birthtimeNs: ns(inode.crtime),
     flags: inode.flags, generation: inode.generation,
     ...typeTests(inode.mode),
+  };
+}
+
+/** The same fields as bigints (milliseconds truncated, as Node's BigIntStats). */
+export function makeBigIntStats(ino: number, inode: Inode, blockSize: number, extraBlocks512 = 0): Ext4BigIntStats {
+  const s = makeStats(ino, inode, blockSize, extraBlocks512);
+  const msOf = (t: bigint) => t / 1_000_000n;
+  return {
+    ...s,
+    dev: BigInt(s.dev), ino: BigInt(s.ino), mode: BigInt(s.mode), nlink: BigInt(s.nlink), uid: BigInt(s.uid), gid: BigInt(s.gid),
+    rdev: BigInt(s.rdev), size: BigInt(s.size), blksize: BigInt(s.blksize), blocks: BigInt(s.blocks),
+    atimeMs: msOf(s.atimeNs), mtimeMs: msOf(s.mtimeNs), ctimeMs: msOf(s.ctimeNs), birthtimeMs: msOf(s.birthtimeNs),
+    flags: BigInt(s.flags), generation: BigInt(s.generation),
   };
 }
 

@@ -40,6 +40,35 @@ export interface Ext4Stats {
   isSocket(): boolean;
 }
 
+/** stat(path, { bigint: true }): like node:fs BigIntStats. */
+export interface Ext4BigIntStats extends Omit<Ext4Stats, 'dev' | 'ino' | 'mode' | 'nlink' | 'uid' | 'gid' | 'rdev' | 'size' | 'blksize' | 'blocks' | 'atimeMs' | 'mtimeMs' | 'ctimeMs' | 'birthtimeMs' | 'flags' | 'generation'> {
+  dev: bigint;
+  ino: bigint;
+  mode: bigint;
+  nlink: bigint;
+  uid: bigint;
+  gid: bigint;
+  rdev: bigint;
+  size: bigint;
+  blksize: bigint;
+  blocks: bigint;
+  atimeMs: bigint;
+  mtimeMs: bigint;
+  ctimeMs: bigint;
+  birthtimeMs: bigint;
+  flags: bigint;
+  generation: bigint;
+}
+
+/** One page of a resumable directory listing (readdirFrom). */
+export interface Ext4DirPage {
+  entries: Array<{ name: string; nameBytes: Uint8Array; ino: number; fileType: number; cookie: number }>;
+  /** The listing has no entries after these. */
+  done: boolean;
+}
+
+export type ReadFileOptions = 'utf8' | 'utf-8' | { encoding?: 'utf8' | 'utf-8' | null; signal?: AbortSignal };
+
 export interface Ext4Dirent {
   name: string;
   /** The raw on-disk name bytes (names need not be UTF-8). */
@@ -126,6 +155,8 @@ export interface Ext4FileHandle {
   fallocate(mode: FallocateMode | number, offset: number, length: number): Promise<void>;
   stat(): Promise<Ext4Stats>;
   close(): Promise<void>;
+  /** `await using fh = await fs.open(…)` closes the handle at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 export interface OpenOptions {
@@ -134,6 +165,8 @@ export interface OpenOptions {
   /** Owner of files and directories created through this mount (default 0: root). */
   uid?: number;
   gid?: number;
+  /** Bits cleared from the mode of created files and directories (default 0o022). */
+  umask?: number;
 }
 
 export interface WriteResult {

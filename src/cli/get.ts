@@ -20,17 +20,22 @@
 //  - FIFOs: created with the `mkfifo` binary; block and character devices with `mknod`, only as
 //    root; sockets are skipped. Each skip gives a one-time warning.
 import { spawn } from 'node:child_process';
-import { constants, openSync, writeSync, ftruncateSync, closeSync, lstatSync, mkdirSync, linkSync, symlinkSync } from 'node:fs';
+import {
+  constants, openSync, writeSync, ftruncateSync, closeSync, lstatSync, mkdirSync, linkSync, symlinkSync,
+  fstatSync, futimesSync, fchownSync, fchmodSync, lutimesSync, lchownSync, chmodSync,
+} from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
+import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Ext4Stats } from '../api/types.ts';
+import type { Mapping } from '../mapping/read-map.ts';
 import { parseArgs, UsageError } from './args.ts';
 import { pipeToWritable } from './cat.ts';
 import { childPath, devMajorMinor, normalizeImagePath, printableName } from './ls.ts';
 import { Progress } from './progress.ts';
 import type { Ext4 } from '../node.ts';
-import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, imageRef, openImage } from './image.ts';
 
 export const GET_USAGE = `usage: ext4kit get [-r] [-f] [--exact-times] IMAGE PATH DEST
   copies PATH out of IMAGE to DEST on the host (into DEST/NAME when DEST is a directory;
@@ -64,6 +69,11 @@ interface Rec {
   hostIno: bigint;
 }
 
+/** Raw reads of the image (Node's file device): file data without the API's copies. */
+export interface DataSource {
+  readInto(offsetBytes: number, target: Uint8Array): void;
+}
+
 interface CopyOptions {
   recursive: boolean;
   exactTimes: boolean;
@@ -76,6 +86,11 @@ function checkName(name: Uint8Array, parent: string): void {
     (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
   if (bad) throw corrupt('dirent-name', `unsafe directory entry name '${printableName(name)}' in '${parent}'`, { path: parent });
 }
+
+/** An image path: a string, or bytes when a name on the way is not UTF-8. */
+type ImgPath = string | Uint8Array;
+const bytesOf = (p: ImgPath): Uint8Array => (typeof p === 'string' ? new TextEncoder().encode(p) : p);
+const shownPath = (p: ImgPath): string => (typeof p === 'string' ? p : printableName(p));
 
 function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   return Buffer.concat([parent, Buffer.from('/'), name]);
@@ -129,6 +144,10 @@ class Copier {
   private readonly links = new Map<number, Buffer>();
   private readonly dirInodes = new Set<number>();
   private readonly records: Rec[] = [];
+  private readonly timeFixes = new Map<string, Buffer[]>();
+  private unfixableTimes = 0;
+  /** The one read buffer (a fresh 1 MiB buffer per file cost more than the copy itself). */
+  private readonly chunk = new Uint8Array(CHUNK);
   private xattrDump = '';
   private readonly warned = new Set<string>();
   private readonly isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -140,8 +159,10 @@ class Copier {
     private readonly fs: Ext4,
     private readonly opts: CopyOptions,
     private readonly blockSize: number,
+    private readonly blocksCount: number,
     private readonly maxEntries: number,
     private readonly progress: Progress,
+    private readonly data: DataSource | undefined,
   ) {}
 
   private warnOnce(key: string, msg: string): void {
@@ -151,8 +172,8 @@ class Copier {
   }
 
   /** Copies the entry at image path `src` (already lstat'ed as `st`) to the new host path `host`. */
-  async copyTree(src: string, st: Ext4Stats, host: Buffer, existingRoot: boolean): Promise<void> {
-    const stack: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }> = [];
+  async copyTree(src: ImgPath, st: Ext4Stats, host: Buffer, existingRoot: boolean): Promise<void> {
+    const stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
     if (existingRoot) {
       this.enterDir(src, st);
       await this.pushChildren(stack, src, host, 1);
@@ -166,47 +187,44 @@ class Copier {
     }
   }
 
-  private enterDir(src: string, st: Ext4Stats): void {
-    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${src}')`, { inode: st.ino, path: src });
+  private enterDir(src: ImgPath, st: Ext4Stats): void {
+    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${shownPath(src)}')`, { inode: st.ino, path: shownPath(src) });
     this.dirInodes.add(st.ino);
   }
 
-  private async pushChildren(stack: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }>, dir: string, host: Buffer, depth: number): Promise<void> {
+  private async pushChildren(stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }>, dir: ImgPath, host: Buffer, depth: number): Promise<void> {
     if (!this.opts.recursive) return;
     const entries = await this.fs.readdir(dir, { withFileTypes: true });
-    if (entries.length > 0 && depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${dir}'`, { where: { path: dir } });
-    const jobs: Array<{ src: string; st: Ext4Stats; host: Buffer; depth: number }> = [];
+    if (entries.length > 0 && depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${shownPath(dir)}'`, { where: { path: shownPath(dir) } });
+    const jobs: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
     for (const d of entries) {
-      checkName(d.nameBytes, dir);
-      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${dir}')`, { path: dir });
-      if (!Buffer.from(d.name, 'utf8').equals(Buffer.from(d.nameBytes))) {
-        // The API addresses entries by (UTF-8) string paths only.
-        this.warnOnce('non-utf8', `skipping names that are not UTF-8 (first: '${printableName(d.nameBytes)}' in '${dir}')`);
-        continue;
-      }
-      const src = childPath(dir, d.name);
+      checkName(d.nameBytes, shownPath(dir));
+      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${shownPath(dir)}')`, { path: shownPath(dir) });
+      // Names that are not UTF-8 are addressed by byte paths.
+      const src = typeof dir === 'string' && Buffer.from(d.name, 'utf8').equals(Buffer.from(d.nameBytes))
+        ? childPath(dir, d.name) : new Uint8Array(joinHost(Buffer.from(bytesOf(dir)), d.nameBytes));
       const st = await this.fs.lstat(src);
       if (st.ino !== d.ino) {
-        throw corrupt('dirent-duplicate', `directory '${dir}' holds the name '${printableName(d.nameBytes)}' more than once`, { path: dir, inode: d.ino });
+        throw corrupt('dirent-duplicate', `directory '${shownPath(dir)}' holds the name '${printableName(d.nameBytes)}' more than once`, { path: shownPath(dir), inode: d.ino });
       }
       jobs.push({ src, st, host: joinHost(host, d.nameBytes), depth });
     }
     for (let i = jobs.length - 1; i >= 0; i--) stack.push(jobs[i]!);
   }
 
-  private async record(host: Buffer, st: Ext4Stats, kind: Kind): Promise<void> {
+  private record(host: Buffer, st: Ext4Stats, kind: Kind): void {
     const h = lstatSync(host, { bigint: true });
     this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino });
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
-  private async copyEntry(src: string, st: Ext4Stats, host: Buffer): Promise<boolean> {
+  private async copyEntry(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
     this.progress.tick(0, true);
     if (st.isDirectory()) {
-      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src}' is a directory (use -r)`, { where: { path: src } });
+      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${shownPath(src)}' is a directory (use -r)`, { where: { path: shownPath(src) } });
       this.enterDir(src, st);
       mkdirSync(host, 0o700);
-      await this.record(host, st, 'dir');
+      this.record(host, st, 'dir');
       await this.collectXattrs(src, host);
       return true;
     }
@@ -220,11 +238,12 @@ class Copier {
     let kind: Kind;
     if (st.isFile()) {
       await this.copyFile(src, st, host);
-      kind = 'file';
+      if (st.nlink > 1) this.links.set(st.ino, host);
+      return false;
     } else if (st.isSymbolicLink()) {
       const target = await this.fs.readlinkBytes(src);
       if (target.length === 0 || target.includes(0)) {
-        this.warnOnce(`badlink:${src}`, `skipping symlink '${printableName(new TextEncoder().encode(src))}' with an invalid target`);
+        this.warnOnce(`badlink:${shownPath(src)}`, `skipping symlink '${printableName(bytesOf(src))}' with an invalid target`);
         return false;
       }
       symlinkSync(Buffer.from(target), host);
@@ -234,59 +253,142 @@ class Copier {
       kind = 'special';
     }
     if (st.nlink > 1) this.links.set(st.ino, host);
-    await this.record(host, st, kind);
+    this.record(host, st, kind);
     if (kind !== 'symlink') await this.collectXattrs(src, host);
     return false;
   }
 
-  // Host writes are synchronous: a CLI copying many small files is dominated by per-call
-  // promise overhead otherwise, and nothing else runs concurrently here.
-  private async copyFile(src: string, st: Ext4Stats, host: Buffer): Promise<void> {
+  // Host calls are synchronous: a CLI copying many small files is dominated by the libuv
+  // threadpool round trip of every async call otherwise, and nothing else runs concurrently here.
+  // A regular file gets its times, owner and mode through the descriptor it was created with (no
+  // path lookup, so nothing can be swapped in between); one with user.* xattrs keeps a writable
+  // mode until setfattr has run and is finished with the directories.
+  private async copyFile(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     const out = openSync(host, flags, 0o600);
     try {
+      let endBytes = 0;
       if (st.size > 0) {
-        if (st.flags & INLINE_DATA_FL) this.writeAll(out, await this.fs.readFile(src), 0);
-        else await this.copyMapped(src, st, out);
+        if (st.flags & INLINE_DATA_FL) endBytes = this.writeAll(out, await this.fs.readFile(src), 0);
+        else endBytes = await this.copyMapped(src, st, out);
       }
-      ftruncateSync(out, st.size);
+      // Only a trailing hole (or unwritten tail) leaves the host file short.
+      if (endBytes !== st.size) ftruncateSync(out, st.size);
+      if (await this.collectXattrs(src, host)) {
+        const h = fstatSync(out, { bigint: true });
+        this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino });
+      } else {
+        futimesSync(out, timeArg(st.atimeNs), timeArg(st.mtimeNs));
+        this.noteTimeFixes(host, st, () => fstatSync(out, { bigint: true }));
+        if (this.isRoot) fchownSync(out, st.uid, st.gid);
+        fchmodSync(out, st.mode & 0o7777);
+      }
     } finally {
       closeSync(out);
     }
     this.copiedFiles++;
   }
 
-  private writeAll(out: number, data: Uint8Array, position: number): void {
+  /**
+   * Queues a touch(1) run for times that lutimes/futimes could not set (they take microseconds).
+   * Within ±2^31 s the double timeArg() passes is exact to the microsecond, so only sub-microsecond
+   * parts need fixing; outside that range the host's result is read back with `stat`.
+   */
+  private noteTimeFixes(host: Buffer, st: Ext4Stats, stat: () => { atimeNs: bigint; mtimeNs: bigint }): void {
+    const safe = (ns: bigint) => ns >= 0n && ns < (1n << 31n) * NS;
+    let got: { atimeNs: bigint; mtimeNs: bigint };
+    if (safe(st.atimeNs) && safe(st.mtimeNs)) {
+      const us = (ns: bigint) => ns - (ns % 1000n);
+      got = { atimeNs: us(st.atimeNs), mtimeNs: us(st.mtimeNs) };
+    } else {
+      got = stat();
+    }
+    for (const [which, want, have] of [['a', st.atimeNs, got.atimeNs], ['m', st.mtimeNs, got.mtimeNs]] as const) {
+      if (want === have) continue;
+      if (asArg(host) === undefined) {
+        this.unfixableTimes++;
+        continue;
+      }
+      const key = `${which} ${touchTime(want)}`;
+      const list = this.timeFixes.get(key);
+      if (list) list.push(host);
+      else this.timeFixes.set(key, [host]);
+    }
+  }
+
+  /** Writes `data` at `position`; returns the end offset. */
+  private writeAll(out: number, data: Uint8Array, position: number): number {
     let done = 0;
     while (done < data.length) done += writeSync(out, data, done, data.length - done, position + done);
     this.copiedBytes += data.length;
     this.progress.tick(data.length);
+    return position + data.length;
   }
 
-  /** Copies only the written, mapped ranges: holes and unwritten extents stay holes. */
-  private async copyMapped(src: string, st: Ext4Stats, out: number): Promise<void> {
+  /** Copies only the written, mapped ranges: holes and unwritten extents stay holes. Returns the end of the last write. */
+  private async copyMapped(src: ImgPath, st: Ext4Stats, out: number): Promise<number> {
+    const bs = this.blockSize;
+    const maps: Mapping[] = [];
+    for await (const m of this.fs.mappings(src)) maps.push(m);
+    if (this.data) return this.copyDirect(maps, st, out, this.data);
+    // A small file written from its first block to its last without a gap: one read, one write
+    // (the common case, and one path lookup fewer than opening the file).
+    let covered = 0;
+    for (const m of maps) {
+      if (m.unwritten || Number(m.fileBlock) * bs !== covered) break;
+      covered = (Number(m.fileBlock) + m.countBlocks) * bs;
+    }
+    if (st.size <= CHUNK && covered >= st.size) return this.writeAll(out, await this.fs.readFile(src), 0);
+    let endBytes = 0;
     const fh = await this.fs.open(src, 'r');
-    const buf = new Uint8Array(CHUNK);
+    const buf = this.chunk;
     try {
-      const bs = this.blockSize;
-      for await (const m of this.fs.mappings(src)) {
+      for (const m of maps) {
         if (m.unwritten) continue;
         let pos = Number(m.fileBlock) * bs;
         const end = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs);
         while (pos < end) {
           const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end - pos), pos);
           if (bytesRead <= 0) break;
-          this.writeAll(out, buf.subarray(0, bytesRead), pos);
+          endBytes = this.writeAll(out, buf.subarray(0, bytesRead), pos);
           pos += bytesRead;
         }
       }
     } finally {
       await fh.close();
     }
+    return endBytes;
   }
 
-  private async makeSpecial(src: string, st: Ext4Stats, host: Buffer): Promise<boolean> {
-    const shown = printableName(new TextEncoder().encode(src));
+  /**
+   * The same copy with the mapped blocks read straight from the image into one reused buffer
+   * (the API's read path allocates and copies twice per request). Mappings come from the
+   * validated extent tree; their range is checked again here.
+   */
+  private copyDirect(maps: readonly Mapping[], st: Ext4Stats, out: number, data: DataSource): number {
+    const bs = this.blockSize;
+    let endBytes = 0;
+    for (const m of maps) {
+      if (m.unwritten) continue;
+      const fsBlock = Number(m.fsBlock);
+      if (fsBlock < 0 || fsBlock + m.countBlocks > this.blocksCount) {
+        throw corrupt('extent-range', `file '${st.ino}' maps blocks ${fsBlock}+${m.countBlocks} outside the filesystem`, { inode: st.ino });
+      }
+      let pos = Number(m.fileBlock) * bs;
+      const end = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs);
+      while (pos < end) {
+        const n = Math.min(CHUNK, end - pos);
+        const buf = this.chunk.subarray(0, n);
+        data.readInto((fsBlock - Number(m.fileBlock)) * bs + pos, buf);
+        endBytes = this.writeAll(out, buf, pos);
+        pos += n;
+      }
+    }
+    return endBytes;
+  }
+
+  private async makeSpecial(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
+    const shown = printableName(bytesOf(src));
     const arg = asArg(host);
     if (st.isSocket()) {
       this.warnOnce('socket', `skipping sockets (first: '${shown}')`);
@@ -319,7 +421,8 @@ class Copier {
     return false;
   }
 
-  private async collectXattrs(src: string, host: Buffer): Promise<void> {
+  /** Queues the entry's user.* xattrs for setfattr; true when there are any. */
+  private async collectXattrs(src: ImgPath, host: Buffer): Promise<boolean> {
     const names = await this.fs.listxattr(src);
     let lines = '';
     for (const name of names) {
@@ -335,6 +438,7 @@ class Copier {
       lines += `${name}=0x${Buffer.from(value).toString('hex')}\n`;
     }
     if (lines) this.xattrDump += `# file: ${quoteAttrPath(host)}\n${lines}\n`;
+    return lines !== '';
   }
 
   /** Applies xattrs, owners, modes and times; children before parents. */
@@ -346,39 +450,25 @@ class Copier {
     }
     // Times first, then owners and modes: neither chown nor chmod touches atime or mtime, and a
     // directory made read-only or unsearchable last cannot get in the way of its children.
-    const fixes = new Map<string, Buffer[]>();
-    let unfixable = 0;
     for (let i = this.records.length - 1; i >= 0; i--) {
       const rec = this.records[i]!;
-      await this.checkSame(rec);
-      await hostfs.lutimes(rec.host, timeArg(rec.st.atimeNs), timeArg(rec.st.mtimeNs));
-      const after = await hostfs.lstat(rec.host, { bigint: true });
-      for (const [which, want, got] of [['a', rec.st.atimeNs, after.atimeNs], ['m', rec.st.mtimeNs, after.mtimeNs]] as const) {
-        if (want === got) continue;
-        const arg = asArg(rec.host);
-        if (arg === undefined) {
-          unfixable++;
-          continue;
-        }
-        const key = `${which} ${touchTime(want)}`;
-        const list = fixes.get(key);
-        if (list) list.push(rec.host);
-        else fixes.set(key, [rec.host]);
-      }
+      this.checkSame(rec);
+      lutimesSync(rec.host, timeArg(rec.st.atimeNs), timeArg(rec.st.mtimeNs));
+      this.noteTimeFixes(rec.host, rec.st, () => lstatSync(rec.host, { bigint: true }));
     }
-    await this.fixTimes(fixes);
-    if (unfixable > 0) this.opts.warn(`${unfixable} times on paths that are not UTF-8 kept to the microsecond`);
+    await this.fixTimes(this.timeFixes);
+    if (this.unfixableTimes > 0) this.opts.warn(`${this.unfixableTimes} times on paths that are not UTF-8 kept to the microsecond`);
     for (let i = this.records.length - 1; i >= 0; i--) {
       const rec = this.records[i]!;
-      await this.checkSame(rec);
+      this.checkSame(rec);
       // chown clears set-id bits: it goes first.
-      if (this.isRoot) await hostfs.lchown(rec.host, rec.st.uid, rec.st.gid);
-      if (rec.kind !== 'symlink') await hostfs.chmod(rec.host, rec.st.mode & 0o7777);
+      if (this.isRoot) lchownSync(rec.host, rec.st.uid, rec.st.gid);
+      if (rec.kind !== 'symlink') chmodSync(rec.host, rec.st.mode & 0o7777);
     }
   }
 
-  private async checkSame(rec: Rec): Promise<void> {
-    const h = await hostfs.lstat(rec.host, { bigint: true });
+  private checkSame(rec: Rec): void {
+    const h = lstatSync(rec.host, { bigint: true });
     if (h.dev !== rec.hostDev || h.ino !== rec.hostIno) {
       throw new Ext4Error('EIO', `host entry '${rec.host.toString('utf8')}' was replaced during the copy`);
     }
@@ -418,13 +508,13 @@ export async function getFromImage(
   fs: Ext4,
   srcPath: string,
   dest: string,
-  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void },
+  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void; data?: DataSource },
 ): Promise<GetResult> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
   const given = normalizeImagePath(srcPath);
   const src = opts.recursive ? given : await fs.realpath(given);
   const st = await fs.lstat(src);
-  if (st.isDirectory() && !opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src}' is a directory (use -r)`, { where: { path: src } });
+  if (st.isDirectory() && !opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${shownPath(src)}' is a directory (use -r)`, { where: { path: shownPath(src) } });
   const destAbs = resolve(dest);
   const destSt = await hostfs.stat(destAbs).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') return undefined;
@@ -451,8 +541,8 @@ export async function getFromImage(
   const info = await fs.info();
   const usedBytes = Math.max(0, (info.blocksCount - info.freeBlocks) * info.blockSize);
   const progress = new Progress('get', opts.recursive ? usedBytes : st.size);
-  const copier = new Copier(fs, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn }, info.blockSize,
-    Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress);
+  const copier = new Copier(fs, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn }, info.blockSize, info.blocksCount,
+    Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
     await copier.copyTree(src, st, target, existingRoot);
     await copier.finish();
@@ -466,6 +556,12 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['r', 'f', 'exact-times'], minPositionals: 3, maxPositionals: 3, usage: GET_USAGE });
   const [image, path, dest] = args.positionals as [string, string, string];
   const fs = await openImage(image, args, { readOnly: true });
+  // File data is read straight from the image file (a second read-only descriptor), not
+  // through the API's buffers; an image on standard input goes through the API.
+  const ref = imageRef(image, args);
+  const raw = ref.path === '-' ? undefined : await NodeFileDevice.open(ref.path, { readOnly: true }).catch(() => undefined);
+  const offset = ref.offsetBytes ?? 0;
+  const data: DataSource | undefined = raw && { readInto: (at, target) => raw.readInto(at + offset, target) };
   try {
     if (dest === '-') {
       // DEST '-': one file's bytes to standard output (symlinks followed, as cat does).
@@ -475,8 +571,9 @@ export async function run(argv: string[]): Promise<number> {
       await pipeToWritable(fs.createReadStream(p), process.stdout);
       return 0;
     }
-    await getFromImage(fs, path, dest, { recursive: args.flags.has('r'), force: args.flags.has('f'), exactTimes: args.flags.has('exact-times') });
+    await getFromImage(fs, path, dest, { recursive: args.flags.has('r'), force: args.flags.has('f'), exactTimes: args.flags.has('exact-times'), data });
   } finally {
+    await raw?.close();
     await fs.close();
   }
   return 0;

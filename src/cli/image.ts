@@ -70,6 +70,8 @@ async function readStdin(): Promise<Uint8Array> {
 
 /** Opens the command's IMAGE argument ('-': read-only commands read the image from stdin). */
 export async function openImage(arg: string, args: ParsedArgs, opts: OpenOptions = {}): Promise<CoreExt4> {
+  // Commands give modes exactly (mkdir -m, copies keep their source's): no umask.
+  opts = { umask: 0, ...opts };
   const ref = imageRef(arg, args);
   if (ref.path === '-') {
     if (!opts.readOnly) throw new UsageError("IMAGE '-' (standard input) can only be read; this command writes", args.usage);

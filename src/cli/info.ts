@@ -109,7 +109,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['json'], minPositionals: 1, maxPositionals: 1, usage: INFO_USAGE });
   const fs = await openImage(args.positionals[0]!, args, { readOnly: true });
   try {
-    const info = await fs.info();
+    const info = { ...(await fs.info()), journal: await fs.journalInfo() };
     printJournalWarnings(info, args.positionals[0]!);
     process.stdout.write(args.flags.has('json') ? JSON.stringify(infoJson(info), null, 2) + '\n' : formatInfo(info));
   } finally {

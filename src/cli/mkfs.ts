@@ -193,9 +193,9 @@ export async function run(argv: string[]): Promise<number> {
   const existed = await stat(image).then(() => true, () => false);
   if (planned.create) await createSparse(image, planned.sizeBytes);
   const openFs = async (readOnly: boolean) => {
-    if (!offsetBytes) return Ext4.open(image, { readOnly });
+    if (!offsetBytes) return Ext4.open(image, { readOnly, umask: 0 }); // copies keep their source's modes
     const dev = await openTarget(image, offsetBytes, planned.sizeBytes);
-    return Ext4.open(dev, { readOnly });
+    return Ext4.open(dev, { readOnly, umask: 0 });
   };
   try {
     const dev = await openTarget(image, offsetBytes || undefined, planned.sizeBytes);

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { Ext4 } from '../node.ts';
 import { UsageError } from './args.ts';
-import { mount as fuseMount, checkMountpoint } from '../fuse/mount.ts';
+import { mount as fuseMount, checkMountpoint, type FuseMount } from '../fuse/mount.ts';
 import { MountError, unmountPath } from '../fuse/transport.ts';
 import { lockImage } from '../fuse/server-registry.ts';
 
@@ -13,7 +13,9 @@ export const USAGE = `usage: ext4kit mount [-o OPTIONS] [-f] IMAGE MOUNTPOINT
   -f            stay in the foreground, log to stderr
   -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL
                 (uid/gid/umask: owner and permission mask shown for every file)
-Permission checks are the kernel's (default_permissions).`;
+Permission checks are the kernel's (default_permissions).
+example:
+  ext4kit mount disk.img /mnt/disk && cp -a ./tree /mnt/disk/ && ext4kit umount /mnt/disk`;
 
 interface MountArgs {
   foreground: boolean;
@@ -51,7 +53,7 @@ function parse(argv: readonly string[]): MountArgs {
         else if (k === 'default_permissions' || k === 'defaults') { /* always on */ }
         else fail(`unknown mount option '${k}'`);
       }
-    } else if (a === '--') pos.push(...argv.slice(i + 1)), i = argv.length;
+    } else if (a === '--') { pos.push(...argv.slice(i + 1)); break; }
     else if (a.startsWith('-') && a !== '-') fail(`unknown option ${a}`);
     else pos.push(a);
   }
@@ -69,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
     checkMountpoint(args.mountpoint);
     unlock = lockImage(args.image, args.mountpoint);
     const fs = await Ext4.open(args.image);
-    let m;
+    let m: FuseMount;
     try {
       m = await fuseMount(fs, args.mountpoint, {
         readOnly: args.readOnly, allowOther: args.allowOther, source: args.image, log,

@@ -6,6 +6,7 @@
 // itself. Image files live on local storage, so the event loop blocks only for page-cache time.
 // Writes stay synchronous (requests complete in issue order, which the engine relies on); only
 // early write-out of written data to the disk runs on a libuv thread (see startWriteOut).
+import { Buffer } from 'node:buffer';
 import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasyncSync, fdatasync } from 'node:fs';
 import { type BlockDevice, checkRange, readOnlyError } from './block-device.ts';
 import { ioError } from '../errors/ext4-error.ts';
@@ -51,18 +52,30 @@ export class NodeFileDevice implements BlockDevice {
 
   async read(offsetBytes: number, lenBytes: number): Promise<Uint8Array> {
     checkRange(this, offsetBytes, lenBytes);
-    const buf = new Uint8Array(lenBytes);
+    // Not zero-filled first: every byte is read or, past a short file's end, zeroed by readInto.
+    const buf = new Uint8Array(Buffer.allocUnsafeSlow(lenBytes).buffer, 0, lenBytes);
+    this.readInto(offsetBytes, buf);
+    return buf;
+  }
+
+  /**
+   * Fills `target` from `offsetBytes` without allocating (bulk copies out of the image reuse one
+   * buffer). Bytes past the end of a host file shorter than `sizeBytes` read as zeros.
+   */
+  readInto(offsetBytes: number, target: Uint8Array): void {
+    const lenBytes = target.length;
+    checkRange(this, offsetBytes, lenBytes);
     let done = 0;
     try {
       while (done < lenBytes) {
-        const n = readSync(this.handle, buf, done, lenBytes - done, offsetBytes + done);
+        const n = readSync(this.handle, target, done, lenBytes - done, offsetBytes + done);
         if (n === 0) break;
         done += n;
       }
     } catch (e) {
       throw ioError(`read of ${lenBytes} bytes at ${offsetBytes} failed`, e);
     }
-    return buf;
+    if (done < lenBytes) target.fill(0, done);
   }
 
   async write(offsetBytes: number, data: Uint8Array): Promise<void> {

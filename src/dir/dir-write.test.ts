@@ -9,6 +9,7 @@ import {
   dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv,
 } from './dir-write.ts';
 import { listDirectory, lookupName, type DirSource } from './dir-read.ts';
+import { xorU8 } from '../util/bytes.ts';
 import { decodeDirBlock, FT_DIR, FT_REG_FILE } from '../format/dirent.ts';
 import { decodeDxNode, decodeDxRoot, type DxEntry } from '../format/htree.ts';
 import {
@@ -367,7 +368,7 @@ test('errors: replace of a missing name is ENOENT, . and .. are refused, dirs ar
   assert.deepEqual(await dirRemoveEntry(env, enc.encode('a')), { ino: 12, fileType: 1 });
   assert.equal(env.phys.length, 1);
   // A corrupted checksum is reported, not overwritten.
-  (await env.txn.getWrite(env.phys[0]!))[30] ^= 1;
+  xorU8(await env.txn.getWrite(env.phys[0]!), 30, 1);
   await assert.rejects(dirAddEntry(env, enc.encode('c'), 13, 1), (e) => isExt4Error(e) && e.code === 'EBADMSG');
 });
 

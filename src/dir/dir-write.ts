@@ -11,7 +11,7 @@ import {
   DX_HTREE_LEVEL_COMPAT, DX_HTREE_LEVEL_LARGEDIR, type DxEntry, type DxNode, type DxRoot,
 } from '../format/htree.ts';
 import { dirHash, effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
-import { dxProbe, dxSearch, type HtreeWalker } from './htree-walk.ts';
+import { dxLeafBlock, dxProbe, dxSearch, type HtreeWalker } from './htree-walk.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL } from '../format/inode.ts';
 import { u16, u32 } from '../util/bytes.ts';
 import { type MetaTxn } from '../journal/transaction.ts';
@@ -65,6 +65,13 @@ interface Frame {
 
 const isDot = (n: Uint8Array): boolean => n.length === 1 && n[0] === 0x2e;
 const isDotDot = (n: Uint8Array): boolean => n.length === 2 && n[0] === 0x2e && n[1] === 0x2e;
+
+/** Element `i` of a list the caller indexes within its bounds (an internal invariant). */
+function itemAt<T>(list: readonly T[], i: number): T {
+  const v = list[i];
+  assert(v !== undefined, `index ${i} outside a list of ${list.length}`);
+  return v;
+}
 
 function sameName(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -152,7 +159,7 @@ async function insertInPlace(env: DirWriteEnv, fileBlock: number, entry: DirEntr
   const bytes = await env.txn.read(phys);
   const t = bs - DIR_TAIL_LEN;
   const tail = env.metadataCsum && bytes[t + 4] === DIR_TAIL_LEN && bytes[t + 5] === 0 && bytes[t + 6] === 0 &&
-    bytes[t + 7] === FT_DIR_CSUM && (bytes[t]! | bytes[t + 1]! | bytes[t + 2]! | bytes[t + 3]!) === 0;
+    bytes[t + 7] === FT_DIR_CSUM && u32(bytes, t) === 0;
   const slot = findDirSlot(bytes, entry.nameLen, tail ? t : bs, bs);
   if (slot < 0) return false;
   const buf = await env.txn.getWrite(phys);
@@ -178,8 +185,7 @@ const emptyRecord = (recLen: number): DirEntry =>
  * offers what lies past its own name (the kernel's first-fit placement).
  */
 function findSlot(entries: readonly DirEntry[], need: number): number {
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
+  for (const [i, e] of entries.entries()) {
     const used = e.inode !== 0 ? direntRecLenFor(e.nameLen) : 0;
     if (e.recLen - used >= need) return i;
   }
@@ -188,7 +194,7 @@ function findSlot(entries: readonly DirEntry[], need: number): number {
 
 /** Puts `entry` into slot `i`: splits a live record's slack, or takes over a deleted record. */
 function insertAt(entries: DirEntry[], i: number, entry: DirEntry): void {
-  const e = entries[i]!;
+  const e = itemAt(entries, i);
   if (e.inode !== 0) {
     const used = direntRecLenFor(e.nameLen);
     entries.splice(i + 1, 0, { ...entry, recLen: e.recLen - used });
@@ -200,9 +206,9 @@ function insertAt(entries: DirEntry[], i: number, entry: DirEntry): void {
 
 /** Removes entry `i`: merged into the previous record, or (first in block) marked unused. */
 function removeAt(entries: DirEntry[], i: number): void {
-  const e = entries[i]!;
+  const e = itemAt(entries, i);
   if (i > 0) {
-    const prev = entries[i - 1]!;
+    const prev = itemAt(entries, i - 1);
     entries[i - 1] = { ...prev, recLen: prev.recLen + e.recLen };
     entries.splice(i, 1);
   } else {
@@ -221,14 +227,13 @@ function pack(live: readonly DirEntry[], end: number): DirEntry[] {
     off += len;
   }
   assert(off <= end, `packed records need ${off} bytes, ${end} available`);
-  const last = out[out.length - 1]!;
-  last.recLen += end - off;
+  itemAt(out, out.length - 1).recLen += end - off;
   return out;
 }
 
 function findLive(entries: readonly DirEntry[], name: Uint8Array, from = 0): number {
   for (let i = from; i < entries.length; i++) {
-    const e = entries[i]!;
+    const e = itemAt(entries, i);
     if (e.inode !== 0 && sameName(e.name, name)) return i;
   }
   return -1;
@@ -383,7 +388,7 @@ function splitPoint(sorted: readonly Hashed[], usable: number): number {
   let size = 0;
   let i = count - 1;
   for (; i >= 0; i--) {
-    const s = sorted[i]!.size;
+    const s = itemAt(sorted, i).size;
     if (size + s / 2 > usable / 2) break;
     size += s;
   }
@@ -404,9 +409,9 @@ function hashEntries(env: DirWriteEnv, entries: readonly DirEntry[], version: nu
 /** Splits sorted records into two packed leaves; returns the index entry hash of the upper one. */
 function splitSorted(sorted: readonly Hashed[], end: number): { lower: DirEntry[]; upper: DirEntry[]; hash2: number; indexHash: number } {
   const split = splitPoint(sorted, end);
-  const hash2 = sorted[split]!.hash;
+  const hash2 = itemAt(sorted, split).hash;
   // Equal hashes on both sides: the index entry gets the low bit, telling lookups to continue.
-  const continued = sorted[split - 1]!.hash === hash2;
+  const continued = itemAt(sorted, split - 1).hash === hash2;
   return {
     lower: pack(sorted.slice(0, split).map((h) => h.e), end),
     upper: pack(sorted.slice(split).map((h) => h.e), end),
@@ -422,9 +427,10 @@ async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
   // Each pass either inserts or splits one index level; a tree has at most three levels.
   for (let pass = 0; pass < 8; pass++) {
     const { frames, hash, tree } = await probe(env, entry.name);
-    const parent = frames[frames.length - 1]!;
-    if (await insertInPlace(env, parent.entries[parent.at]!.block, entry)) return;
-    const leaf = await readLeaf(env, parent.entries[parent.at]!.block);
+    const parent = itemAt(frames, frames.length - 1);
+    const leafBlock = dxLeafBlock(frames);
+    if (await insertInPlace(env, leafBlock, entry)) return;
+    const leaf = await readLeaf(env, leafBlock);
     const slot = findSlot(leaf.entries, need);
     if (slot >= 0) {
       insertAt(leaf.entries, slot, entry);
@@ -449,10 +455,10 @@ async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
     // The leaf's index block is full: split the lowest full level whose parent has room, or
     // grow the tree by one level when every level up to the root is full.
     let k = frames.length - 1;
-    while (k > 0 && frames[k - 1]!.entries.length >= frames[k - 1]!.limit) k--;
+    while (k > 0 && itemAt(frames, k - 1).entries.length >= itemAt(frames, k - 1).limit) k--;
     if (k === 0) {
-      const rootFrame = frames[0]!;
-      const root = rootFrame.root!;
+      const rootFrame = itemAt(frames, 0);
+      const root = rootOf(rootFrame);
       if (root.indirectLevels + 1 >= tree.maxLevels) {
         throw new Ext4Error('ENOSPC', `directory index is full (${root.indirectLevels + 1} levels)`, {
           detail: 'dir-full', where: whereOf(env),
@@ -464,11 +470,11 @@ async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
       root.indirectLevels++;
       await writeFrame(env, rootFrame);
     } else {
-      const f = frames[k]!;
-      const up = frames[k - 1]!;
+      const f = itemAt(frames, k);
+      const up = itemAt(frames, k - 1);
       const { fileBlock, phys } = await appendDirBlock(env);
       const moved = f.entries.splice(f.entries.length >> 1);
-      const hash2 = moved[0]!.hash;
+      const hash2 = itemAt(moved, 0).hash;
       writeNewNode(env, phys, moved);
       await writeFrame(env, f);
       up.entries.splice(up.at + 1, 0, { hash: hash2, block: fileBlock });
@@ -522,7 +528,7 @@ async function makeIndexed(env: DirWriteEnv, block0: Leaf, entry: DirEntry): Pro
     writeNewLeaf(env, { ...a, entries: pack(sorted.map((h) => h.e), end), tail: env.metadataCsum });
     rootEntries.push({ hash: 0, block: a.fileBlock });
   }
-  const root = newDxRoot(dot.inode, dotdot.inode, stored, rootEntries[0]!.block, env.blockSize, env.metadataCsum);
+  const root = newDxRoot(dot.inode, dotdot.inode, stored, itemAt(rootEntries, 0).block, env.blockSize, env.metadataCsum);
   if (env.filetype) {
     root.dotFileType = dot.fileType;
     root.dotdotFileType = dotdot.fileType;
@@ -589,7 +595,7 @@ export async function dirRemoveEntry(env: DirWriteEnv, name: Uint8Array): Promis
   const found = await findEntry(env, name);
   if (!found) return undefined;
   const { leaf, i } = found;
-  const e = leaf.entries[i]!;
+  const e = itemAt(leaf.entries, i);
   removeAt(leaf.entries, i);
   await writeLeaf(env, leaf);
   return { ino: e.inode, fileType: e.fileType };
@@ -602,7 +608,7 @@ export async function dirReplaceEntry(env: DirWriteEnv, name: Uint8Array, ino: n
   const found = await findEntry(env, name);
   if (!found) throw new Ext4Error('ENOENT', 'directory entry not found', { detail: 'dir-entry-missing', where: whereOf(env) });
   const { leaf, i } = found;
-  const old = leaf.entries[i]!;
+  const old = itemAt(leaf.entries, i);
   leaf.entries[i] = { ...old, inode: ino, fileType: env.filetype ? fileType & 0xff : 0 };
   await writeLeaf(env, leaf);
   return old.inode;
@@ -643,7 +649,7 @@ export async function dirIsEmpty(env: DirWriteEnv): Promise<boolean> {
     }
     const leaf = await readLeaf(env, fb);
     const from = !indexed && fb === 0 ? 2 : 0;
-    for (let i = from; i < leaf.entries.length; i++) if (leaf.entries[i]!.inode !== 0) return false;
+    for (let i = from; i < leaf.entries.length; i++) if (itemAt(leaf.entries, i).inode !== 0) return false;
   }
   return true;
 }

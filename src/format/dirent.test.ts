@@ -11,7 +11,7 @@ import {
   type DirEntry,
 } from './dirent.ts';
 import { isExt4Error } from '../errors/ext4-error.ts';
-import { setU16, setU32, u16, u32 } from '../util/bytes.ts';
+import { setU16, setU32, u16, u32, xorU8 } from '../util/bytes.ts';
 import { crc32cUpdate } from '../util/crc.ts';
 
 const haveMke2fs = spawnSync('mke2fs', ['-V']).status === 0 && spawnSync('debugfs', ['-V']).status === 0;
@@ -429,7 +429,7 @@ test('mutation: missing checksum tail under metadata_csum → EUCLEAN dirent-tai
 
 test('mutation: wrong leaf checksum → EBADMSG dirent-checksum', () => {
   const { block } = sampleBlock();
-  block[24 + 8] ^= 1; // one name bit
+  xorU8(block, 24 + 8, 1); // one name bit
   expectCorrupt(() => decodeDirBlock(block, OPTS), 'EBADMSG', 'dirent-checksum');
   assert.equal(decodeDirBlock(block, { ...OPTS, csumInodeSeed: undefined }).hasTail, true, 'no seed: not verified');
   const { block: b2 } = sampleBlock();

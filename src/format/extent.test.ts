@@ -6,7 +6,7 @@ import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { u16, u32, setU16, setU32 } from '../util/bytes.ts';
+import { u16, u32, setU16, setU32, xorU8 } from '../util/bytes.ts';
 import { fileBlock, fsBlock } from '../util/brand.ts';
 import { fsCsumSeed, inodeCsumSeed } from './checksum.ts';
 import { decodeInode, type Inode } from './inode.ts';
@@ -172,9 +172,9 @@ for (const g of GEOMETRIES) {
           const count = v.node.kind === 'leaf' ? v.node.extents.length : v.node.indexes.length;
           for (let i = 0; i < 12; i++) scrambled[i] = scrambled[i]! ^ 0x5a;
           for (let e = 0; e < count; e++) {
-            for (let i = 0; i < 12; i++) if (v.node.kind === 'leaf' || i < 10) scrambled[12 + 12 * e + i] ^= 0x33;
+            for (let i = 0; i < 12; i++) if (v.node.kind === 'leaf' || i < 10) xorU8(scrambled, 12 + 12 * e + i, 0x33);
           }
-          if (!v.isRoot && seed !== undefined) for (let i = 0; i < 4; i++) scrambled[extentTailOffset(v.node.max) + i] ^= 0xff;
+          if (!v.isRoot && seed !== undefined) for (let i = 0; i < 4; i++) xorU8(scrambled, extentTailOffset(v.node.max) + i, 0xff);
           encodeExtentNode(v.node, scrambled, o);
           assert.deepEqual(scrambled, v.bytes, `${f} node at level ${v.level}`);
           if (!v.isRoot && seed !== undefined) {
@@ -198,7 +198,7 @@ for (const g of GEOMETRIES) {
         const count = v.node.kind === 'leaf' ? v.node.extents.length : v.node.indexes.length;
         if (count < v.node.max) {
           const b = v.bytes.slice();
-          b[12 + 12 * count] ^= 0xff;
+          xorU8(b, 12 + 12 * count, 0xff);
           expectCode(() => decodeExtentNode(b, { isRoot: false, blockSize: img.blockSize, inodeSeed: seed, where: { inode: ino } }), 'EBADMSG', 'extent-checksum');
         }
         // Another inode's seed does not verify.

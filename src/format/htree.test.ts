@@ -12,7 +12,7 @@ import {
 import { decodeDirBlock, encodeDirBlock } from './dirent.ts';
 import { dirHash, effectiveHashVersion, DX_HASH_HALF_MD4 } from './dir-hash.ts';
 import { isExt4Error } from '../errors/ext4-error.ts';
-import { setU16, setU32, u16, u32 } from '../util/bytes.ts';
+import { setU16, setU32, u16, u32, xorU8 } from '../util/bytes.ts';
 import { crc32cUpdate } from '../util/crc.ts';
 
 const haveMke2fs = ['mke2fs', 'debugfs', 'e2fsck'].every((c) => spawnSync(c, ['-V']).status === 0) &&
@@ -408,13 +408,13 @@ test('mutation: wrong checksum → EBADMSG htree-checksum', () => {
     const { block, opts } = sample();
     const countOff = dec === decodeDxRoot ? DX_ROOT_COUNT_OFFSET : DX_NODE_COUNT_OFFSET;
     const b1 = block.slice();
-    b1[countOff + 8 + 4] ^= 1; // a used entry's block number
+    xorU8(b1, countOff + 8 + 4, 1); // a used entry's block number
     expectErr(() => dec(b1, opts), 'EBADMSG', 'htree-checksum');
     const b2 = block.slice();
-    b2[countOff + u16(block, countOff) * 8] ^= 1; // the tail's reserved word is covered too
+    xorU8(b2, countOff + u16(block, countOff) * 8, 1); // the tail's reserved word is covered too
     expectErr(() => dec(b2, opts), 'EBADMSG', 'htree-checksum');
     const b3 = block.slice();
-    b3[countOff + u16(block, countOff + 2) * 8] ^= 1; // an unused slot is not covered
+    xorU8(b3, countOff + u16(block, countOff + 2) * 8, 1); // an unused slot is not covered
     dec(b3, opts);
     expectErr(() => dec(block, { ...opts, csumInodeSeed: 1 }), 'EBADMSG', 'htree-checksum');
   }

@@ -8,7 +8,7 @@ import { decodeSuperblock, encodeSuperblock, validateSuperblock, SUPERBLOCK_OFFS
 import { decodeGroupDesc, encodeGroupDesc, verifyGroupDesc } from './group-desc.ts';
 import { geometryOf, descriptorBlock } from '../layout/geometry.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { setU32, setU16 } from '../util/bytes.ts';
+import { setU32, setU16, xorU8 } from '../util/bytes.ts';
 
 const haveMke2fs = (() => { try { execFileSync('mke2fs', ['-V'], { stdio: 'ignore' }); return true; } catch { return false; } })();
 const skip = haveMke2fs ? false : 'mke2fs not installed';
@@ -91,7 +91,7 @@ test('superblock validation: one mutation per check', { skip }, () => {
 test('superblock checksum mismatch is EBADMSG', { skip }, () => {
   const img = mkimg(['-b', '4096'], '16M');
   const b = img.slice(SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + 1024);
-  b[0x78] ^= 1; // volume name byte
+  xorU8(b, 0x78, 1); // volume name byte
   expectCode(() => validateSuperblock(decodeSuperblock(b), img.length), 'EBADMSG', 'superblock-checksum');
   b[0x175] = 2;
   expectCode(() => validateSuperblock(decodeSuperblock(b), img.length), 'EUCLEAN', 'superblock-checksum-type');

@@ -10,7 +10,7 @@ import {
 } from './xattr.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { crc32cUpdate } from '../util/crc.ts';
-import { u32, setU16, setU32 } from '../util/bytes.ts';
+import { u32, setU16, setU32, xorU8 } from '../util/bytes.ts';
 
 const haveTools = spawnSync('mke2fs', ['-V']).status === 0 && spawnSync('debugfs', ['-V']).status === 0;
 const skip = haveTools ? false : 'mke2fs/debugfs not installed';
@@ -220,7 +220,7 @@ test('synthetic fixtures decode cleanly', () => {
 });
 
 test('mutation: block magic', () => {
-  const b = synthBlock(); b[0] ^= 1;
+  const b = synthBlock(); xorU8(b, 0, 1);
   expectErr(() => decodeXattrBlock(b, { blockNo: 77 }), 'EUCLEAN', 'xattr-block-magic');
 });
 test('mutation: block h_blocks != 1', () => {
@@ -228,7 +228,7 @@ test('mutation: block h_blocks != 1', () => {
   expectErr(() => decodeXattrBlock(b, { blockNo: 77 }), 'EUCLEAN', 'xattr-block-count');
 });
 test('mutation: block checksum', () => {
-  const b = synthBlock(); b[1000] ^= 1;
+  const b = synthBlock(); xorU8(b, 1000, 1);
   expectErr(() => decodeXattrBlock(b, { blockNo: 77, csumSeed: 0x12345678 }), 'EBADMSG', 'xattr-block-checksum');
   expectErr(() => decodeXattrBlock(synthBlock(), { blockNo: 78, csumSeed: 0x12345678 }), 'EBADMSG', 'xattr-block-checksum');
   const err = (() => { try { decodeXattrBlock(b, { blockNo: 77, csumSeed: 0x12345678, where: { inode: 5 } }); } catch (e) { return e as Ext4Error; } return undefined; })();
@@ -268,7 +268,7 @@ test('mutation: i_extra_isize that does not fit or is unaligned', () => {
   expectErr(() => decodeInodeXattrs(synthInode(), 256, 30), 'EUCLEAN', 'xattr-extra-isize');
 });
 test('in-inode area without magic holds no xattrs', () => {
-  const i = synthInode(); i[128 + INODE_EXTRA] ^= 1;
+  const i = synthInode(); xorU8(i, 128 + INODE_EXTRA, 1);
   assert.deepEqual(decodeInodeXattrs(i, 256, INODE_EXTRA), []);
 });
 

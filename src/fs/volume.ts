@@ -12,10 +12,6 @@ import { INCOMPAT, RO_COMPAT } from '../format/features.ts';
 import { geometryOf, descriptorBlock, groupFirstBlock, groupBlockCount, type Geometry } from '../layout/geometry.ts';
 import { BlockCache } from '../cache/block-cache.ts';
 import { type MapContext } from '../mapping/read-map.ts';
-import { type DirSource } from '../dir/dir-read.ts';
-import { COMPAT } from '../format/features.ts';
-import { InodeData } from './file-data.ts';
-import { inlineDataXattr } from './xattrs.ts';
 import { type FsBlock, type InodeNo, inodeNo } from '../util/brand.ts';
 
 export interface OpenVolumeOptions {
@@ -94,20 +90,6 @@ export class Volume {
       blockSize: this.geo.blockSize, blocksCount: this.geo.blocksCount, readBlock: this.readBlock,
       ino: inodeNo(ino), inodeSeed: this.inodeSeed(ino, inode), clusterSize: this.geo.clusterSize,
       eaInodeFeature: this.has('incompat', INCOMPAT.ea_inode),
-    };
-  }
-
-  /** What directory reading needs for one directory inode. */
-  dirSource(ino: number, inode: Inode, extra: Pick<DirSource, 'isDirty' | 'verified'> = {}): DirSource {
-    const data = new InodeData(this, ino, inode);
-    return {
-      ino, inode, blockSize: this.geo.blockSize, filetype: this.filetype, metadataCsum: this.geo.metadataCsum,
-      inodesCount: this.geo.inodesCount, inodeSeed: this.inodeSeed(ino, inode),
-      dirIndex: (this.sb.featureCompat & COMPAT.dir_index) !== 0, largeDir: this.has('incompat', INCOMPAT.large_dir),
-      hashSeed: this.sb.hashSeed, sbFlags: this.sb.flags,
-      mappings: () => data.mappings(), readBlock: (b) => this.readBlock(b),
-      inlineData: async () => inlineDataXattr(this, ino, inode),
-      ...extra,
     };
   }
 

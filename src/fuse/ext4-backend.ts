@@ -7,7 +7,16 @@
 // may drop them from memory, so memory stays bounded by what is open, not by what was seen.
 import { Ext4Error, posixError } from '../errors/ext4-error.ts';
 import type { Ext4 } from '../api/ext4.ts';
-import type { Filesystem, OpenInode, Credentials } from '../fs/filesystem.ts';
+import type { Filesystem } from '../fs/filesystem.ts';
+import type { OpenInode } from '../fs/inode-cache.ts';
+import type { Credentials } from '../fs/ialloc.ts';
+import * as namei from '../fs/namei.ts';
+import { read as readFile, write as writeFile, truncate as truncateFile, fallocate as fallocateFile, readlink as readlinkOf } from '../fs/file.ts';
+import { fsync } from '../fs/fsync.ts';
+import { setattr as setAttrs } from '../fs/attr.ts';
+import { readXattrs, setXattr } from '../fs/xattr.ts';
+import { dirSourceOf, fileMap } from '../fs/inode-env.ts';
+import { InodeData } from '../fs/readpage.ts';
 import type { Volume } from '../fs/volume.ts';
 import { listDirectory } from '../dir/dir-read.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
@@ -17,7 +26,7 @@ import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
 import { FuseErrno } from './errno.ts';
-import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
+import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, RENAME_EXCHANGE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
 
 const ROOT_INO = 2;
 const O_ACCMODE = 3;
@@ -103,7 +112,7 @@ export class Ext4Backend implements FuseBackend {
    */
   private async pinVictim(parentIno: number, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
     const dir = await this.inode(parentIno);
-    const victim = await this.fs.lookupIn(dir, nameBytes);
+    const victim = await namei.lookup(this.fs, dir, nameBytes);
     if (!victim || !this.known.has(victim.ino) || this.pins.has(victim.ino)) return undefined;
     victim.refs++;
     this.pins.set(victim.ino, victim);
@@ -188,7 +197,7 @@ export class Ext4Backend implements FuseBackend {
     if (nameBytes.length > 255) throw posixError('ENAMETOOLONG', 'lookup');
     const dir = await this.inode(parentIno);
     if (!isDirMode(dir.inode.mode)) throw posixError('ENOTDIR', 'lookup');
-    const oi = await this.fs.lookupIn(dir, nameBytes);
+    const oi = await namei.lookup(this.fs, dir, nameBytes);
     if (!oi) return undefined;
     if (oi.inode.mode === 0) throw new Ext4Error('EUCLEAN', `directory entry points to unused inode ${oi.ino}`, { detail: 'dirent-unused-inode', where: { inode: oi.ino } });
     return this.entry(oi, parentIno, nameBytes);
@@ -216,23 +225,16 @@ export class Ext4Backend implements FuseBackend {
     return this.pinned(ino, async (oi) => {
       if (ch.sizeBytes !== undefined) {
         if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'truncate');
-        await this.fs.truncate(oi, ch.sizeBytes);
+        await truncateFile(this.fs, oi, ch.sizeBytes);
       }
       const other = ch.mode !== undefined || ch.uid !== undefined || ch.gid !== undefined || ch.atime !== undefined || ch.mtime !== undefined || ch.ctime !== undefined;
       if (other) {
-        await this.fs.setAttrOf(oi, (i) => {
-          const ownerChange = (ch.uid !== undefined && ch.uid !== i.uid) || (ch.gid !== undefined && ch.gid !== i.gid);
-          if (ch.uid !== undefined) i.uid = ch.uid;
-          if (ch.gid !== undefined) i.gid = ch.gid;
-          if (ch.mode !== undefined) i.mode = (i.mode & S_IFMT) | (ch.mode & 0o7777);
-          // chown of a non-directory drops set-user-ID, and set-group-ID when it means "executable by group".
-          else if (ownerChange && !isDirMode(i.mode)) {
-            i.mode &= ~S_ISUID;
-            if (i.mode & S_IXGRP) i.mode &= ~S_ISGID;
-          }
-          const now = nowTimestamp();
-          if (ch.atime !== undefined) i.atime = this.storable(ch.atime === 'now' ? now : ch.atime);
-          if (ch.mtime !== undefined) i.mtime = this.storable(ch.mtime === 'now' ? now : ch.mtime);
+        const now = nowTimestamp();
+        await setAttrs(this.fs, oi, {
+          ...(ch.mode !== undefined ? { mode: ch.mode } : {}),
+          ...(ch.uid !== undefined || ch.gid !== undefined ? { owner: { ...(ch.uid !== undefined ? { uid: ch.uid } : {}), ...(ch.gid !== undefined ? { gid: ch.gid } : {}) } } : {}),
+          ...(ch.atime !== undefined ? { atime: this.storable(ch.atime === 'now' ? now : ch.atime) } : {}),
+          ...(ch.mtime !== undefined ? { mtime: this.storable(ch.mtime === 'now' ? now : ch.mtime) } : {}),
         });
       }
       return this.attrOf(oi);
@@ -242,7 +244,7 @@ export class Ext4Backend implements FuseBackend {
   async readlink(ino: number): Promise<Uint8Array> {
     const oi = await this.inode(ino);
     if (!isSymlinkMode(oi.inode.mode)) throw posixError('EINVAL', 'readlink');
-    return this.fs.readlinkOf(oi);
+    return readlinkOf(this.fs, oi);
   }
 
   // ---- directories -----------------------------------------------------------------------
@@ -263,7 +265,7 @@ export class Ext4Backend implements FuseBackend {
       const oi = await this.inode(h.ino);
       const entries: DirListing[] = [];
       await oi.data.withRead(async () => {
-        for await (const e of listDirectory(this.fs.dirSource(oi))) {
+        for await (const e of listDirectory(dirSourceOf(this.fs, oi))) {
           entries.push({ ino: e.ino, nameBytes: e.name.slice(), type: DT_OF_FT[e.fileType] ?? 0 });
         }
       });
@@ -296,9 +298,8 @@ export class Ext4Backend implements FuseBackend {
 
   async create(parentIno: number, nameBytes: Uint8Array, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: NodeAttr; generation: number }> {
     this.writable();
-    const path = this.childPath(parentIno, nameBytes);
     const owner = await this.newOwner(parentIno, caller, S_IFREG | (mode & 0o7777));
-    const oi = await this.fs.create(path, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 });
+    const oi = await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 }, { syscall: 'open' });
     if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
     oi.refs++;
     const fh = this.nextFh++;
@@ -307,12 +308,13 @@ export class Ext4Backend implements FuseBackend {
   }
 
   async read(fh: number, offset: number, lenBytes: number): Promise<Uint8Array> {
-    return this.fs.read(this.file(fh).oi, offset, lenBytes);
+    return readFile(this.fs, this.file(fh).oi, offset, lenBytes);
   }
 
   async write(fh: number, offset: number, data: Uint8Array, caller: Caller): Promise<number> {
     this.writable();
-    return this.fs.write(this.file(fh).oi, offset, data, this.cred(caller));
+    await writeFile(this.fs, this.file(fh).oi, offset, data, this.cred(caller));
+    return data.length;
   }
 
   async flush(fh: number): Promise<void> {
@@ -328,13 +330,13 @@ export class Ext4Backend implements FuseBackend {
 
   async fsync(ino: number, fh: number | undefined): Promise<void> {
     if (this.readOnly) return;
-    if (fh !== undefined && this.files.has(fh)) { await this.fs.fsync(this.file(fh).oi); return; }
-    await this.pinned(ino, (oi) => this.fs.fsync(oi));
+    if (fh !== undefined && this.files.has(fh)) { await fsync(this.fs, this.file(fh).oi); return; }
+    await this.pinned(ino, (oi) => fsync(this.fs, oi));
   }
 
   async fallocate(fh: number, offset: number, lenBytes: number, flags: FallocateFlags, caller: Caller): Promise<void> {
     this.writable();
-    await this.fs.fallocate(this.file(fh).oi, flags, offset, lenBytes, this.cred(caller));
+    await fallocateFile(this.fs, this.file(fh).oi, flags, offset, lenBytes, this.cred(caller));
   }
 
   async lseek(fh: number, offset: number, whence: number): Promise<number> {
@@ -342,13 +344,13 @@ export class Ext4Backend implements FuseBackend {
     const size = oi.inode.sizeBytes;
     if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw posixError('EINVAL', 'lseek');
     if (offset < 0 || offset >= size) throw new FuseErrno('ENXIO', 'offset beyond the end of the file');
-    const bs = this.fs.blockSize;
+    const bs = this.fs.vol.geo.blockSize;
     const first = Math.floor(offset / bs);
     const last = Math.floor((size - 1) / bs);
     const h = this.fs.journal.start(0);
-    let segs;
+    let segs: Awaited<ReturnType<typeof lookupRange>>;
     try {
-      segs = await oi.data.withRead(() => lookupRange(this.fs.fileMap(oi), h, first, last - first + 1));
+      segs = await oi.data.withRead(() => lookupRange(fileMap(this.fs, oi), h, first, last - first + 1));
     } finally { h.stop(); }
     // Written and delayed blocks are data; unwritten blocks are data only where the page cache holds them.
     const wantData = whence === SEEK_DATA;
@@ -369,9 +371,8 @@ export class Ext4Backend implements FuseBackend {
 
   async mkdir(parentIno: number, nameBytes: Uint8Array, mode: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const path = this.childPath(parentIno, nameBytes);
     const owner = await this.newOwner(parentIno, caller, S_IFDIR | (mode & 0o7777));
-    await this.fs.mkdir(path, owner.mode & 0o7777, owner.cred);
+    await namei.mkdir(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { syscall: 'mkdir' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
@@ -384,18 +385,15 @@ export class Ext4Backend implements FuseBackend {
   async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, _rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
     if ((mode & S_IFMT) !== S_IFREG) throw new Ext4Error('EPERM', 'EPERM: device, FIFO and socket nodes are not supported by the engine yet');
-    const path = this.childPath(parentIno, nameBytes);
     const owner = await this.newOwner(parentIno, caller, mode);
-    const oi = await this.fs.create(path, owner.mode & 0o7777, owner.cred, { exclusive: true });
-    void oi;
+    await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: true }, { syscall: 'mknod' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
   async symlink(parentIno: number, nameBytes: Uint8Array, target: Uint8Array, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const path = this.childPath(parentIno, nameBytes);
     const owner = await this.newOwner(parentIno, caller, 0);
-    await this.fs.symlink(this.nameTextAny(target), path, owner.cred);
+    await namei.symlink(this.fs, await this.inode(parentIno), nameBytes, target, owner.cred, { syscall: 'symlink' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
@@ -407,42 +405,37 @@ export class Ext4Backend implements FuseBackend {
 
   async link(ino: number, newParentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const existing = this.pathOf(ino);
-    const at = await this.fs.resolve(existing, false, 'link');
-    if (at.ino !== ino) throw new FuseErrno('ESTALE', `inode ${ino} is no longer at ${existing}`);
-    await this.fs.link(existing, this.childPath(newParentIno, nameBytes));
+    await namei.link(this.fs, await this.inode(ino), await this.inode(newParentIno), nameBytes, { syscall: 'link' });
     return this.lookedUpNew(newParentIno, nameBytes);
   }
 
   async unlink(parentIno: number, nameBytes: Uint8Array): Promise<void> {
     this.writable();
-    const path = this.childPath(parentIno, nameBytes);
     const victim = await this.pinVictim(parentIno, nameBytes);
-    try { await this.fs.unlink(path); } finally { await this.unpinIfLinked(victim); }
+    try { await namei.unlink(this.fs, await this.inode(parentIno), nameBytes, { syscall: 'unlink' }); } finally { await this.unpinIfLinked(victim); }
   }
 
   async rmdir(parentIno: number, nameBytes: Uint8Array): Promise<void> {
     this.writable();
-    const path = this.childPath(parentIno, nameBytes);
     const victim = await this.pinVictim(parentIno, nameBytes);
-    try { await this.fs.rmdir(path); } finally { await this.unpinIfLinked(victim); }
+    try { await namei.rmdir(this.fs, await this.inode(parentIno), nameBytes, { syscall: 'rmdir' }); } finally { await this.unpinIfLinked(victim); }
   }
 
   async rename(parentIno: number, nameBytes: Uint8Array, newParentIno: number, newNameBytes: Uint8Array, flags: number): Promise<void> {
     this.writable();
-    if (flags & ~RENAME_NOREPLACE) throw new Ext4Error('EINVAL', 'EINVAL: RENAME_EXCHANGE and RENAME_WHITEOUT are not supported yet');
-    const from = this.childPath(parentIno, nameBytes);
-    const to = this.childPath(newParentIno, newNameBytes);
+    if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new Ext4Error('EINVAL', 'EINVAL: RENAME_WHITEOUT is not supported');
     const dir = await this.inode(parentIno);
-    const moving = await this.fs.lookupIn(dir, nameBytes);
+    const newDir = await this.inode(newParentIno);
+    const moving = await namei.lookup(this.fs, dir, nameBytes);
     if (!moving) throw posixError('ENOENT', 'rename');
-    if (flags & RENAME_NOREPLACE) {
-      const newDir = await this.inode(newParentIno);
-      if (await this.fs.lookupIn(newDir, newNameBytes)) throw posixError('EEXIST', 'rename');
-    }
-    const victim = await this.pinVictim(newParentIno, newNameBytes);
-    try { await this.fs.rename(from, to); } finally { await this.unpinIfLinked(victim); }
+    const exchange = (flags & RENAME_EXCHANGE) !== 0;
+    const other = exchange ? await namei.lookup(this.fs, newDir, newNameBytes) : undefined;
+    const victim = exchange ? undefined : await this.pinVictim(newParentIno, newNameBytes);
+    try {
+      await namei.rename(this.fs, dir, nameBytes, newDir, newNameBytes, { noReplace: (flags & RENAME_NOREPLACE) !== 0, exchange }, { syscall: 'rename' });
+    } finally { if (victim !== undefined) await this.unpinIfLinked(victim); }
     if (this.names.has(moving.ino) || isDirMode(moving.inode.mode)) this.names.set(moving.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
+    if (other && (this.names.has(other.ino) || isDirMode(other.inode.mode))) this.names.set(other.ino, { parent: parentIno, nameBytes: nameBytes.slice() });
   }
 
   // ---- filesystem and xattrs -------------------------------------------------------------
@@ -454,24 +447,31 @@ export class Ext4Backend implements FuseBackend {
 
   async getxattr(ino: number, name: string): Promise<Uint8Array> {
     const oi = await this.inode(ino);
-    const e = (await this.fs.xattrsOf(oi)).find((x) => x.fullName === name && !(x.nameIndex === 7 && x.name === 'data'));
+    const e = (await this.xattrsOf(oi)).find((x) => x.fullName === name && !(x.nameIndex === 7 && x.name === 'data'));
     if (!e) throw posixError('ENODATA', 'getxattr');
     return e.value;
   }
 
   async listxattr(ino: number): Promise<string[]> {
     const oi = await this.inode(ino);
-    return (await this.fs.xattrsOf(oi)).filter((x) => !(x.nameIndex === 7 && x.name === 'data')).map((x) => x.fullName);
+    return (await this.xattrsOf(oi)).filter((x) => !(x.nameIndex === 7 && x.name === 'data')).map((x) => x.fullName);
   }
 
   async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
     this.writable();
-    await this.fs.setXattr(this.pathOf(ino), name, value.slice(), { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+    const oi = await this.inode(ino);
+    await setXattr(this.fs, oi, () => this.xattrsOf(oi), name, value.slice(), { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 }, { syscall: 'setxattr' });
   }
 
   async removexattr(ino: number, name: string): Promise<void> {
     this.writable();
-    await this.fs.setXattr(this.pathOf(ino), name, undefined);
+    const oi = await this.inode(ino);
+    await setXattr(this.fs, oi, () => this.xattrsOf(oi), name, undefined, {}, { syscall: 'removexattr' });
+  }
+
+  private xattrsOf(oi: OpenInode) {
+    const { vol } = this.fs;
+    return readXattrs(vol, oi.ino, oi.inode, (ino, inode, maxBytes) => new InodeData(vol, ino, inode).read(0, Math.min(maxBytes, inode.sizeBytes)));
   }
 
   async close(): Promise<void> {

@@ -1,12 +1,15 @@
 // The library entry point: serve an open Ext4 filesystem on a directory through FUSE until the
 // directory is unmounted (umount, fusermount3 -u, or FuseMount.unmount()), then write
 // everything back and close the filesystem.
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import type { Ext4 } from '../api/ext4.ts';
 import { Ext4Backend } from './ext4-backend.ts';
 import type { FuseBackend } from './backend.ts';
 import { FuseSession, type SessionStats } from './session.ts';
 import { FuseDevice, MountError, unmountPath } from './transport.ts';
+import { MAX_WRITE_BYTES } from './protocol.ts';
 
 export interface FuseMountOptions {
   readOnly?: boolean;
@@ -44,7 +47,7 @@ export interface FuseMount {
 
 /** Refuses a mountpoint that is missing, not a directory or not empty. */
 export function checkMountpoint(dir: string): void {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try { st = statSync(dir); } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
     throw new MountError(code, code === 'ENOTCONN' ? `mountpoint ${dir} is a dead FUSE mount: run 'umount -l ${dir}' first` : `mountpoint ${dir} does not exist`);
@@ -53,6 +56,34 @@ export function checkMountpoint(dir: string): void {
   if (readdirSync(dir).length) throw new MountError('ENOTEMPTY', `mountpoint ${dir} is not empty`);
 }
 
+/**
+ * Readahead of a FUSE mount starts at 128 KiB, so sequential reads arrive as 128 KiB READs;
+ * with 1 MiB (max_pages allows it) each request carries 8× more. Best effort (root, sysfs).
+ * The mount's device number comes from mountinfo: a stat of the mountpoint from this thread
+ * would wait on this very server.
+ */
+async function raiseReadahead(dir: string, log: (line: string) => void): Promise<void> {
+  try {
+    const unescapeOctal = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    // realpath of the parent only: resolving the mountpoint itself would ask this server.
+    const abs = join(realpathSync(dirname(resolve(dir))), basename(resolve(dir)));
+    const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').reverse()
+      .find((l) => unescapeOctal(l.split(' ')[4] ?? '') === abs && / - fuse\.ext4kit /.test(l));
+    const dev = line?.split(' ')[2];
+    if (!dev) throw new Error(`${abs} not found in mountinfo`);
+    await writeFile(`/sys/class/bdi/${dev}/read_ahead_kb`, String(MAX_WRITE_BYTES / 1024));
+  } catch (e) {
+    log(`ext4kit mount: readahead stays at the default (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Serves `ext4` on the empty directory `dir` (root and /dev/fuse needed) and resolves once the
+ * kernel has finished the handshake. The server runs on this thread's event loop: use the
+ * mount from other processes (or worker threads doing synchronous calls), not with node:fs
+ * from this thread: those calls wait in the libuv threadpool, which the server's own image I/O
+ * needs too, and a few of them at once deadlock.
+ */
 export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
   checkMountpoint(dir);
   const engine = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false, uid: opts.uid, gid: opts.gid, umask: opts.umask });
@@ -69,6 +100,8 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
     log(`ext4kit mount: connection ended (${why}); writing back`);
     finish();
   });
+  await Promise.race([session.initialized, gone]);
+  await raiseReadahead(dir, log);
   // Periodic commit: only when something changed since the last one, never two at once.
   let committing: Promise<void> | undefined;
   let committedAt = 0;

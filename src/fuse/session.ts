@@ -3,7 +3,7 @@
 // once. A failing request gets its errno; a corrupt structure is reported once on the log and
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
 import { decodeRequestHeader, encodeReply, type RequestHeader } from './header.ts';
-import { OP, opName, INIT, FATTR, FOPEN, FALLOC, ERRNO, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE } from './protocol.ts';
+import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE } from './protocol.ts';
 import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
@@ -46,6 +46,9 @@ export class FuseSession {
   private readonly valid: Validity;
   private readonly log: (line: string) => void;
   private destroyed = false;
+  private initDone!: () => void;
+  /** Resolves once INIT has been answered (the mount is usable from then on). */
+  readonly initialized = new Promise<void>((resolve) => { this.initDone = resolve; });
 
   constructor(private readonly backend: FuseBackend, private readonly send: (reply: Uint8Array) => void, opts: SessionOptions = {}) {
     this.log = opts.log ?? (() => undefined);
@@ -110,6 +113,7 @@ export class FuseSession {
       }
       const payload = await this.dispatch(h, body);
       if (payload !== null) this.ok(h, payload);
+      if (h.opcode === OP.INIT) this.initDone();
     } catch (e) {
       const { errno, report } = errnoOf(e);
       this.stats.failed++;
@@ -165,7 +169,8 @@ export class FuseSession {
       case OP.RMDIR: await b.rmdir(ino, decodeName(body)); return undefined;
       case OP.RENAME: case OP.RENAME2: {
         const r = decodeRenameIn(body, h.opcode === OP.RENAME2);
-        if (r.flags & ~RENAME_NOREPLACE) throw new FuseErrno('EINVAL', 'RENAME_EXCHANGE / RENAME_WHITEOUT are not supported yet');
+        if (r.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw new FuseErrno('EINVAL', 'RENAME_WHITEOUT is not supported');
+        if (r.flags & RENAME_NOREPLACE && r.flags & RENAME_EXCHANGE) throw new FuseErrno('EINVAL', 'RENAME_NOREPLACE with RENAME_EXCHANGE');
         await b.rename(ino, r.oldName, this.ino(r.newDirNodeId), r.newName, r.flags);
         return undefined;
       }
@@ -241,7 +246,8 @@ export class FuseSession {
     this.log(`ext4kit mount: kernel FUSE ${k.major}.${k.minor}, flags 0x${k.flags.toString(16)}`);
     return encodeInitOut({
       major: FUSE_KERNEL_VERSION, minor: Math.min(k.minor, FUSE_KERNEL_MINOR_VERSION),
-      maxReadaheadBytes: k.maxReadaheadBytes, flags: want & k.flags, maxBackground: 64, congestionThreshold: 48,
+      // The kernel keeps the smaller of this and its own readahead; mount() may raise it after INIT.
+      maxReadaheadBytes: Math.max(k.maxReadaheadBytes, MAX_WRITE_BYTES), flags: want & k.flags, maxBackground: 64, congestionThreshold: 48,
       maxWriteBytes: MAX_WRITE_BYTES, timeGranNs: 1, maxPages: MAX_PAGES,
     });
   }

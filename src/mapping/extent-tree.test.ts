@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { u16, u32 } from '../util/bytes.ts';
+import { u16, u32, xorU8 } from '../util/bytes.ts';
 import { fileBlock, fsBlock, inodeNo, type FsBlock } from '../util/brand.ts';
 import { fsCsumSeed, inodeCsumSeed } from '../format/checksum.ts';
 import { decodeInode, EXTENTS_FL, S_IFREG, type Inode } from '../format/inode.ts';
@@ -17,6 +17,7 @@ import {
   decodeExtentNode, encodeExtentNode, extentNodeCapacity, type Extent, type ExtentNode,
 } from '../format/extent.ts';
 import type { MetaTxn } from '../journal/transaction.ts';
+import { mapOneBlock, mapRun } from './map-run.ts';
 import { iterateMappings, type MapContext } from './read-map.ts';
 import {
   extentInsert, extentIterate, extentLookup, extentRemoveRange, extentSetUnwritten, extentTreeNodeCount,
@@ -599,9 +600,9 @@ describe('extent tree details', () => {
     for (let i = 0; i < 10; i++) await extentInsert(h.env, ext(2 * i, 1, 1000 + 2 * i));
     const [leafBlock] = [...h.nodesLive];
     const leaf = h.txn.blocks.get(leafBlock!)!;
-    leaf[20] ^= 1; // inside an extent entry: checksum no longer matches
+    xorU8(leaf, 20, 1); // inside an extent entry: checksum no longer matches
     await assert.rejects(extentLookup(h.env, 4), { code: 'EBADMSG' });
-    leaf[20] ^= 1;
+    xorU8(leaf, 20, 1);
     // Index pointer outside the filesystem.
     const good = h.env.root.slice();
     const node = decodeExtentNode(h.env.root, { isRoot: true, blockSize: 1024, where: {} });
@@ -712,3 +713,35 @@ describe('edits of a tree written by debugfs', { skip: HAVE_TOOLS ? false : 'mke
   });
 });
 
+
+// ---- the shared map step (map-run.ts) ----------------------------------------------------------
+
+test('mapOneBlock: a block of a backed logical cluster goes to its physical cluster without allocating', async () => {
+  const h = await setup(4, [ext(1, 1, 1001)]);
+  const asked: number[] = [];
+  const alloc = async () => { asked.push(1); return 2000; };
+  assert.equal(await mapOneBlock(h.env, 2, alloc), 1002);
+  assert.deepEqual(asked, []);
+  // Logical cluster 1 is not backed: one new cluster, at the block's offset inside it.
+  assert.equal(await mapOneBlock(h.env, 5, alloc), 2001);
+  assert.deepEqual(asked, [1]);
+  assert.deepEqual(await listExtents(h.env), [ext(1, 2, 1001), ext(5, 1, 2001)]);
+  // Without bigalloc nothing is implied.
+  const plain = await setup(1, [ext(0, 1, 500)]);
+  assert.equal(await mapOneBlock(plain.env, 1, async () => 700), 700);
+  assert.deepEqual(await listExtents(plain.env), [ext(0, 1, 500), ext(1, 1, 700)]);
+});
+
+test('mapRun: stops before a backed last cluster and maps what the allocator gave', async () => {
+  const h = await setup(4, [ext(13, 1, 3001)]);
+  const wants: Array<[number, number]> = [];
+  const run = await mapRun(h.env, 8, 14, false, async (want, firstLogical) => {
+    wants.push([want, firstLogical]);
+    return { cluster: 600, countClusters: want };
+  });
+  assert.deepEqual(wants, [[1, 2]], 'logical cluster 3 is backed: only cluster 2 is new');
+  assert.deepEqual(run, { fileBlock: 8, fsBlock: 2400, countBlocks: 4, implied: false });
+  const next = await mapRun(h.env, 12, 13, false, async () => assert.fail('implied: no allocation'));
+  assert.deepEqual(next, { fileBlock: 12, fsBlock: 3000, countBlocks: 1, implied: true });
+  assert.deepEqual(await listExtents(h.env), [ext(8, 4, 2400), ext(12, 2, 3000)]);
+});

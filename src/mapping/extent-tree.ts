@@ -9,7 +9,7 @@
 // * non-root nodes are never empty (an emptied node is freed and its index entry dropped);
 // * adjacent extents inside one leaf that could be one extent are merged.
 import { assert, corrupt, Ext4Error } from '../errors/ext4-error.ts';
-import { lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
+import { childRange, lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
 import { fileBlock as toFileBlock, fsBlock as toFsBlock } from '../util/brand.ts';
 import { setU16 } from '../util/bytes.ts';
 import {
@@ -63,6 +63,12 @@ const maxLenOf = (unwritten: boolean): number => (unwritten ? EXT_UNWRITTEN_MAX_
 const entryCount = (n: ExtentNode): number => (n.kind === 'leaf' ? n.extents.length : n.indexes.length);
 const firstKey = (n: ExtentNode): number | undefined =>
   n.kind === 'leaf' ? n.extents[0]?.fileBlock : n.indexes[0]?.fileBlock;
+/** First key of a node that cannot be empty (a split half, a moved root). */
+function keyOf(n: ExtentNode): number {
+  const k = firstKey(n);
+  assert(k !== undefined, 'empty extent node where entries are required');
+  return k;
+}
 const copyExtent = (e: Extent): Extent =>
   ({ fileBlock: e.fileBlock, countBlocks: e.countBlocks, fsBlock: e.fsBlock, unwritten: e.unwritten });
 const mkExtent = (fileBlock: number, countBlocks: number, fsBlock: number, unwritten: boolean): Extent =>
@@ -149,27 +155,46 @@ async function findPath(env: ExtentTreeEnv, target: number): Promise<Path> {
   const path: Path = [{ block: undefined, node: decodeRoot(env), idx: -1, hi: EXT_MAX_LOGICAL_END, dirty: false }];
   // Depth strictly decreases (readNode checks it), so this ends after at most 6 levels.
   for (;;) {
-    const lv = path[path.length - 1]!;
+    const lv = lastLevel(path);
     if (lv.node.kind === 'leaf') return path;
-    const xs = lv.node.indexes;
-    const i = Math.max(0, lastAtOrBelow(xs, target));
+    const i = Math.max(0, lastAtOrBelow(lv.node.indexes, target));
     lv.idx = i;
-    const lo = xs[i]!.fileBlock;
-    const hi = i + 1 < xs.length ? xs[i + 1]!.fileBlock : lv.hi;
-    const child = await readNode(env, xs[i]!.child, lv.node.depth, lo, hi);
-    path.push({ block: xs[i]!.child, node: child, idx: -1, hi, dirty: false });
+    const x = indexAt(lv.node, i);
+    const { lo, hi } = childRange(lv.node, i, lv.hi);
+    const child = await readNode(env, x.child, lv.node.depth, lo, hi);
+    path.push({ block: x.child, node: child, idx: -1, hi, dirty: false });
   }
 }
 
-const leafOf = (path: Path): ExtentLeafNode => path[path.length - 1]!.node as ExtentLeafNode;
+function levelAt(path: Path, l: number): Level {
+  const lv = path[l];
+  assert(lv !== undefined, `extent path of ${path.length} levels has no level ${l}`);
+  return lv;
+}
+
+/** The deepest level of a path (paths always hold the root). */
+const lastLevel = (path: Path): Level => levelAt(path, path.length - 1);
+
+/** Entry `i` of an index node; callers pass an index they found inside it. */
+function indexAt(node: ExtentIndexNode, i: number): ExtentIndexNode['indexes'][number] {
+  const x = node.indexes[i];
+  assert(x !== undefined, `extent index entry ${i} of ${node.indexes.length}`);
+  return x;
+}
+
+function leafOf(path: Path): ExtentLeafNode {
+  const { node } = lastLevel(path);
+  assert(node.kind === 'leaf', 'extent path does not end in a leaf');
+  return node;
+}
 
 /** After the first key of path[from] changed, rewrites the parent keys that named it. */
 function propagateKeys(path: Path, from: number): void {
   for (let l = from; l > 0; l--) {
-    const k = firstKey(path[l]!.node);
+    const k = firstKey(levelAt(path, l).node);
     if (k === undefined) return;
-    const parent = path[l - 1]!;
-    const x = (parent.node as ExtentIndexNode).indexes[parent.idx]!;
+    const parent = levelAt(path, l - 1);
+    const x = indexAt(parent.node as ExtentIndexNode, parent.idx);
     if (x.fileBlock === k) return;
     x.fileBlock = toFileBlock(k);
     parent.dirty = true;
@@ -181,7 +206,8 @@ async function allocNodes(env: ExtentTreeEnv, n: number, goal: number): Promise<
   const got: number[] = [];
   try {
     for (let i = 0; i < n; i++) {
-      const b = await env.allocNodeBlock(i === 0 ? goal : got[i - 1]! + 1);
+      const prev = got[got.length - 1];
+      const b = await env.allocNodeBlock(prev === undefined ? goal : prev + 1);
       assert(Number.isSafeInteger(b) && b >= 1 && b < env.blocksCount, `allocNodeBlock returned ${b}`);
       got.push(b);
     }
@@ -193,7 +219,7 @@ async function allocNodes(env: ExtentTreeEnv, n: number, goal: number): Promise<
 }
 
 function goalOf(path: Path, fallback: number): number {
-  const leaf = path[path.length - 1]!;
+  const leaf = lastLevel(path);
   return leaf.block !== undefined ? leaf.block + 1 : fallback;
 }
 
@@ -212,7 +238,7 @@ async function commitLeaf(env: ExtentTreeEnv, path: Path, extents: Extent[], atE
   for (let l = leafL, n = extents.length; n > maxAt(l); l--) {
     need++;
     if (l === 0) {
-      if (path[0]!.node.depth + 1 > EXT4_MAX_EXTENT_DEPTH) {
+      if (levelAt(path, 0).node.depth + 1 > EXT4_MAX_EXTENT_DEPTH) {
         throw new Ext4Error('EFBIG', `extent tree of inode ${env.ino} would exceed depth ${EXT4_MAX_EXTENT_DEPTH}`,
           { detail: 'extent-depth-limit', where: { inode: env.ino } });
       }
@@ -220,22 +246,23 @@ async function commitLeaf(env: ExtentTreeEnv, path: Path, extents: Extent[], atE
       break;
     }
     assert(n <= 2 * cap, 'node overflow larger than one split');
-    n = entryCount(path[l - 1]!.node) + 1;
+    n = entryCount(levelAt(path, l - 1).node) + 1;
   }
   const pool = await allocNodes(env, need, goal);
 
-  const leafLv = path[leafL]!;
+  const leafLv = levelAt(path, leafL);
   (leafLv.node as ExtentLeafNode).extents = extents;
   leafLv.dirty = true;
   propagateKeys(path, leafL);
 
   const fresh: Array<{ block: number; node: ExtentNode }> = [];
   for (let l = leafL; ; l--) {
-    const lv = path[l]!;
+    const lv = levelAt(path, l);
     const node = lv.node;
     const count = entryCount(node);
     if (count <= maxAt(l)) break;
-    const b = pool.pop()!;
+    const b = pool.pop();
+    assert(b !== undefined, 'fewer node blocks preallocated than the split needs');
     if (l === 0) {
       // Grow in depth: the root's entries move to a new block, the root points to it.
       const child: ExtentNode = node.kind === 'leaf'
@@ -244,7 +271,7 @@ async function commitLeaf(env: ExtentTreeEnv, path: Path, extents: Extent[], atE
       fresh.push({ block: b, node: child });
       lv.node = {
         kind: 'index', depth: node.depth + 1, max: EXTENT_ROOT_MAX_ENTRIES, generation: node.generation,
-        indexes: [{ fileBlock: toFileBlock(firstKey(child)!), child: toFsBlock(b) }],
+        indexes: [{ fileBlock: toFileBlock(keyOf(child)), child: toFsBlock(b) }],
       };
       lv.dirty = true;
       break;
@@ -257,10 +284,10 @@ async function commitLeaf(env: ExtentTreeEnv, path: Path, extents: Extent[], atE
       right = { kind: 'index', depth: node.depth, max: cap, generation: 0, indexes: node.indexes.splice(splitAt) };
     }
     fresh.push({ block: b, node: right });
-    const parent = path[l - 1]!;
+    const parent = levelAt(path, l - 1);
     const px = (parent.node as ExtentIndexNode).indexes;
     atEnd = parent.idx + 1 === px.length;
-    px.splice(parent.idx + 1, 0, { fileBlock: toFileBlock(firstKey(right)!), child: toFsBlock(b) });
+    px.splice(parent.idx + 1, 0, { fileBlock: toFileBlock(keyOf(right)), child: toFsBlock(b) });
     parent.dirty = true;
   }
   assert(pool.length === 0, 'preallocated node blocks left over');
@@ -279,9 +306,8 @@ async function* walkFrom(
   }
   const xs = node.indexes;
   for (let i = Math.max(0, lastAtOrBelow(xs, start)); i < xs.length; i++) {
-    const lo = xs[i]!.fileBlock;
-    const childHi = i + 1 < xs.length ? xs[i + 1]!.fileBlock : hi;
-    const child = await readNode(env, xs[i]!.child, node.depth, lo, childHi, seen);
+    const { lo, hi: childHi } = childRange(node, i, hi);
+    const child = await readNode(env, indexAt(node, i).child, node.depth, lo, childHi, seen);
     yield* walkFrom(env, child, childHi, start, seen);
   }
 }
@@ -310,6 +336,22 @@ export async function extentLookup(env: ExtentTreeEnv, fileBlock: number): Promi
   const i = lastAtOrBelow(leaf.extents, fileBlock);
   const e = leaf.extents[i];
   return e && fileBlock < endOf(e) ? copyExtent(e) : undefined;
+}
+
+/**
+ * A bound for hole scans: the first block after `fileBlock` that may be mapped (the start of the
+ * next extent in the leaf that covers `fileBlock`, or that leaf's upper key bound); undefined
+ * when no extent can follow. One tree walk instead of one per block of the hole.
+ */
+export async function extentNextBound(env: ExtentTreeEnv, fileBlock: number): Promise<number | undefined> {
+  checkEnv(env);
+  checkFileBlock(fileBlock, 'lookup of');
+  const path = await findPath(env, fileBlock);
+  const leaf = leafOf(path);
+  const next = leaf.extents[lastAtOrBelow(leaf.extents, fileBlock) + 1];
+  if (next) return next.fileBlock;
+  const hi = path[path.length - 1]!.hi;
+  return hi >= EXT_MAX_LOGICAL_END ? undefined : hi;
 }
 
 /** The extent containing `fileBlock` or the nearest one before it. */
@@ -344,10 +386,9 @@ export async function extentTreeNodeCount(env: ExtentTreeEnv): Promise<number> {
   const count = async (node: ExtentNode, hi: number): Promise<number> => {
     if (node.kind === 'leaf') return 0;
     let n = 0;
-    const xs = node.indexes;
-    for (let i = 0; i < xs.length; i++) {
-      const childHi = i + 1 < xs.length ? xs[i + 1]!.fileBlock : hi;
-      n += 1 + await count(await readNode(env, xs[i]!.child, node.depth, xs[i]!.fileBlock, childHi, seen), childHi);
+    for (const [i, x] of node.indexes.entries()) {
+      const range = childRange(node, i, hi);
+      n += 1 + await count(await readNode(env, x.child, node.depth, range.lo, range.hi, seen), range.hi);
     }
     return n;
   };
@@ -382,7 +423,7 @@ export async function extentInsert(env: ExtentTreeEnv, e: Extent): Promise<void>
   }
 
   const path = await findPath(env, e.fileBlock);
-  const leafLv = path[path.length - 1]!;
+  const leafLv = lastLevel(path);
   const extents = (leafLv.node as ExtentLeafNode).extents;
   const pos = lastAtOrBelow(extents, e.fileBlock) + 1;
   const prev = extents[pos - 1];
@@ -523,17 +564,17 @@ async function removeIn(
     if (removed.length === 0) return false;
     assert(out.length <= node.extents.length, 'removal split an extent in the general path');
     node.extents = out;
-    for (let k = removed.length - 1; k >= 0; k--) pieces.push(removed[k]!);
+    pieces.push(...removed.reverse());
     return true;
   }
   let changed = false;
   const xs = node.indexes;
   for (let i = xs.length - 1; i >= 0; i--) {
-    const lo = xs[i]!.fileBlock;
-    const childHi = i + 1 < xs.length ? xs[i + 1]!.fileBlock : hi;
+    const { lo, hi: childHi } = childRange(node, i, hi);
     if (lo > last) continue;
     if (childHi <= first) break;
-    const cb = xs[i]!.child;
+    const x = indexAt(node, i);
+    const cb = x.child;
     const child = await readNode(env, cb, node.depth, lo, childHi, seen);
     if (!(await removeIn(env, child, childHi, first, last, pieces, seen))) continue;
     changed = true;
@@ -543,7 +584,9 @@ async function removeIn(
       await env.freeNodeBlock(cb);
     } else {
       await storeNode(env, cb, child);
-      xs[i]!.fileBlock = toFileBlock(firstKey(child)!);
+      const k = firstKey(child);
+      assert(k !== undefined, 'a non-empty node has a first key');
+      x.fileBlock = toFileBlock(k);
     }
   }
   return changed;
@@ -552,7 +595,7 @@ async function removeIn(
 /** While the root has one child whose entries fit in i_block, the child moves into the root. */
 async function collapseRoot(env: ExtentTreeEnv, root: ExtentNode): Promise<ExtentNode> {
   while (root.kind === 'index' && root.indexes.length === 1) {
-    const x = root.indexes[0]!;
+    const x = indexAt(root, 0);
     const child = await readNode(env, x.child, root.depth, x.fileBlock, EXT_MAX_LOGICAL_END);
     if (entryCount(child) > EXTENT_ROOT_MAX_ENTRIES) break;
     const generation = root.generation;

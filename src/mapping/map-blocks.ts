@@ -16,7 +16,7 @@ import {
   completeAllocation, insertDelayed, onPhysicalClusterFreed, removeRange, type DelallocState,
 } from './delalloc.ts';
 import { clusterOf, logicalCluster } from './extent-status.ts';
-import { extentLookup, extentRemoveRange, extentSetUnwritten, type ExtentTreeEnv } from './extent-tree.ts';
+import { extentLookup, extentNextBound, extentRemoveRange, extentSetUnwritten, type ExtentTreeEnv } from './extent-tree.ts';
 import { impliedCluster, mapRun, type MappedRun } from './map-run.ts';
 
 /**
@@ -73,9 +73,11 @@ export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count
       b += n;
       continue;
     }
-    // A hole up to the next delayed or mapped block.
+    // A hole up to the next delayed or mapped block (one tree walk bounds the mapped side).
+    const bound = await extentNextBound(env, b);
+    const limit = bound === undefined ? end : Math.min(end, bound);
     let n = 1;
-    while (b + n < end && !f.state.es.lookup(fb(b + n)) && !(await extentLookup(env, fb(b + n)))) n++;
+    while (b + n < limit && !f.state.es.lookup(fb(b + n))) n++;
     push(out, { first: b, count: n, state: 'hole' });
     b += n;
   }

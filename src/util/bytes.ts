@@ -21,6 +21,12 @@ export const u64 = (b: Uint8Array, off: number): number => hiLo(u32(b, off + 4),
 export const u64be = (b: Uint8Array, off: number): number => hiLo(u32be(b, off), u32be(b, off + 4));
 
 export function setU8(b: Uint8Array, off: number, v: number): void { b[off] = v & 0xff; }
+/** Flips the bits of `mask` in byte `off` (tests corrupting a structure on purpose). */
+export function xorU8(b: Uint8Array, off: number, mask: number): void {
+  const v = b[off];
+  if (v === undefined) throw new RangeError(`byte ${off} outside a ${b.length}-byte buffer`);
+  b[off] = v ^ mask;
+}
 export function setU16(b: Uint8Array, off: number, v: number): void {
   b[off] = v & 0xff; b[off + 1] = (v >>> 8) & 0xff;
 }

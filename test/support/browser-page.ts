@@ -12,6 +12,7 @@ async function run(imageUrl: string): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   // 1. A remote image by Range requests.
   const dev = await HttpRangeDevice.open(imageUrl);
+  out.deviceOpenRequests = dev.requestCount;
   const fs = await Ext4.open(dev, { readOnly: true });
   out.openRequests = dev.requestCount;
   out.root = (await fs.readdir('/')).sort();
@@ -36,7 +37,7 @@ async function run(imageUrl: string): Promise<Record<string, unknown>> {
   out.bytesFetched = dev.bytesFetched;
   out.imageBytes = dev.sizeBytes;
   await fs.close();
-  console.log(`HttpRangeDevice in Chromium: ${out.openRequests} requests to open, ${out.readRequests} after listing and reading hello.txt, ` +
+  console.log(`HttpRangeDevice in Chromium: ${out.openRequests} requests to open (device ${out.deviceOpenRequests}, then Ext4.open), ${out.readRequests} after listing and reading hello.txt, ` +
     `${out.totalRequests} after streaming ${streamed} bytes; ${dev.bytesFetched} of ${dev.sizeBytes} bytes fetched`);
 
   // 2. An image built in the page, then "downloaded" (a Blob URL) and sent back to the test.

@@ -222,7 +222,9 @@ export async function discoverBase(name: string, image: string, inodes: string[]
     if (blocks.length !== n + 1) throw new Error(`${name}: bmap of the journal gave ${blocks.length} of ${n + 1} blocks`);
     journalSbStart = blocks[0]! * bs;
     regions.push({ kind: 'jsb', start: journalSbStart, len: 1024, label: `journal superblock (block ${blocks[0]})` });
-    blocks.slice(1).forEach((b, k) => regions.push({ kind: 'jlog', start: b * bs, len: bs, label: `journal block ${k + 1} (fs block ${b})`, block: b }));
+    blocks.slice(1).forEach((b, k) => {
+      regions.push({ kind: 'jlog', start: b * bs, len: bs, label: `journal block ${k + 1} (fs block ${b})`, block: b });
+    });
   }
   return {
     name, bytes, blockSize: bs, blocksCount: geo.blocksCount, inodesCount: geo.inodesCount, inodeSize: geo.inodeSize,

@@ -22,10 +22,41 @@ export interface JournalMap {
   ino: number;
   /** Length of the journal file in blocks. */
   countBlocks: number;
-  /** fsBlockOf[j] = filesystem block of journal block j. */
-  fsBlockOf: Float64Array;
-  /** Filesystem blocks holding the journal (data and mapping blocks), for the replay range check. */
-  owned: Set<number>;
+  /** Logical runs [journalBlock, fsBlock, countBlocks], sorted and covering [0, countBlocks). */
+  logical: Array<[number, number, number]>;
+  /** Extent-tree and indirect blocks of the journal inode. */
+  mapBlocks: Set<number>;
+  /** Runs of filesystem blocks holding the journal's data: [fsBlock, countBlocks], sorted. */
+  runs: Array<[number, number]>;
+}
+
+/** The filesystem block of journal block `j` (0 <= j < countBlocks). */
+export function journalBlockToFs(map: JournalMap, j: number): number {
+  let lo = 0;
+  let hi = map.logical.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const [first, fs, n] = map.logical[mid]!;
+    if (j < first) hi = mid - 1;
+    else if (j >= first + n) lo = mid + 1;
+    else return fs + (j - first);
+  }
+  throw corrupt('jbd2-range', `journal block ${j} outside the journal`, { inode: map.ino });
+}
+
+/** Whether `fsBlock` belongs to the journal (its data or mapping blocks). */
+export function journalOwns(map: JournalMap, fsBlock: number): boolean {
+  if (map.mapBlocks.has(fsBlock)) return true;
+  let lo = 0;
+  let hi = map.runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const [start, n] = map.runs[mid]!;
+    if (fsBlock < start) hi = mid - 1;
+    else if (fsBlock >= start + n) lo = mid + 1;
+    else return true;
+  }
+  return false;
 }
 
 const bad = (msg: string, ino: number) => corrupt('jbd2-inode', `journal inode ${ino}: ${msg}`, { inode: ino });
@@ -68,22 +99,36 @@ export async function mapJournalInode(device: BlockDevice, sb: Superblock, geo: 
   if (countBlocks < JBD2_MIN_JOURNAL_BLOCKS || countBlocks > MAX_JOURNAL_BLOCKS || countBlocks > geo.blocksCount) {
     throw bad(`size of ${countBlocks} blocks is outside ${JBD2_MIN_JOURNAL_BLOCKS}..${Math.min(MAX_JOURNAL_BLOCKS, geo.blocksCount)}`, ino);
   }
-  const map: JournalMap = { ino, countBlocks, fsBlockOf: new Float64Array(countBlocks).fill(-1), owned: new Set() };
-  const place = (j: number, b: number) => {
-    if (b <= geo.firstDataBlock && b !== 0 || b === 0 || b >= geo.blocksCount) throw bad(`block ${b} outside the filesystem`, ino);
-    if (j < countBlocks) {
-      if (map.fsBlockOf[j] !== -1) throw bad(`journal block ${j} mapped twice`, ino);
-      map.fsBlockOf[j] = b;
-      map.owned.add(b);
-    }
+  const map: JournalMap = { ino, countBlocks, logical: [], mapBlocks: new Set(), runs: [] };
+  const place: Place = (j, b, n) => {
+    if (b <= geo.firstDataBlock || b + n > geo.blocksCount) throw bad(`blocks ${b}..${b + n - 1} outside the filesystem`, ino);
+    if (j >= countBlocks) return;
+    n = Math.min(n, countBlocks - j);
+    const last = map.logical[map.logical.length - 1];
+    if (last && last[0] + last[2] === j && last[1] + last[2] === b) last[2] += n;
+    else map.logical.push([j, b, n]);
   };
   if (inode.flags & EXTENTS_FL) await mapExtents(device, geo, inode, ino, map, place);
   else await mapBlockMap(device, geo, inode, ino, map, place);
-  for (let j = 0; j < countBlocks; j++) if (map.fsBlockOf[j] === -1) throw bad(`journal block ${j} is not mapped`, ino);
+  map.logical.sort((a, b) => a[0] - b[0]);
+  let covered = 0;
+  for (const [first, , n] of map.logical) {
+    if (first < covered) throw bad(`journal block ${first} mapped twice`, ino);
+    if (first > covered) throw bad(`journal block ${covered} is not mapped`, ino);
+    covered += n;
+  }
+  if (covered < countBlocks) throw bad(`journal block ${covered} is not mapped`, ino);
+  const phys = map.logical.map(([, b, n]): [number, number] => [b, n]).sort((a, b) => a[0] - b[0]);
+  for (const [b, n] of phys) {
+    const last = map.runs[map.runs.length - 1];
+    if (last && b < last[0] + last[1]) throw bad(`block ${b} holds two journal blocks`, ino);
+    if (last && last[0] + last[1] === b) last[1] += n;
+    else map.runs.push([b, n]);
+  }
   return map;
 }
 
-type Place = (journalBlock: number, fsBlock: number) => void;
+type Place = (journalBlock: number, fsBlock: number, countBlocks: number) => void;
 
 async function mapExtents(device: BlockDevice, geo: Geometry, inode: Inode, ino: number, map: JournalMap, place: Place): Promise<void> {
   const inodeSeed = geo.metadataCsum ? inodeCsumSeed(geo.csumSeed, ino, inode.generation) : undefined;
@@ -97,14 +142,13 @@ async function mapExtents(device: BlockDevice, geo: Geometry, inode: Inode, ino:
         if (e.unwritten) throw bad('unwritten extent', ino);
         if (e.fileBlock >= map.countBlocks) continue;
         if (e.fsBlock + e.countBlocks > geo.blocksCount) throw bad(`extent at ${e.fsBlock} runs past the filesystem`, ino);
-        const n = Math.min(e.countBlocks, map.countBlocks - e.fileBlock);
-        for (let k = 0; k < n; k++) place(e.fileBlock + k, e.fsBlock + k);
+        place(e.fileBlock, e.fsBlock, e.countBlocks);
       }
       return;
     }
     for (const ix of node.indexes) {
       if (ix.child <= geo.firstDataBlock || ix.child >= geo.blocksCount) throw bad(`extent index points to block ${ix.child}`, ino);
-      map.owned.add(ix.child);
+      map.mapBlocks.add(ix.child);
       await visit(await readBlock(device, geo, ix.child), false, node.depth - 1);
     }
   };
@@ -116,15 +160,13 @@ async function mapBlockMap(device: BlockDevice, geo: Geometry, inode: Inode, ino
   let next = 0;
   // Walks one pointer at `level` (0 = data block) covering per^level logical blocks from `next`.
   const walk = async (ptr: number, level: number): Promise<void> => {
-    const span = per ** level;
     if (next >= map.countBlocks) return;
     if (ptr === 0) throw bad(`journal block ${next} is a hole`, ino);
-    if (level === 0) { place(next++, ptr); return; }
+    if (level === 0) { place(next++, ptr, 1); return; }
     if (ptr <= geo.firstDataBlock || ptr >= geo.blocksCount) throw bad(`indirect block ${ptr} outside the filesystem`, ino);
-    map.owned.add(ptr);
+    map.mapBlocks.add(ptr);
     const b = await readBlock(device, geo, ptr);
     for (let i = 0; i < per && next < map.countBlocks; i++) await walk(u32(b, i * 4), level - 1);
-    void span;
   };
   for (let i = 0; i < 12; i++) await walk(u32(inode.iBlock, i * 4), 0);
   for (let level = 1; level <= 3; level++) await walk(u32(inode.iBlock, (11 + level) * 4), level);

@@ -19,7 +19,7 @@ import {
 import { journalFormat } from '../../format/jbd2/header.ts';
 import { u16, u32, setU16, setU32, hi32 } from '../../util/bytes.ts';
 import { descriptorBlock, geometryOf, type Geometry } from '../../layout/geometry.ts';
-import { mapJournalInode, type JournalMap } from './journal-inode.ts';
+import { mapJournalInode, journalOwns, journalBlockToFs, type JournalMap } from './journal-inode.ts';
 import { scanLog, collectRevokes, planReplay, type ReadJournalBlock, type ScanResult } from './passes.ts';
 import { fastCommitBlocksFor } from './fast-commit.ts';
 import { emptyReport, type JournalReport, type JournalSummary } from './report.ts';
@@ -50,10 +50,22 @@ const FEATURE_NAMES: Array<[kind: 'compat' | 'incompat', bit: number, name: stri
  * 'overlay' never writes to it.
  */
 export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverMode }): Promise<RecoverResult> {
+  return recover(device, opts.mode, false);
+}
+
+/**
+ * The journal's summary and the state of its log (for info), read without changing anything.
+ * A read-only open of a clean image skips this (no journal reads at open): call it on demand.
+ */
+export async function describeJournal(device: BlockDevice): Promise<JournalReport> {
+  return (await recover(device, 'overlay', true)).report;
+}
+
+async function recover(device: BlockDevice, requested: RecoverMode, describe: boolean): Promise<RecoverResult> {
   const report = emptyReport();
   const unchanged = { device, report };
   let sb: Superblock;
-  let mode: RecoverMode = opts.mode;
+  let mode: RecoverMode = requested;
   try {
     sb = decodeSuperblock(await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
     validateSuperblock(sb, device.sizeBytes);
@@ -66,6 +78,8 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   }
   const recover = (sb.featureIncompat & INCOMPAT.needs_recovery) !== 0;
   if (!(sb.featureCompat & COMPAT.has_journal)) return unchanged; // needs_recovery alone keeps the image read-only
+  // A read-only open of a clean image reads nothing more (a browser over HTTP pays per request).
+  if (!recover && mode === 'overlay' && !describe) return unchanged;
   const geo = geometryOf(sb);
   if (geo.blocksCount * geo.blockSize > device.sizeBytes) return unchanged;
   const fail = (e: unknown): RecoverResult => {
@@ -82,8 +96,7 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   try {
     jmap = await mapJournalInode(device, sb, geo);
     read = async (j: number) => {
-      if (!Number.isInteger(j) || j < 0 || j >= jmap.countBlocks) throw new Ext4Error('EUCLEAN', `journal block ${j} outside the journal`, { detail: 'jbd2-range' });
-      return device.read(jmap.fsBlockOf[j]! * geo.blockSize, geo.blockSize);
+      return device.read(journalBlockToFs(jmap, j) * geo.blockSize, geo.blockSize);
     };
     jsb = decodeJournalSuperblock(await read(0), { journalBlocks: jmap.countBlocks, blockSize: geo.blockSize, where: { inode: jmap.ino } });
     report.summary = summarize(jsb, jmap, geo);
@@ -174,7 +187,7 @@ async function replay(read: ReadJournalBlock, scan: ScanResult, jsb: JournalSupe
   report: JournalReport, target: BlockDevice, mode: RecoverMode): Promise<boolean> {
   const fmt = journalFormat(jsb);
   const revoked = await collectRevokes(read, scan, fmt);
-  const plan = await planReplay(read, scan, fmt, revoked, (b) => Number.isSafeInteger(b) && b < geo.blocksCount && !jmap.owned.has(b));
+  const plan = await planReplay(read, scan, fmt, revoked, (b) => Number.isSafeInteger(b) && b < geo.blocksCount && !journalOwns(jmap, b));
   report.revokeRecords = revoked.size;
   report.revokedCopies = plan.revokedCopies;
   report.replayedBlocks = plan.blocks.size;
@@ -208,7 +221,7 @@ async function orphanFileInUse(device: BlockDevice, geo: Geometry, blocks: Map<n
 }
 
 async function writeJournalSuperblock(device: BlockDevice, geo: Geometry, jmap: JournalMap, jsb: JournalSuperblock): Promise<void> {
-  const off = jmap.fsBlockOf[0]! * geo.blockSize;
+  const off = journalBlockToFs(jmap, 0) * geo.blockSize;
   const bytes = await device.read(off, 1024);
   encodeJournalSuperblock(jsb, bytes);
   await device.write(off, bytes);

@@ -37,7 +37,7 @@ export async function withPair<T>(g: Geometry, opts: CompareOptions & { broken?:
   await copyFile(image, kimage);
   return withLoopMount(kimage, async (mnt) => {
     const kernel = new NodeFsBackend(mnt);
-    const fs = await Ext4.open(image);
+    const fs = await Ext4.open(image, { umask: 0 });
     let result: T;
     let statfs: PairResult<T>['statfs'];
     try {

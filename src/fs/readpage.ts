@@ -1,11 +1,11 @@
-// Reading an inode's bytes: mapped extents and block maps (holes and unwritten extents read as
+// Reading an inode's bytes from disk (what the page cache falls back to): mapped extents and block maps (holes and unwritten extents read as
 // zeros), inline data, and symlink targets. Physically contiguous ranges become one device read.
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import { INLINE_DATA_FL, isFastSymlink, fastSymlinkTarget, isSymlinkMode, type Inode } from '../format/inode.ts';
 import { I_BLOCK_SIZE } from '../format/inode.ts';
 import { iterateMappings, type Mapping } from '../mapping/read-map.ts';
 import type { Volume } from './volume.ts';
-import { inlineDataXattr } from './xattrs.ts';
+import { inlineDataXattr } from './inline-data.ts';
 
 /** A bound on the mappings kept per open file (a hostile tree cannot make this unbounded). */
 const MAX_MAPPINGS = 1 << 22;

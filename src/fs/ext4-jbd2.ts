@@ -1,0 +1,114 @@
+// The only place journal handles are started. Each operation kind asks for a credit estimate
+// (the metadata blocks it may dirty) instead of one flat budget; the superblock is written
+// through a handle like any other metadata block. The journal object is handed in, so a jbd2
+// implementation replaces the write-back one without touching this module's callers.
+import { Ext4Error } from '../errors/ext4-error.ts';
+import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
+import type { Handle, Journal } from '../journal/transaction.ts';
+import type { Volume } from './volume.ts';
+import { nowSec } from './clock.ts';
+
+/** A journal that also says whether a block has uncommitted changes. */
+export type FsJournal = Journal & { isDirty(block: number): boolean };
+
+/** Deepest extent tree ext4 builds (the root in the inode plus four levels of blocks). */
+const MAX_EXTENT_DEPTH = 5;
+/** One extent-tree change: each level's node, plus one split per level, plus the inode. */
+const EXTENT_CHANGE = 2 * MAX_EXTENT_DEPTH + 1;
+/** One allocation or free in one group: its bitmap and its descriptor block. */
+const GROUP_CHANGE = 2;
+/** One directory entry added or removed: up to three htree levels, the leaf and a split leaf, a new block. */
+const DIR_ENTRY = 3 + 2 + GROUP_CHANGE + EXTENT_CHANGE;
+/** A new inode: its inode-table block, the inode bitmap and descriptor. */
+const NEW_INODE = 1 + GROUP_CHANGE;
+
+export type OpKind =
+  | 'create' | 'mkdir' | 'symlink' | 'link' | 'unlink' | 'rmdir' | 'rename' | 'setattr' | 'xattr'
+  | 'write' | 'truncate' | 'fallocate' | 'writeback' | 'convert' | 'import' | 'evict' | 'quota-limits';
+
+/**
+ * Blocks an operation of this kind may dirty. `n` is the operation's size where it scales:
+ * blocks for write/writeback/import/fallocate, and for operations that may free a whole file
+ * (unlink, rmdir, rename over a file, truncate, evict) the clusters that file holds.
+ */
+export function creditsFor(kind: OpKind, vol: Volume, n = 0): number {
+  const { geo } = vol;
+  // Freeing: every leaf of the file's tree (one extent per cluster at worst, 340 per 4 KiB leaf) and every group it spans.
+  const extentsPerLeaf = Math.max(1, Math.floor((geo.blockSize - 12) / 12));
+  const freeing = (clusters: number) => EXTENT_CHANGE + Math.ceil(clusters / extentsPerLeaf) + GROUP_CHANGE * Math.min(geo.groupCount, clusters + 1);
+  // Allocating n blocks: extents may split anywhere; runs come from at most a few groups each.
+  const allocating = (blocks: number) => EXTENT_CHANGE * 2 + GROUP_CHANGE * Math.min(geo.groupCount, Math.ceil(blocks / geo.blocksPerGroup) + 2) + Math.ceil(blocks / extentsPerLeaf);
+  switch (kind) {
+    case 'create': return DIR_ENTRY + NEW_INODE + 1;
+    case 'mkdir': return DIR_ENTRY + NEW_INODE + 2 + GROUP_CHANGE + EXTENT_CHANGE;
+    case 'symlink': return DIR_ENTRY + NEW_INODE + GROUP_CHANGE + EXTENT_CHANGE;
+    case 'link': return DIR_ENTRY + 1;
+    case 'unlink': case 'rmdir': case 'evict': return DIR_ENTRY + NEW_INODE + 1 + freeing(n) + GROUP_CHANGE;
+    // Both entries, the moved directory's '..', and a replaced target freed.
+    case 'rename': return 2 * DIR_ENTRY + 2 + NEW_INODE + freeing(n) + GROUP_CHANGE;
+    case 'setattr': return 1;
+    // Inode body, old and new xattr block.
+    case 'xattr': return 1 + 2 + 2 * GROUP_CHANGE;
+    case 'write': return allocating(0);
+    case 'truncate': return freeing(n);
+    case 'fallocate': return freeing(n) + allocating(n);
+    case 'writeback': case 'import': return allocating(n);
+    case 'convert': return EXTENT_CHANGE * 2 + Math.ceil(n / extentsPerLeaf) * 2;
+    case 'quota-limits': return 0;
+  }
+}
+
+export class Jbd2 {
+  closed = false;
+  /** The superblock says "not cleanly unmounted" on disk. */
+  markedDirty = false;
+  constructor(
+    readonly journal: FsJournal,
+    private readonly vol: Volume,
+    /** Free clusters and inodes as the allocators count them, for the superblock. */
+    private readonly counts: () => { freeClusters: number; freeInodes: number },
+  ) {}
+
+  /** Runs `fn` inside a handle with `credits` blocks of budget. */
+  async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>): Promise<T> {
+    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
+    if (!this.markedDirty) await this.markDirty();
+    const h = await this.journal.begin(credits);
+    try { return await fn(h); } finally { h.stop(); }
+  }
+
+  /** Clears the "cleanly unmounted" state on first write, as a non-journalled ext4 mount does. */
+  async markDirty(): Promise<void> {
+    this.markedDirty = true;
+    const { sb } = this.vol;
+    sb.state &= ~SB_STATE.valid;
+    sb.mntCount = (sb.mntCount + 1) & 0xffff;
+    sb.mtime = nowSec();
+    await this.commitSuperblock();
+  }
+
+  /** Encodes the superblock (with the allocators' free counts) into its block through `h`. */
+  async writeSuperblock(h: Handle): Promise<void> {
+    const { sb, geo } = this.vol;
+    const { freeClusters, freeInodes } = this.counts();
+    sb.freeBlocksCount = freeClusters * geo.clusterRatio;
+    sb.freeInodesCount = freeInodes;
+    sb.wtime = nowSec();
+    const block = Math.floor(SUPERBLOCK_OFFSET / geo.blockSize);
+    const bytes = await h.getWrite(block);
+    bytes.set(encodeSuperblock(sb), SUPERBLOCK_OFFSET % geo.blockSize);
+  }
+
+  /** Writes the superblock now, in a commit of its own. */
+  async commitSuperblock(): Promise<void> {
+    const h = await this.journal.begin(1);
+    try { await this.writeSuperblock(h); } finally { h.stop(); }
+    await this.journal.commit();
+  }
+
+  /** Marks the filesystem cleanly unmounted and writes the superblock. */
+  async markClean(): Promise<void> {
+    this.vol.sb.state |= SB_STATE.valid;
+    await this.commitSuperblock();
+  }
+}

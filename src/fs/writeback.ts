@@ -1,0 +1,156 @@
+// Writeback: dirty pages of one or many inodes get blocks (delayed allocation happens here),
+// their data goes to the device (page-io), then unwritten extents are converted. Background
+// writeback starts past a dirty threshold or when dirty data ages; writers are throttled.
+import { allocateDelayed, lookupRange, setUnwritten } from '../mapping/map-blocks.ts';
+import type { DirtyCounter } from '../pagecache/file-pages.ts';
+import type { InodeCache, OpenInode } from './inode-cache.ts';
+import { creditsFor, type Jbd2 } from './ext4-jbd2.ts';
+import type { BallocCtx } from './balloc.ts';
+import { fileMap } from './inode-env.ts';
+import { pushWbRuns, writeBlocks, type WbRun } from './page-io.ts';
+
+/**
+ * Background writeback starts when this many bytes are dirty in the page cache; writers wait
+ * past twice as many. Peak memory is about twice this in live pages plus as much again in pages
+ * and write buffers already written but not yet collected (V8 frees such external memory lazily):
+ * at 32 MiB eight interleaved writers peaked at 260-290 MiB RSS, at 16 MiB about 210 MiB.
+ */
+const DIRTY_THRESHOLD_BYTES = 16 << 20;
+/** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
+const DIRTY_EXPIRE_MS = 5000;
+
+export interface WritebackCtx extends BallocCtx {
+  readonly jbd: Jbd2;
+  readonly icache: InodeCache;
+}
+
+type Convert = { oi: OpenInode; first: number; count: number };
+
+export class Writeback {
+  private background: Promise<void> | undefined;
+  private ageTimer: ReturnType<typeof setTimeout> | undefined;
+  private backgroundError: unknown;
+  constructor(private readonly ctx: WritebackCtx, readonly dirtyPages: DirtyCounter) {}
+
+  get dirtyBytes(): number { return this.dirtyPages.pages * this.ctx.vol.geo.blockSize; }
+
+  /** Writes an inode's dirty pages: allocates delayed blocks, writes data, converts unwritten. */
+  async inode(oi: OpenInode): Promise<void> {
+    await this.inodes([oi]);
+  }
+
+  /**
+   * Writeback of several inodes as one batch: each inode's dirty pages are mapped to disk
+   * blocks (delayed ones allocated, under that inode's data lock), then all the data is
+   * written in block order with adjacent ranges coalesced (ordered mode: data before the
+   * metadata commit), then pages are marked clean and unwritten ranges converted.
+   */
+  async inodes(list: OpenInode[]): Promise<void> {
+    const { ctx } = this;
+    const sorted = [...new Set(list)].sort((a, b) => a.ino - b.ino);
+    const releases = [];
+    for (const oi of sorted) releases.push(await oi.writeback.acquire());
+    try {
+      const blocks: WbRun[] = [];
+      const converts: Convert[] = [];
+      for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
+      await writeBlocks(ctx.vol, this.dirtyPages, blocks);
+      for (const c of converts) {
+        await ctx.jbd.withHandle(creditsFor('convert', ctx.vol, c.count), (h) => c.oi.data.withWrite(async () => {
+          await setUnwritten(fileMap(ctx, c.oi), h, c.first, c.count, false);
+          ctx.icache.markDirty(c.oi);
+        }));
+      }
+    } finally {
+      for (const r of releases) r();
+    }
+  }
+
+  /** Finds what backs each dirty page (allocating delayed blocks) and records page versions. */
+  private async mapDirtyPages(oi: OpenInode, blocks: WbRun[], converts: Convert[]): Promise<void> {
+    const { ctx } = this;
+    const dirty = oi.pages.dirtyBlocks();
+    for (let i = 0; i < dirty.length;) {
+      let j = i + 1;
+      while (j < dirty.length && dirty[j] === dirty[j - 1]! + 1 && j - i < 4096) j++;
+      const first = dirty[i]!;
+      const count = j - i;
+      i = j;
+      await ctx.jbd.withHandle(creditsFor('writeback', ctx.vol, count), (h) => oi.data.withWrite(async () => {
+        for (const seg of await lookupRange(fileMap(ctx, oi), h, first, count)) {
+          const pieces = seg.state === 'delayed' ? await allocateDelayed(fileMap(ctx, oi), h, seg.first, seg.count)
+            : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
+            : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
+          for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
+          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count });
+        }
+        ctx.icache.markDirty(oi);
+      }));
+    }
+    if (oi.refs === 0) ctx.clusters.releaseWindow(oi.ino);
+  }
+
+  /** Writes back every dirty inode, in batches bounded by dirty bytes. */
+  async all(): Promise<void> {
+    let batch: OpenInode[] = [];
+    let pages = 0;
+    const limit = Math.max(1, (64 << 20) / this.ctx.vol.geo.blockSize);
+    for (const oi of [...this.ctx.icache.open.values()]) {
+      if (!oi.pages.dirtyCount) continue;
+      batch.push(oi);
+      pages += oi.pages.dirtyCount;
+      if (pages >= limit || batch.length >= 4096) { await this.inodes(batch); batch = []; pages = 0; }
+    }
+    if (batch.length) await this.inodes(batch);
+  }
+
+  /** After a buffered write: start background writeback when due, and throttle the writer. */
+  async balanceDirty(): Promise<void> {
+    this.maybeStartBackground();
+    // Throttle writers (the kernel's balance_dirty_pages): past twice the threshold a writer
+    // waits for writeback, so dirty memory stays bounded whatever the write rate.
+    while (this.background && this.dirtyBytes >= 2 * DIRTY_THRESHOLD_BYTES) await this.background;
+  }
+
+  private maybeStartBackground(): void {
+    // Age: dirty data is written back at most DIRTY_EXPIRE_MS after it was first dirtied.
+    if (!this.ageTimer && !this.ctx.jbd.closed) {
+      const t = setTimeout(() => {
+        this.ageTimer = undefined;
+        if (!this.ctx.jbd.closed && !this.background) this.startBackground();
+      }, DIRTY_EXPIRE_MS);
+      (t as { unref?: () => void }).unref?.();
+      this.ageTimer = t;
+    }
+    if (this.background || this.dirtyBytes < DIRTY_THRESHOLD_BYTES) return;
+    this.startBackground();
+  }
+
+  private startBackground(): void {
+    this.background = (async () => {
+      try {
+        await this.all();
+      } catch (e) {
+        // Reported by the next sync/fsync, as the kernel reports writeback errors (errseq).
+        this.backgroundError ??= e;
+      } finally {
+        this.background = undefined;
+      }
+    })();
+  }
+
+  /** Waits for a background pass in flight. */
+  async idle(): Promise<void> { if (this.background) await this.background; }
+
+  /** Throws (once) an error that background writeback met. */
+  takeError(): void {
+    const e = this.backgroundError;
+    if (e === undefined) return;
+    this.backgroundError = undefined;
+    throw e;
+  }
+
+  stopTimer(): void {
+    if (this.ageTimer) { clearTimeout(this.ageTimer); this.ageTimer = undefined; }
+  }
+}
