@@ -54,7 +54,7 @@ export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
     }
     glued.push(arg);
   }
-  let tokens;
+  let tokens: ReturnType<typeof utilParseArgs>['tokens'];
   try {
     ({ tokens } = utilParseArgs({ args: glued, options: config, strict: true, allowPositionals: true, tokens: true }));
   } catch (e) {

@@ -78,7 +78,7 @@ export function printableName(bytes: Uint8Array): string {
     text = undefined;
   }
   if (text !== undefined) {
-    // eslint-disable-next-line no-control-regex
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
     return text.replace(/[\x00-\x1f\x7f]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
   }
   let out = '';
