@@ -2,7 +2,7 @@
 // nanosecond times (UTC) and the ext4 inode flags by name.
 import type { Ext4Stats } from '../api/types.ts';
 import { parseArgs } from './args.ts';
-import { devMajorMinor, fileTypeName, formatTimeNs, modeString, normalizeImagePath, printablePath, printableName } from './ls.ts';
+import { devMajorMinor, fileTypeName, formatTimeNs, modeString, normalizeImagePath, printablePath, printableName } from './print.ts';
 import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const STAT_USAGE = `usage: ext4kit stat [--json] IMAGE PATH
