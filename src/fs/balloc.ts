@@ -1,6 +1,7 @@
 // Clusters for an inode's metadata (extent-tree nodes, directory, xattr and quota-file blocks):
 // space and quota charged before the bitmap search, i_blocks kept in step.
-import { Ext4Error, assert } from '../errors/ext4-error.ts';
+import { assert } from '../errors/ext4-error.ts';
+import { allocMetaCluster as allocShared, freeMetaCluster as freeShared, type MetaClusterContext, type MetaClusterOwner } from '../alloc/meta-cluster.ts';
 import type { MetaTxn } from '../journal/transaction.ts';
 import type { ClusterAllocator } from '../alloc/cluster-allocator.ts';
 import type { SpaceAccounting } from '../alloc/space-accounting.ts';
@@ -30,40 +31,28 @@ export function chargeClusters(vol: Volume, oi: OpenInode, clusters: number): vo
   assert(oi.inode.blocks512 >= 0, `inode ${oi.ino}: i_blocks went negative`);
 }
 
+/** The shared metadata-cluster allocator (alloc/meta-cluster.ts) seen from an inode of this mount. */
+function metaCtx(ctx: BallocCtx): MetaClusterContext {
+  return {
+    space: ctx.space,
+    allocRun: (txn, goal, want, min) => ctx.allocLock.withLock(() => ctx.clusters.allocRun(txn, goal, want, min)),
+    free: (txn, cluster, count) => ctx.allocLock.withLock(() => ctx.clusters.free(txn, cluster, count)),
+  };
+}
+
+function metaOwner(vol: Volume, oi: OpenInode): MetaClusterOwner {
+  return { uid: oi.inode.uid, gid: oi.inode.gid, chargeClusters: (delta) => chargeClusters(vol, oi, delta) };
+}
+
 /**
  * Allocates one cluster for metadata. `mustSucceed` (extent-tree nodes needed to finish an
  * operation already promised) may use the reserve pool and exceed quota; `charge: false`
  * (quota files) charges no quota.
  */
-export async function allocMetaCluster(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode, goalBlock: number, mustSucceed: boolean, opts: { charge?: boolean } = {}): Promise<number> {
-  const R = ctx.vol.geo.clusterRatio;
-  const clusterBytes = R * ctx.vol.geo.blockSize;
-  const charge = opts.charge !== false;
-  ctx.space.claim(1, mustSucceed ? { useResvPool: true } : { useRootReserve: oi.inode.uid === 0 });
-  if (charge) {
-    try {
-      ctx.space.quota.addUsage(oi.inode.uid, oi.inode.gid, clusterBytes, { force: mustSucceed });
-    } catch (e) {
-      ctx.space.releaseClaim(1);
-      throw e;
-    }
-  }
-  const run = await ctx.allocLock.withLock(() => ctx.clusters.allocRun(txn, Math.floor(goalBlock / R), 1, 1));
-  ctx.space.releaseClaim(1);
-  if (!run) {
-    if (charge) ctx.space.quota.freeUsage(oi.inode.uid, oi.inode.gid, clusterBytes);
-    throw new Ext4Error('ENOSPC', 'no free cluster for metadata', { detail: charge ? 'meta-enospc' : 'quota-enospc' });
-  }
-  ctx.space.markAllocated(1);
-  chargeClusters(ctx.vol, oi, 1);
-  return run.cluster * R;
+export function allocMetaCluster(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode, goalBlock: number, mustSucceed: boolean, opts: { charge?: boolean } = {}): Promise<number> {
+  return allocShared(metaCtx(ctx), txn, metaOwner(ctx.vol, oi), goalBlock, { mustSucceed, charge: opts.charge !== false });
 }
 
-export async function freeMetaCluster(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode, block: number): Promise<void> {
-  const R = ctx.vol.geo.clusterRatio;
-  txn.forget(block);
-  await ctx.allocLock.withLock(() => ctx.clusters.free(txn, Math.floor(block / R), 1));
-  ctx.space.markFreed(1);
-  ctx.space.quota.freeUsage(oi.inode.uid, oi.inode.gid, R * ctx.vol.geo.blockSize);
-  chargeClusters(ctx.vol, oi, -1);
+export function freeMetaCluster(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode, block: number): Promise<void> {
+  return freeShared(metaCtx(ctx), txn, metaOwner(ctx.vol, oi), block, { charge: true });
 }
