@@ -143,11 +143,15 @@ export class Tally {
   readonly counts = new Map<string, Map<Verdict, number>>();
   readonly examples: string[] = [];
   states = 0;
+  private lostExamples = 0;
   add(who: string, stateId: string, o: Outcome): void {
     const m = this.counts.get(who) ?? new Map<Verdict, number>();
     m.set(o.verdict, (m.get(o.verdict) ?? 0) + 1);
     this.counts.set(who, m);
-    if (o.verdict !== 'ok' && o.verdict !== 'no-replay' && this.examples.length < 12) this.examples.push(`${who} ${stateId}: ${o.verdict}: ${o.detail}`);
+    // Lost acknowledged data is the worst outcome: its examples go first.
+    const line = `${who} ${stateId}: ${o.verdict}: ${o.detail}`;
+    if (o.verdict === 'lost' && this.lostExamples < 12) { this.examples.splice(this.lostExamples++, 0, line); this.examples.length = Math.min(this.examples.length, 24); }
+    else if (o.verdict !== 'ok' && o.verdict !== 'no-replay' && this.examples.length < 12) this.examples.push(line);
   }
   ok(who: string): number { return this.counts.get(who)?.get('ok') ?? 0; }
   total(who: string): number { let n = 0; for (const v of this.counts.get(who)?.values() ?? []) n += v; return n; }

@@ -16,14 +16,16 @@ export interface CrashRunOptions {
   kernelMax: number;
   /** Wraps the recording device (tests inject faults here). */
   openHook?: (fs: Ext4) => void;
+  /** Device write latency in event-loop turns (0: writes complete in issue order). */
+  latency?: number;
 }
 
 export interface CrashRunResult { tally: Tally; writes: number; flushes: number; acks: number }
 
-export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: Ext4) => void): Promise<RecordingDevice> {
+export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: Ext4) => void, latency = 0): Promise<RecordingDevice> {
   const mem = new MemoryDevice(w.sizeBytes);
   await Ext4.mkfs(mem, { ...w.mkfs, sizeBytes: w.sizeBytes });
-  const rec = new RecordingDevice(mem);
+  const rec = new RecordingDevice(mem, latency, seed);
   const fs = await Ext4.open(rec);
   openHook?.(fs);
   let final;
@@ -40,7 +42,7 @@ export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: 
 }
 
 export async function runCrashPoints(w: Workload, opts: CrashRunOptions): Promise<CrashRunResult> {
-  const rec = await recordWorkload(w, opts.seed, opts.openHook);
+  const rec = await recordWorkload(w, opts.seed, opts.openHook, opts.latency ?? 0);
   const tally = new Tally();
   const checker = await CrashChecker.create();
   let kernelRuns = 0;

@@ -145,7 +145,8 @@ export const founding = (blockSize: 1024 | 4096, chunks = 14): Workload => ({
           rec.change(path, 'append');
           await fh.write(data, 0, len, m.size);
           m.write(m.size, data);
-          await jitter(r);
+          // Let fsync loops and writeback (slowed by device latency) keep up.
+          for (let n = r.int(0, 8); n > 0; n--) await new Promise<void>((res) => setImmediate(res));
         }
       } finally { await fh.close(); writersLeft--; }
     };

@@ -28,22 +28,40 @@ export class RecordingDevice implements BlockDevice {
   readonly base: Uint8Array;
   writes = 0;
   flushes = 0;
-  constructor(readonly inner: MemoryDevice) {
+  private seed: number;
+  /**
+   * `latency`: writes complete after 0..latency event-loop turns, in any order, and are logged
+   * when they complete (as dm-log-writes logs completed writes): a flush covers only writes
+   * that completed before it was issued, like a real disk's cache flush.
+   */
+  constructor(readonly inner: MemoryDevice, private readonly latency = 0, seed = 1) {
     this.base = inner.bytes.slice();
+    this.seed = seed >>> 0 || 1;
+  }
+  private async delay(): Promise<void> {
+    if (!this.latency) return;
+    let x = this.seed;
+    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+    this.seed = x;
+    for (let n = x % (this.latency + 1); n > 0; n--) await new Promise<void>((r) => setImmediate(r));
   }
   get sizeBytes(): number { return this.inner.sizeBytes; }
   get readOnly(): boolean { return this.inner.readOnly; }
   read(offsetBytes: number, lenBytes: number): Promise<Uint8Array> { return this.inner.read(offsetBytes, lenBytes); }
   async write(offsetBytes: number, data: Uint8Array): Promise<void> {
     // Copied when issued: the caller may reuse its buffer once the write settles.
-    this.events.push({ kind: 'write', offsetBytes, data: data.slice() });
+    const copy = data.slice();
+    await this.delay();
+    this.events.push({ kind: 'write', offsetBytes, data: copy });
     this.writes++;
-    await this.inner.write(offsetBytes, data);
+    await this.inner.write(offsetBytes, copy);
   }
   async writev(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void> {
+    const copies = chunks.map((c) => c.slice());
+    await this.delay();
     let at = offsetBytes;
-    for (const c of chunks) { this.events.push({ kind: 'write', offsetBytes: at, data: c.slice() }); this.writes++; at += c.length; }
-    await this.inner.writev(offsetBytes, chunks);
+    for (const c of copies) { this.events.push({ kind: 'write', offsetBytes: at, data: c }); this.writes++; at += c.length; }
+    await this.inner.writev(offsetBytes, copies);
   }
   async flush(): Promise<void> {
     this.events.push({ kind: 'flush' });
