@@ -1164,12 +1164,17 @@ export class Filesystem {
     for (const oi of sorted) releases.push(await oi.writeback.acquire());
     try {
       const blocks: WbRun[] = [];
-      const converts: Array<{ oi: OpenInode; first: number; count: number }> = [];
+      const converts: Array<{ oi: OpenInode; first: number; count: number; fsBlock: number }> = [];
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
       await this.writeBlocks(blocks);
       for (const c of converts) {
         await this.withHandle(CREDITS, (h) => c.oi.data.withWrite(async () => {
-          await setUnwritten(this.fileMap(c.oi), h, c.first, c.count, false);
+          // A truncate, punch or zero-range since the mapping may have removed or replaced part
+          // of the range: convert only what is still the unwritten extent whose data was written.
+          for (const seg of await lookupRange(this.fileMap(c.oi), h, c.first, c.count)) {
+            if (seg.state !== 'unwritten' || seg.fsBlock !== c.fsBlock + (seg.first - c.first)) continue;
+            await setUnwritten(this.fileMap(c.oi), h, seg.first, seg.count, false);
+          }
           this.markInodeDirty(c.oi);
         }));
       }
@@ -1179,7 +1184,7 @@ export class Filesystem {
   }
 
   /** Finds what backs each dirty page (allocating delayed blocks) and records page versions. */
-  private async mapDirtyPages(oi: OpenInode, blocks: WbRun[], converts: Array<{ oi: OpenInode; first: number; count: number }>): Promise<void> {
+  private async mapDirtyPages(oi: OpenInode, blocks: WbRun[], converts: Array<{ oi: OpenInode; first: number; count: number; fsBlock: number }>): Promise<void> {
     const dirty = oi.pages.dirtyBlocks();
     for (let i = 0; i < dirty.length;) {
       let j = i + 1;
@@ -1193,7 +1198,7 @@ export class Filesystem {
             : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
           for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
-          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count });
+          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
         }
         this.markInodeDirty(oi);
       }));
