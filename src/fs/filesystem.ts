@@ -21,6 +21,8 @@ import {
   decodeInodeXattrs, decodeXattrBlock, encodeInodeXattrs, encodeXattrBlock, splitXattrName, type XattrEntry,
 } from '../format/xattr.ts';
 import { WriteBackJournal, type Handle, type MetaTxn } from '../journal/transaction.ts';
+import { Jbd2Log } from '../journal/jbd2-log.ts';
+import { iterateMappings } from '../mapping/read-map.ts';
 import { GroupTable } from '../alloc/group-table.ts';
 import { ClusterAllocator } from '../alloc/cluster-allocator.ts';
 import { InodeAllocator } from '../alloc/inode-allocator.ts';
@@ -142,9 +144,10 @@ export class Filesystem {
   private importGoal = 0;
   private tailScratch: Uint8Array | undefined;
 
-  private constructor(readonly vol: Volume, quota: MemoryQuota | undefined) {
+  private constructor(readonly vol: Volume, quota: MemoryQuota | undefined, readonly log: Jbd2Log | undefined) {
     const { geo, sb } = vol;
-    this.journal = new WriteBackJournal(vol.cache);
+    this.journal = new WriteBackJournal(vol.cache, log);
+    this.journal.preCommit = (h) => this.foldIntoTransaction(h);
     this.table = new GroupTable(geo, vol.groups);
     // A credit-less handle lets the allocators read bitmaps (including uncommitted ones) outside any operation.
     const reader = this.journal.start(0);
@@ -160,12 +163,18 @@ export class Filesystem {
     });
   }
 
-  static async mount(vol: Volume): Promise<Filesystem> {
+  /**
+   * `journal: 'bypass'` (image building into a fresh image): metadata is written in place
+   * without the log, and the image is marked not clean until close, so an interrupted build
+   * is never taken for a clean filesystem.
+   */
+  static async mount(vol: Volume, opts: { journal?: 'bypass' } = {}): Promise<Filesystem> {
     const why = writeBlocker(vol);
     if (why) throw new Ext4Error('EROFS', `EROFS: read-only file system: ${why}`, { detail: 'write-blocked' });
     let quota: MemoryQuota | undefined;
     if (vol.sb.featureRoCompat & RO_COMPAT.quota) quota = await loadQuota(vol);
-    return new Filesystem(vol, quota);
+    const log = opts.journal === 'bypass' ? undefined : await openLog(vol);
+    return new Filesystem(vol, quota, log);
   }
 
   get blockSize(): number { return this.vol.geo.blockSize; }
@@ -173,21 +182,36 @@ export class Filesystem {
 
   // ---- handles and inodes ------------------------------------------------------------------
 
-  private async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>): Promise<T> {
+  private async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>, opts: { mayCommit?: boolean } = {}): Promise<T> {
     if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
     if (!this.markedDirty) await this.markDirty();
+    // Transactions stay within the log: commit first when this one has grown large. Not from
+    // inside writeback (it holds ordered-data tokens the commit would wait for) or commit itself.
+    if (this.log && opts.mayCommit !== false &&
+        this.journal.dirtyBlocks + this.dirtyInodes.size + this.vol.geo.gdtBlocks + 64 > this.log.maxTransactionBlocks) {
+      await this.commit();
+    }
     const h = await this.journal.begin(credits);
     try { return await fn(h); } finally { h.stop(); }
   }
 
-  /** Clears the "cleanly unmounted" state on first write, as a non-journalled ext4 mount does. */
+  /**
+   * First write of the mount. With the log: needs_recovery is set (the state stays valid, as
+   * a journalled ext4 mount does) and made durable before any commit record. Without it: the
+   * "cleanly unmounted" state is cleared.
+   */
   private async markDirty(): Promise<void> {
     this.markedDirty = true;
     const { sb } = this.vol;
-    sb.state &= ~SB_STATE.valid;
+    if (this.log) sb.featureIncompat |= INCOMPAT.needs_recovery;
+    else sb.state &= ~SB_STATE.valid;
     sb.mntCount = (sb.mntCount + 1) & 0xffff;
     sb.mtime = nowSec();
     await this.writeSuperblock();
+    if (this.log) {
+      await this.log.start();
+      await this.vol.device.flush();
+    }
   }
 
   async getInode(ino: number): Promise<OpenInode> {
@@ -1162,11 +1186,14 @@ export class Filesystem {
     const sorted = [...new Set(inodes)].sort((a, b) => a.ino - b.ino);
     const releases = [];
     for (const oi of sorted) releases.push(await oi.writeback.acquire());
+    // Ordered mode: a commit that may make this batch's new blocks reachable waits for their data.
+    const orderedDone = this.journal.orderedData();
     try {
       const blocks: WbRun[] = [];
       const converts: Array<{ oi: OpenInode; first: number; count: number; fsBlock: number }> = [];
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
       await this.writeBlocks(blocks);
+      orderedDone();
       for (const c of converts) {
         await this.withHandle(CREDITS, (h) => c.oi.data.withWrite(async () => {
           // A truncate, punch or zero-range since the mapping may have removed or replaced part
@@ -1176,9 +1203,10 @@ export class Filesystem {
             await setUnwritten(this.fileMap(c.oi), h, seg.first, seg.count, false);
           }
           this.markInodeDirty(c.oi);
-        }));
+        }), { mayCommit: false });
       }
     } finally {
+      orderedDone();
       for (const r of releases) r();
     }
   }
@@ -1201,7 +1229,7 @@ export class Filesystem {
           if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
         }
         this.markInodeDirty(oi);
-      }));
+      }), { mayCommit: false });
     }
     if (oi.refs === 0) this.clusters.releaseWindow(oi.ino);
   }
@@ -1367,16 +1395,38 @@ export class Filesystem {
     }
   }
 
+  /**
+   * One transaction: dirty inodes, group descriptors, quota files (and with the log the
+   * superblock) join the running transaction, which the journal commits. Returns when it and
+   * every earlier commit are durable.
+   */
   private async commit(durable = true): Promise<void> {
-    await this.withHandle(CREDITS * 4 + this.dirtyInodes.size, async (h) => {
-      if (this.quota) await this.writeQuotaFiles(h);
-      for (const oi of this.dirtyInodes) await this.writeInode(h, oi);
-      this.dirtyInodes.clear();
-      await this.table.flush(h);
-    });
+    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
+    if (!this.markedDirty) await this.markDirty();
     await this.journal.commit();
+    if (this.log) return; // the log flushed; the superblock went through it
     await this.writeSuperblock();
     if (durable) await this.vol.device.flush();
+  }
+
+  /** Inside the commit gate: the deferred in-memory state joins the transaction (one consistent cut). */
+  private async foldIntoTransaction(h: Handle): Promise<void> {
+    if (this.quota) await this.writeQuotaFiles(h);
+    for (const oi of this.dirtyInodes) await this.writeInode(h, oi);
+    this.dirtyInodes.clear();
+    await this.table.flush(h);
+    if (this.log) await this.superblockInto(h);
+  }
+
+  /** The superblock as part of the transaction (journaled, never written in place meanwhile). */
+  private async superblockInto(h: Handle): Promise<void> {
+    const { sb, geo } = this.vol;
+    sb.freeBlocksCount = this.clusters.freeClusters * geo.clusterRatio;
+    sb.freeInodesCount = this.table.freeInodes();
+    sb.wtime = nowSec();
+    const bs = geo.blockSize;
+    const block = await h.getWrite(Math.floor(SUPERBLOCK_OFFSET / bs));
+    encodeSuperblock(sb, block.subarray(SUPERBLOCK_OFFSET % bs, (SUPERBLOCK_OFFSET % bs) + 1024));
   }
 
   private async writeSuperblock(): Promise<void> {
@@ -1522,12 +1572,37 @@ export class Filesystem {
     for (const oi of this.open.values()) checkQuiescent(oi.state);
     if (this.space.dirtyClusters !== 0) throw new Error(`unmount with ${this.space.dirtyClusters} dirty clusters`);
     if (this.markedDirty) {
+      // Everything is checkpointed: the log is marked empty first, then needs_recovery cleared.
+      if (this.log) await this.log.close();
+      this.vol.sb.featureIncompat &= ~INCOMPAT.needs_recovery;
       this.vol.sb.state |= SB_STATE.valid;
       await this.writeSuperblock();
       await this.vol.device.flush();
     }
     this.closed = true;
   }
+}
+
+/** The jbd2 log of an internal journal, or undefined without has_journal. */
+async function openLog(vol: Volume): Promise<Jbd2Log | undefined> {
+  const { sb, geo } = vol;
+  if (!(sb.featureCompat & COMPAT.has_journal)) return undefined;
+  if (!sb.journalInum) throw new Ext4Error('ENOTSUP', 'external journal devices are not supported', { detail: 'jbd2-external' });
+  const inode = await vol.readInode(sb.journalInum);
+  const bs = geo.blockSize;
+  const lengthBlocks = Math.floor(inode.sizeBytes / bs);
+  const where = { structure: 'journal inode', inode: sb.journalInum };
+  if (lengthBlocks < 1024 || lengthBlocks > 1 << 24) throw corrupt('jbd2-inode', `journal inode has ${lengthBlocks} blocks`, where);
+  const map = new Float64Array(lengthBlocks).fill(-1);
+  for await (const m of iterateMappings(inode, vol.mapContext(sb.journalInum, inode))) {
+    for (let i = 0; i < m.countBlocks && m.fileBlock + i < lengthBlocks; i++) map[m.fileBlock + i] = m.fsBlock + i;
+  }
+  for (let i = 0; i < lengthBlocks; i++) {
+    if (!(map[i]! > 0 && map[i]! < geo.blocksCount)) throw corrupt('jbd2-inode', `journal block ${i} is not mapped inside the filesystem`, where);
+  }
+  return Jbd2Log.open(vol.device, {
+    blockSize: bs, lengthBlocks, map, uuid: sb.uuid, metadataCsum: geo.metadataCsum, bit64: vol.has('incompat', INCOMPAT['64bit']),
+  });
 }
 
 async function loadQuota(vol: Volume): Promise<MemoryQuota> {

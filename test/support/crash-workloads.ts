@@ -202,7 +202,7 @@ export const founding = (blockSize: 1024 | 4096, chunks = 14): Workload => ({
 /** Fills a small filesystem to ENOSPC with sync() every few files, then frees some and writes again. */
 export const fillDisk = (blockSize: 1024 | 4096): Workload => ({
   name: `fill the disk to ENOSPC, ${blockSize}-byte blocks`,
-  sizeBytes: 6 << 20,
+  sizeBytes: 16 << 20,
   mkfs: { blockSize, timeSec: 1_700_000_000 },
   async run(fs, rec, seed) {
     const rng = new Prng(seed);
