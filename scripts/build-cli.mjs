@@ -1,7 +1,7 @@
 // Bundles the command line (src/cli/main.ts and everything it imports) into dist/cli.mjs with
 // esbuild, so that `ext4kit` starts without compiling TypeScript: about 0.3 s less start-up, and
 // none of the per-closure naming wrappers that on-the-fly compilation adds to hot paths.
-// Run by `npm ci`/`npm install` (the "prepare" script) and by `npm run build`.
+// Run by `npm test` (pretest), `npm run build` and `npm pack` (scripts/build.mjs).
 // dist/cli.json lists the bundle's inputs: bin/ext4kit.js falls back to running the TypeScript
 // sources through tsx when any of them is newer than the bundle (so edits never run stale code).
 import { build } from 'esbuild';

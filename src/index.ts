@@ -6,3 +6,6 @@ export type { BlockDevice } from './device/block-device.ts';
 export { MemoryDevice } from './device/memory-device.ts';
 export { BlobDevice } from './device/blob-device.ts';
 export type { MkfsOptions, MkfsResult } from './mkfs/mkfs.ts';
+export { FileDevice } from './device/file-device.ts';
+export { HttpRangeDevice, type HttpRangeDeviceOptions } from './device/http-range-device.ts';
+export { OffsetDevice } from './device/offset-device.ts';

@@ -4,9 +4,11 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Volume } from '../fs/volume.ts';
+import { recoverJournal } from '../journal/replay/recover.ts';
+import type { JournalReport } from '../journal/replay/report.ts';
 import { Filesystem, writeBlocker, type OpenInode, type Credentials } from '../fs/filesystem.ts';
 import { InodeData } from '../fs/file-data.ts';
-import { readXattrs } from '../fs/xattrs.ts';
+import { checkXattrName, checkXattrNameArg, readXattrs } from '../fs/xattrs.ts';
 import { listDirectory, lookupName, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
 import { isDirMode, isSymlinkMode, S_IFMT, S_IFDIR, type Inode } from '../format/inode.ts';
 import { INCOMPAT, COMPAT, RO_COMPAT, allFeatureNames } from '../format/features.ts';
@@ -34,6 +36,8 @@ export class Ext4 {
   /** Read-only mounts: directory blocks whose checksums were verified once. */
   private readonly verifiedBlocks = new Set<number>();
   private readonly cred: Credentials;
+  /** What journal recovery found and did at open. */
+  private journalReport: JournalReport | undefined;
   protected constructor(protected readonly vol: Volume, protected readonly fs: Filesystem | undefined, opts: OpenOptions) {
     this.cred = { uid: opts.uid ?? 0, gid: opts.gid ?? 0 };
   }
@@ -46,9 +50,14 @@ export class Ext4 {
   static async open(device: BlockDevice, opts: OpenOptions = {}): Promise<Ext4> {
     // Writable mounts coalesce appending device writes (thousands of small files imported one
     // after another become one write per MiB); the wrapper is transparent to reads.
-    const vol = await Volume.open(opts.readOnly ? device : new CoalescingDevice(device), opts);
+    // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
+    // replays to the image. `recovered.device` replaces `device` from here on.
+    const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
+    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
-    return new Ext4(vol, fs, opts);
+    const ext4 = new Ext4(vol, fs, opts);
+    ext4.journalReport = recovered.report;
+    return ext4;
   }
 
   /** Creates an empty filesystem on `device`. */
@@ -228,7 +237,9 @@ export class Ext4 {
   }
 
   async getxattr(path: PathLike, name: string): Promise<Uint8Array> {
+    checkXattrNameArg(name, 'getxattr', showPath(path));
     const r = await this.resolve(path, false, 'getxattr');
+    checkXattrName(name, r.inode.mode, false, 'getxattr', showPath(path));
     const e = (await readXattrs(this.vol, r.ino, r.inode, this.readInodeBytes)).find((x) => x.fullName === name);
     if (!e) throw posixError('ENODATA', 'getxattr', showPath(path));
     return e.value.slice();
@@ -347,9 +358,11 @@ export class Ext4 {
     }
     const dirty = this.fs ? this.fs.space.dirtyClusters : 0;
     const bfree = (freeClusters - dirty) * R;
+    // As the kernel: the reserved pool kept for metadata (2 % of clusters, at most 4096) is not available either.
+    const resvPoolBlocks = (this.fs ? this.fs.space.resvPoolClusters : Math.min(Math.floor(geo.clustersCount / 50), 4096)) * R;
     return {
       type: 0xef53, bsize: geo.blockSize, blocks: geo.blocksCount - geo.firstDataBlock - overheadBlocks,
-      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount), files: geo.inodesCount, ffree: freeInodes,
+      bfree, bavail: Math.max(0, bfree - sb.rBlocksCount - resvPoolBlocks), files: geo.inodesCount, ffree: freeInodes,
     };
   }
 
@@ -378,6 +391,7 @@ export class Ext4 {
       orphanFileInode: sb.featureCompat & COMPAT.orphan_file ? sb.orphanFileInum : 0,
       created: date(sb.mkfsTime), lastWritten: date(sb.wtime), lastMounted: sb.mtime ? date(sb.mtime) : undefined,
       mountCount: sb.mntCount, forcedReadOnly: this.vol.forcedReadOnly, readOnly: this.vol.readOnly,
+      journal: this.journalReport,
     };
   }
 
@@ -402,7 +416,8 @@ export class Ext4 {
     if (f.truncate && f.write && oi.inode.sizeBytes > 0) await fs.truncate(oi, 0);
     oi.refs++;
     const fd = this.nextFd++;
-    let position = f.append ? oi.inode.sizeBytes : 0;
+    // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
+    let position = 0;
     let open = true;
     const check = (syscall: string) => { if (!open || this.closed) throw posixError('EBADF', syscall, path); };
     const handle: Ext4WritableHandle = {
@@ -422,9 +437,14 @@ export class Ext4 {
         check('write');
         if (!f.write) throw posixError('EBADF', 'write', path);
         const bytes = typeof data === 'string' ? encodeUtf8(data) : data.subarray(offset ?? 0, (offset ?? 0) + (length ?? data.length - (offset ?? 0)));
-        const at = f.append ? oi.inode.sizeBytes : pos ?? position;
-        const n = await fs.write(oi, at, bytes, this.cred);
-        if (f.append || pos === null || pos === undefined) position = at + n;
+        // pwrite never moves the position, even with O_APPEND (it then writes at the end).
+        const moves = pos === null || pos === undefined;
+        // The offset is chosen under the inode lock when the write runs (O_APPEND: the size then).
+        const n = await fs.write(oi, (size) => {
+          const at = f.append ? size : pos ?? position;
+          if (moves) position = at + bytes.length;
+          return at;
+        }, bytes, this.cred);
         return { bytesWritten: n, buffer: bytes };
       },
       truncate: async (len = 0) => { check('ftruncate'); if (!f.write) throw posixError('EINVAL', 'ftruncate', path); await fs.truncate(oi, len); },
@@ -518,16 +538,18 @@ export class Ext4 {
     await this.rw('chmod', path).setAttr(path, true, (i) => { i.mode = (i.mode & S_IFMT) | (mode & 0o7777); }, 'chmod');
   }
   async chown(path: string, uid: number, gid: number): Promise<void> {
-    await this.rw('chown', path).setAttr(path, true, (i) => { if (uid >= 0) i.uid = uid; if (gid >= 0) i.gid = gid; }, 'chown');
+    await this.rw('chown', path).setAttr(path, true, (i) => setOwner(i, uid, gid), 'chown');
   }
   async lchown(path: string, uid: number, gid: number): Promise<void> {
-    await this.rw('lchown', path).setAttr(path, false, (i) => { if (uid >= 0) i.uid = uid; if (gid >= 0) i.gid = gid; }, 'lchown');
+    await this.rw('lchown', path).setAttr(path, false, (i) => setOwner(i, uid, gid), 'lchown');
   }
   async utimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
-    await this.rw('utime', path).setAttr(path, true, (i) => { i.atime = toTs(atime); i.mtime = toTs(mtime); }, 'utime');
+    const inodeSize = this.vol.geo.inodeSize;
+    await this.rw('utime', path).setAttr(path, true, (i) => { i.atime = storableTs(toTs(atime), i, inodeSize); i.mtime = storableTs(toTs(mtime), i, inodeSize); }, 'utime');
   }
   async lutimes(path: string, atime: TimeLike, mtime: TimeLike): Promise<void> {
-    await this.rw('lutime', path).setAttr(path, false, (i) => { i.atime = toTs(atime); i.mtime = toTs(mtime); }, 'lutime');
+    const inodeSize = this.vol.geo.inodeSize;
+    await this.rw('lutime', path).setAttr(path, false, (i) => { i.atime = storableTs(toTs(atime), i, inodeSize); i.mtime = storableTs(toTs(mtime), i, inodeSize); }, 'lutime');
   }
 
   async truncate(path: string, len = 0): Promise<void> {
@@ -577,6 +599,33 @@ function toTs(t: TimeLike): { sec: number; nsec: number } {
     return { sec, nsec: Math.min(999_999_999, Math.round((t - sec) * 1e9)) };
   }
   return t;
+}
+
+/**
+ * chown(2) on ext4 (even with -1, -1): a non-directory loses S_ISUID, and S_ISGID when it is
+ * group-executable (S_ISGID without group-exec means mandatory locking and stays).
+ */
+function setOwner(i: Inode, uid: number, gid: number): void {
+  if (uid >= 0) i.uid = uid;
+  if (gid >= 0) i.gid = gid;
+  if (isDirMode(i.mode)) return;
+  i.mode &= ~0o4000;
+  if (i.mode & 0o010) i.mode &= ~0o2000;
+}
+
+/**
+ * A time as ext4 stores it in this inode (what stat shows after a remount): signed 32-bit
+ * seconds, widened by two epoch bits and given nanoseconds when the inode's extra fields hold
+ * the time's `_extra` word (the kernel clamps the same way, to s_time_min/s_time_max).
+ */
+function storableTs(t: { sec: number; nsec: number }, inode: Inode, inodeSize: number): { sec: number; nsec: number } {
+  // i_mtime_extra and i_atime_extra end 12 and 16 bytes past the 128-byte base inode.
+  const wide = inodeSize > 128 && inode.extraIsize >= 16;
+  const min = -0x8000_0000;
+  const max = wide ? 0x3_7fff_ffff : 0x7fff_ffff;
+  // At or past either end the kernel stores the limit with zero nanoseconds.
+  if (t.sec <= min || t.sec >= max) return { sec: t.sec <= min ? min : max, nsec: 0 };
+  return { sec: Math.trunc(t.sec), nsec: wide ? Math.min(Math.max(Math.trunc(t.nsec), 0), 999_999_999) : 0 };
 }
 
 function fallocateMode(m: FallocateMode | number): { keepSize?: boolean; punchHole?: boolean; zeroRange?: boolean } {

@@ -1,5 +1,6 @@
 // The public shapes of ext4kit's fs/promises-like API. Kept apart from the implementation so
 // that the CLI, FUSE and tests depend on a small, stable contract.
+import type { JournalReport } from '../journal/replay/report.ts';
 
 /** Like node:fs Stats, plus nanosecond times as bigints. */
 export interface Ext4Stats {
@@ -100,6 +101,8 @@ export interface Ext4Info {
   /** Set when the image was opened read-only because of what it contains. */
   forcedReadOnly: string | undefined;
   readOnly: boolean;
+  /** The journal and what recovery did at open (applied 'in-memory' on a read-only open). */
+  journal: JournalReport | undefined;
 }
 
 export interface ReadResult {

@@ -1,5 +1,7 @@
-// The CLI's option parser: short flags (bundled: `-lR`), short options with a value (`-b 4096`,
-// `-b4096`), long flags and options (`--json`, `--out=x`, `--out x`), and `--` ending options.
+// The CLI's option parsing, on node:util's parseArgs: short flags (bundled: `-lR`), short options
+// with a value (`-b 4096`, `-b4096`), long flags and options (`--json`, `--out=x`, `--out x`), `--`
+// ending options; and the value parsers shared by commands (sizes with units, integers).
+import { parseArgs as utilParseArgs } from 'node:util';
 
 /** A command-line mistake: main prints the command's usage and exits 2. */
 export class UsageError extends Error {
@@ -28,58 +30,56 @@ export interface ParsedArgs {
 }
 
 export function parseArgs(argv: readonly string[], spec: ArgSpec): ParsedArgs {
-  const flags = new Set<string>();
-  const options = new Map<string, string[]>();
-  const positionals: string[] = [];
-  const isFlag = (n: string) => spec.flags?.includes(n) ?? false;
-  const isOption = (n: string) => spec.options?.includes(n) ?? false;
   const fail = (msg: string): never => {
     throw new UsageError(msg, spec.usage);
   };
-  const addOption = (name: string, value: string) => {
-    const list = options.get(name);
-    if (list) list.push(value);
-    else options.set(name, [value]);
-  };
-
+  // node:util's parser: one-letter names are short options (bundled -lR, -b4096, -b 4096), longer
+  // ones long options (--json, --out=x, --out x); `--` ends options. Every option may repeat.
+  const config: Record<string, { type: 'boolean' | 'string'; short?: string; multiple: true }> = {};
+  for (const name of spec.flags ?? []) config[name] = { type: 'boolean', multiple: true, ...(name.length === 1 ? { short: name } : {}) };
+  for (const name of spec.options ?? []) config[name] = { type: 'string', multiple: true, ...(name.length === 1 ? { short: name } : {}) };
+  // An option's value may start with '-' (`truncate -s -10M`), which node:util calls ambiguous:
+  // glue such values to their option first (`-s-10M`, `--name=-x`), as getopt would read them.
+  const glued: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
+    if (arg === '--') { glued.push(...argv.slice(i)); break; }
+    const next = argv[i + 1];
+    const long = /^--([^=]+)$/.exec(arg);
+    if (long && next !== undefined && config[long[1]!]?.type === 'string') { glued.push(`${arg}=${next}`); i++; continue; }
+    if (/^-[^-]/.test(arg) && next !== undefined) {
+      const last = arg[arg.length - 1]!;
+      const leading = [...arg.slice(1, -1)];
+      if (config[last]?.type === 'string' && leading.every((c) => config[c]?.type === 'boolean')) { glued.push(arg + next); i++; continue; }
     }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      const name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-      if (isFlag(name)) {
-        if (eq >= 0) fail(`option --${name} takes no value`);
-        flags.add(name);
-      } else if (isOption(name)) {
-        if (eq >= 0) addOption(name, arg.slice(eq + 1));
-        else if (i + 1 < argv.length) addOption(name, argv[++i]!);
-        else fail(`option --${name} needs a value`);
+    glued.push(arg);
+  }
+  let tokens;
+  try {
+    ({ tokens } = utilParseArgs({ args: glued, options: config, strict: true, allowPositionals: true, tokens: true }));
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (typeof err.code !== 'string' || !err.code.startsWith('ERR_PARSE_ARGS')) throw e;
+    fail(err.message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, ''));
+  }
+  const flags = new Set<string>();
+  const options = new Map<string, string[]>();
+  const positionals: string[] = [];
+  for (const t of tokens!) {
+    if (t.kind === 'positional') positionals.push(t.value);
+    else if (t.kind === 'option') {
+      // `-l` and `--l` both reach here; only the spelling the usage shows is accepted.
+      if (t.name.length === 1 && t.rawName.startsWith('--')) fail(`unknown option ${t.rawName}`);
+      if (t.name.length > 1 && !t.rawName.startsWith('--')) fail(`unknown option ${t.rawName}`);
+      if (config[t.name]!.type === 'boolean') {
+        if (t.value !== undefined) fail(`option ${t.rawName} takes no value`);
+        flags.add(t.name);
       } else {
-        fail(`unknown option --${name}`);
+        const list = options.get(t.name);
+        if (list) list.push(t.value!);
+        else options.set(t.name, [t.value!]);
       }
-      continue;
     }
-    if (arg.startsWith('-') && arg.length > 1) {
-      for (let j = 1; j < arg.length; j++) {
-        const name = arg[j]!;
-        if (isFlag(name)) {
-          flags.add(name);
-        } else if (isOption(name)) {
-          if (j + 1 < arg.length) addOption(name, arg.slice(j + 1));
-          else if (i + 1 < argv.length) addOption(name, argv[++i]!);
-          else fail(`option -${name} needs a value`);
-          break;
-        } else {
-          fail(`unknown option -${name}`);
-        }
-      }
-      continue;
-    }
-    positionals.push(arg);
   }
   if (spec.minPositionals !== undefined && positionals.length < spec.minPositionals) fail('missing argument');
   if (spec.maxPositionals !== undefined && positionals.length > spec.maxPositionals) fail('too many arguments');

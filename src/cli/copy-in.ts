@@ -480,9 +480,11 @@ export async function putIntoImage(fs: Ext4, src: string, dest: string, opts: Co
   });
   const copier = new CopyIn(fs, opts);
   const srcBytes = Buffer.from(srcAbs);
+  // `SRC/.` (cp's convention): the directory's contents go straight into an existing DEST.
+  const contentsOf = st.isDirectory() && /(^|\/)\.\/*$/.test(src);
   if (existing?.isDirectory()) {
     const base = basename(srcAbs);
-    if (base === '') {
+    if (base === '' || contentsOf) {
       await copier.copyInto(srcBytes, st, target);
       return copier.result;
     }

@@ -23,22 +23,29 @@ import { spawn } from 'node:child_process';
 import { constants, openSync, writeSync, ftruncateSync, closeSync, lstatSync, mkdirSync, linkSync, symlinkSync } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { Ext4 } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Ext4Stats } from '../api/types.ts';
-import { parseArgs } from './args.ts';
+import { parseArgs, UsageError } from './args.ts';
+import { pipeToWritable } from './cat.ts';
 import { childPath, devMajorMinor, normalizeImagePath, printableName } from './ls.ts';
 import { Progress } from './progress.ts';
+import type { Ext4 } from '../node.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const GET_USAGE = `usage: ext4kit get [-r] [-f] [--exact-times] IMAGE PATH DEST
   copies PATH out of IMAGE to DEST on the host (into DEST/NAME when DEST is a directory;
-  with PATH '/' and an existing directory DEST, the root's entries go straight into DEST)
+  with PATH '/' and an existing directory DEST, the root's entries go straight into DEST);
+  DEST '-' writes one file's bytes to standard output
   -r             copy a directory tree (symlinks are copied as symlinks)
   -f             replace an existing DEST file (single-file copies only)
   --exact-times  restore nanosecond times with touch(1) however many runs that takes
 Keeps contents, holes, modes (set-id, sticky), atime and mtime, symlinks, hard links, user.*
 xattrs (needs setfattr) and, as root, owners and devices (needs mknod). Nothing is written outside
-DEST: hostile names fail with EUCLEAN.`;
+DEST: hostile names fail with EUCLEAN.
+${IMAGE_USAGE}
+example:
+  ext4kit get -r disk.img /etc ./etc-copy
+  ext4kit get disk.img /etc/hostname -      (to stdout)`;
 
 const CHUNK = 1 << 20;
 const MAX_DEPTH = 2048;
@@ -456,10 +463,18 @@ export async function getFromImage(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['r', 'f', 'exact-times'], minPositionals: 3, maxPositionals: 3, usage: GET_USAGE });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['r', 'f', 'exact-times'], minPositionals: 3, maxPositionals: 3, usage: GET_USAGE });
   const [image, path, dest] = args.positionals as [string, string, string];
-  const fs = await Ext4.open(image, { readOnly: true });
+  const fs = await openImage(image, args, { readOnly: true });
   try {
+    if (dest === '-') {
+      // DEST '-': one file's bytes to standard output (symlinks followed, as cat does).
+      if (args.flags.has('r')) throw new UsageError("DEST '-' (standard output) takes one file, not -r", GET_USAGE);
+      const p = normalizeImagePath(path);
+      if ((await fs.stat(p)).isDirectory()) throw new Ext4Error('EISDIR', `EISDIR: '${path}' is a directory`, { where: { path } });
+      await pipeToWritable(fs.createReadStream(p), process.stdout);
+      return 0;
+    }
     await getFromImage(fs, path, dest, { recursive: args.flags.has('r'), force: args.flags.has('f'), exactTimes: args.flags.has('exact-times') });
   } finally {
     await fs.close();

@@ -1,15 +1,23 @@
 // `ext4kit ls [-l] [-R] [-a] [-i] IMAGE [PATH]`: lists a directory of an image like ls(1), and the
 // formatting helpers (mode strings, times, safe names) that stat and demo share.
-import { Ext4 } from '../node.ts';
 import { corrupt } from '../errors/ext4-error.ts';
 import type { Ext4Dirent, Ext4Stats } from '../api/types.ts';
 import { parseArgs } from './args.ts';
+import { statJson } from './stat.ts';
+import type { Ext4 } from '../node.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const LS_USAGE = `usage: ext4kit ls [-l] [-R] [-a] [-i] IMAGE [PATH]
   -l  long format: mode, links, uid, gid, size, mtime (UTC), name, -> target
   -R  recurse into subdirectories
   -a  include '.', '..' and names starting with '.'
-  -i  print inode numbers`;
+  -i  print inode numbers
+  --json  print a JSON array of entries (as 'stat --json' shows them, plus name; with -R,
+          every entry below PATH)
+${IMAGE_USAGE}
+example:
+  ext4kit ls -l disk.img /etc
+  ext4kit ls --json 'disk.img?offset=1M' /`;
 
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
@@ -180,13 +188,47 @@ export async function listPath(fs: Ext4, path: string, opts: LsOptions, write: (
   }
 }
 
+/** `ls --json`: the entries of `path` (or the entry itself) with their stat fields. */
+async function listJson(fs: Ext4, path: string, opts: LsOptions): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = [];
+  const entry = async (p: string, name: Uint8Array) => {
+    const st = await fs.lstat(p);
+    const target = st.isSymbolicLink() ? await fs.readlinkBytes(p) : undefined;
+    out.push({ name: Buffer.from(name).toString('utf8'), nameHex: Buffer.from(name).toString('hex'), ...statJson(p, st, target) });
+    return st;
+  };
+  const top = await fs.lstat(path);
+  if (!top.isDirectory()) {
+    await entry(path, new TextEncoder().encode(path.slice(path.lastIndexOf('/') + 1)));
+    return out;
+  }
+  const seen = new Set<number>([top.ino]);
+  const visit = async (dir: string): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true });
+    entries.sort((a, b) => Buffer.compare(Buffer.from(a.nameBytes), Buffer.from(b.nameBytes)));
+    for (const d of entries) {
+      if (!opts.all && d.nameBytes[0] === 0x2e) continue;
+      const p = childPath(dir, d.name);
+      const st = await entry(p, d.nameBytes);
+      if (opts.recursive && st.isDirectory()) {
+        if (seen.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice`, { inode: st.ino, path: p });
+        seen.add(st.ino);
+        await visit(p);
+      }
+    }
+  };
+  await visit(path);
+  return out;
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['l', 'R', 'a', 'i'], minPositionals: 1, maxPositionals: 2, usage: LS_USAGE });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['l', 'R', 'a', 'i', 'json'], minPositionals: 1, maxPositionals: 2, usage: LS_USAGE });
   const [image, path] = args.positionals as [string, string | undefined];
-  const fs = await Ext4.open(image, { readOnly: true });
+  const fs = await openImage(image, args, { readOnly: true });
   try {
     const opts: LsOptions = { long: args.flags.has('l'), recursive: args.flags.has('R'), all: args.flags.has('a'), inode: args.flags.has('i') };
-    await listPath(fs, normalizeImagePath(path), opts, (s) => process.stdout.write(s));
+    if (args.flags.has('json')) process.stdout.write(JSON.stringify(await listJson(fs, normalizeImagePath(path), opts), null, 2) + '\n');
+    else await listPath(fs, normalizeImagePath(path), opts, (s) => process.stdout.write(s));
   } finally {
     await fs.close();
   }

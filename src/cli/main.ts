@@ -3,6 +3,7 @@
 import { UsageError } from './args.ts';
 import { errorLine } from './report.ts';
 import * as cat from './cat.ts';
+import * as check from './check.ts';
 import * as demo from './demo.ts';
 import * as get from './get.ts';
 import * as info from './info.ts';
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, Command> = {
   mv: { run: mv.run, summary: 'rename or move an entry' },
   ln: { run: ln.run, summary: 'make a hard link or (-s) a symbolic link' },
   truncate: { run: truncate.run, summary: "set a file's size (holes when growing)" },
+  check: { run: check.run, summary: 'check the invariants ext4kit relies on (next to e2fsck -fn)' },
   demo: { run: demo.run, summary: 'make a small image and show it' },
 };
 
@@ -60,7 +62,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`ext4kit: unknown command '${name}'\n${USAGE}\n`);
     return EX_USAGE;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // `--` ends options: `ext4kit rm IMG -- -h` removes a file named -h.
+  const dashDash = rest.indexOf('--');
+  const optionArgs = dashDash < 0 ? rest : rest.slice(0, dashDash);
+  if (optionArgs.includes('--help') || optionArgs.includes('-h')) {
     try {
       await cmd.run(['--help']);
     } catch (e) {

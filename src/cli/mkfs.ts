@@ -6,9 +6,20 @@ import type { MkfsOptions } from '../mkfs/options.ts';
 import { intOption, optionValue, parseArgs, parseSize, UsageError, type ParsedArgs } from './args.ts';
 import { formatBytes } from './progress.ts';
 import { hostIdentity, populateFromDir } from './copy-in.ts';
+import { IMAGE_OPTIONS, imageRef } from './image.ts';
+import { infoJson } from './info.ts';
+import type { BlockDevice } from '../device/block-device.ts';
+import { NodeFileDevice } from '../device/node-file-device.ts';
+import { OffsetDevice } from '../device/offset-device.ts';
+import { posixError } from '../errors/ext4-error.ts';
+import { planLayout } from '../mkfs/layout.ts';
+import { resolveMkfsOptions } from '../mkfs/options.ts';
 
-export const MKFS_USAGE = `usage: ext4kit mkfs [options] IMAGE SIZE
-  SIZE             bytes, or with a binary unit: 512K, 64M, 1G, 2T
+export const MKFS_USAGE = `usage: ext4kit mkfs [options] IMAGE [SIZE]
+  SIZE             as mke2fs reads it: with a unit k, m, g, t (powers of 1024) or s (512-byte
+                   sectors); a plain number counts blocks (of -b, or of 1 KiB without -b).
+                   Also accepted (mke2fs refuses them): KiB/MiB/GiB/TiB, p, fractions (1.5G).
+                   Without SIZE, an existing IMAGE keeps its size.
   -t ext2|ext3|ext4  filesystem type (default ext4)
   -b SIZE          block size: 1024, 2048, 4096 (default: 1024 below 512 MiB, else 4096)
   -C SIZE          cluster size in bytes (with -O bigalloc)
@@ -25,7 +36,14 @@ export const MKFS_USAGE = `usage: ext4kit mkfs [options] IMAGE SIZE
                    directory takes DIR's own mode, owner and times
   -T SECONDS       use this time (seconds since the epoch) for every timestamp; with it the UUID
                    and hash seed default to values derived from the options (reproducible images)
-  -q               print nothing on success`;
+  -q               print nothing on success
+  --json           print the summary as a JSON object
+  --offset N       make the filesystem N bytes into an existing IMAGE (a partition; IMAGE is
+                   not truncated; IMAGE?offset=N says the same)
+Every option is checked before IMAGE is opened: a refused option leaves IMAGE untouched.
+example:
+  ext4kit mkfs -L data -O ^has_journal disk.img 512M
+  ext4kit mkfs -q -d ./rootfs -T 0 rootfs.img 1G`;
 
 function usage(args: ParsedArgs, msg: string): never {
   throw new UsageError(msg, args.usage);
@@ -85,54 +103,110 @@ export function mkfsOptionsFromArgs(args: ParsedArgs): MkfsOptions {
   return opts;
 }
 
-/** Creates or truncates `image` as a sparse file of `sizeBytes` (block devices are left as they are). */
-async function prepareImage(image: string, sizeBytes: number | undefined): Promise<{ sizeBytes: number; zeroed: boolean }> {
-  const st = await stat(image).catch(() => undefined);
+/** SIZE as mke2fs reads it (see MKFS_USAGE); undefined when malformed. */
+export function parseFsSize(text: string, blockSize: number | undefined): number | undefined {
+  const m = /^(\d+)$/.exec(text.trim());
+  if (m) {
+    const n = Number(m[1]) * (blockSize ?? 1024);
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  }
+  const s = /^(\d+)s$/i.exec(text.trim());
+  if (s) {
+    const n = Number(s[1]) * 512;
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  }
+  return parseSize(text);
+}
+
+/** The image's size and whether mkfs may create/truncate it; nothing is opened. */
+async function plannedSize(image: string, sizeBytes: number | undefined, offsetBytes: number | undefined): Promise<{ sizeBytes: number; create: boolean; blockDevice: boolean }> {
+  const st = await stat(image).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
+    throw e;
+  });
+  if (st?.isDirectory()) throw posixError('EISDIR', 'open', image);
+  if (st && !st.isFile() && !st.isBlockDevice()) throw new UsageError(`'${image}' is neither a regular file nor a block device`, MKFS_USAGE);
   if (st?.isBlockDevice()) {
     // st_size of a block device is 0 and Node has no lseek(SEEK_END): the size must be given.
     if (sizeBytes === undefined) throw new UsageError(`SIZE is needed for block device '${image}'`, MKFS_USAGE);
-    return { sizeBytes, zeroed: false };
+    return { sizeBytes, create: false, blockDevice: true };
   }
-  if (st && !st.isFile()) throw new UsageError(`'${image}' is neither a regular file nor a block device`, MKFS_USAGE);
+  if (offsetBytes !== undefined) {
+    // A partition inside an existing disk image: the file stays as it is.
+    if (!st) throw posixError('ENOENT', 'open', image);
+    const room = st.size - offsetBytes;
+    const size = sizeBytes ?? room;
+    if (size <= 0 || size > room) throw new UsageError(`${size} bytes at offset ${offsetBytes} do not fit in '${image}' (${st.size} bytes)`, MKFS_USAGE);
+    return { sizeBytes: size, create: false, blockDevice: false };
+  }
   const size = sizeBytes ?? st?.size;
   if (size === undefined || size === 0) throw new UsageError(`SIZE is needed to create '${image}'`, MKFS_USAGE);
+  return { sizeBytes: size, create: true, blockDevice: false };
+}
+
+/** Creates or truncates `image` as a sparse file of `sizeBytes`. */
+async function createSparse(image: string, sizeBytes: number): Promise<void> {
   const fh = await open(image, 'w');
   try {
-    await fh.truncate(size);
+    await fh.truncate(sizeBytes);
   } finally {
     await fh.close();
   }
-  return { sizeBytes: size, zeroed: true };
+}
+
+async function openTarget(image: string, offsetBytes: number | undefined, sizeBytes: number): Promise<BlockDevice> {
+  const file = await NodeFileDevice.open(image);
+  if (offsetBytes === undefined) return file;
+  try {
+    return new OffsetDevice(file, offsetBytes, sizeBytes);
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
 }
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    flags: ['q', 'F'],
-    options: ['t', 'b', 'C', 'O', 'I', 'N', 'i', 'L', 'U', 'E', 'm', 'T', 'd'],
+    flags: ['q', 'F', 'json'],
+    options: ['t', 'b', 'C', 'O', 'I', 'N', 'i', 'L', 'U', 'E', 'm', 'T', 'd', ...IMAGE_OPTIONS],
     minPositionals: 1,
     maxPositionals: 2,
     usage: MKFS_USAGE,
   });
-  const [image, sizeText] = args.positionals as [string, string | undefined];
+  const [imageArg, sizeText] = args.positionals as [string, string | undefined];
+  const { path: image, offsetBytes } = imageRef(imageArg, args);
+  const opts = mkfsOptionsFromArgs(args);
   let sizeBytes: number | undefined;
   if (sizeText !== undefined) {
-    sizeBytes = parseSize(sizeText);
+    sizeBytes = parseFsSize(sizeText, opts.blockSize);
     if (sizeBytes === undefined) usage(args, `invalid size '${sizeText}'`);
   }
-  const opts = mkfsOptionsFromArgs(args);
   const populate = optionValue(args, 'd');
   if (populate !== undefined) {
     // Check the source before the image is touched (mke2fs -d checks it only after formatting).
     const st = await stat(populate);
     if (!st.isDirectory()) throw new UsageError(`'${populate}' is not a directory`, MKFS_USAGE);
   }
+  const planned = await plannedSize(image, sizeBytes, offsetBytes || undefined);
+  // Every option against the size, before anything is opened for writing: the layout is pure.
+  planLayout(resolveMkfsOptions({ ...opts, sizeBytes: planned.sizeBytes }, planned.sizeBytes));
   const existed = await stat(image).then(() => true, () => false);
-  const prepared = await prepareImage(image, sizeBytes);
+  if (planned.create) await createSparse(image, planned.sizeBytes);
+  const openFs = async (readOnly: boolean) => {
+    if (!offsetBytes) return Ext4.open(image, { readOnly });
+    const dev = await openTarget(image, offsetBytes, planned.sizeBytes);
+    return Ext4.open(dev, { readOnly });
+  };
   try {
-    await Ext4.mkfs(image, { ...opts, sizeBytes: prepared.sizeBytes, deviceZeroed: prepared.zeroed });
+    const dev = await openTarget(image, offsetBytes || undefined, planned.sizeBytes);
+    try {
+      await Ext4.mkfs(dev, { ...opts, sizeBytes: planned.sizeBytes, deviceZeroed: planned.create });
+    } finally {
+      await dev.close();
+    }
     if (populate !== undefined) {
       const self = await hostIdentity(image);
-      const fs = await Ext4.open(image);
+      const fs = await openFs(false);
       try {
         await populateFromDir(fs, populate, { progressLabel: 'mkfs', ...(self ? { exclude: self } : {}) });
       } finally {
@@ -144,10 +218,14 @@ export async function run(argv: string[]): Promise<number> {
     if (!existed) await unlink(image).catch(() => undefined);
     throw e;
   }
-  if (!args.flags.has('q')) {
-    const fs = await Ext4.open(image, { readOnly: true });
+  if (args.flags.has('json') || !args.flags.has('q')) {
+    const fs = await openFs(true);
     try {
       const info = await fs.info();
+      if (args.flags.has('json')) {
+        process.stdout.write(JSON.stringify({ image, ...(offsetBytes ? { offsetBytes } : {}), type: opts.type ?? 'ext4', ...infoJson(info) }, null, 2) + '\n');
+        return 0;
+      }
       const lines = [
         `${image}: ${opts.type ?? 'ext4'} filesystem, ${formatBytes(info.blocksCount * info.blockSize)}`,
         `  ${info.blocksCount} blocks of ${info.blockSize} bytes` +

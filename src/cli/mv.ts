@@ -1,12 +1,16 @@
 // `ext4kit mv IMAGE FROM TO`: renames an entry; into TO/NAME when TO is an existing directory.
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { Ext4 } from '../node.ts';
 import { parseArgs } from './args.ts';
 import { childPath, normalizeImagePath } from './ls.ts';
+import type { Ext4 } from '../node.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const MV_USAGE = `usage: ext4kit mv IMAGE FROM TO
   renames FROM to TO, replacing a file (or an empty directory) at TO; when TO is an existing
-  directory, FROM moves into it under its own name`;
+  directory, FROM moves into it under its own name
+${IMAGE_USAGE}
+example:
+  ext4kit mv disk.img /old-name /new-name`;
 
 /** The last component of an image path ('' for the root). */
 export function lastName(path: string): string {
@@ -27,9 +31,9 @@ export async function intoIfDirectory(fs: Ext4, src: string, dest: string): Prom
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { minPositionals: 3, maxPositionals: 3, usage: MV_USAGE });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], minPositionals: 3, maxPositionals: 3, usage: MV_USAGE });
   const [image, fromArg, toArg] = args.positionals as [string, string, string];
-  const fs = await Ext4.open(image);
+  const fs = await openImage(image, args);
   try {
     const from = normalizeImagePath(fromArg);
     await fs.lstat(from);

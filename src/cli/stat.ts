@@ -1,12 +1,15 @@
 // `ext4kit stat [--json] IMAGE PATH`: one inode's metadata like stat(1) / debugfs stat, with
 // nanosecond times (UTC) and the ext4 inode flags by name.
-import { Ext4 } from '../node.ts';
 import type { Ext4Stats } from '../api/types.ts';
 import { parseArgs } from './args.ts';
 import { devMajorMinor, fileTypeName, formatTimeNs, modeString, normalizeImagePath, printablePath, printableName } from './ls.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const STAT_USAGE = `usage: ext4kit stat [--json] IMAGE PATH
-  --json  print the fields as a JSON object (nanosecond times as decimal strings)`;
+  --json  print the fields as a JSON object (nanosecond times as decimal strings)
+${IMAGE_USAGE}
+example:
+  ext4kit stat --json disk.img /etc/passwd`;
 
 /** i_flags bits by the names chattr/lsattr and the kernel use. */
 const FLAG_NAMES: Array<[number, string]> = [
@@ -61,10 +64,10 @@ export function formatStat(path: string, st: Ext4Stats, target: Uint8Array | und
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['json'], minPositionals: 2, maxPositionals: 2, usage: STAT_USAGE });
+  const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['json'], minPositionals: 2, maxPositionals: 2, usage: STAT_USAGE });
   const [image, rawPath] = args.positionals as [string, string];
   const path = normalizeImagePath(rawPath);
-  const fs = await Ext4.open(image, { readOnly: true });
+  const fs = await openImage(image, args, { readOnly: true });
   try {
     const st = await fs.lstat(path);
     const target = st.isSymbolicLink() ? await fs.readlinkBytes(path) : undefined;

@@ -1,18 +1,21 @@
 // `ext4kit truncate [-c] -s SIZE IMAGE PATH...`: sets file sizes (growing leaves a hole), like
 // coreutils truncate: SIZE may be +N or -N (relative), with binary units (K, M, G...).
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { Ext4 } from '../node.ts';
 import type { Ext4WritableHandle } from '../api/ext4.ts';
 import { optionValue, parseArgs, parseSize, UsageError } from './args.ts';
 import { normalizeImagePath } from './ls.ts';
 import { forEachOperand } from './report.ts';
+import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
 
 export const TRUNCATE_USAGE = `usage: ext4kit truncate [-c] -s SIZE IMAGE PATH...
   -s SIZE  new size: bytes or with a binary unit (512K, 64M, 1G); +SIZE grows, -SIZE shrinks
-  -c       do not create missing files (missing files are created, mode 644, by default)`;
+  -c       do not create missing files (missing files are created, mode 644, by default)
+${IMAGE_USAGE}
+example:
+  ext4kit truncate -s 1G disk.img /var/swapfile`;
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { flags: ['c'], options: ['s'], minPositionals: 2, usage: TRUNCATE_USAGE });
+  const args = parseArgs(argv, { flags: ['c'], options: ['s', ...IMAGE_OPTIONS], minPositionals: 2, usage: TRUNCATE_USAGE });
   const sizeText = optionValue(args, 's');
   if (sizeText === undefined) throw new UsageError('missing -s SIZE', TRUNCATE_USAGE);
   const m = /^([+-]?)(.*)$/.exec(sizeText)!;
@@ -20,7 +23,7 @@ export async function run(argv: string[]): Promise<number> {
   const amount = /^0+$/.test(m[2]!) ? 0 : parseSize(m[2]!);
   if (amount === undefined) throw new UsageError(`invalid size '${sizeText}'`, TRUNCATE_USAGE);
   const [image, ...paths] = args.positionals as [string, ...string[]];
-  const fs = await Ext4.open(image);
+  const fs = await openImage(image, args);
   try {
     return await forEachOperand(paths, async (p) => {
       const path = normalizeImagePath(p);

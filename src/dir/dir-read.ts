@@ -2,8 +2,8 @@
 // lookup (htree index walk when the directory has one, linear scan otherwise).
 import { corrupt, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
 import { decodeDirBlock, decodeInlineDir, type DirEntry } from '../format/dirent.ts';
-import { decodeDxRoot, decodeDxNode, dxFindEntry, type DxEntry } from '../format/htree.ts';
-import { dirHash, effectiveHashVersion } from '../format/dir-hash.ts';
+import { decodeDxRoot, decodeDxNode } from '../format/htree.ts';
+import { dxSearch, type DxFrame, type HtreeWalker } from './htree-walk.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL, type Inode } from '../format/inode.ts';
 import { type Mapping } from '../mapping/read-map.ts';
 
@@ -38,6 +38,8 @@ export interface RawDirEntry {
 }
 
 const MAX_DIR_BLOCKS = 1 << 26;
+/** Leaves a lookup follows through one hash-collision run before calling it a loop. */
+const MAX_COLLISION_LEAVES = 1 << 16;
 
 /** Is this block an htree interior node (a fake empty dirent covering the whole block)? */
 function isDxNodeBlock(block: Uint8Array, blockSize: number): boolean {
@@ -139,35 +141,21 @@ async function htreeLookup(src: DirSource, name: Uint8Array): Promise<RawDirEntr
     const root = decodeDxRoot(block, { ...dxOpts(src, where), dirBlocks });
     return name.length === 1 ? { ino: root.dotInode, name, fileType: root.dotFileType } : { ino: root.dotdotInode, name, fileType: root.dotdotFileType };
   }
-  const { block: rootBlock, where: rootWhere } = await readDirBlock(0);
-  const root = decodeDxRoot(rootBlock, { ...dxOpts(src, rootWhere), dirBlocks });
-  const version = effectiveHashVersion(root.hashVersion, src.sbFlags);
-  const { hash } = dirHash(name, version, src.hashSeed, rootWhere);
-  // Walk down, remembering each level's entries so that hash collisions can continue right.
-  const path: Array<{ entries: DxEntry[]; at: number }> = [];
-  let entries = root.entries;
-  for (let level = 0; ; level++) {
-    const at = dxFindEntry(entries, hash);
-    path.push({ entries, at });
-    if (level === root.indirectLevels) break;
-    const { block, where } = await readDirBlock(entries[at]!.block);
-    entries = decodeDxNode(block, { ...dxOpts(src, where), dirBlocks }).entries;
-  }
-  for (let hops = 0; hops < 1 << 16; hops++) {
-    const leaf = path[path.length - 1]!;
-    const { block, where } = await readDirBlock(leaf.entries[leaf.at]!.block);
+  const walker: HtreeWalker<DxFrame> = {
+    readRoot: async () => {
+      const { block, where } = await readDirBlock(0);
+      const root = decodeDxRoot(block, { ...dxOpts(src, where), dirBlocks });
+      return { frame: { entries: root.entries, at: 0 }, root, where };
+    },
+    readNode: async (fileBlock) => {
+      const { block, where } = await readDirBlock(fileBlock);
+      return { entries: decodeDxNode(block, { ...dxOpts(src, where), dirBlocks }).entries, at: 0 };
+    },
+    hashSeed: src.hashSeed, sbFlags: src.sbFlags, where: { inode: src.ino },
+  };
+  return dxSearch(walker, name, MAX_COLLISION_LEAVES, async (leafBlock) => {
+    const { block, where } = await readDirBlock(leafBlock);
     for (const e of decodeLeaf(src, block, where)) if (e.inode && sameBytes(e.name, name)) return { ino: e.inode, name: e.name, fileType: e.fileType };
-    // A following leaf continues this hash only if its starting hash is ours with the low bit set.
-    let lvl = path.length - 1;
-    while (lvl >= 0 && path[lvl]!.at + 1 >= path[lvl]!.entries.length) lvl--;
-    if (lvl < 0) return undefined;
-    const next = path[lvl]!.entries[path[lvl]!.at + 1]!;
-    if (((next.hash & ~1) >>> 0) !== hash || (next.hash & 1) === 0) return undefined;
-    path[lvl]!.at++;
-    for (let l = lvl + 1; l < path.length; l++) {
-      const { block, where } = await readDirBlock(path[l - 1]!.entries[path[l - 1]!.at]!.block);
-      path[l] = { entries: decodeDxNode(block, { ...dxOpts(src, where), dirBlocks }).entries, at: 0 };
-    }
-  }
-  throw corrupt('htree-loop', 'htree collision chain does not end', { inode: src.ino });
+    return undefined;
+  });
 }

@@ -7,10 +7,11 @@ import {
   DIR_TAIL_LEN, EXT4_NAME_LEN, FT_DIR, FT_DIR_CSUM, type DirEntry,
 } from '../format/dirent.ts';
 import {
-  decodeDxNode, decodeDxRoot, dxFindEntry, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot, setDxTail,
+  decodeDxNode, decodeDxRoot, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot, setDxTail,
   DX_HTREE_LEVEL_COMPAT, DX_HTREE_LEVEL_LARGEDIR, type DxEntry, type DxNode, type DxRoot,
 } from '../format/htree.ts';
 import { dirHash, effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
+import { dxProbe, dxSearch, type HtreeWalker } from './htree-walk.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL } from '../format/inode.ts';
 import { u16, u32 } from '../util/bytes.ts';
 import { type MetaTxn } from '../journal/transaction.ts';
@@ -318,56 +319,38 @@ function writeNewNode(env: DirWriteEnv, phys: number, entries: DxEntry[]): void 
   stampDxAtCommit(env, phys, 'node');
 }
 
+function walkerOf(env: DirWriteEnv): HtreeWalker<Frame> {
+  return {
+    readRoot: async () => {
+      const frame = await readRootFrame(env);
+      return { frame, root: rootOf(frame), where: whereOf(env, frame.phys) };
+    },
+    readNode: (fileBlock) => readNodeFrame(env, fileBlock),
+    hashSeed: env.hashSeed, sbFlags: env.sbFlags, where: whereOf(env),
+  };
+}
+
+function rootOf(f: Frame): DxRoot {
+  assert(f.root !== undefined, 'htree path does not start at the root');
+  return f.root;
+}
+
 /** Root-to-leaf path for `hash`: at each level the last entry whose hash is <= it. */
 async function probe(env: DirWriteEnv, name: Uint8Array): Promise<{ frames: Frame[]; hash: number; tree: Tree }> {
-  const rootFrame = await readRootFrame(env);
-  const root = rootFrame.root!;
-  const version = effectiveHashVersion(root.hashVersion, env.sbFlags);
-  const { hash } = dirHash(name, version, env.hashSeed, whereOf(env, rootFrame.phys));
-  const frames: Frame[] = [rootFrame];
-  let f = rootFrame;
-  for (let level = 0; ; level++) {
-    f.at = dxFindEntry(f.entries, hash);
-    if (level === root.indirectLevels) break;
-    f = await readNodeFrame(env, f.entries[f.at]!.block);
-    frames.push(f);
-  }
+  const { frames, hash, version } = await dxProbe(walkerOf(env), name);
   return {
     frames, hash,
     tree: { version, maxLevels: env.largeDir ? DX_HTREE_LEVEL_LARGEDIR : DX_HTREE_LEVEL_COMPAT },
   };
 }
 
-/**
- * Moves the path to the next leaf when that leaf continues a run of `hash` (its index entry is
- * the same hash with the collision bit set). Returns false at the end of the run.
- */
-async function nextInRun(env: DirWriteEnv, frames: Frame[], hash: number): Promise<boolean> {
-  let lvl = frames.length - 1;
-  while (lvl >= 0 && frames[lvl]!.at + 1 >= frames[lvl]!.entries.length) lvl--;
-  if (lvl < 0) return false;
-  const next = frames[lvl]!.entries[frames[lvl]!.at + 1]!;
-  if ((next.hash & 1) === 0 || ((next.hash & ~1) >>> 0) !== hash) return false;
-  frames[lvl]!.at++;
-  for (let l = lvl + 1; l < frames.length; l++) {
-    const up = frames[l - 1]!;
-    frames[l] = await readNodeFrame(env, up.entries[up.at]!.block);
-  }
-  return true;
-}
-
 /** The leaf holding `name` and its index there, following collision runs across leaves. */
-async function dxFind(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {
-  const { frames, hash } = await probe(env, name);
-  const maxHops = env.blockCount();
-  for (let hops = 0; hops <= maxHops; hops++) {
-    const last = frames[frames.length - 1]!;
-    const leaf = await readLeaf(env, last.entries[last.at]!.block);
+function dxFind(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {
+  return dxSearch(walkerOf(env), name, env.blockCount() + 1, async (leafBlock) => {
+    const leaf = await readLeaf(env, leafBlock);
     const i = findLive(leaf.entries, name);
-    if (i >= 0) return { leaf, i };
-    if (!(await nextInRun(env, frames, hash))) return undefined;
-  }
-  throw corrupt('htree-loop', 'htree collision chain does not end', whereOf(env));
+    return i >= 0 ? { leaf, i } : undefined;
+  });
 }
 
 async function linearFind(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Leaf; i: number } | undefined> {

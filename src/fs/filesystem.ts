@@ -39,6 +39,7 @@ import { lookupName, type DirSource } from '../dir/dir-read.ts';
 import { FilePages, DirtyCounter, RUN_BUFFER_BYTES, type Page, type PageBuffer } from '../pagecache/file-pages.ts';
 import { writeChunks } from '../device/block-device.ts';
 import { InodeData } from './file-data.ts';
+import { checkXattrName, checkXattrNameArg, XATTR_SIZE_MAX_BYTES } from './xattrs.ts';
 import type { Volume } from './volume.ts';
 
 const ROOT_INO = 2;
@@ -55,6 +56,7 @@ const DIRTY_EXPIRE_MS = 5000;
 /** Largest device write of file data (bytes). */
 const WRITEBACK_IO_BYTES = 8 << 20;
 /** A handle's default block budget: generous, because extent splits and directory growth can touch many blocks. */
+const S_ISGID = 0o2000;
 const CREDITS = 512;
 
 /** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
@@ -449,6 +451,11 @@ export class Filesystem {
 
   private async createInode(txn: MetaTxn, parent: OpenInode, mode: number, cred: Credentials): Promise<OpenInode> {
     const isDir = (mode & S_IFMT) === S_IFDIR;
+    // A set-group-ID directory gives new entries its group, and new directories its S_ISGID.
+    if (parent.inode.mode & S_ISGID) {
+      cred = { uid: cred.uid, gid: parent.inode.gid };
+      if (isDir) mode |= S_ISGID;
+    }
     this.space.quota === noQuota || this.quota?.addInodes(cred.uid, cred.gid, 1);
     const ino = await this.allocLock.withLock(() => this.inodes.alloc(txn, parent.ino, isDir));
     const usesExtents = (mode & S_IFMT) === S_IFREG || isDir || (mode & S_IFMT) === S_IFLNK;
@@ -699,7 +706,8 @@ export class Filesystem {
       const dirNlink = this.vol.has('roCompat', RO_COMPAT.dir_nlink);
       if (dir.inode.linksCount >= EXT4_LINK_MAX && !dirNlink) throw posixError('EMLINK', 'mkdir', path);
       await this.withHandle(CREDITS, async (h) => {
-        const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o7777), cred);
+        // mkdir(2) ignores the set-ID bits of its mode (S_ISGID comes from the parent only).
+        const oi = await this.createInode(h, dir, S_IFDIR | (mode & 0o1777), cred);
         oi.inode.linksCount = 2;
         await oi.data.withWrite(() => dirInit(this.dirEnv(h, oi), oi.ino, dir.ino));
         this.dcachePut(oi.ino, '..', dir.ino, true);
@@ -753,11 +761,12 @@ export class Filesystem {
   async link(existing: string, path: string): Promise<void> {
     await this.ns.withLock(async () => {
       const src = await this.resolve(existing, false, 'link');
-      if (isDirMode(src.inode.mode)) throw posixError('EPERM', 'link', existing, path);
-      if (src.inode.linksCount >= EXT4_LINK_MAX) throw posixError('EMLINK', 'link', existing, path);
+      // The new name is looked up first (ENOENT, ENOTDIR, EEXIST), then the source judged (EPERM), as the kernel does.
       const { dir, nameBytes } = await this.resolveParent(path, 'link');
       checkName(nameBytes, 'link', path);
       if (await this.lookupIn(dir, nameBytes)) throw posixError('EEXIST', 'link', existing, path);
+      if (isDirMode(src.inode.mode)) throw posixError('EPERM', 'link', existing, path);
+      if (src.inode.linksCount >= EXT4_LINK_MAX) throw posixError('EMLINK', 'link', existing, path);
       await this.withHandle(CREDITS, async (h) => {
         await this.addEntry(h, dir, nameBytes, src.ino, fileTypeOf(src.inode.mode));
         src.inode.linksCount++;
@@ -904,8 +913,11 @@ export class Filesystem {
 
   async setXattr(path: string, name: string, value: Uint8Array | undefined, opts: { create?: boolean; replace?: boolean } = {}): Promise<void> {
     const syscall = value ? 'setxattr' : 'removexattr';
+    checkXattrNameArg(name, syscall, path);
+    if (value && value.length > XATTR_SIZE_MAX_BYTES) throw posixError('E2BIG', syscall, path);
     await this.ns.withLock(async () => {
       const oi = await this.resolve(path, false, syscall);
+      checkXattrName(name, oi.inode.mode, true, syscall, path);
       if (oi.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: xattrs on inline-data inodes are not supported yet');
       const { nameIndex, name: suffix } = splitXattrName(name);
       const entries = (await this.xattrsOf(oi)).filter((e) => e.valueInum === 0 || true);
@@ -917,7 +929,7 @@ export class Filesystem {
       } else {
         if (at >= 0 && opts.create) throw posixError('EEXIST', syscall, path);
         if (at < 0 && opts.replace) throw posixError('ENODATA', syscall, path);
-        if (value.length > this.blockSize - 64) throw posixError('E2BIG', syscall, path);
+        if (value.length > this.blockSize - 64) throw posixError('ENOSPC', syscall, path);
         const entry = { nameIndex, name: suffix, fullName: name, value, valueInum: 0, valueSize: value.length, hash: 0 };
         if (at >= 0) entries[at] = entry; else entries.push(entry);
       }
@@ -925,14 +937,20 @@ export class Filesystem {
     });
   }
 
-  /** Places entries in the inode body first, the rest in one xattr block. */
+  /**
+   * Places entries in the inode body first, the rest in one xattr block. Everything is encoded
+   * into scratch buffers before anything changes, so a set that does not fit (ENOSPC) leaves the
+   * inode, its block and the allocator as they were.
+   */
   private async storeXattrs(h: Handle, oi: OpenInode, entries: XattrEntry[], path: string): Promise<void> {
     const { geo } = this.vol;
+    const csum = geo.metadataCsum ? { csumSeed: geo.csumSeed } : {};
+    const hasBody = geo.inodeSize > 128 && oi.inode.extraIsize > 0;
     const inBody: XattrEntry[] = [];
     const inBlock: XattrEntry[] = [];
     const sorted = [...entries].sort((a, b) => a.value.length - b.value.length);
     for (const e of sorted) {
-      if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) {
+      if (hasBody) {
         try {
           encodeInodeXattrs([...inBody, e], oi.inode.raw.slice(), geo.inodeSize, oi.inode.extraIsize);
           inBody.push(e);
@@ -943,26 +961,27 @@ export class Filesystem {
       }
       inBlock.push(e);
     }
-    if (geo.inodeSize > 128 && oi.inode.extraIsize > 0) encodeInodeXattrs(inBody, oi.inode.raw, geo.inodeSize, oi.inode.extraIsize);
-    if (inBlock.length === 0) {
-      if (oi.inode.fileAcl) { await this.releaseXattrBlock(h, oi); }
-    } else {
-      let blk = oi.inode.fileAcl;
-      if (blk) {
-        const cur = decodeXattrBlock(await h.read(blk), { blockNo: blk });
-        if (cur.refcount > 1) { await this.releaseXattrBlock(h, oi); blk = 0; }
-      }
-      if (!blk) blk = await this.allocMetaCluster(h, oi, oi.goal || this.defaultGoal(oi.ino), false);
-      const bytes = await h.getWrite(blk);
-      bytes.fill(0);
+    const raw = oi.inode.raw.slice();
+    if (hasBody) encodeInodeXattrs(inBody, raw, geo.inodeSize, oi.inode.extraIsize);
+    let blk = oi.inode.fileAcl;
+    if (inBlock.length > 0) {
+      // Does it fit? Encoded into scratch first (the block number only changes the checksum).
       try {
-        encodeXattrBlock(inBlock, bytes, { blockNo: blk, ...(geo.metadataCsum ? { csumSeed: geo.csumSeed } : {}) });
+        encodeXattrBlock(inBlock, new Uint8Array(this.blockSize), { blockNo: blk, ...csum });
       } catch (e) {
         if (e instanceof Ext4Error && e.code === 'ENOSPC') throw posixError('ENOSPC', 'setxattr', path);
         throw e;
       }
-      oi.inode.fileAcl = blk;
+      const shared = blk !== 0 && decodeXattrBlock(await h.read(blk), { blockNo: blk }).refcount > 1;
+      if (!blk || shared) blk = await this.allocMetaCluster(h, oi, oi.goal || this.defaultGoal(oi.ino), false);
+      if (shared) await this.releaseXattrBlock(h, oi);
+      encodeXattrBlock(inBlock, await h.getWrite(blk), { blockNo: blk, ...csum });
+    } else if (blk) {
+      await this.releaseXattrBlock(h, oi);
+      blk = 0;
     }
+    oi.inode.raw.set(raw);
+    oi.inode.fileAcl = blk;
     oi.inode.ctime = nowTs();
     this.markInodeDirty(oi);
   }
@@ -1034,19 +1053,24 @@ export class Filesystem {
     if (!oi.pages.get(b)) oi.pages.install(b, data);
   }
 
-  /** Buffered write: reserves space for new blocks (ENOSPC/EDQUOT here), then copies into pages. */
-  async write(oi: OpenInode, pos: number, src: Uint8Array, cred: Credentials): Promise<number> {
+  /**
+   * Buffered write: reserves space for new blocks (ENOSPC/EDQUOT here), then copies into pages.
+   * `at` is the offset, or a function choosing it under the inode lock from the current size
+   * (O_APPEND and a handle's own position: concurrent writers never pick the same offset).
+   */
+  async write(oi: OpenInode, at: number | ((sizeBytes: number) => number), src: Uint8Array, cred: Credentials): Promise<number> {
     if (!isRegMode(oi.inode.mode)) throw posixError('EINVAL', 'write');
     if (!(oi.inode.flags & EXTENTS_FL) || oi.inode.flags & INLINE_DATA_FL) {
       throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing block-mapped or inline-data files is not supported yet');
     }
     if (src.length === 0) return 0;
     const bs = this.blockSize;
-    const end = pos + src.length;
-    if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
-    const first = Math.floor(pos / bs);
-    const last = Math.floor((end - 1) / bs);
     await oi.io.withLock(async () => {
+      const pos = typeof at === 'number' ? at : at(oi.inode.sizeBytes);
+      const end = pos + src.length;
+      if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
+      const first = Math.floor(pos / bs);
+      const last = Math.floor((end - 1) / bs);
       await this.withHandle(CREDITS, async (h) => {
         await oi.data.withWrite(() => reserveDelayed(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
       });
@@ -1135,6 +1159,8 @@ export class Filesystem {
     const bs = this.blockSize;
     const end = offset + length;
     if (mode.punchHole || mode.zeroRange) {
+      // Zero-range allocates: delayed blocks in the range go to disk first, as for allocation.
+      if (mode.zeroRange) await this.writebackInode(oi);
       await oi.io.withLock(async () => {
         const size = oi.inode.sizeBytes;
         const stop = mode.punchHole ? Math.min(end, size) : end;
@@ -1146,9 +1172,13 @@ export class Filesystem {
           if (firstFull <= lastFull) {
             oi.pages.drop(firstFull, lastFull);
             await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstFull, lastFull)));
-            if (mode.zeroRange) {
-              await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, firstFull, lastFull - firstFull + 1, { useRootReserve: cred.uid === 0 })));
-            }
+          }
+          if (mode.zeroRange) {
+            // Like the kernel, every block the range touches (partial ones too) ends up allocated:
+            // holes become unwritten extents.
+            const first = Math.floor(offset / bs);
+            const last = Math.ceil(stop / bs) - 1;
+            await this.withHandle(CREDITS, (h) => oi.data.withWrite(() => allocateUnwritten(this.fileMap(oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 })));
           }
         }
         if (mode.zeroRange && !mode.keepSize && end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;

@@ -8,12 +8,12 @@
 //   before a logical block is always found in the leaf an index search picks;
 // * non-root nodes are never empty (an emptied node is freed and its index entry dropped);
 // * adjacent extents inside one leaf that could be one extent are merged.
-import { assert, corrupt, Ext4Error, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
-import { lastAtOrBelow } from './read-map.ts';
+import { assert, corrupt, Ext4Error } from '../errors/ext4-error.ts';
+import { lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
 import { fileBlock as toFileBlock, fsBlock as toFsBlock } from '../util/brand.ts';
 import { setU16 } from '../util/bytes.ts';
 import {
-  decodeExtentNode, encodeExtentNode, extentNodeCapacity, eh_depth, eh_entries, eh_magic, eh_max,
+  encodeExtentNode, extentNodeCapacity, eh_depth, eh_entries, eh_magic, eh_max,
   EXTENT_ROOT_SIZE, EXTENT_ROOT_MAX_ENTRIES, EXT4_EXT_MAGIC, EXT4_MAX_EXTENT_DEPTH, EXT_INIT_MAX_LEN,
   EXT_UNWRITTEN_MAX_LEN, EXT_MAX_LOGICAL_END,
   type Extent, type ExtentIndexNode, type ExtentLeafNode, type ExtentNode,
@@ -100,53 +100,19 @@ function checkFileBlock(b: number, what: string): void {
 
 // ---- reading nodes (everything read is validated) -------------------------------------------
 
-function decodeRoot(env: ExtentTreeEnv): ExtentNode {
-  const where = { inode: env.ino };
-  const node = decodeExtentNode(env.root, { isRoot: true, blockSize: env.blockSize, where });
-  checkNode(env, node, 0, EXT_MAX_LOGICAL_END, where);
-  return node;
+function nodeSource(env: ExtentTreeEnv): ExtentNodeSource {
+  return { blockSize: env.blockSize, blocksCount: env.blocksCount, ino: env.ino, inodeSeed: env.inodeSeed, readBlock: (b) => env.txn.read(b) };
 }
 
-/** Entries must lie in the key range [lo, hi) the parent gives; extents must map inside the fs. */
-function checkNode(env: ExtentTreeEnv, node: ExtentNode, lo: number, hi: number, where: Ext4ErrorWhere): void {
-  if (node.kind === 'leaf') {
-    for (const e of node.extents) {
-      if (e.fileBlock < lo || endOf(e) > hi) {
-        throw corrupt('extent-key-range', `extent ${e.fileBlock}+${e.countBlocks} lies outside its parent's range ${lo}..${hi}`, where);
-      }
-      if (e.fsBlock < 1 || e.fsBlock + e.countBlocks > env.blocksCount) {
-        throw corrupt('extent-out-of-range', `extent maps blocks ${e.fsBlock}..${e.fsBlock + e.countBlocks - 1} outside the filesystem`, where);
-      }
-    }
-  } else {
-    for (const x of node.indexes) {
-      if (x.fileBlock < lo || x.fileBlock >= hi) {
-        throw corrupt('extent-key-range', `index key ${x.fileBlock} lies outside its parent's range ${lo}..${hi}`, where);
-      }
-      if (x.child < 1 || x.child >= env.blocksCount) {
-        throw corrupt('extent-out-of-range', `extent index points to block ${x.child} outside the filesystem`, where);
-      }
-    }
-  }
+function decodeRoot(env: ExtentTreeEnv): ExtentNode {
+  return readRootNode(nodeSource(env), env.root);
 }
 
 /** Reads the child `block` of a node at `parentDepth` covering keys [lo, hi). */
-async function readNode(
+function readNode(
   env: ExtentTreeEnv, block: number, parentDepth: number, lo: number, hi: number, seen?: Set<number>,
 ): Promise<ExtentNode> {
-  const where = { inode: env.ino, block };
-  if (seen) {
-    if (seen.has(block)) throw corrupt('extent-loop', `extent tree reaches block ${block} twice`, where);
-    seen.add(block);
-  }
-  const node = decodeExtentNode(await env.txn.read(block), {
-    isRoot: false, blockSize: env.blockSize, inodeSeed: env.inodeSeed, where,
-  });
-  if (node.depth !== parentDepth - 1) {
-    throw corrupt('extent-depth', `extent node at depth ${node.depth} below a node at depth ${parentDepth}`, where);
-  }
-  checkNode(env, node, lo, hi, where);
-  return node;
+  return readChildNode(nodeSource(env), block, parentDepth, lo, hi, seen);
 }
 
 /** Writes a node: to i_block for the root, else into its block (fresh: just allocated). */

@@ -8,20 +8,16 @@
 // before the synchronous accounting step that commits a decision, and every decision is
 // re-derived from state read under the lock (delalloc-bigalloc.md §2.1, §5).
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { type FileBlock, type FsBlock, type InodeNo, fileBlock as fb, fsBlock as pb } from '../util/brand.ts';
+import { type FsBlock, type InodeNo, fileBlock as fb, fsBlock as pb } from '../util/brand.ts';
 import type { MetaTxn } from '../journal/transaction.ts';
 import type { ClusterAllocator } from '../alloc/cluster-allocator.ts';
 import type { SpaceAccounting } from '../alloc/space-accounting.ts';
 import {
   completeAllocation, insertDelayed, onPhysicalClusterFreed, removeRange, type DelallocState,
 } from './delalloc.ts';
-import { clusterOf, logicalCluster, type LogicalCluster } from './extent-status.ts';
-import {
-  extentInsert, extentLookup, extentRemoveRange, logicalClusterMapped, extentSetUnwritten, type ExtentTreeEnv,
-} from './extent-tree.ts';
-import { EXT_INIT_MAX_LEN, EXT_UNWRITTEN_MAX_LEN } from '../format/extent.ts';
-
-const maxExtentBlocks = (unwritten: boolean): number => (unwritten ? EXT_UNWRITTEN_MAX_LEN : EXT_INIT_MAX_LEN);
+import { clusterOf, logicalCluster } from './extent-status.ts';
+import { extentLookup, extentRemoveRange, extentSetUnwritten, type ExtentTreeEnv } from './extent-tree.ts';
+import { impliedCluster, mapRun, type MappedRun } from './map-run.ts';
 
 /**
  * Files shorter than this (in blocks, counting the range being written back) are placed like
@@ -94,12 +90,6 @@ function push(out: Segment[], s: Segment): void {
   } else out.push(s);
 }
 
-/** bigalloc: physical cluster already backing logical cluster c on disk, if any. */
-async function impliedCluster(f: FileMap, env: ExtentTreeEnv, c: LogicalCluster): Promise<number | undefined> {
-  if (f.clusterRatio === 1) return undefined;
-  return (await logicalClusterMapped(env, c))?.physicalCluster;
-}
-
 /** The signature of reserveDelayed (what a test hook receives as the real implementation). */
 export type ReserveDelayedFn = (f: FileMap, txn: MetaTxn, first: number, count: number,
   opts?: { useRootReserve?: boolean }) => Promise<number>;
@@ -133,7 +123,7 @@ async function realReserveDelayed(f: FileMap, txn: MetaTxn, first: number, count
   const allocated = new Map<number, boolean>();
   for (const h of holes) {
     for (const c of new Set([clusterOf(fb(h.first), R), clusterOf(fb(h.first + h.count - 1), R)])) {
-      if (!allocated.has(c)) allocated.set(c, (await impliedCluster(f, env, c)) !== undefined);
+      if (!allocated.has(c)) allocated.set(c, (await impliedCluster(env, c)) !== undefined);
     }
   }
   const done: Segment[] = [];
@@ -192,66 +182,52 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
   let b = first;
   const end = first + count;
   while (b < end) {
-    const c = clusterOf(fb(b), R);
-    const clusterEnd = (c + 1) * R;
-    const implied = await impliedCluster(f, env, c);
     let allocatedNow = 0;
-    let fsStart: number;
-    let n: number;
-    if (implied !== undefined) {
-      // Implied cluster allocation: blocks of a logical cluster share its physical cluster (§1).
-      n = Math.min(end, clusterEnd) - b;
-      fsStart = implied * R + (b % R);
-    } else {
-      // New clusters for the logical clusters from c up to the run's end (stopping before a
-      // logical cluster that is itself already backed).
-      let lastC = clusterOf(fb(end - 1), R);
-      if (R > 1 && lastC > c && (await impliedCluster(f, env, lastC)) !== undefined) lastC--;
-      // No more than one on-disk extent can hold (counted from b's offset in its cluster).
-      const want = Math.min(lastC - c + 1, Math.max(1, Math.floor((maxExtentBlocks(unwritten) + (b % R)) / R)));
-      if (!delalloc) {
-        f.space.claim(want, opts);
-        try {
-          f.space.quota.addUsage(f.uid, f.gid, want * R * f.blockSize);
-        } catch (e) {
-          f.space.releaseClaim(want);
-          throw e;
-        }
-      }
-      // Writeback places data through the per-file preallocation windows, so that files written
-      // at the same time do not interleave; fallocate takes the first run near the goal (its own
-      // window included, other files' windows avoided while anything else is free).
-      const goalCluster = Math.floor(f.goal() / R);
-      const run = delalloc
-        ? await f.alloc.allocStream(txn, f.ino, goalCluster, want, {
-          continuing: f.hasOwnGoal(), keepWindow: f.streaming() && end >= STREAM_MIN_BLOCKS,
-          spareClusters: f.space.freeClusters - f.space.dirtyClusters,
-        })
-        : await f.alloc.allocRun(txn, goalCluster, want, 1, { owner: f.ino });
-      if (!run) {
-        if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
-        throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
-      }
-      if (!delalloc) {
-        f.space.markAllocated(run.count);
-        f.space.releaseClaim(want);
-        if (run.count < want) f.space.quota.freeUsage(f.uid, f.gid, (want - run.count) * R * f.blockSize);
-      } else {
-        // Delayed clusters leave `free` in the same step as their reservations leave `dirty`
-        // (below), as mballoc does: in between, tree blocks the insert needs are checked against
-        // free − dirty, which must not dip by the run being placed.
-        allocatedNow = run.count;
-      }
-      f.chargeClusters(run.count);
-      fsStart = run.cluster * R + (b % R);
-      n = Math.min(end, (c + run.count) * R) - b;
-    }
+    let mapped: MappedRun;
     try {
-      await extentInsert(env, { fileBlock: fb(b), fsBlock: pb(fsStart), countBlocks: n, unwritten });
+      mapped = await mapRun(env, b, end, unwritten, async (want) => {
+        if (!delalloc) {
+          f.space.claim(want, opts);
+          try {
+            f.space.quota.addUsage(f.uid, f.gid, want * R * f.blockSize);
+          } catch (e) {
+            f.space.releaseClaim(want);
+            throw e;
+          }
+        }
+        // Writeback places data through the per-file preallocation windows, so that files written
+        // at the same time do not interleave; fallocate takes the first run near the goal (its own
+        // window included, other files' windows avoided while anything else is free).
+        const goalCluster = Math.floor(f.goal() / R);
+        const run = delalloc
+          ? await f.alloc.allocStream(txn, f.ino, goalCluster, want, {
+            continuing: f.hasOwnGoal(), keepWindow: f.streaming() && end >= STREAM_MIN_BLOCKS,
+            spareClusters: f.space.freeClusters - f.space.dirtyClusters,
+          })
+          : await f.alloc.allocRun(txn, goalCluster, want, 1, { owner: f.ino });
+        if (!run) {
+          if (!delalloc) { f.space.releaseClaim(want); f.space.quota.freeUsage(f.uid, f.gid, want * R * f.blockSize); }
+          throw new Ext4Error('ENOSPC', `inode ${f.ino}: no free clusters at writeback (reservation accounting is off)`, { detail: 'writeback-enospc' });
+        }
+        if (!delalloc) {
+          f.space.markAllocated(run.count);
+          f.space.releaseClaim(want);
+          if (run.count < want) f.space.quota.freeUsage(f.uid, f.gid, (want - run.count) * R * f.blockSize);
+        } else {
+          // Delayed clusters leave `free` in the same step as their reservations leave `dirty`
+          // (below), as mballoc does: in between, tree blocks the insert needs are checked against
+          // free − dirty, which must not dip by the run being placed.
+          allocatedNow = run.count;
+        }
+        f.chargeClusters(run.count);
+        return { cluster: run.cluster, countClusters: run.count };
+      });
     } finally {
       // The bitmap has the run whatever happened: the counter follows it.
       if (allocatedNow) f.space.markAllocated(allocatedNow);
     }
+    const fsStart = mapped.fsBlock;
+    const n = mapped.countBlocks;
     completeAllocation(f.state, fb(b), n, pb(fsStart) as FsBlock, unwritten);
     f.setGoal(fsStart + n);
     pieces.push({ first: b, count: n, fsBlock: fsStart });

@@ -3,9 +3,8 @@
 import { corrupt, assert, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
 import { u32 } from '../util/bytes.ts';
 import { fileBlock, fsBlock, type FileBlock, type FsBlock, type InodeNo } from '../util/brand.ts';
-import {
-  decodeExtentNode, EXT_MAX_LOGICAL_END, type Extent, type ExtentIndex, type ExtentNode,
-} from '../format/extent.ts';
+import { EXT_MAX_LOGICAL_END, type ExtentNode } from '../format/extent.ts';
+import { childRange, lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
 import {
   EXTENTS_FL, INLINE_DATA_FL, S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, isFastSymlink, type Inode,
 } from '../format/inode.ts';
@@ -76,120 +75,49 @@ export async function mapFileBlock(inode: Inode, ctx: MapContext, block: FileBlo
 
 // ---- extent trees -------------------------------------------------------------------------
 
-function decodeRoot(inode: Inode, ctx: MapContext): ExtentNode {
-  return decodeExtentNode(inode.iBlock, { isRoot: true, blockSize: ctx.blockSize, where: { inode: ctx.ino } });
-}
-
-/**
- * Checks a node against the key range its parent gives it, [lo, hi): every key or extent must
- * lie inside, or a lookup through the parent could never reach it.
- */
-function checkNodeRange(node: ExtentNode, lo: number, hi: number, where: Ext4ErrorWhere): void {
-  if (node.kind === 'leaf') {
-    for (const e of node.extents) {
-      if (e.fileBlock < lo || e.fileBlock + e.countBlocks > hi) {
-        throw corrupt('extent-key-range', `extent ${e.fileBlock}+${e.countBlocks} lies outside its parent's range ${lo}..${hi}`, where);
-      }
-    }
-  } else {
-    for (const x of node.indexes) {
-      if (x.fileBlock < lo || x.fileBlock >= hi) {
-        throw corrupt('extent-key-range', `index key ${x.fileBlock} lies outside its parent's range ${lo}..${hi}`, where);
-      }
-    }
-  }
-}
-
-function checkExtentPhysical(e: Extent, ctx: MapContext, where: Ext4ErrorWhere): void {
-  if (e.fsBlock < 1 || e.fsBlock + e.countBlocks > ctx.blocksCount) {
-    throw corrupt('extent-out-of-range', `extent maps blocks ${e.fsBlock}..${e.fsBlock + e.countBlocks - 1} outside the filesystem`, where);
-  }
-}
-
-/** Reads a child node, checking the pointer, the loop guard and the depth rule. */
-async function readChild(
-  x: ExtentIndex, parentDepth: number, ctx: MapContext, seen: Set<number>, where: Ext4ErrorWhere,
-): Promise<ExtentNode> {
-  const block = x.child;
-  if (block < 1 || block >= ctx.blocksCount) {
-    throw corrupt('extent-out-of-range', `extent index points to block ${block} outside the filesystem`, where);
-  }
-  if (seen.has(block)) throw corrupt('extent-loop', `extent tree reaches block ${block} twice`, { ...where, block });
-  seen.add(block);
-  const childWhere = { inode: ctx.ino, block };
-  const node = decodeExtentNode(await ctx.readBlock(block), {
-    isRoot: false, blockSize: ctx.blockSize, inodeSeed: ctx.inodeSeed, where: childWhere,
-  });
-  if (node.depth !== parentDepth - 1) {
-    throw corrupt('extent-depth', `extent node at depth ${node.depth} below a node at depth ${parentDepth}`, childWhere);
-  }
-  return node;
+function nodeSource(ctx: MapContext): ExtentNodeSource {
+  return { blockSize: ctx.blockSize, blocksCount: ctx.blocksCount, ino: ctx.ino, inodeSeed: ctx.inodeSeed, readBlock: (b) => ctx.readBlock(fsBlock(b)) };
 }
 
 async function* iterateExtentTree(inode: Inode, ctx: MapContext): AsyncGenerator<Mapping> {
+  const src = nodeSource(ctx);
   // Every node is a distinct block inside the filesystem, so `seen` also bounds the walk.
-  const seen = new Set<number>();
-  const root = decodeRoot(inode, ctx);
-  yield* walkNode(root, 0, EXT_MAX_LOGICAL_END, { inode: ctx.ino }, ctx, seen);
+  yield* walkNode(src, readRootNode(src, inode.iBlock), EXT_MAX_LOGICAL_END, new Set<number>());
 }
 
-async function* walkNode(
-  node: ExtentNode, lo: number, hi: number, where: Ext4ErrorWhere, ctx: MapContext, seen: Set<number>,
-): AsyncGenerator<Mapping> {
-  checkNodeRange(node, lo, hi, where);
+async function* walkNode(src: ExtentNodeSource, node: ExtentNode, hi: number, seen: Set<number>): AsyncGenerator<Mapping> {
   if (node.kind === 'leaf') {
     for (const e of node.extents) {
-      checkExtentPhysical(e, ctx, where);
       yield { fileBlock: e.fileBlock, fsBlock: e.fsBlock, countBlocks: e.countBlocks, unwritten: e.unwritten };
     }
     return;
   }
-  for (let i = 0; i < node.indexes.length; i++) {
-    const x = node.indexes[i]!;
-    const childHi = i + 1 < node.indexes.length ? node.indexes[i + 1]!.fileBlock : hi;
-    const child = await readChild(x, node.depth, ctx, seen, where);
-    yield* walkNode(child, x.fileBlock, childHi, { inode: ctx.ino, block: x.child }, ctx, seen);
+  for (const [i, x] of node.indexes.entries()) {
+    const range = childRange(node, i, hi);
+    const child = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen);
+    yield* walkNode(src, child, range.hi, seen);
   }
-}
-
-/** Index of the last entry whose key is <= target, or -1. Keys are sorted (checked by decode). */
-export function lastAtOrBelow(keys: ReadonlyArray<{ fileBlock: number }>, target: number): number {
-  let lo = 0;
-  let hi = keys.length - 1;
-  let found = -1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid]!.fileBlock <= target) { found = mid; lo = mid + 1; } else hi = mid - 1;
-  }
-  return found;
 }
 
 async function lookupExtent(inode: Inode, ctx: MapContext, target: number): Promise<Mapping | undefined> {
+  const src = nodeSource(ctx);
   const seen = new Set<number>();
-  let node = decodeRoot(inode, ctx);
-  let lo = 0;
+  let node = readRootNode(src, inode.iBlock);
   let hi = EXT_MAX_LOGICAL_END;
-  let where: Ext4ErrorWhere = { inode: ctx.ino };
-  // Depth strictly decreases (checked in readChild), so this runs at most 6 times.
+  // Depth strictly decreases (checked in readChildNode), so this runs at most 6 times.
   for (;;) {
-    checkNodeRange(node, lo, hi, where);
     if (node.kind === 'leaf') {
-      const i = lastAtOrBelow(node.extents, target);
-      if (i < 0) return undefined;
-      const e = node.extents[i]!;
-      if (target >= e.fileBlock + e.countBlocks) return undefined;
-      checkExtentPhysical(e, ctx, where);
+      const e = node.extents[lastAtOrBelow(node.extents, target)];
+      if (e === undefined || target >= e.fileBlock + e.countBlocks) return undefined;
       const skip = target - e.fileBlock;
       return { fileBlock: fileBlock(target), fsBlock: fsBlock(e.fsBlock + skip), countBlocks: e.countBlocks - skip, unwritten: e.unwritten };
     }
     const i = lastAtOrBelow(node.indexes, target);
-    if (i < 0) return undefined;
-    const x = node.indexes[i]!;
-    const childHi = i + 1 < node.indexes.length ? node.indexes[i + 1]!.fileBlock : hi;
-    node = await readChild(x, node.depth, ctx, seen, where);
-    lo = x.fileBlock;
-    hi = childHi;
-    where = { inode: ctx.ino, block: x.child };
+    const x = node.indexes[i];
+    if (x === undefined) return undefined;
+    const range = childRange(node, i, hi);
+    node = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen);
+    hi = range.hi;
   }
 }
 

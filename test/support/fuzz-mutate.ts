@@ -14,8 +14,11 @@ import { setDirBlockTail } from '../../src/format/dirent.ts';
 import { setDxTail } from '../../src/format/htree.ts';
 import { extentBlockChecksum } from '../../src/format/extent.ts';
 import { xattrBlockChecksum } from '../../src/format/xattr.ts';
+import { journalSuperblockChecksum } from '../../src/format/jbd2/superblock.ts';
+import { journalCsumSeed, setBlockTail } from '../../src/format/jbd2/checksum.ts';
+import { commitBlockChecksum } from '../../src/format/jbd2/commit.ts';
 
-export type RegionKind = 'sb' | 'gdt' | 'inode' | 'dir' | 'dxroot' | 'extent' | 'ind' | 'xattr' | 'symlink' | 'head';
+export type RegionKind = 'sb' | 'gdt' | 'inode' | 'dir' | 'dxroot' | 'extent' | 'ind' | 'xattr' | 'symlink' | 'head' | 'jsb' | 'jlog';
 
 export interface Region {
   kind: RegionKind;
@@ -41,6 +44,8 @@ export interface FuzzBase {
   metadataCsum: boolean;
   fsSeed: number;
   regions: Region[];
+  /** Byte offset of the journal superblock, for bases whose journal needs recovery. */
+  journalSbStart?: number;
 }
 
 export interface Mutation {
@@ -54,7 +59,20 @@ export interface Mutation {
 /** Relative weights of the region kinds when picking where to mutate. */
 const WEIGHTS: Record<RegionKind, number> = {
   sb: 3, gdt: 3, inode: 7, dir: 4, dxroot: 2, extent: 2, ind: 1, xattr: 2, symlink: 1, head: 1,
+  // Bases with a journal needing recovery: most mutations go to the log and its superblock.
+  jsb: 12, jlog: 24,
 };
+
+// jbd2 superblock fields (big-endian; widths as stored): blocksize, maxlen, first, sequence,
+// start, errno, features, nr_users, checksum type, num_fc_blks, head.
+const JSB_FIELDS: Array<[number, number]> = [
+  [4, 4], [8, 4], [12, 4], [16, 4], [20, 4], [24, 4], [28, 4], [32, 4], [36, 4], [40, 4], [44, 4], [64, 4], [80, 1], [84, 4], [88, 4],
+];
+// Log block fields: header type and sequence, first tags (block, flags), revoke r_count,
+// commit checksum type/size and time.
+const JLOG_FIELDS: Array<[number, number]> = [
+  [4, 4], [8, 4], [12, 4], [16, 4], [18, 2], [20, 4], [24, 4], [28, 4], [44, 4], [48, 4], [52, 4], [56, 4],
+];
 
 // Interesting fields (offset, width) of each structure, with the kernel's names in comments.
 const SB_FIELDS: Array<[number, number]> = [
@@ -150,7 +168,7 @@ function parseStats(out: string): StatInfo[] {
  * the inode records of `inodes` (debugfs specs: '/path' or '<ino>'), their directory, extent-tree,
  * indirect, xattr and slow-symlink blocks, and the first 64 KiB.
  */
-export async function discoverBase(name: string, image: string, inodes: string[]): Promise<FuzzBase> {
+export async function discoverBase(name: string, image: string, inodes: string[], opts: { journalLogBlocks?: number } = {}): Promise<FuzzBase> {
   const bytes = new Uint8Array(await readFile(image));
   const sb = decodeSuperblock(bytes.subarray(1024, 2048));
   const geo = geometryOf(sb);
@@ -195,10 +213,22 @@ export async function discoverBase(name: string, image: string, inodes: string[]
       }
     }
   }
+  let journalSbStart: number | undefined;
+  if (opts.journalLogBlocks) {
+    // The journal superblock and the first log blocks (descriptors, copies, revokes, commits).
+    const n = opts.journalLogBlocks;
+    const bmap = (await debugfsRaw(image, Array.from({ length: n + 1 }, (_, j) => `bmap <8> ${j}`).join('\n'))).stdout;
+    const blocks = [...bmap.matchAll(/^(\d+)$/gm)].map((m) => Number(m[1]));
+    if (blocks.length !== n + 1) throw new Error(`${name}: bmap of the journal gave ${blocks.length} of ${n + 1} blocks`);
+    journalSbStart = blocks[0]! * bs;
+    regions.push({ kind: 'jsb', start: journalSbStart, len: 1024, label: `journal superblock (block ${blocks[0]})` });
+    blocks.slice(1).forEach((b, k) => regions.push({ kind: 'jlog', start: b * bs, len: bs, label: `journal block ${k + 1} (fs block ${b})`, block: b }));
+  }
   return {
     name, bytes, blockSize: bs, blocksCount: geo.blocksCount, inodesCount: geo.inodesCount, inodeSize: geo.inodeSize,
     descSize: geo.descSize, groupCount: geo.groupCount, gdtStart: gdt[0] * bs, gdCsum: geo.gdCsum,
     metadataCsum: geo.metadataCsum, fsSeed: geo.csumSeed, regions: regions.filter((r) => r.start + r.len <= bytes.length),
+    ...(journalSbStart !== undefined ? { journalSbStart } : {}),
   };
 }
 
@@ -231,6 +261,8 @@ function fieldsFor(region: Region, base: FuzzBase): Array<[number, number]> | un
     case 'extent': return EXTENT_FIELDS;
     case 'dxroot': return DXROOT_FIELDS;
     case 'xattr': return XATTR_FIELDS;
+    case 'jsb': return JSB_FIELDS;
+    case 'jlog': return JLOG_FIELDS;
     case 'gdt': {
       const fields: Array<[number, number]> = [];
       for (let g = 0; g < Math.min(base.groupCount, 4); g++) {
@@ -326,6 +358,10 @@ export function resign(base: FuzzBase, bytes: Uint8Array, regions: Region[]): vo
         case 'xattr':
           if (base.metadataCsum) setU32(blk, 16, xattrBlockChecksum(blk, r.block!, base.fsSeed));
           break;
+        case 'jsb':
+        case 'jlog':
+          resignJournal(base, bytes, r);
+          break;
         default:
           break;
       }
@@ -333,6 +369,24 @@ export function resign(base: FuzzBase, bytes: Uint8Array, regions: Region[]): vo
       // The mutation made the structure impossible to re-sign (a count past its limit): leave it.
     }
   }
+}
+
+const getU32be = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+const setU32be = (b: Uint8Array, o: number, v: number) => { for (let k = 0; k < 4; k++) b[o + k] = (v >>> (24 - 8 * k)) & 0xff; };
+
+/** jbd2 checksums (v2/v3 only): the journal superblock's, or a descriptor/revoke tail or commit block's. */
+function resignJournal(base: FuzzBase, bytes: Uint8Array, r: Region): void {
+  if (base.journalSbStart === undefined) return;
+  const jsb = bytes.subarray(base.journalSbStart, base.journalSbStart + 1024);
+  const csum23 = getU32be(jsb, 4) === 4 && (getU32be(jsb, 0x28) & 0x18) !== 0;
+  if (!csum23) return;
+  if (r.kind === 'jsb') { setU32be(jsb, 0xfc, journalSuperblockChecksum(jsb)); return; }
+  const blk = bytes.subarray(r.start, r.start + r.len);
+  if (getU32be(blk, 0) !== 0xc03b3998) return;
+  const seed = journalCsumSeed(jsb.subarray(0x30, 0x40));
+  const type = getU32be(blk, 4);
+  if (type === 1 || type === 5) setBlockTail(seed, blk);
+  else if (type === 2) setU32be(blk, 0x10, commitBlockChecksum(seed, blk));
 }
 
 export interface FuzzCase {

@@ -28,7 +28,7 @@ export interface WalkJobResult {
   openError?: WalkIssue;
   forcedReadOnly?: string;
   /** From info(), when the image opened. */
-  info?: { blockSize: number; clusterSize: number; features: string[]; blocksCount: number; inodesCount: number };
+  info?: { blockSize: number; clusterSize: number; features: string[]; blocksCount: number; inodesCount: number; journalApplied?: string };
   walk?: WalkReport;
   /** Foreign throws outside the walk (open, close). */
   foreign: WalkIssue[];
@@ -71,7 +71,7 @@ async function run(job: WalkJob): Promise<WalkJobResult> {
     try {
       const i = fs.info();
       res.forcedReadOnly = i.forcedReadOnly;
-      res.info = { blockSize: i.blockSize, clusterSize: i.clusterSize, features: i.features, blocksCount: i.blocksCount, inodesCount: i.inodesCount };
+      res.info = { blockSize: i.blockSize, clusterSize: i.clusterSize, features: i.features, blocksCount: i.blocksCount, inodesCount: i.inodesCount, journalApplied: i.journal?.applied };
     } catch { /* the walk records it */ }
     res.walk = await walkFilesystem(fs, job.limits, (where) => port.postMessage({ type: 'progress', id: job.id, where }));
     try {
