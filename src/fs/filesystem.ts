@@ -176,7 +176,42 @@ export class Filesystem {
     let quota: MemoryQuota | undefined;
     if (vol.sb.featureRoCompat & RO_COMPAT.quota) quota = await loadQuota(vol);
     const log = opts.journal === 'bypass' ? undefined : await openLog(vol);
-    return new Filesystem(vol, quota, log);
+    const fs = new Filesystem(vol, quota, log);
+    if (vol.sb.lastOrphan !== 0) await fs.processOrphans();
+    return fs;
+  }
+
+  /**
+   * Orphans left by a crash (files unlinked or truncated while open, journal.md §2.7), after
+   * any replay: unlinked ones are freed, truncated ones lose the blocks past i_size; each
+   * leaves the on-disk list in the same transaction.
+   */
+  private async processOrphans(): Promise<void> {
+    const { sb, geo } = this.vol;
+    const list: number[] = [];
+    for (let ino = sb.lastOrphan; ino !== 0; ino = (await this.vol.readInode(ino)).dtime) {
+      if (ino < sb.firstIno || ino > geo.inodesCount || list.includes(ino) || list.length >= geo.inodesCount) {
+        throw corrupt('orphan-list', `orphan list points at inode ${ino}`, { inode: ino });
+      }
+      list.push(ino);
+    }
+    for (const ino of list) {
+      const oi = await this.getInode(ino);
+      this.orphans.add(ino);
+      await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+        await this.removeOrphan(h, oi);
+        if (oi.inode.linksCount === 0) {
+          await this.evictInode(h, oi);
+        } else {
+          if (oi.inode.flags & EXTENTS_FL) {
+            const keep = Math.ceil(oi.inode.sizeBytes / this.blockSize);
+            await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, keep, MAX_FILE_BLOCK));
+          }
+          this.markInodeDirty(oi);
+        }
+      }));
+    }
+    await this.commit();
   }
 
   get blockSize(): number { return this.vol.geo.blockSize; }
