@@ -21,6 +21,13 @@ export interface MetaTxn {
   getNew(block: FsBlock | number): Uint8Array;
   /** The block was freed: any pending write of it is dropped (a revoke, under jbd2). */
   forget(block: FsBlock | number): void;
+  /**
+   * Earlier versions of the block that are not yet durable replacements: its contents before
+   * the running transaction, and before the committing one. Allocators treat a cluster used in
+   * any of them as busy, so a block freed by a transaction is not reused (and overwritten in
+   * place) before that transaction is durable (journal.md §4.3).
+   */
+  busyViews?(block: FsBlock | number): Uint8Array[];
   /** Whether the block has uncommitted changes (its checksum may not be final yet). */
   isDirty(block: FsBlock | number): boolean;
   /**
@@ -58,6 +65,10 @@ interface JournalState {
   readonly revokes: Set<number>;
   /** Frozen copies of the committing transaction until they are home: reads see them even if the cache dropped the block. */
   readonly committing: Map<number, Uint8Array>;
+  /** Contents before the running transaction of the blocks it changed (see busyViews). */
+  originals: Map<number, Uint8Array>;
+  /** The same for the committing transaction, until it is durable. */
+  committingOriginals: Map<number, Uint8Array>;
   /** Handles that may write and have not stopped. */
   writers: number;
   idleWaiters: Array<() => void>;
@@ -104,10 +115,12 @@ class WriteBackHandle implements Handle {
     this.spend(block);
     let buf = this.j.dirty.get(block);
     if (!buf) {
-      buf = (this.j.committing.get(block) ?? await this.j.cache.read(block)).slice();
+      const before = this.j.committing.get(block) ?? await this.j.cache.read(block);
       // Another handle may have dirtied it while we read.
       const raced = this.j.dirty.get(block);
       if (raced) return raced;
+      buf = before.slice();
+      if (!this.j.originals.has(block)) this.j.originals.set(block, before);
       this.j.revokes.delete(block);
       this.j.dirty.set(block, buf);
       this.j.cache.put(block, buf);
@@ -134,6 +147,15 @@ class WriteBackHandle implements Handle {
 
   isDirty(block: FsBlock | number): boolean { return this.j.dirty.has(block); }
 
+  busyViews(block: FsBlock | number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const a = this.j.originals.get(block);
+    if (a) out.push(a);
+    const b = this.j.committingOriginals.get(block);
+    if (b) out.push(b);
+    return out;
+  }
+
   onCommit(block: FsBlock | number, finalize: (bytes: Uint8Array) => void): void {
     assert(this.j.dirty.has(block), `finalizer for clean block ${block}`);
     this.j.finalizers.set(block, finalize);
@@ -159,7 +181,8 @@ export class WriteBackJournal implements Journal {
   preCommit: ((h: Handle) => Promise<void>) | undefined;
 
   constructor(cache: BlockCache, readonly sink: CommitSink = new InPlaceSink(cache.device, cache.blockSize)) {
-    this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [], revokes: new Set(), committing: new Map() };
+    this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [], revokes: new Set(), committing: new Map(),
+      originals: new Map(), committingOriginals: new Map() };
   }
 
   async begin(credits: number): Promise<Handle> {
@@ -205,6 +228,7 @@ export class WriteBackJournal implements Journal {
     let blocks: Array<{ block: number; bytes: Uint8Array }>;
     let revokes: number[];
     let ordered: Array<Promise<void>>;
+    let originals: Map<number, Uint8Array>;
     try {
       if (this.j.writers > 0) await new Promise<void>((r) => this.j.idleWaiters.push(r));
       if (this.preCommit) {
@@ -219,6 +243,8 @@ export class WriteBackJournal implements Journal {
       revokes = [...this.j.revokes].sort((a, b) => a - b);
       this.j.dirty.clear();
       this.j.revokes.clear();
+      this.j.committingOriginals = originals = this.j.originals;
+      this.j.originals = new Map();
       ordered = [...this.ordered];
     } finally {
       this.gate = undefined;
@@ -231,6 +257,7 @@ export class WriteBackJournal implements Journal {
       this.commits++;
     } finally {
       for (const b of blocks) if (this.j.committing.get(b.block) === b.bytes) this.j.committing.delete(b.block);
+      if (this.j.committingOriginals === originals) this.j.committingOriginals = new Map();
     }
   }
 }
