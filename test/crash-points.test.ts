@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { haveE2fsprogs, loopMountSupport } from './support/oracles.ts';
 import { runCrashPoints } from './support/crash-run.ts';
 import { smallFiles, renames, founding, fillDisk, type Workload } from './support/crash-workloads.ts';
+import type { Ext4 } from '../src/api/ext4.ts';
+import type { Jbd2Log } from '../src/journal/jbd2-log.ts';
 
 const skip = haveE2fsprogs() ? false : 'e2fsprogs not installed (Debian package e2fsprogs)';
 const FULL = process.env.CRASH_FULL === '1';
@@ -33,5 +35,28 @@ for (const [i, w] of workloads.entries()) {
     for (const who of ['e2fsprogs', 'ext4kit', 'kernel']) {
       assert.equal(r.tally.failures(who), 0, `${who}: ${r.tally.failures(who)} of ${r.tally.total(who)} crash states not recovered cleanly: ${r.tally.examples.filter((e) => e.startsWith(who)).slice(0, 3).join(' || ')}`);
     }
+  });
+}
+
+// The harness must catch broken commit protocols: no log at all (the code before journaled
+// writes), blocks written home before the log, and no flush between the log copies and the
+// commit block.
+const broken: Array<{ name: string; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest'] }> = [
+  { name: 'no log (in-place metadata, as before)', openOpts: { journal: 'bypass' } },
+  { name: 'blocks written home before the log', hook: 'home-first' },
+  { name: 'no flush before the commit block', hook: 'no-commit-flush' },
+];
+for (const b of broken) {
+  test(`crash points catch a broken variant: ${b.name}`, { skip, timeout: 240_000 }, async (t) => {
+    const r = await runCrashPoints(renames(4096, 16), {
+      seed: SEED, maxWindows: 40, perWindow: 3, kernelEvery: 0, kernelMax: 0, latency: 2,
+      ...(b.openOpts ? { openOpts: b.openOpts } : {}),
+      openHook: (fs: Ext4) => {
+        const log = (fs as unknown as { fs: { log: Jbd2Log | undefined } }).fs.log;
+        if (b.hook) log!.brokenForTest = b.hook;
+      },
+    });
+    t.diagnostic(`${r.tally.states} crash states: ${r.tally.summary()}`);
+    assert.ok(r.tally.failures('e2fsprogs') + r.tally.failures('ext4kit') > 0, `the broken variant went unnoticed: ${r.tally.summary()}`);
   });
 }

@@ -54,7 +54,7 @@ export class Ext4 {
     // replays to the image. `recovered.device` replaces `device` from here on.
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
     const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
-    const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol);
+    const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
     const ext4 = new Ext4(vol, fs, opts);
     ext4.journalReport = recovered.report;
     return ext4;

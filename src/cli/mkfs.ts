@@ -192,10 +192,12 @@ export async function run(argv: string[]): Promise<number> {
   planLayout(resolveMkfsOptions({ ...opts, sizeBytes: planned.sizeBytes }, planned.sizeBytes));
   const existed = await stat(image).then(() => true, () => false);
   if (planned.create) await createSparse(image, planned.sizeBytes);
+  // Populating the fresh image skips the journal: the image stays marked not clean until the
+  // build's close, so an interrupted build never looks like a clean filesystem.
   const openFs = async (readOnly: boolean) => {
-    if (!offsetBytes) return Ext4.open(image, { readOnly });
+    if (!offsetBytes) return Ext4.open(image, { readOnly, journal: 'bypass' });
     const dev = await openTarget(image, offsetBytes, planned.sizeBytes);
-    return Ext4.open(dev, { readOnly });
+    return Ext4.open(dev, { readOnly, journal: 'bypass' });
   };
   try {
     const dev = await openTarget(image, offsetBytes || undefined, planned.sizeBytes);

@@ -16,17 +16,19 @@ export interface CrashRunOptions {
   kernelMax: number;
   /** Wraps the recording device (tests inject faults here). */
   openHook?: (fs: Ext4) => void;
+  /** Mount options of the recorded workload ('bypass': no log, the behaviour before journaled writes). */
+  openOpts?: { journal?: 'bypass' };
   /** Device write latency in event-loop turns (0: writes complete in issue order). */
   latency?: number;
 }
 
 export interface CrashRunResult { tally: Tally; writes: number; flushes: number; acks: number }
 
-export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: Ext4) => void, latency = 0): Promise<RecordingDevice> {
+export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: Ext4) => void, latency = 0, openOpts: { journal?: 'bypass' } = {}): Promise<RecordingDevice> {
   const mem = new MemoryDevice(w.sizeBytes);
   await Ext4.mkfs(mem, { ...w.mkfs, sizeBytes: w.sizeBytes });
   const rec = new RecordingDevice(mem, latency, seed);
-  const fs = await Ext4.open(rec);
+  const fs = await Ext4.open(rec, openOpts);
   openHook?.(fs);
   let final;
   try {
@@ -42,7 +44,7 @@ export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: 
 }
 
 export async function runCrashPoints(w: Workload, opts: CrashRunOptions): Promise<CrashRunResult> {
-  const rec = await recordWorkload(w, opts.seed, opts.openHook, opts.latency ?? 0);
+  const rec = await recordWorkload(w, opts.seed, opts.openHook, opts.latency ?? 0, opts.openOpts ?? {});
   const tally = new Tally();
   const checker = await CrashChecker.create();
   let kernelRuns = 0;
