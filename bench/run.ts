@@ -13,9 +13,10 @@ import { ext2fsProbe } from './workloads/ext2fs-probe.ts';
 import { mkfsDSmall } from './workloads/mkfs-d-small.ts';
 import { mkfsDLarge } from './workloads/mkfs-d-large.ts';
 import { interleaved } from './workloads/interleaved.ts';
+import { fuse } from './workloads/fuse.ts';
 
 /** Every workload, in the order they run. Adding one = one file in workloads/ and one line here. */
-const WORKLOADS: Workload[] = [readTree, mkfs, mkfsDSmall, mkfsDLarge, interleaved, ext2fsProbe];
+const WORKLOADS: Workload[] = [readTree, mkfs, mkfsDSmall, mkfsDLarge, interleaved, ext2fsProbe, fuse];
 
 function usage(): string {
   return [

@@ -7,6 +7,7 @@ import type { MkfsOptions, MkfsResult } from './mkfs/mkfs.ts';
 
 export * from './index.ts';
 export { NodeFileDevice } from './device/node-file-device.ts';
+export { mount, type FuseMount, type FuseMountOptions } from './fuse/mount.ts';
 
 export class Ext4 extends CoreExt4 {
   /** Opens an image file by path, or any block device. */

@@ -88,7 +88,7 @@ describe('ext4kit mkfs', { skip: noE2fsprogs }, () => {
       expect: { 'Filesystem UUID': '11111111-2222-4333-8444-555555555555', 'Directory Hash Seed': '66666666-7777-4888-9999-aaaaaaaaaaaa', 'Block count': '32768' } },
     { name: 'bigalloc', args: ['-O', 'bigalloc', '-b', '4096', '-C', '16K'], size: '64M', expect: { 'Cluster size': '16384' } },
     { name: 'ext2', args: ['-t', 'ext2', '-N', '1000', '-m', '1'], size: '16M', expect: { 'Reserved block count': '163' } },
-    { name: 'ext2 with 128-byte inodes', args: ['-t', 'ext2', '-I', '128', '-i', '8192'], size: String(24 * MiB), expect: { 'Inode size': '128', 'Inode count': '3072' } },
+    { name: 'ext2 with 128-byte inodes', args: ['-t', 'ext2', '-I', '128', '-i', '8192'], size: String(24 * 1024) /* 1 KiB blocks, as mke2fs counts */, expect: { 'Inode size': '128', 'Inode count': '3072' } },
     { name: 'ext3', args: ['-t', 'ext3', '-b', '4096'], size: '64M', expect: { 'Journal inode': '8' } },
   ];
   // mkfs cannot yet lay out a journal with a block map (no extents): ENOTSUP.

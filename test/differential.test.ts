@@ -54,7 +54,11 @@ function classify(op: Op, expected: Outcome, actual: Outcome): string | undefine
   return undefined;
 }
 
+// st_blocks is compared in the final trees, taken after syncfs. Not in the results of single
+// calls: the kernel's background writeback can run at any time, and while it moves a delayed
+// block to allocated, stat may count one block short (seen in 2 of 300 sequences before syncfs).
 const compareBlocks = true;
+const callBlocks = false;
 let totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
 
 function report(mismatches: Mismatch[]): string {
@@ -67,7 +71,7 @@ for (const g of GEOMETRIES) {
       const seed = s * 7919 + g.blockSize + (g.clusterBytes ?? 0);
       await t.test(`seed ${seed}`, async (st) => {
         const ops = randomSequence(seed, OPS);
-        const r = await withPair(g, { blocks: compareBlocks }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: compareBlocks }, classify));
+        const r = await withPair(g, { blocks: compareBlocks }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: callBlocks }, classify));
         const { mismatches, known } = r.result;
         totals.sequences++;
         totals.ops += ops.length;
@@ -126,7 +130,7 @@ test('the differential runner catches a reintroduced xattr name check bug (user.
     { k: 'setxattr', path: '/f', name: 'user.', len: 5, seed: 2, flags: 0 },
     { k: 'listxattr', path: '/f' },
   ];
-  const r = await withPair(GEOMETRIES[0]!, { blocks: compareBlocks, broken: { acceptEmptyXattrName: true } }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: compareBlocks }));
+  const r = await withPair(GEOMETRIES[0]!, { blocks: compareBlocks, broken: { acceptEmptyXattrName: true } }, (kernel, ext4kit) => runSequence(ops, kernel, ext4kit, { blocks: callBlocks }));
   assert.deepEqual(r.result.mismatches.map((m) => [m.index, m.expected, m.actual]), [[1, { ok: false, code: 'EINVAL' }, { ok: true }]]);
 });
 
@@ -139,7 +143,8 @@ const EDGE_CASES: Array<[string, Op[], boolean]> = [
   ["stat('/f/') on a file is ENOTDIR", [{ k: 'stat', path: '/f/' }], true],
   ["rmdir('/d/.') is EINVAL and keeps /d", [{ k: 'rmdir', path: '/d/.' }, { k: 'lstat', path: '/d' }], true],
   ['creating through a dangling symlink creates its target', [{ k: 'writeFile', path: '/dangle', len: 5, seed: 2, flag: 'w', mode: 0o644 }, { k: 'lstat', path: '/nowhere' }], true],
-  ['a name over 255 bytes is ENAMETOOLONG', [{ k: 'writeFile', path: `/${LONG}`, len: 1, seed: 3, flag: 'w', mode: 0o644 }, { k: 'stat', path: `/${LONG}` }, { k: 'mkdir', path: `/d/${LONG}`, mode: 0o755 }], true],
+  // Already matches the kernel (checked on create); kept as a guard while the path walk is reshaped.
+  ['a name over 255 bytes is ENAMETOOLONG', [{ k: 'writeFile', path: `/${LONG}`, len: 1, seed: 3, flag: 'w', mode: 0o644 }, { k: 'stat', path: `/${LONG}` }, { k: 'mkdir', path: `/d/${LONG}`, mode: 0o755 }], false],
   ['reading a directory through a handle is EISDIR', [{ k: 'open', slot: 0, path: '/d', flags: 'r', mode: 0 }, { k: 'read', slot: 0, len: 10, pos: null }], true],
   ["mkdir of an existing name is EEXIST, mkdir under a file ENOTDIR", [{ k: 'mkdir', path: '/d', mode: 0o755 }, { k: 'mkdir', path: '/f/x', mode: 0o755 }], false],
   ['unlink of a directory is EISDIR, rmdir of a file ENOTDIR, rmdir of a non-empty directory ENOTEMPTY', [{ k: 'unlink', path: '/d' }, { k: 'rmdir', path: '/f' }, { k: 'rmdir', path: '/e' }], false],
@@ -168,8 +173,8 @@ test('path edge cases, ext4kit vs the kernel (4 KiB blocks)', { skip, timeout: 3
       };
       await kernel.mkdir(root, 0o755);
       await ext4kit.mkdir(root, 0o755);
-      const ks = new Session(kernel, { blocks: compareBlocks });
-      const es = new Session(ext4kit, { blocks: compareBlocks });
+      const ks = new Session(kernel, { blocks: callBlocks });
+      const es = new Session(ext4kit, { blocks: callBlocks });
       const diffs: string[] = [];
       for (const op of [...SETUP, ...ops].map(rebase)) {
         const [k, e] = [await ks.run(op), await es.run(op)];

@@ -22,6 +22,10 @@ import { debugfs, haveCommand, haveE2fsprogs, runTool } from './support/oracles.
 import { mulberry32 } from './support/fixture-tree.ts';
 import { describeCase, discoverBase, makeCase, type FuzzBase } from './support/fuzz-mutate.ts';
 import { WalkPool } from './support/walk-pool.ts';
+import { MemoryDevice } from '../src/device/memory-device.ts';
+import { Ext4Error } from '../src/errors/ext4-error.ts';
+import { recoverJournal } from '../src/journal/replay/recover.ts';
+import { createHash } from 'node:crypto';
 import type { WalkIssue } from './support/fs-walk.ts';
 import type { WalkJobResult } from './support/walk-worker.ts';
 
@@ -219,5 +223,31 @@ describe('fuzz: mutated images', { skip }, () => {
     ].join('\n'));
     if (failures.length) console.log(`fuzz failures:\n${failures.join('\n\n')}`);
     assert.equal(failures.length, 0, `${failures.length} failing case(s), first:\n${failures[0]}`);
+  });
+
+  test('journal cases recovered for a writable open: an Ext4Error leaves the bytes untouched, success empties the log', async () => {
+    const jbases = bases.filter((b) => b.journalSbStart !== undefined);
+    assert.ok(jbases.length >= 2);
+    const n = Math.min(CASES, 300);
+    const outcomes = new Map<string, number>();
+    const failures: string[] = [];
+    const hash = (b: Uint8Array) => createHash('sha1').update(b).digest('hex');
+    for (let i = 0; i < n; i++) {
+      const c = makeCase(SEED ^ 0x10a1, i, jbases);
+      const before = hash(c.bytes);
+      const dev = new MemoryDevice(c.bytes);
+      try {
+        const r = await recoverJournal(dev, { mode: 'write' });
+        outcomes.set(r.report.applied, (outcomes.get(r.report.applied) ?? 0) + 1);
+        if (r.report.applied === 'on-disk' && (c.bytes[1024 + 0x60]! & 0x4) !== 0) failures.push(`needs_recovery still set\n${describeCase(c)}`);
+      } catch (e) {
+        const code = e instanceof Ext4Error ? e.code : `foreign ${(e as Error)?.constructor?.name}`;
+        outcomes.set(code, (outcomes.get(code) ?? 0) + 1);
+        if (!(e instanceof Ext4Error)) failures.push(`non-Ext4Error: ${(e as Error)?.stack}\n${describeCase(c)}`);
+        else if (hash(c.bytes) !== before) failures.push(`image written before refusing (${e.message})\n${describeCase(c)}`);
+      }
+    }
+    console.log(`fuzz journal rw: ${n} cases: ${[...outcomes].sort().map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    assert.deepEqual(failures, []);
   });
 });

@@ -13,11 +13,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { Ext4 } from '../src/node.ts';
 import type { Ext4 as CoreExt4 } from '../src/api/ext4.ts';
 import { Ext4Error } from '../src/errors/ext4-error.ts';
+import { MemoryDevice } from '../src/device/memory-device.ts';
+import type { BlockDevice } from '../src/device/block-device.ts';
 import { replayTestHooks } from '../src/journal/replay/passes.ts';
+import { recoverJournal } from '../src/journal/replay/recover.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
-import { kernelCrashImage, copyImage, debugfsWrite } from './support/journal-images.ts';
+import { kernelCrashImage, kernelFastCommitImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +30,22 @@ const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'ext4kit.
 
 const skipTools = haveE2fsprogs() ? false : 'e2fsprogs (Debian package e2fsprogs) not installed';
 if (skipTools) console.log(`journal-replay.test.ts: skipped: ${skipTools}`);
+
+/** Refuses every write after the first `limit` (a crash in the middle of recovery). */
+class CuttingDevice implements BlockDevice {
+  writes = 0;
+  constructor(private readonly inner: BlockDevice, private readonly limit: number) {}
+  get sizeBytes(): number { return this.inner.sizeBytes; }
+  get readOnly(): boolean { return false; }
+  read(o: number, n: number): Promise<Uint8Array> { return this.inner.read(o, n); }
+  async write(o: number, d: Uint8Array): Promise<void> {
+    if (this.writes >= this.limit) throw new Ext4Error('EIO', 'cut');
+    this.writes++;
+    return this.inner.write(o, d);
+  }
+  flush(): Promise<void> { return this.inner.flush(); }
+  close(): Promise<void> { return this.inner.close(); }
+}
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 const fileSha = async (p: string) => sha(await readFile(p));
@@ -98,6 +117,7 @@ async function checkFidelity(img: string, opts: { kernel: boolean; writable: 'cl
     const w = await Ext4.open(rw);
     assert.equal(w.readOnly, false, `writable after replay (${w.info().forcedReadOnly})`);
     assert.equal(w.info().journal!.applied, 'on-disk');
+    if (report.orphansPending) assert.ok(w.info().journal!.orphansReleased > 0, 'the writable open released the orphans');
     assert.deepEqual(await viewOf(w), ours, 'writable view equals the read-only view');
     await w.close();
     await fsckClean(rw);
@@ -146,6 +166,7 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
       const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
       assert.ok(r.report.transactions >= 1 && r.report.replayedBlocks > 0, JSON.stringify(r.report));
       assert.ok(r.ours.some((l) => l.startsWith('/last/a/b/c/file ')), 'the last transaction is visible');
+      assert.equal(r.report.orphansPending, true, 'the open-unlinked file is an orphan after the replay');
       console.log(`kernel ${bs} ${features}: ${r.report.transactions} transaction(s), ${r.report.replayedBlocks} block(s), ${r.report.revokeRecords} revoke(s)`);
     });
   }
@@ -199,6 +220,137 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     const warn = await runTool(process.execPath, [BIN, 'info', bad]);
     assert.equal(warn.exitCode, 0);
     assert.match(warn.stderr, /warning: .*transaction 3 was corrupt/);
+  });
+
+  test('orphan file entries: the read-only view matches, a writable open refuses (ENOTSUP) without writing', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelCrashImage({ blockSize: 4096, features: 'orphan_file', rounds: 1 });
+    const r = await checkFidelity(img, { kernel: true, writable: 'refused' });
+    assert.equal(r.report.orphansPending, true);
+  });
+
+  test('kernel log that wraps around the end of the journal', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const { img, rounds } = await kernelWrapImage();
+    const probe = await Ext4.open(img, { readOnly: true });
+    const j = probe.info().journal!;
+    await probe.close();
+    assert.ok(j.headBlock! < j.summary!.start, `log ${j.summary!.start}..${j.headBlock} crosses the end`);
+    const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
+    console.log(`wrap: after ${rounds} rounds, log ${j.summary!.start}..${j.headBlock} of ${j.summary!.countBlocks}: ${r.report.transactions} transactions, ${r.report.replayedBlocks} blocks`);
+  });
+
+  test('fast commits: a read-only open warns and flags them, a writable open refuses with ENOTSUP', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelFastCommitImage();
+    const sum = await fileSha(img);
+    const fs = await Ext4.open(img, { readOnly: true });
+    const j = fs.info().journal!;
+    await fs.close();
+    assert.equal(j.fastCommitNotApplied, true);
+    assert.ok(j.summary!.fastCommitBlocks > 0 && j.summary!.fastCommitBlocksUsed > 0, JSON.stringify(j.summary));
+    assert.match(j.warnings.join('\n'), /fast-commit/);
+    await assert.rejects(Ext4.open(img), (e: unknown) => e instanceof Ext4Error && e.code === 'ENOTSUP' && e.detail === 'jbd2-fast-commit');
+    assert.equal(await fileSha(img), sum, 'neither open wrote to the image');
+    const cli = await runTool(process.execPath, [BIN, 'ls', '/', img]);
+    void cli;
+    const info = await runTool(process.execPath, [BIN, 'info', img]);
+    assert.match(info.stderr, /warning: .*fast-commit/);
+    assert.match(info.stdout, /^Journal fast commits: +NOT applied/m);
+  });
+
+  test('an external journal needing recovery: ENOTSUP for a writable open, an unrecovered read-only view with a warning', async () => {
+    const img = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, type: 'ext4' });
+    await debugfs(img, 'ssv journal_inum 0\nssv journal_dev 0x0801\nfeature needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    await assert.rejects(Ext4.open(img), (e: unknown) => e instanceof Ext4Error && e.code === 'ENOTSUP' && e.detail === 'jbd2-external');
+    const fs = await Ext4.open(img, { readOnly: true });
+    assert.match(fs.info().journal!.error ?? '', /external/);
+    assert.deepEqual(await fs.readdir('/'), ['lost+found']);
+    await fs.close();
+    assert.equal(await fileSha(img), sum);
+  });
+
+  test('an aborted journal (s_errno) marks the filesystem as having errors', async () => {
+    const img = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, type: 'ext4' });
+    // s_errno = -5 (EIO) in the journal superblock, as a journal abort leaves it.
+    const jblock = Number((await debugfs(img, 'bmap <8> 0')).trim());
+    const bytes = new Uint8Array(await readFile(img));
+    const { decodeJournalSuperblock, encodeJournalSuperblock } = await import('../src/format/jbd2/superblock.ts');
+    const jsbBytes = bytes.subarray(jblock * 1024, jblock * 1024 + 1024);
+    const jsb = decodeJournalSuperblock(jsbBytes);
+    encodeJournalSuperblock({ ...jsb, errno: -5 }, jsbBytes);
+    await writeFile(img, bytes);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.equal(ro.info().state, 'with errors');
+    await ro.close();
+    const rw = await Ext4.open(img);
+    assert.equal(rw.readOnly, true, 'errors keep the write path closed');
+    await rw.close();
+    const r = await runTool(toolPath('dumpe2fs'), ['-h', img]);
+    assert.match(r.stdout, /Filesystem state: +clean with errors|not clean with errors/);
+  });
+
+  test('needs_recovery with an empty log: nothing to replay, a writable open clears the flag', async () => {
+    const img = await makeImage({ blockSize: 4096, sizeBytes: 16 << 20, type: 'ext4' });
+    await debugfs(img, 'feature needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.deepEqual([ro.info().journal!.needsRecovery, ro.info().journal!.transactions], [false, 0]);
+    await ro.close();
+    assert.equal(await fileSha(img), sum);
+    const rw = await Ext4.open(img);
+    assert.equal(rw.readOnly, false);
+    await rw.writeFile('/after', 'written after the open');
+    await rw.close();
+    await fsckClean(img);
+    assert.doesNotMatch((await dumpe2fsHeader(img))['Filesystem features'] ?? '', /needs_recovery/);
+  });
+
+  test('a log without needs_recovery is not replayed; a writable open discards it as Linux does', async () => {
+    const { img, original } = await revokeImage(true);
+    await debugfs(img, 'feature -needs_recovery', { write: true });
+    const sum = await fileSha(img);
+    const ro = await Ext4.open(img, { readOnly: true });
+    assert.equal(ro.info().journal!.transactions, 3);
+    assert.deepEqual(Buffer.from(await ro.readFile('/victim')), original, 'not replayed');
+    await ro.close();
+    assert.equal(await fileSha(img), sum);
+    const rw = await Ext4.open(img);
+    assert.match(rw.info().journal!.warnings.join(), /discarded/);
+    assert.deepEqual(Buffer.from(await rw.readFile('/victim')), original);
+    await rw.close();
+    await fsckClean(img);
+    assert.equal((await dumpe2fsHeader(img))['Journal start'], '0');
+  });
+
+  test('replay is idempotent: cut after every one of its writes, then replayed again, the image is e2fsck-clean and the same', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelCrashImage({ blockSize: 1024, features: 'metadata_csum,64bit', rounds: 1 });
+    const original = new Uint8Array(await readFile(img));
+    const ro = await Ext4.open(new MemoryDevice(original.slice()), { readOnly: true });
+    const expected = await viewOf(ro);
+    await ro.close();
+    let cuts = 0;
+    for (let k = 0; ; k++) {
+      const bytes = original.slice();
+      const dev = new CuttingDevice(new MemoryDevice(bytes), k);
+      const done = await recoverJournal(dev, { mode: 'write' }).then(() => true, (e: unknown) => {
+        assert.ok(e instanceof Ext4Error && e.code === 'EIO', String(e));
+        return false;
+      });
+      if (done) break; // recovery needed fewer than k writes
+      cuts++;
+      const again = await Ext4.open(new MemoryDevice(bytes));
+      assert.deepEqual(await viewOf(again), expected, `cut after ${k} writes`);
+      await again.close();
+      const out = tmpImagePath('cut');
+      await writeFile(out, bytes);
+      await fsckClean(out);
+      if (k > 500) assert.fail('too many writes');
+    }
+    console.log(`idempotence: ${cuts} cut points`);
+    assert.ok(cuts > 10);
   });
 
   test('the fidelity check catches a replay that ignores revokes', async () => {

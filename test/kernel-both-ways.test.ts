@@ -162,7 +162,7 @@ async function kernelComplaints<T>(fn: (noteDevice: (d: string | undefined) => v
   const devs = new Set<string>();
   const value = await fn((d) => { if (d) devs.add(d); });
   const r = await runTool('dmesg', []).catch(() => undefined);
-  if (!r || r.exitCode !== 0) return { value, complaints: [] };
+  if (r?.exitCode !== 0) return { value, complaints: [] };
   const lines = r.stdout.split('\n').slice(Math.max(0, before - 1));
   const complaints = lines.filter((l) => [...devs].some((d) => l.includes(`(${d})`)) && /error|warning|corrupt|not cleared|reserved|delayed block allocation failed/i.test(l));
   return { value, complaints };

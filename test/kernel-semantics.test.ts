@@ -246,3 +246,26 @@ test('statfs bavail leaves out the root reserve and the reserved metadata pool, 
   assert.equal(sf.bavail, sf.bfree - fs.info().reservedBlocks - pool);
   await fs.close();
 });
+
+test('rename onto an ancestor of the source is ENOTEMPTY, before any type check (kernel order)', async () => {
+  const { fs, image } = await fresh();
+  await fs.mkdir('/a/x/y', { recursive: true });
+  await fs.writeFile('/a/f', '');
+  assert.equal(await errnoOf(fs.rename('/a/f', '/a')), 'ENOTEMPTY');
+  assert.equal(await errnoOf(fs.rename('/a/x/y', '/a')), 'ENOTEMPTY');
+  assert.equal(await errnoOf(fs.rename('/a', '/a/x/z')), 'EINVAL');
+  assert.equal(await errnoOf(fs.rename('/a/x', '/a/x')), 'ok');
+  await fs.close();
+  await fsckClean(image);
+});
+
+test("renaming a directory over an empty directory in another parent keeps the new parent's link count", async () => {
+  const { fs, image } = await fresh();
+  await fs.mkdir('/a/y', { recursive: true });
+  await fs.mkdir('/c');
+  await fs.rename('/c', '/a/y');
+  assert.equal((await fs.stat('/a')).nlink, 3);
+  assert.equal((await fs.stat('/')).nlink, 4); // ., .., lost+found's and a's '..'
+  await fs.close();
+  await fsckClean(image);
+});

@@ -177,7 +177,7 @@ export class ClusterAllocator {
       }
       const bufs: Uint8Array[] = [];
       for (const p of parts) bufs.push(await this.#writable(txn, p.g));
-      parts.forEach((p, k) => this.#mark(p.g, bufs[k]!, p.bit, p.len, true));
+      parts.forEach((p, k) => { this.#mark(p.g, bufs[k]!, p.bit, p.len, true); });
       return true;
     });
   }
@@ -204,7 +204,7 @@ export class ClusterAllocator {
       }
       const bufs: Uint8Array[] = [];
       for (const p of parts) bufs.push(await this.#writable(txn, p.g));
-      parts.forEach((p, k) => this.#mark(p.g, bufs[k]!, p.bit, p.len, false));
+      parts.forEach((p, k) => { this.#mark(p.g, bufs[k]!, p.bit, p.len, false); });
     });
   }
 

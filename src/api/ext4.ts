@@ -55,6 +55,11 @@ export class Ext4 {
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
     const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
+    if (fs && recovered.report.orphansPending) {
+      // After a replay, the orphans the crash left are released as a kernel mount would.
+      recovered.report.orphansReleased = await fs.releaseOrphanList();
+      recovered.report.orphansPending = false;
+    }
     const ext4 = new Ext4(vol, fs, opts);
     ext4.journalReport = recovered.report;
     return ext4;

@@ -330,6 +330,8 @@ export class CopyIn {
       await this.fs.chmod(dest, mode);
     }
     await this.setOwner(dest, e.st, created ? 0 : -1, created ? 0 : -1);
+    // mkdir keeps no set-gid bit from its mode argument (as the kernel's): set the bits afterwards.
+    if (created && (mode & 0o7000) !== 0) await this.fs.chmod(dest, mode);
     this.result.dirs++;
     this.progress?.tick(0, true);
     this.created.set(e.host.toString('latin1'), dest);

@@ -14,7 +14,9 @@ import { run as mkfsRun } from './mkfs.ts';
 export const DEMO_USAGE = `usage: ext4kit demo [--keep]
   generates an example tree, builds a 64 MiB bigalloc image (16 KiB clusters) from it with
   'ext4kit mkfs -d', shows its summary and listing, and checks it with e2fsck -fn when installed
-  --keep  keep the temporary directory (tree and image) and print its path`;
+  --keep  keep the temporary directory (tree and image) and print its path
+example:
+  ext4kit demo --keep`;
 
 /** 2023-11-14 22:13:20 UTC: every example entry gets this mtime, so the listing is the same each run. */
 const T0 = 1_700_000_000;

@@ -1,20 +1,21 @@
 // The IMAGE argument of every command: a host path, optionally with `?offset=N` (bytes, or with a
 // unit: 1M, 2048s), or `--offset N`, to reach a filesystem inside a partitioned disk image as
-// debugfs does. A missing image or a directory fails as ENOENT/EISDIR naming the path, before
-// anything is opened.
+// debugfs does; or '-' for an image piped to standard input (read-only commands; held in memory).
+// A missing image or a directory fails as ENOENT/EISDIR naming the path, before anything is opened.
 import { stat } from 'node:fs/promises';
 import { Ext4 } from '../node.ts';
 import type { Ext4 as CoreExt4 } from '../api/ext4.ts';
 import type { OpenOptions } from '../api/types.ts';
 import { NodeFileDevice } from '../device/node-file-device.ts';
 import { OffsetDevice } from '../device/offset-device.ts';
+import { MemoryDevice } from '../device/memory-device.ts';
 import { posixError } from '../errors/ext4-error.ts';
 import { optionValue, UsageError, type ParsedArgs } from './args.ts';
 
 /** Options every image-opening command accepts (add to the command's parseArgs spec). */
 export const IMAGE_OPTIONS = ['offset'] as const;
 export const IMAGE_USAGE = `  --offset N  the filesystem starts N bytes into IMAGE (units: k, m, g, s = 512-byte sectors);
-              IMAGE?offset=N says the same`;
+              IMAGE?offset=N says the same; IMAGE '-' reads the image from standard input`;
 
 export interface ImageRef {
   path: string;
@@ -56,9 +57,26 @@ export async function checkImagePath(path: string, syscall = 'open'): Promise<vo
   if (st.isDirectory()) throw posixError('EISDIR', syscall, path);
 }
 
-/** Opens the command's IMAGE argument. */
+/** All of standard input (an image piped in: `curl URL | ext4kit ls - /`), held in memory. */
+async function readStdin(): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let len = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Uint8Array>) { parts.push(chunk); len += chunk.length; }
+  const out = new Uint8Array(len);
+  let at = 0;
+  for (const p of parts) { out.set(p, at); at += p.length; }
+  return out;
+}
+
+/** Opens the command's IMAGE argument ('-': read-only commands read the image from stdin). */
 export async function openImage(arg: string, args: ParsedArgs, opts: OpenOptions = {}): Promise<CoreExt4> {
   const ref = imageRef(arg, args);
+  if (ref.path === '-') {
+    if (!opts.readOnly) throw new UsageError("IMAGE '-' (standard input) can only be read; this command writes", args.usage);
+    const bytes = await readStdin();
+    const dev = new MemoryDevice(bytes, { readOnly: true });
+    return Ext4.open(ref.offsetBytes ? new OffsetDevice(dev, ref.offsetBytes) : dev, opts);
+  }
   await checkImagePath(ref.path);
   if (ref.offsetBytes === undefined || ref.offsetBytes === 0) return Ext4.open(ref.path, opts);
   const file = await NodeFileDevice.open(ref.path, { readOnly: opts.readOnly ?? false });

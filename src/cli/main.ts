@@ -11,11 +11,13 @@ import * as ln from './ln.ts';
 import * as ls from './ls.ts';
 import * as mkdir from './mkdir.ts';
 import * as mkfs from './mkfs.ts';
+import * as mount from './mount.ts';
 import * as mv from './mv.ts';
 import * as put from './put.ts';
 import * as rm from './rm.ts';
 import * as stat from './stat.ts';
 import * as truncate from './truncate.ts';
+import * as umount from './umount.ts';
 
 interface Command {
   run(argv: string[]): Promise<number>;
@@ -37,6 +39,8 @@ const COMMANDS: Record<string, Command> = {
   truncate: { run: truncate.run, summary: "set a file's size (holes when growing)" },
   check: { run: check.run, summary: 'check the invariants ext4kit relies on (next to e2fsck -fn)' },
   demo: { run: demo.run, summary: 'make a small image and show it' },
+  mount: { run: mount.run, summary: 'serve an image on a directory through FUSE' },
+  umount: { run: umount.run, summary: 'unmount an ext4kit mount and wait for its write-back' },
 };
 
 export const USAGE = `usage: ext4kit COMMAND [ARGS...]

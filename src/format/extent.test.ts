@@ -2,7 +2,6 @@
 // `debugfs ex`, verify tail checksums, re-encode byte for byte, one test per validation rule.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import {
   decodeExtentNode, encodeExtentNode, extentBlockChecksum, extentTailOffset, extentNodeCapacity,
   EXT4_EXT_MAGIC, type ExtentNode, type ExtentLeafNode,
 } from './extent.ts';
-import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
+import { SKIP, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
 const UUID = '5a1c8e3e-2f6b-4e0a-8c1d-7b9e0f123456';
 
@@ -124,7 +123,7 @@ for (const g of GEOMETRIES) {
       run('debugfs', ['-w', '-R', 'fallocate /prealloc 5 104', path]);
       img = openImg(path);
       const outs = debugfsBatch(path, FILES.map((f) => `stat /${f}`));
-      FILES.forEach((f, i) => inos.set(f, Number(/Inode: (\d+)/.exec(outs[i]!)![1])));
+      FILES.forEach((f, i) => { inos.set(f, Number(/Inode: (\d+)/.exec(outs[i]!)![1])); });
     });
     after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 

@@ -15,7 +15,7 @@ import {
   HUGE_FILE_FL, EXTENTS_FL, S_IFLNK, S_IFMT, S_IFREG, S_IFDIR, S_IFIFO, S_IFCHR,
   type Inode, type InodeCodecOptions,
 } from './inode.ts';
-import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
+import { HAVE_TOOLS, SKIP, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
 const UUID = '0b4c3f8e-7d41-4b55-9a53-2c7f1f0e6a11';
 

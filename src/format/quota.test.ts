@@ -39,7 +39,7 @@ function writeInodeData(image: string, ino: number, data: Uint8Array): void {
   assert.equal(blocks.length, Math.ceil(data.length / bs));
   const fd = openSync(image, 'r+');
   try {
-    blocks.forEach((b, i) => writeSync(fd, data, i * bs, Math.min(bs, data.length - i * bs), b * bs));
+    blocks.forEach((b, i) => { writeSync(fd, data, i * bs, Math.min(bs, data.length - i * bs), b * bs); });
   } finally { closeSync(fd); }
 }
 function expectErr(fn: () => unknown, code: string, detail: string): void {

@@ -152,7 +152,7 @@ export function encodeQuotaFile(
   }
 
   const out = new Uint8Array(blocks.length * QT_BLKSIZE);
-  blocks.forEach((b, i) => out.set(b, i * QT_BLKSIZE));
+  blocks.forEach((b, i) => { out.set(b, i * QT_BLKSIZE); });
   setU32(out, dqh_magic, QUOTA_MAGIC[type]);
   setU32(out, dqh_version, V2_VERSION_R1);
   setU32(out, dqi_bgrace, opts.blockGrace ?? DEFAULT_GRACE);

@@ -127,9 +127,9 @@ export function encodeSuperblock(sb: Superblock, out: Uint8Array = new Uint8Arra
     const hiVal = Math.floor(v / 0x1_0000_0000);
     if (hiKind === 'u8') setU8(out, hi, hiVal); else setU32(out, hi, hiVal);
   }
-  sb.hashSeed.forEach((w, i) => setU32(out, 0xec + 4 * i, w));
-  sb.jnlBlocks.forEach((w, i) => setU32(out, 0x10c + 4 * i, w));
-  sb.backupBgs.forEach((w, i) => setU32(out, 0x24c + 4 * i, w));
+  sb.hashSeed.forEach((w, i) => { setU32(out, 0xec + 4 * i, w); });
+  sb.jnlBlocks.forEach((w, i) => { setU32(out, 0x10c + 4 * i, w); });
+  sb.backupBgs.forEach((w, i) => { setU32(out, 0x24c + 4 * i, w); });
   if (sb.featureRoCompat & RO_COMPAT.metadata_csum) {
     sb.checksum = superblockChecksum(out);
     setU32(out, s_checksum, sb.checksum);
@@ -226,7 +226,7 @@ export function validateSuperblock(sb: Superblock, deviceSizeBytes: number): Sup
   let forceReadOnly: string | undefined;
   const unknownRo = sb.featureRoCompat & ~KNOWN_RO;
   if (unknownRo) forceReadOnly = `unknown ro_compat features: ${featureNames('ro_compat', unknownRo).join(', ')}`;
-  else if (sb.featureIncompat & INCOMPAT.needs_recovery) forceReadOnly = 'journal needs recovery (replay not implemented yet)';
+  else if (sb.featureIncompat & INCOMPAT.needs_recovery) forceReadOnly = 'journal needs recovery (it could not be replayed: see info().journal)';
   return { forceReadOnly };
 }
 

@@ -176,42 +176,7 @@ export class Filesystem {
     let quota: MemoryQuota | undefined;
     if (vol.sb.featureRoCompat & RO_COMPAT.quota) quota = await loadQuota(vol);
     const log = opts.journal === 'bypass' ? undefined : await openLog(vol);
-    const fs = new Filesystem(vol, quota, log);
-    if (vol.sb.lastOrphan !== 0) await fs.processOrphans();
-    return fs;
-  }
-
-  /**
-   * Orphans left by a crash (files unlinked or truncated while open, journal.md §2.7), after
-   * any replay: unlinked ones are freed, truncated ones lose the blocks past i_size; each
-   * leaves the on-disk list in the same transaction.
-   */
-  private async processOrphans(): Promise<void> {
-    const { sb, geo } = this.vol;
-    const list: number[] = [];
-    for (let ino = sb.lastOrphan; ino !== 0; ino = (await this.vol.readInode(ino)).dtime) {
-      if (ino < sb.firstIno || ino > geo.inodesCount || list.includes(ino) || list.length >= geo.inodesCount) {
-        throw corrupt('orphan-list', `orphan list points at inode ${ino}`, { inode: ino });
-      }
-      list.push(ino);
-    }
-    for (const ino of list) {
-      const oi = await this.getInode(ino);
-      this.orphans.add(ino);
-      await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
-        await this.removeOrphan(h, oi);
-        if (oi.inode.linksCount === 0) {
-          await this.evictInode(h, oi);
-        } else {
-          if (oi.inode.flags & EXTENTS_FL) {
-            const keep = Math.ceil(oi.inode.sizeBytes / this.blockSize);
-            await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, keep, MAX_FILE_BLOCK));
-          }
-          this.markInodeDirty(oi);
-        }
-      }));
-    }
-    await this.commit();
+    return new Filesystem(vol, quota, log);
   }
 
   get blockSize(): number { return this.vol.geo.blockSize; }
@@ -558,6 +523,41 @@ export class Filesystem {
     oi.inode.dtime = 0;
   }
 
+  /**
+   * Releases the orphans a crash left on the superblock's list (s_last_orphan, next = i_dtime),
+   * after journal replay: an unlinked inode is freed, a linked one loses its blocks past i_size
+   * (journal.md §2.7). Returns how many were released. A list leaving the valid inode range or
+   * looping is EUCLEAN.
+   */
+  async releaseOrphanList(): Promise<number> {
+    const { sb, geo } = this.vol;
+    let count = 0;
+    const seen = new Set<number>();
+    while (sb.lastOrphan !== 0) {
+      const ino = sb.lastOrphan;
+      if (ino < sb.firstIno || ino > geo.inodesCount || seen.has(ino)) {
+        throw corrupt('orphan-list', `orphan list reaches inode ${ino} (outside ${sb.firstIno}..${geo.inodesCount} or a loop)`, { inode: ino });
+      }
+      seen.add(ino);
+      const oi = await this.getInode(ino);
+      await this.ns.withLock(() => this.withHandle(CREDITS, async (h) => {
+        sb.lastOrphan = oi.inode.dtime;
+        if (oi.inode.linksCount === 0) {
+          await this.evictInode(h, oi);
+        } else {
+          const firstGone = Math.ceil(oi.inode.sizeBytes / this.blockSize);
+          if (oi.inode.flags & EXTENTS_FL && firstGone <= MAX_FILE_BLOCK) {
+            await oi.data.withWrite(() => removeBlocks(this.fileMap(oi), h, firstGone, MAX_FILE_BLOCK));
+          }
+          oi.inode.dtime = 0;
+          this.markInodeDirty(oi);
+        }
+      }));
+      count++;
+    }
+    return count;
+  }
+
   /** A file handle closed. */
   async release(oi: OpenInode): Promise<void> {
     oi.refs--;
@@ -843,6 +843,18 @@ export class Filesystem {
     });
   }
 
+  /** Whether directory `ino` is `dir` or one of its ancestors. */
+  private async isAncestor(ino: number, dir: OpenInode): Promise<boolean> {
+    for (let d = dir, hops = 0; ; hops++) {
+      if (d.ino === ino) return true;
+      if (d.ino === ROOT_INO) return false;
+      if (hops > 65536) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: d.ino });
+      const up = await lookupName(this.dirSource(d), encodeUtf8('..'));
+      if (!up) throw corrupt('dir-no-dotdot', "directory has no '..'", { inode: d.ino });
+      d = await this.getInode(up.ino);
+    }
+  }
+
   async rename(from: string, to: string): Promise<void> {
     await this.ns.withLock(async () => {
       const src = await this.resolveParent(from, 'rename');
@@ -853,16 +865,9 @@ export class Filesystem {
       const target = await this.lookupIn(dst.dir, dst.nameBytes);
       if (target && target.ino === moving.ino) return;
       const movingDir = isDirMode(moving.inode.mode);
-      if (movingDir) {
-        // A directory may not move into its own subtree.
-        for (let d = dst.dir, hops = 0; d.ino !== ROOT_INO; hops++) {
-          if (d.ino === moving.ino) throw posixError('EINVAL', 'rename', from, to);
-          if (hops > 65536) throw corrupt('dir-cycle', 'directory parent chain does not reach the root', { inode: d.ino });
-          const up = await lookupName(this.dirSource(d), encodeUtf8('..'));
-          if (!up) throw corrupt('dir-no-dotdot', "directory has no '..'", { inode: d.ino });
-          d = await this.getInode(up.ino);
-        }
-      }
+      // A directory may not move into its own subtree; nothing may replace one of its own ancestors (the kernel's order).
+      if (movingDir && await this.isAncestor(moving.ino, dst.dir)) throw posixError('EINVAL', 'rename', from, to);
+      if (target && isDirMode(target.inode.mode) && await this.isAncestor(target.ino, src.dir)) throw posixError('ENOTEMPTY', 'rename', from, to);
       if (target) {
         if (movingDir && !isDirMode(target.inode.mode)) throw posixError('ENOTDIR', 'rename', from, to);
         if (!movingDir && isDirMode(target.inode.mode)) throw posixError('EISDIR', 'rename', from, to);
@@ -887,7 +892,8 @@ export class Filesystem {
           await moving.data.withWrite(() => dirSetParent(this.dirEnv(h, moving), dst.dir.ino));
           if (this.dcache.has(moving.ino)) this.dcachePut(moving.ino, '..', dst.dir.ino, false);
           this.decDirLinks(src.dir);
-          if (!target) this.incDirLinks(dst.dir);
+          // The new parent gains the moved directory's '..' (a replaced directory's was dropped above).
+          this.incDirLinks(dst.dir);
           this.markInodeDirty(src.dir);
           this.markInodeDirty(dst.dir);
         }

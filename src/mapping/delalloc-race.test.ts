@@ -100,7 +100,7 @@ async function scenario(s: fc.Scheduler, variant: Variant): Promise<void> {
   const { fs, ino, bhDelay, flagsSay } = world();
   const dataSem = new RwLock();
   const pageLock = new Map<number, Mutex>();
-  const page = (b: number) => { let m = pageLock.get(b); if (!m) pageLock.set(b, m = new Mutex()); return m; };
+  const page = (b: number) => { let m = pageLock.get(b); if (!m) { m = new Mutex(); pageLock.set(b, m); } return m; };
   const dirty = new Set<number>([0, 1]);
   const pause = (label: string) => s.schedule(Promise.resolve(), label);
 

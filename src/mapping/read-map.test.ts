@@ -13,7 +13,7 @@ import { fsCsumSeed, inodeCsumSeed } from '../format/checksum.ts';
 import { decodeInode, EXTENTS_FL, type Inode } from '../format/inode.ts';
 import { decodeExtentNode, encodeExtentNode } from '../format/extent.ts';
 import { iterateMappings, mapFileBlock, type MapContext, type Mapping } from './read-map.ts';
-import { HAVE_TOOLS, SKIP, ENV, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
+import { HAVE_TOOLS, SKIP, run, debugfsBatch } from '../../test/support/e2fs-sync.ts';
 
 const UUID = '9e2d7c41-0a5b-4c3d-8e6f-112233445566';
 
@@ -168,7 +168,7 @@ for (const g of GEOMETRIES) {
       img = new Img(path);
       const names = g.extents ? [...FILES, 'prealloc'] : FILES;
       const outs = debugfsBatch(path, names.map((f) => `stat /${f}`));
-      names.forEach((f, i) => inos.set(f, Number(/Inode: (\d+)/.exec(outs[i]!)![1])));
+      names.forEach((f, i) => { inos.set(f, Number(/Inode: (\d+)/.exec(outs[i]!)![1])); });
       if (g.name.startsWith('ext3') || g.name.startsWith('ext4')) inos.set('<journal>', 8);
       inos.set('<root>', 2);
       inos.set('<lost+found>', 11);
@@ -275,7 +275,7 @@ for (const g of GEOMETRIES) {
           const out: number[] = [];
           const visit = (b: number): void => {
             const n = decodeExtentNode(img.block(b), { isRoot: false, blockSize: img.blockSize, where: {} });
-            if (n.kind === 'leaf') out.push(b); else n.indexes.forEach((x) => visit(x.child));
+            if (n.kind === 'leaf') out.push(b); else for (const x of n.indexes) visit(x.child);
           };
           level1.forEach(visit);
           return out;

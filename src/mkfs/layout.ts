@@ -113,9 +113,9 @@ export function planLayout(p: MkfsParams): MkfsLayout {
       const n = Math.min(flex, groups - fg);
       let cursor = superRegion(fg)[1];
       const bb: number[] = [], ib: number[] = [], it: number[] = [];
-      for (let i = 0; i < n; i++) { bb.push(cursor = place(cursor, 1)); cursor++; }
-      for (let i = 0; i < n; i++) { ib.push(cursor = place(cursor, 1)); cursor++; }
-      for (let i = 0; i < n; i++) { it.push(cursor = place(cursor, itb)); cursor += itb; }
+      for (let i = 0; i < n; i++) { cursor = place(cursor, 1); bb.push(cursor); cursor++; }
+      for (let i = 0; i < n; i++) { cursor = place(cursor, 1); ib.push(cursor); cursor++; }
+      for (let i = 0; i < n; i++) { cursor = place(cursor, itb); it.push(cursor); cursor += itb; }
       for (let i = 0; i < n; i++) tables[fg + i] = { blockBitmap: bb[i]!, inodeBitmap: ib[i]!, inodeTable: it[i]! };
     }
     return { sb, geo, tables, used, superRegion };

@@ -136,7 +136,7 @@ export class FilePages {
    */
   cleaned(block: number, version: number): void {
     const p = this.pages.get(block);
-    if (p && p.dirty && p.version === version) {
+    if (p?.dirty && p.version === version) {
       this.dirtyPages--;
       this.total.pages--;
       this.remove(block, p);

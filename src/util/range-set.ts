@@ -23,7 +23,7 @@ export class RangeSet {
 
   add(start: number, end: number): void {
     if (end <= start) return;
-    let i = this.firstEndingAfter(start - 1); // ranges ending >= start merge (adjacent too)
+    const i = this.firstEndingAfter(start - 1); // ranges ending >= start merge (adjacent too)
     let s = start, e = end, j = i;
     while (j < this.r.length / 2 && this.r[j * 2]! <= end) {
       s = Math.min(s, this.r[j * 2]!);

@@ -123,7 +123,7 @@ async function dumpe2fsGroups(image: string): Promise<Array<{ gdt?: [number, num
   const groups: Array<{ gdt?: [number, number]; itable: number }> = [];
   let cur: { gdt?: [number, number]; itable: number } | undefined;
   for (const line of r.stdout.split('\n')) {
-    if (/^Group \d+:/.test(line)) groups.push((cur = { itable: -1 }));
+    if (/^Group \d+:/.test(line)) { cur = { itable: -1 }; groups.push(cur); }
     if (!cur) continue;
     const gd = /Group descriptors at (\d+)-(\d+)/.exec(line);
     if (gd && !/Backup/.test(line)) cur.gdt = [Number(gd[1]), Number(gd[2])];

@@ -319,7 +319,7 @@ async function mappedRanges(path: Buffer): Promise<Range[] | undefined> {
   const name = path.toString('utf8');
   if (!haveCommand('filefrag') || !Buffer.from(name).equals(path)) return undefined;
   const r = await runTool(toolPath('filefrag'), ['-s', '-v', name], { timeoutMs: 60_000 }).catch(() => undefined);
-  if (!r || r.exitCode !== 0) return undefined;
+  if (r?.exitCode !== 0) return undefined;
   const lines = r.stdout.split('\n');
   const header = lines.find((l) => l.startsWith('File size of '));
   const bs = header && /\((\d+) blocks? of (\d+) bytes\)\s*$/.exec(header);

@@ -54,7 +54,14 @@ export async function kernelCrashImage(opts: KernelCrashOptions): Promise<string
     await rename(join(mnt, 'r0'), join(mnt, 'last/r0-moved'));
     await runTool('sync', ['-f', mnt]);
     await writeFile(join(mnt, 'last/unsynced'), 'x'.repeat(5000));
+    // An orphan: unlinked while still open at the crash (on the orphan list, or in the orphan file).
+    const held = await open(join(mnt, 'last/held'), 'w');
+    await held.write(Buffer.alloc(70_000, 7));
+    await held.sync();
+    await unlink(join(mnt, 'last/held'));
+    await runTool('sync', ['-f', mnt]);
     const r = await runTool('python3', ['-c', SHUTDOWN_LOGFLUSH, mnt]);
+    await held.close().catch(() => undefined);
     if (r.exitCode !== 0) throw new Error(`EXT4_IOC_SHUTDOWN failed: ${r.stderr}`);
   }, { options: opts.mountOptions });
   return img;
@@ -80,4 +87,68 @@ export async function debugfsWrite(img: string, commands: string[]): Promise<voi
   await writeFile(file, commands.join('\n') + '\n');
   const r = await runTool(toolPath('debugfs'), ['-w', '-f', file, img]);
   if (r.exitCode !== 0) throw new Error(`debugfs -w failed: ${r.stderr}`);
+}
+
+// Rounds of small creates/unlinks with `sync -f`, watching the log in the backing file (the
+// journal is one contiguous run starting at byte JOFF): as soon as a block near the start of the
+// log belongs to a transaction at or after s_sequence while s_start is still further on, the live
+// log crosses the journal end; then shut down with LOGFLUSH.
+const WRAP_WORKLOAD = (mnt: string, img: string, joff: number, bs: number) => `
+import os,fcntl,struct,sys
+MAGIC=0xc03b3998
+f=os.open('${img}', os.O_RDONLY)
+def be(off): return struct.unpack('>I', os.pread(f, 4, off))[0]
+def wrapped():
+    seq=be(${joff}+0x18); start=be(${joff}+0x1c)
+    if start <= 40: return False
+    for j in range(1, 30):
+        o=${joff}+j*${bs}
+        if be(o)==MAGIC and ((be(o+8)-seq) & 0xffffffff) < 0x80000000: return True
+    return False
+for i in range(2000):
+    p='${mnt}/d%d'%(i%7); os.makedirs(p, exist_ok=True)
+    with open('%s/f%d'%(p,i),'w') as fh: fh.write('x'*(i*13%3000))
+    if i%3==0 and i>3: os.unlink('${mnt}/d%d/f%d'%((i-3)%7,i-3))
+    os.system('sync -f ${mnt}')
+    if wrapped():
+        d=os.open('${mnt}', os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x01\\0\\0\\0'); print(i); sys.exit(0)
+sys.exit(3)
+`;
+
+/**
+ * A 64 MiB, 1 KiB-block image with the default 4096-block journal whose live log crosses the
+ * end of the journal (small create/unlink + sync rounds until it does, then a LOGFLUSH shutdown).
+ */
+export async function kernelWrapImage(): Promise<{ img: string; rounds: number }> {
+  const img = await makeImage({ blockSize: 1024, sizeBytes: 64 << 20, type: 'ext4' });
+  const first = Number((await debugfs(img, 'bmap <8> 0')).trim());
+  const last = Number((await debugfs(img, 'bmap <8> 4095')).trim());
+  if (last - first !== 4095) throw new Error(`journal is not contiguous (${first}..${last})`);
+  let rounds = -1;
+  await withLoopMount(img, async (mnt) => {
+    const r = await runTool('python3', ['-c', WRAP_WORKLOAD(mnt, img, first * 1024, 1024)], { timeoutMs: 300_000 });
+    if (r.exitCode !== 0) throw new Error(`wrap workload: exit ${r.exitCode} ${r.stderr}`);
+    rounds = Number(r.stdout.trim());
+  });
+  return { img, rounds };
+}
+
+/**
+ * A fast_commit image (4 KiB blocks) where fsync wrote fast commits after the last full commit,
+ * then EXT4_IOC_SHUTDOWN with NOLOGFLUSH: the fast-commit area holds data for the next tid.
+ */
+export async function kernelFastCommitImage(): Promise<string> {
+  const img = await makeImage({ blockSize: 4096, sizeBytes: 32 << 20, features: 'fast_commit', type: 'ext4' });
+  await withLoopMount(img, async (mnt) => {
+    await mkdir(join(mnt, 'd'));
+    await writeFile(join(mnt, 'd/old'), 'a\n');
+    await runTool('sync', ['-f', mnt]);
+    const py = `import os,fcntl
+fd=os.open('${mnt}/d/new', os.O_CREAT|os.O_WRONLY); os.write(fd, b'fsynced data\\n'*100); os.fsync(fd); os.close(fd)
+fd=os.open('${mnt}/d/old', os.O_WRONLY|os.O_APPEND); os.write(fd, b'more\\n'); os.fsync(fd); os.close(fd)
+d=os.open('${mnt}', os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x02\\0\\0\\0')`;
+    const r = await runTool('python3', ['-c', py]);
+    if (r.exitCode !== 0) throw new Error(`fast-commit workload failed: ${r.stderr}`);
+  });
+  return img;
 }

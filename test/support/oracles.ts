@@ -196,7 +196,7 @@ async function detectLoopMount(): Promise<{ ok: boolean; reason?: string }> {
   }
   if (!existsSync('/dev/loop-control')) {
     const r = await runTool(toolPath('losetup'), ['-f'], { timeoutMs: 10_000 }).catch(() => undefined);
-    if (!r || r.exitCode !== 0) return { ok: false, reason: 'no /dev/loop-control and losetup -f fails' };
+    if (r?.exitCode !== 0) return { ok: false, reason: 'no /dev/loop-control and losetup -f fails' };
   }
   const dir = await mkdtemp(join(tmpdir(), 'ext4kit-loopprobe-'));
   const image = join(dir, 'probe.img');

@@ -148,7 +148,7 @@ export function decodeJournalSuperblock(
   if (incompat & JBD2_FEATURE_INCOMPAT_FAST_COMMIT) {
     const fc = sb.numFcBlocks || JBD2_DEFAULT_FAST_COMMIT_BLOCKS;
     logEnd = sb.maxLen - fc;
-    if (fc >= sb.maxLen || logEnd - sb.first < JBD2_MIN_JOURNAL_BLOCKS) {
+    if (fc >= sb.maxLen || logEnd < JBD2_MIN_JOURNAL_BLOCKS) {
       throw corrupt('jbd2-sb-fc-blocks', `${fc} fast-commit blocks leave too small a log in ${sb.maxLen}`, where);
     }
   }

@@ -53,9 +53,14 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   const report = emptyReport();
   const unchanged = { device, report };
   let sb: Superblock;
+  let mode: RecoverMode = opts.mode;
   try {
     sb = decodeSuperblock(await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
     validateSuperblock(sb, device.sizeBytes);
+    // An image that would stay read-only for another reason (unknown ro_compat features) is
+    // recovered in memory only, as Linux refuses to mount it writable at all.
+    const otherwise = validateSuperblock({ ...sb, featureIncompat: sb.featureIncompat & ~INCOMPAT.needs_recovery }, device.sizeBytes);
+    if (otherwise.forceReadOnly !== undefined) mode = 'overlay';
   } catch {
     return unchanged; // the volume open reports the superblock's problem
   }
@@ -65,7 +70,7 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   if (geo.blocksCount * geo.blockSize > device.sizeBytes) return unchanged;
   const fail = (e: unknown): RecoverResult => {
     if (!(e instanceof Ext4Error)) throw e;
-    if (opts.mode === 'write' && recover) throw e;
+    if (mode === 'write' && recover) throw e;
     report.error = `journal recovery not possible: ${e.message}`;
     if (recover) report.warnings.push(`${report.error}; showing the filesystem as it is on disk (run e2fsck or mount it with Linux to replay)`);
     return unchanged;
@@ -102,13 +107,26 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
     report.transactions = scan.transactions.length;
     report.startTid = scan.startTid;
     report.endTid = scan.endTid;
+    report.headBlock = scan.headBlock;
   }
   const fcUsed = await fastCommitBlocksFor(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0)).catch(() => 0);
   report.summary.fastCommitBlocksUsed = fcUsed;
 
+  if (!recover && jsb.errno !== 0) {
+    // An aborted journal with nothing to replay: the filesystem has errors (e2fsck and Linux
+    // move s_errno into the superblock's error flag).
+    report.warnings.push(`journal was aborted (s_errno ${jsb.errno}): the filesystem is marked as having errors`);
+    const target = mode === 'write' && !device.readOnly ? device : new OverlayDevice(device, Math.max(geo.blockSize, 4096));
+    try {
+      await finishRecovery(target, geo, jmap, jsb, sb, undefined, true);
+    } catch (e) {
+      return fail(e);
+    }
+    return { device: target, report };
+  }
   if (!recover) {
     // Linux discards a log the filesystem does not ask to recover; a writable open does the same.
-    if (opts.mode === 'write' && scan && !device.readOnly) {
+    if (mode === 'write' && scan && !device.readOnly) {
       await writeJournalSuperblock(device, geo, jmap, { ...jsb, start: 0, sequence: (scan.endTid + 1) >>> 0 });
       await device.flush();
       report.warnings.push('journal held data although needs_recovery was clear; it was discarded as Linux does');
@@ -117,15 +135,15 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   }
   if (fcUsed > 0) {
     report.fastCommitNotApplied = true;
-    if (opts.mode === 'write') {
+    if (mode === 'write') {
       throw unsupported('jbd2-fast-commit', 'journal holds fast commits, which ext4kit cannot replay: open read-only, or replay with e2fsck or a kernel mount');
     }
     report.warnings.push(`journal holds ${fcUsed} fast-commit block(s) that were not applied: the read-only view lacks the last fsync'd changes (e2fsck or a kernel mount replays them)`);
   }
   let target: BlockDevice = device;
-  if (opts.mode === 'overlay' || device.readOnly) target = new OverlayDevice(device, Math.max(geo.blockSize, 4096));
+  if (mode === 'overlay' || device.readOnly) target = new OverlayDevice(device, Math.max(geo.blockSize, 4096));
   try {
-    const errorsFound = scan ? await replay(read, scan, jsb, jmap, geo, report, target, opts.mode) : false;
+    const errorsFound = scan ? await replay(read, scan, jsb, jmap, geo, report, target, mode) : false;
     await finishRecovery(target, geo, jmap, jsb, sb, scan, errorsFound);
   } catch (e) {
     return fail(e);
@@ -134,7 +152,7 @@ export async function recoverJournal(device: BlockDevice, opts: { mode: RecoverM
   const after = decodeSuperblock(await target.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
   if (after.lastOrphan !== 0 || after.featureRoCompat & RO_COMPAT.orphan_present) {
     report.orphansPending = true;
-    report.warnings.push('orphan inodes (unlinked or truncated while open) are left for e2fsck or a kernel mount');
+    if (report.applied === 'in-memory') report.warnings.push('orphan inodes (unlinked or truncated while open) are still allocated in the read-only view; a writable open releases them');
   }
   return { device: target, report };
 }
@@ -172,10 +190,21 @@ async function replay(read: ReadJournalBlock, scan: ScanResult, jsb: JournalSupe
     }
     report.warnings.push(`${what}; the filesystem is marked as having errors in the read-only view`);
   }
+  if (mode === 'write' && await orphanFileInUse(target, geo, plan.blocks)) {
+    throw unsupported('orphan-file', 'the replayed filesystem has entries in its orphan file, which ext4kit cannot release yet: open read-only, or recover with e2fsck or a kernel mount');
+  }
   const sorted = [...plan.blocks.keys()].sort((a, b) => a - b);
   for (const b of sorted) await target.write(b * geo.blockSize, plan.blocks.get(b)!);
   await target.flush();
   return errors;
+}
+
+/** Whether the superblock as replayed (the logged copy if there is one) has RO_COMPAT orphan_present. */
+async function orphanFileInUse(device: BlockDevice, geo: Geometry, blocks: Map<number, Uint8Array>): Promise<boolean> {
+  const sbBlock = geo.blockSize === 1024 ? 1 : 0;
+  const logged = blocks.get(sbBlock);
+  const raw = logged ? logged.subarray(SUPERBLOCK_OFFSET - sbBlock * geo.blockSize) : await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
+  return (u32(raw, 0x64) & RO_COMPAT.orphan_present) !== 0;
 }
 
 async function writeJournalSuperblock(device: BlockDevice, geo: Geometry, jmap: JournalMap, jsb: JournalSuperblock): Promise<void> {
@@ -192,7 +221,8 @@ async function finishRecovery(target: BlockDevice, geo: Geometry, jmap: JournalM
   await writeJournalSuperblock(target, geo, jmap, {
     ...jsb, start: 0, sequence: scan ? (endTid + 1) >>> 0 : jsb.sequence,
     featureIncompat: jsb.blockType === 4 ? jsb.featureIncompat & ~JBD2_FEATURE_INCOMPAT_FAST_COMMIT : jsb.featureIncompat,
-    errno: scan?.failedCommitTid !== undefined ? -EINVAL : jsb.errno,
+    // A journal abort (s_errno) becomes the filesystem's error flag below, as e2fsck does.
+    errno: scan?.failedCommitTid !== undefined ? -EINVAL : 0,
   });
   await target.flush();
 

@@ -31,6 +31,8 @@ export interface JournalReport {
   transactions: number;
   startTid: number | undefined;
   endTid: number | undefined;
+  /** Journal block where the log ends (after the last complete or partial transaction scanned). */
+  headBlock: number | undefined;
   replayedBlocks: number;
   revokeRecords: number;
   revokedCopies: number;
@@ -40,8 +42,10 @@ export interface JournalReport {
   tagChecksumErrors: number[];
   /** Fast-commit data exists for the transaction after the log and was not applied. */
   fastCommitNotApplied: boolean;
-  /** Orphans left for e2fsck or a kernel mount (ext4kit does not process them at open yet). */
+  /** Orphans on the superblock's list after the replay (a writable open releases them). */
   orphansPending: boolean;
+  /** Orphans a writable open released after the replay. */
+  orphansReleased: number;
   /** Why recovery could not run (the image is then shown as it is, unrecovered). */
   error: string | undefined;
   warnings: string[];
@@ -49,8 +53,8 @@ export interface JournalReport {
 
 export function emptyReport(): JournalReport {
   return {
-    summary: undefined, needsRecovery: false, applied: 'none', transactions: 0, startTid: undefined, endTid: undefined,
+    summary: undefined, needsRecovery: false, applied: 'none', transactions: 0, startTid: undefined, endTid: undefined, headBlock: undefined,
     replayedBlocks: 0, revokeRecords: 0, revokedCopies: 0, failedCommitTid: undefined, tagChecksumErrors: [],
-    fastCommitNotApplied: false, orphansPending: false, error: undefined, warnings: [],
+    fastCommitNotApplied: false, orphansPending: false, orphansReleased: 0, error: undefined, warnings: [],
   };
 }

@@ -24,6 +24,13 @@ def run(r):
     if op == 'utimes':
         ns = r['sec'] * 1000000000
         os.utime(p, ns=(ns, ns)); return None
+    if op == 'syncfs':
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) != 0:
+                e = ctypes.get_errno(); raise OSError(e, os.strerror(e))
+        finally: os.close(fd)
+        return None
     if op == 'fallocate':
         fd = os.open(p, os.O_RDWR)
         try:
@@ -51,6 +58,8 @@ class Helper {
     this.proc = spawn('python3', ['-u', '-c', HELPER], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.proc.stdout }).on('line', (l) => this.waiting.shift()?.(l));
     this.proc.stderr.on('data', (d: Buffer) => process.stderr.write(`[xattr helper] ${d.toString()}`));
+    // A helper that dies fails the calls waiting on it instead of hanging them.
+    this.proc.on('exit', (code) => { for (const w of this.waiting.splice(0)) w(JSON.stringify({ ok: false, code: `EHELPER${code ?? ''}` })); });
   }
   /** One request at a time, in order. */
   call(req: Record<string, unknown>): Promise<unknown> {
@@ -127,11 +136,11 @@ export class NodeFsBackend implements Backend {
     const s = await fsp.statfs(this.root);
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
   }
-  async sync(): Promise<void> {
-    // syncfs on the mount: the helper could, but a sync of the root directory's fd suffices for stat/blocks.
-    const fh = await fsp.open(this.root, 'r');
-    try { await fh.sync(); } finally { await fh.close(); }
-  }
+  /**
+   * syncfs(2) on the mount: every delayed block allocated and written. Without it, stat can
+   * catch the kernel mid-writeback, when st_blocks briefly counts one block short.
+   */
+  async sync(): Promise<void> { await this.helper.call({ op: 'syncfs', path: this.root }); }
   close(): void { this.helper.close(); }
 }
 

@@ -1,0 +1,121 @@
+// `ext4kit mount [-o OPTS] [-f] IMAGE MOUNTPOINT`: serves an image through FUSE. Without -f the
+// command returns once the mount is ready and a detached server keeps serving; with -f it
+// serves in the foreground and logs to stderr. Unmounting (umount, ext4kit umount, SIGINT or
+// SIGTERM to the server) writes everything back and ends the server with status 0.
+import { spawn } from 'node:child_process';
+import { Ext4 } from '../node.ts';
+import { UsageError } from './args.ts';
+import { mount as fuseMount, checkMountpoint } from '../fuse/mount.ts';
+import { MountError, unmountPath } from '../fuse/transport.ts';
+import { lockImage } from '../fuse/server-registry.ts';
+
+export const USAGE = `usage: ext4kit mount [-o OPTIONS] [-f] IMAGE MOUNTPOINT
+  -f            stay in the foreground, log to stderr
+  -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL
+                (uid/gid/umask: owner and permission mask shown for every file)
+Permission checks are the kernel's (default_permissions).`;
+
+interface MountArgs {
+  foreground: boolean;
+  readOnly: boolean;
+  allowOther: boolean;
+  uid?: number;
+  gid?: number;
+  umask?: number;
+  image: string;
+  mountpoint: string;
+}
+
+function parse(argv: readonly string[]): MountArgs {
+  const fail = (m: string): never => { throw new UsageError(m, USAGE); };
+  const out: Partial<MountArgs> & { foreground: boolean; readOnly: boolean; allowOther: boolean } = { foreground: false, readOnly: false, allowOther: false };
+  const pos: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-f') out.foreground = true;
+    else if (a === '-o' || a.startsWith('-o')) {
+      const list = a === '-o' ? argv[++i] ?? fail('-o needs a value') : a.slice(2);
+      for (const o of list.split(',').filter(Boolean)) {
+        const [k, v] = o.split('=', 2) as [string, string | undefined];
+        const num = (base: number) => {
+          const n = v === undefined ? NaN : parseInt(v, base);
+          if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) fail(`bad value in -o ${o}`);
+          return n;
+        };
+        if (k === 'ro') out.readOnly = true;
+        else if (k === 'rw') out.readOnly = false;
+        else if (k === 'allow_other') out.allowOther = true;
+        else if (k === 'uid') out.uid = num(10);
+        else if (k === 'gid') out.gid = num(10);
+        else if (k === 'umask') out.umask = num(8) & 0o7777;
+        else if (k === 'default_permissions' || k === 'defaults') { /* always on */ }
+        else fail(`unknown mount option '${k}'`);
+      }
+    } else if (a === '--') pos.push(...argv.slice(i + 1)), i = argv.length;
+    else if (a.startsWith('-') && a !== '-') fail(`unknown option ${a}`);
+    else pos.push(a);
+  }
+  if (pos.length !== 2) fail('needs IMAGE and MOUNTPOINT');
+  return { ...out, image: pos[0]!, mountpoint: pos[1]! };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parse(argv);
+  if (!args.foreground) return startBackground(argv);
+  const notify = process.env.EXT4KIT_MOUNT_NOTIFY === '1' && typeof process.send === 'function';
+  const log = (line: string) => { if (!notify) process.stderr.write(line + '\n'); };
+  let unlock: (() => void) | undefined;
+  try {
+    checkMountpoint(args.mountpoint);
+    unlock = lockImage(args.image, args.mountpoint);
+    const fs = await Ext4.open(args.image);
+    let m;
+    try {
+      m = await fuseMount(fs, args.mountpoint, {
+        readOnly: args.readOnly, allowOther: args.allowOther, source: args.image, log,
+        ...(args.uid !== undefined ? { uid: args.uid } : {}), ...(args.gid !== undefined ? { gid: args.gid } : {}),
+        ...(args.umask !== undefined ? { umask: args.umask } : {}),
+      });
+    } catch (e) {
+      await fs.close().catch(() => undefined);
+      throw e;
+    }
+    const stop = () => { void unmountPath(args.mountpoint, true); };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGHUP', stop);
+    log(`ext4kit: ${args.image} mounted on ${args.mountpoint}${args.readOnly ? ' (read-only)' : ''}`);
+    if (notify) { process.send!({ ready: true }); process.disconnect?.(); }
+    await m.closed;
+    log(`ext4kit: ${args.mountpoint} unmounted; ${args.image} written back (${m.stats.requests} requests)`);
+    return 0;
+  } catch (e) {
+    if (notify) {
+      process.send!({ error: e instanceof Error ? `${(e as { code?: string }).code ?? 'ERROR'}: ${e.message}` : String(e) });
+      process.disconnect?.();
+      return 1;
+    }
+    if (e instanceof MountError) { process.stderr.write(`ext4kit mount: ${e.message}\n`); return 1; }
+    throw e;
+  } finally {
+    unlock?.();
+  }
+}
+
+/** Re-runs this command with -f as a detached server and waits until it is mounted. */
+async function startBackground(argv: string[]): Promise<number> {
+  const script = process.argv[1]!;
+  const child = spawn(process.execPath, [...process.execArgv, script, 'mount', '-f', ...argv], {
+    detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'], env: { ...process.env, EXT4KIT_MOUNT_NOTIFY: '1' },
+  });
+  const outcome = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
+    child.on('message', (m: { ready?: boolean; error?: string }) => resolve(m));
+    child.on('exit', (code) => resolve({ error: `server exited with status ${code} before the mount was ready` }));
+    child.on('error', (e) => resolve({ error: e.message }));
+  });
+  if (child.connected) child.disconnect();
+  child.unref();
+  if (outcome.ready) return 0;
+  process.stderr.write(`ext4kit mount: ${outcome.error}\n`);
+  return 1;
+}

@@ -1,0 +1,494 @@
+// FuseBackend over the engine as it is today: inode-level reads and data operations go
+// straight to Filesystem (getInode, lookupIn, read, write, truncate, fallocate, fsync);
+// namespace changes are still path-based there, so this adapter keeps each known inode's
+// (parent, name) to build the path. Lookup counts are kept here; an inode whose last name goes
+// while the kernel still knows it is pinned (refs) first, so it lives on as an orphan until
+// FORGET (and the release of its handles). Inodes merely looked up are not pinned: the engine
+// may drop them from memory, so memory stays bounded by what is open, not by what was seen.
+import { Ext4Error, posixError } from '../errors/ext4-error.ts';
+import type { Ext4 } from '../api/ext4.ts';
+import type { Filesystem, OpenInode, Credentials } from '../fs/filesystem.ts';
+import type { Volume } from '../fs/volume.ts';
+import { listDirectory } from '../dir/dir-read.ts';
+import { lookupRange } from '../mapping/map-blocks.ts';
+import { deviceNumber } from '../api/stats.ts';
+import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID, S_ISUID } from '../format/inode.ts';
+import type { NodeAttr } from './attr.ts';
+import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
+import type { StatfsOut } from './xattr.ts';
+import { FuseErrno } from './errno.ts';
+import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
+
+const ROOT_INO = 2;
+const O_ACCMODE = 3;
+const O_EXCL = 0o200;
+const S_IXGRP = 0o010;
+/** ext4 dirent file type → DT_*. */
+const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+interface FileHandle { oi: OpenInode; flags: number }
+interface DirHandle { ino: number; entries: DirListing[] | undefined }
+
+/** The engine objects behind a public Ext4 instance (until the inode-level API is public). */
+function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume } {
+  return ext4 as unknown as { fs: Filesystem | undefined; vol: Volume };
+}
+
+export class Ext4Backend implements FuseBackend {
+  readonly rootIno = ROOT_INO;
+  /** Seconds an inode can hold: 32-bit signed, or 34 bits (epoch bits) with large inodes; the kernel clamps to these. */
+  private readonly timeMinSec = -(2 ** 31);
+  private readonly timeMaxSec: number;
+  readonly readOnly: boolean;
+  private readonly fs: Filesystem;
+  /** Kernel lookup counts by inode. */
+  private readonly known = new Map<number, number>();
+  /** Inodes pinned because they lost their last name while the kernel knew them. */
+  private readonly pins = new Map<number, OpenInode>();
+  /** One name of each inode the kernel knows: enough to build a path to it. */
+  private readonly names = new Map<number, { parent: number; nameBytes: Uint8Array }>();
+  private readonly files = new Map<number, FileHandle>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextFh = 1;
+
+  private readonly shown: { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined };
+
+  constructor(private readonly ext4: Ext4, opts: { readOnly?: boolean; uid?: number | undefined; gid?: number | undefined; umask?: number | undefined } = {}) {
+    this.shown = { uid: opts.uid, gid: opts.gid, umask: opts.umask };
+    const { fs, vol } = engineOf(ext4);
+    if (!fs) {
+      const why = vol.forcedReadOnly ?? 'opened read-only';
+      throw new Ext4Error('ENOTSUP', `ENOTSUP: mounting needs an image ext4kit can write (${why}); read-only serving of such images is not supported yet`);
+    }
+    this.fs = fs;
+    this.readOnly = opts.readOnly ?? false;
+    this.timeMaxSec = vol.geo.inodeSize > 128 ? 2 ** 34 - 2 ** 31 - 1 : 2 ** 31 - 1;
+  }
+
+  // ---- helpers -------------------------------------------------------------------------
+
+  private async inode(ino: number): Promise<OpenInode> {
+    const oi = await this.fs.getInode(ino);
+    if (oi.inode.mode === 0) throw new FuseErrno('ESTALE', 'stale inode');
+    return oi;
+  }
+
+  attrOf(oi: OpenInode): NodeAttr {
+    const { inode } = oi;
+    const geo = engineOf(this.ext4).vol.geo;
+    const delayed512 = oi.state.reservation.reservedClusters * geo.clusterSize / 512;
+    const t = (x: { sec: number; nsec: number } | undefined) => x ?? { sec: 0, nsec: 0 };
+    const fmt = inode.mode & S_IFMT;
+    return {
+      ino: oi.ino, sizeBytes: inode.sizeBytes, blocks512: inode.blocks512 + delayed512,
+      atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
+      mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
+      ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
+      mode: this.shown.umask === undefined ? inode.mode : inode.mode & ~this.shown.umask,
+      nlink: inode.linksCount, uid: this.shown.uid ?? inode.uid, gid: this.shown.gid ?? inode.gid,
+      rdev: fmt === 0x2000 || fmt === 0x6000 ? deviceNumber(inode) : 0, blksizeBytes: geo.blockSize,
+    };
+  }
+
+  /** Counts one kernel lookup of `oi`. */
+  private remember(oi: OpenInode, parent: number, nameBytes: Uint8Array): void {
+    this.known.set(oi.ino, (this.known.get(oi.ino) ?? 0) + 1);
+    if (oi.ino !== ROOT_INO) this.names.set(oi.ino, { parent, nameBytes: nameBytes.slice() });
+  }
+
+  /**
+   * Before an operation that may drop the last link of `parent/name`: pins that inode when the
+   * kernel knows it, so that the engine keeps it as an orphan instead of freeing it.
+   */
+  private async pinVictim(parentIno: number, nameBytes: Uint8Array): Promise<OpenInode | undefined> {
+    const dir = await this.inode(parentIno);
+    const victim = await this.fs.lookupIn(dir, nameBytes);
+    if (!victim || !this.known.has(victim.ino) || this.pins.has(victim.ino)) return undefined;
+    victim.refs++;
+    this.pins.set(victim.ino, victim);
+    return victim;
+  }
+
+  /** After the operation: a victim that still has a name (or failed to go) needs no pin. */
+  private async unpinIfLinked(victim: OpenInode | undefined): Promise<void> {
+    if (!victim || victim.inode.linksCount === 0) return;
+    this.pins.delete(victim.ino);
+    await this.fs.release(victim);
+  }
+
+  private entry(oi: OpenInode, parent: number, nameBytes: Uint8Array): { attr: NodeAttr; generation: number } {
+    this.remember(oi, parent, nameBytes);
+    return { attr: this.attrOf(oi), generation: oi.inode.generation };
+  }
+
+  private writable(): void {
+    if (this.readOnly) throw posixError('EROFS', 'write');
+  }
+
+  private nameText(nameBytes: Uint8Array): string {
+    if (nameBytes.length > 255) throw posixError('ENAMETOOLONG', 'open');
+    try { return strictUtf8.decode(nameBytes); } catch {
+      throw new Ext4Error('EINVAL', 'EINVAL: names that are not UTF-8 cannot be created through the mount yet');
+    }
+  }
+
+  /** Path of a directory (or any inode the kernel looked up), from the root. */
+  private pathOf(ino: number): string {
+    const parts: string[] = [];
+    for (let cur = ino, hops = 0; cur !== ROOT_INO; hops++) {
+      const n = this.names.get(cur);
+      if (!n || hops > 4096) throw new FuseErrno('ESTALE', `no known path to inode ${ino}`);
+      parts.push(this.nameText(n.nameBytes));
+      cur = n.parent;
+    }
+    return '/' + parts.reverse().join('/');
+  }
+
+  private childPath(parent: number, nameBytes: Uint8Array): string {
+    const p = this.pathOf(parent);
+    return (p === '/' ? '' : p) + '/' + this.nameText(nameBytes);
+  }
+
+  /** A time clamped to what the inode format holds (as the kernel's timestamp_truncate does). */
+  private storable(t: { sec: number; nsec: number }): { sec: number; nsec: number } {
+    if (t.sec <= this.timeMinSec) return { sec: this.timeMinSec, nsec: 0 };
+    if (t.sec >= this.timeMaxSec) return { sec: this.timeMaxSec, nsec: 0 };
+    return { sec: t.sec, nsec: t.nsec };
+  }
+
+  private cred(caller: Caller): Credentials { return { uid: caller.uid, gid: caller.gid }; }
+
+  /** Owner of a new inode: a setgid directory passes its group on (and its setgid bit to subdirectories). */
+  private async newOwner(parentIno: number, caller: Caller, mode: number): Promise<{ cred: Credentials; mode: number }> {
+    const parent = await this.inode(parentIno);
+    if (!isDirMode(parent.inode.mode)) throw posixError('ENOTDIR', 'open');
+    if (parent.inode.mode & S_ISGID) {
+      return { cred: { uid: caller.uid, gid: parent.inode.gid }, mode: isDirMode(mode) ? mode | S_ISGID : mode };
+    }
+    return { cred: this.cred(caller), mode };
+  }
+
+  /** Runs `fn` with the inode pinned, so that a concurrent sync cannot drop it from the inode table. */
+  private async pinned<T>(ino: number, fn: (oi: OpenInode) => Promise<T>): Promise<T> {
+    const oi = await this.inode(ino);
+    oi.refs++;
+    try { return await fn(oi); } finally { await this.fs.release(oi); }
+  }
+
+  private file(fh: number): FileHandle {
+    const h = this.files.get(fh);
+    if (!h) throw posixError('EBADF', 'read');
+    return h;
+  }
+
+  // ---- attributes and lookups ------------------------------------------------------------
+
+  async lookup(parentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number } | undefined> {
+    if (nameBytes.length > 255) throw posixError('ENAMETOOLONG', 'lookup');
+    const dir = await this.inode(parentIno);
+    if (!isDirMode(dir.inode.mode)) throw posixError('ENOTDIR', 'lookup');
+    const oi = await this.fs.lookupIn(dir, nameBytes);
+    if (!oi) return undefined;
+    if (oi.inode.mode === 0) throw new Ext4Error('EUCLEAN', `directory entry points to unused inode ${oi.ino}`, { detail: 'dirent-unused-inode', where: { inode: oi.ino } });
+    return this.entry(oi, parentIno, nameBytes);
+  }
+
+  async forget(ino: number, count: number): Promise<void> {
+    const left = (this.known.get(ino) ?? 0) - count;
+    if (left > 0) { this.known.set(ino, left); return; }
+    this.known.delete(ino);
+    if (ino === ROOT_INO) return;
+    this.names.delete(ino);
+    const pinned = this.pins.get(ino);
+    if (pinned) {
+      this.pins.delete(ino);
+      await this.fs.release(pinned);
+    }
+  }
+
+  async getattr(ino: number): Promise<NodeAttr> {
+    return this.attrOf(await this.inode(ino));
+  }
+
+  async setattr(ino: number, ch: AttrChanges, _caller: Caller): Promise<NodeAttr> {
+    this.writable();
+    return this.pinned(ino, async (oi) => {
+      if (ch.sizeBytes !== undefined) {
+        if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'truncate');
+        await this.fs.truncate(oi, ch.sizeBytes);
+      }
+      const other = ch.mode !== undefined || ch.uid !== undefined || ch.gid !== undefined || ch.atime !== undefined || ch.mtime !== undefined || ch.ctime !== undefined;
+      if (other) {
+        await this.fs.setAttrOf(oi, (i) => {
+          const ownerChange = (ch.uid !== undefined && ch.uid !== i.uid) || (ch.gid !== undefined && ch.gid !== i.gid);
+          if (ch.uid !== undefined) i.uid = ch.uid;
+          if (ch.gid !== undefined) i.gid = ch.gid;
+          if (ch.mode !== undefined) i.mode = (i.mode & S_IFMT) | (ch.mode & 0o7777);
+          // chown of a non-directory drops set-user-ID, and set-group-ID when it means "executable by group".
+          else if (ownerChange && !isDirMode(i.mode)) {
+            i.mode &= ~S_ISUID;
+            if (i.mode & S_IXGRP) i.mode &= ~S_ISGID;
+          }
+          const now = nowTimestamp();
+          if (ch.atime !== undefined) i.atime = this.storable(ch.atime === 'now' ? now : ch.atime);
+          if (ch.mtime !== undefined) i.mtime = this.storable(ch.mtime === 'now' ? now : ch.mtime);
+        });
+      }
+      return this.attrOf(oi);
+    });
+  }
+
+  async readlink(ino: number): Promise<Uint8Array> {
+    const oi = await this.inode(ino);
+    if (!isSymlinkMode(oi.inode.mode)) throw posixError('EINVAL', 'readlink');
+    return this.fs.readlinkOf(oi);
+  }
+
+  // ---- directories -----------------------------------------------------------------------
+
+  async opendir(ino: number): Promise<number> {
+    const oi = await this.inode(ino);
+    if (!isDirMode(oi.inode.mode)) throw posixError('ENOTDIR', 'opendir');
+    const fh = this.nextFh++;
+    this.dirs.set(fh, { ino, entries: undefined });
+    return fh;
+  }
+
+  async readdir(fh: number, cookie: number): Promise<readonly DirListing[]> {
+    const h = this.dirs.get(fh);
+    if (!h) throw posixError('EBADF', 'readdir');
+    // A listing is taken at the first read (and again on rewind): cookies index into it.
+    if (cookie === 0 || !h.entries) {
+      const oi = await this.inode(h.ino);
+      const entries: DirListing[] = [];
+      await oi.data.withRead(async () => {
+        for await (const e of listDirectory(this.fs.dirSource(oi))) {
+          entries.push({ ino: e.ino, nameBytes: e.name.slice(), type: DT_OF_FT[e.fileType] ?? 0 });
+        }
+      });
+      h.entries = entries;
+    }
+    return h.entries.slice(cookie);
+  }
+
+  async releasedir(fh: number): Promise<void> {
+    this.dirs.delete(fh);
+  }
+
+  /** READDIRPLUS: the lookup of one listed entry (counted like LOOKUP). */
+  async lookupListed(dirIno: number, e: DirListing): Promise<{ attr: NodeAttr; generation: number }> {
+    const oi = await this.inode(e.ino);
+    return this.entry(oi, dirIno, e.nameBytes);
+  }
+
+  // ---- files -----------------------------------------------------------------------------
+
+  async open(ino: number, flags: number, _caller: Caller): Promise<number> {
+    const oi = await this.inode(ino);
+    if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
+    if ((flags & O_ACCMODE) !== 0) this.writable();
+    oi.refs++;
+    const fh = this.nextFh++;
+    this.files.set(fh, { oi, flags });
+    return fh;
+  }
+
+  async create(parentIno: number, nameBytes: Uint8Array, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: NodeAttr; generation: number }> {
+    this.writable();
+    const path = this.childPath(parentIno, nameBytes);
+    const owner = await this.newOwner(parentIno, caller, S_IFREG | (mode & 0o7777));
+    const oi = await this.fs.create(path, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 });
+    if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
+    oi.refs++;
+    const fh = this.nextFh++;
+    this.files.set(fh, { oi, flags });
+    return { fh, ...this.entry(oi, parentIno, nameBytes) };
+  }
+
+  async read(fh: number, offset: number, lenBytes: number): Promise<Uint8Array> {
+    return this.fs.read(this.file(fh).oi, offset, lenBytes);
+  }
+
+  async write(fh: number, offset: number, data: Uint8Array, caller: Caller): Promise<number> {
+    this.writable();
+    return this.fs.write(this.file(fh).oi, offset, data, this.cred(caller));
+  }
+
+  async flush(fh: number): Promise<void> {
+    this.file(fh);
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.files.get(fh);
+    if (!h) return;
+    this.files.delete(fh);
+    await this.fs.release(h.oi);
+  }
+
+  async fsync(ino: number, fh: number | undefined): Promise<void> {
+    if (this.readOnly) return;
+    if (fh !== undefined && this.files.has(fh)) { await this.fs.fsync(this.file(fh).oi); return; }
+    await this.pinned(ino, (oi) => this.fs.fsync(oi));
+  }
+
+  async fallocate(fh: number, offset: number, lenBytes: number, flags: FallocateFlags, caller: Caller): Promise<void> {
+    this.writable();
+    await this.fs.fallocate(this.file(fh).oi, flags, offset, lenBytes, this.cred(caller));
+  }
+
+  async lseek(fh: number, offset: number, whence: number): Promise<number> {
+    const { oi } = this.file(fh);
+    const size = oi.inode.sizeBytes;
+    if (whence !== SEEK_DATA && whence !== SEEK_HOLE) throw posixError('EINVAL', 'lseek');
+    if (offset < 0 || offset >= size) throw new FuseErrno('ENXIO', 'offset beyond the end of the file');
+    const bs = this.fs.blockSize;
+    const first = Math.floor(offset / bs);
+    const last = Math.floor((size - 1) / bs);
+    const h = this.fs.journal.start(0);
+    let segs;
+    try {
+      segs = await oi.data.withRead(() => lookupRange(this.fs.fileMap(oi), h, first, last - first + 1));
+    } finally { h.stop(); }
+    // Written and delayed blocks are data; unwritten blocks are data only where the page cache holds them.
+    const wantData = whence === SEEK_DATA;
+    for (const s of segs) {
+      if (s.state === 'unwritten') {
+        for (let b = s.first; b < s.first + s.count; b++) {
+          if ((oi.pages.get(b) !== undefined) === wantData) return Math.max(offset, b * bs);
+        }
+      } else if ((s.state === 'written' || s.state === 'delayed') === wantData) {
+        return Math.max(offset, s.first * bs);
+      }
+    }
+    if (whence === SEEK_HOLE) return size;
+    throw new FuseErrno('ENXIO', 'no data after offset');
+  }
+
+  // ---- namespace -------------------------------------------------------------------------
+
+  async mkdir(parentIno: number, nameBytes: Uint8Array, mode: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
+    this.writable();
+    const path = this.childPath(parentIno, nameBytes);
+    const owner = await this.newOwner(parentIno, caller, S_IFDIR | (mode & 0o7777));
+    await this.fs.mkdir(path, owner.mode & 0o7777, owner.cred);
+    return this.lookedUpNew(parentIno, nameBytes);
+  }
+
+  private async lookedUpNew(parentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number }> {
+    const e = await this.lookup(parentIno, nameBytes);
+    if (!e) throw new Ext4Error('EIO', 'EIO: a new entry vanished');
+    return e;
+  }
+
+  async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, _rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
+    this.writable();
+    if ((mode & S_IFMT) !== S_IFREG) throw new Ext4Error('EPERM', 'EPERM: device, FIFO and socket nodes are not supported by the engine yet');
+    const path = this.childPath(parentIno, nameBytes);
+    const owner = await this.newOwner(parentIno, caller, mode);
+    const oi = await this.fs.create(path, owner.mode & 0o7777, owner.cred, { exclusive: true });
+    void oi;
+    return this.lookedUpNew(parentIno, nameBytes);
+  }
+
+  async symlink(parentIno: number, nameBytes: Uint8Array, target: Uint8Array, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
+    this.writable();
+    const path = this.childPath(parentIno, nameBytes);
+    const owner = await this.newOwner(parentIno, caller, 0);
+    await this.fs.symlink(this.nameTextAny(target), path, owner.cred);
+    return this.lookedUpNew(parentIno, nameBytes);
+  }
+
+  private nameTextAny(bytes: Uint8Array): string {
+    try { return strictUtf8.decode(bytes); } catch {
+      throw new Ext4Error('EINVAL', 'EINVAL: symlink targets that are not UTF-8 are not supported through the mount yet');
+    }
+  }
+
+  async link(ino: number, newParentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number }> {
+    this.writable();
+    const existing = this.pathOf(ino);
+    const at = await this.fs.resolve(existing, false, 'link');
+    if (at.ino !== ino) throw new FuseErrno('ESTALE', `inode ${ino} is no longer at ${existing}`);
+    await this.fs.link(existing, this.childPath(newParentIno, nameBytes));
+    return this.lookedUpNew(newParentIno, nameBytes);
+  }
+
+  async unlink(parentIno: number, nameBytes: Uint8Array): Promise<void> {
+    this.writable();
+    const path = this.childPath(parentIno, nameBytes);
+    const victim = await this.pinVictim(parentIno, nameBytes);
+    try { await this.fs.unlink(path); } finally { await this.unpinIfLinked(victim); }
+  }
+
+  async rmdir(parentIno: number, nameBytes: Uint8Array): Promise<void> {
+    this.writable();
+    const path = this.childPath(parentIno, nameBytes);
+    const victim = await this.pinVictim(parentIno, nameBytes);
+    try { await this.fs.rmdir(path); } finally { await this.unpinIfLinked(victim); }
+  }
+
+  async rename(parentIno: number, nameBytes: Uint8Array, newParentIno: number, newNameBytes: Uint8Array, flags: number): Promise<void> {
+    this.writable();
+    if (flags & ~RENAME_NOREPLACE) throw new Ext4Error('EINVAL', 'EINVAL: RENAME_EXCHANGE and RENAME_WHITEOUT are not supported yet');
+    const from = this.childPath(parentIno, nameBytes);
+    const to = this.childPath(newParentIno, newNameBytes);
+    const dir = await this.inode(parentIno);
+    const moving = await this.fs.lookupIn(dir, nameBytes);
+    if (!moving) throw posixError('ENOENT', 'rename');
+    if (flags & RENAME_NOREPLACE) {
+      const newDir = await this.inode(newParentIno);
+      if (await this.fs.lookupIn(newDir, newNameBytes)) throw posixError('EEXIST', 'rename');
+    }
+    const victim = await this.pinVictim(newParentIno, newNameBytes);
+    try { await this.fs.rename(from, to); } finally { await this.unpinIfLinked(victim); }
+    if (this.names.has(moving.ino) || isDirMode(moving.inode.mode)) this.names.set(moving.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
+  }
+
+  // ---- filesystem and xattrs -------------------------------------------------------------
+
+  async statfs(): Promise<StatfsOut> {
+    const s = await this.ext4.statfs();
+    return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, namelen: 255, frsize: s.bsize };
+  }
+
+  async getxattr(ino: number, name: string): Promise<Uint8Array> {
+    const oi = await this.inode(ino);
+    const e = (await this.fs.xattrsOf(oi)).find((x) => x.fullName === name && !(x.nameIndex === 7 && x.name === 'data'));
+    if (!e) throw posixError('ENODATA', 'getxattr');
+    return e.value;
+  }
+
+  async listxattr(ino: number): Promise<string[]> {
+    const oi = await this.inode(ino);
+    return (await this.fs.xattrsOf(oi)).filter((x) => !(x.nameIndex === 7 && x.name === 'data')).map((x) => x.fullName);
+  }
+
+  async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {
+    this.writable();
+    await this.fs.setXattr(this.pathOf(ino), name, value.slice(), { create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 });
+  }
+
+  async removexattr(ino: number, name: string): Promise<void> {
+    this.writable();
+    await this.fs.setXattr(this.pathOf(ino), name, undefined);
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.files.values()) await this.fs.release(h.oi);
+    this.files.clear();
+    for (const oi of this.pins.values()) await this.fs.release(oi);
+    this.pins.clear();
+    this.known.clear();
+    await this.ext4.close();
+  }
+
+  /** Consistency check of the engine's accounting (tests). */
+  async checkInvariants(): Promise<void> { await this.ext4.checkInvariants(); }
+
+}
+
+function nowTimestamp(): { sec: number; nsec: number } {
+  const ms = Date.now();
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };
+}

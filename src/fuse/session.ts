@@ -1,0 +1,297 @@
+// One FUSE connection's request loop: decodes each request, runs its handler concurrently with
+// the others (handlers are async; the engine's locks order what must be ordered), and replies
+// once. A failing request gets its errno; a corrupt structure is reported once on the log and
+// turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
+import { decodeRequestHeader, encodeReply, type RequestHeader } from './header.ts';
+import { OP, opName, INIT, FATTR, FOPEN, FALLOC, ERRNO, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE } from './protocol.ts';
+import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
+import { decodeInitIn, encodeInitOut } from './init.ts';
+import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
+import { decodeAccessIn, decodeCreateIn, decodeFallocateIn, decodeFh, decodeFsyncIn, decodeLseekIn, decodeOpenIn, decodeReadIn, decodeWriteIn, encodeLseekOut, encodeOpenOut, encodeWriteOut } from './io.ts';
+import { decodeBatchForgetIn, decodeForgetIn, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeName, decodeRenameIn, decodeSymlinkIn } from './names.ts';
+import { decodeGetxattrIn, decodeSetxattrIn, encodeStatfsOut, encodeXattrSizeOut, xattrNameError } from './xattr.ts';
+import { errnoOf, FuseErrno } from './errno.ts';
+import type { Caller, FuseBackend, AttrChanges } from './backend.ts';
+import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
+
+const ROOT_NODE = 1;
+const textOf = (b: Uint8Array): string => decodeUtf8(b);
+
+/** An xattr name as ext4 would take it, or the errno it would give. */
+function xattrName(b: Uint8Array): string {
+  const name = textOf(b);
+  const bad = xattrNameError(name);
+  if (bad) throw new FuseErrno(bad, `xattr name '${name}'`);
+  return name;
+}
+
+/** Opcodes that change the filesystem: refused with EROFS once a corrupt structure was met. */
+const MUTATING = new Set<number>([OP.SETATTR, OP.SYMLINK, OP.MKNOD, OP.MKDIR, OP.UNLINK, OP.RMDIR, OP.RENAME, OP.RENAME2,
+  OP.LINK, OP.WRITE, OP.SETXATTR, OP.REMOVEXATTR, OP.CREATE, OP.FALLOCATE]);
+
+export interface SessionOptions {
+  /** Lines for the operator (stderr in the CLI). */
+  log?: (line: string) => void;
+  /** Attribute and entry cache lifetime given to the kernel. */
+  cacheSeconds?: number;
+}
+
+export interface SessionStats { requests: number; inFlight: number; maxInFlight: number; failed: number; mutations: number }
+
+export class FuseSession {
+  readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0, mutations: 0 };
+  private readonly pending = new Set<Promise<void>>();
+  private readonly reported = new Set<string>();
+  private degraded = false;
+  private readonly valid: Validity;
+  private readonly log: (line: string) => void;
+  private destroyed = false;
+
+  constructor(private readonly backend: FuseBackend, private readonly send: (reply: Uint8Array) => void, opts: SessionOptions = {}) {
+    this.log = opts.log ?? (() => undefined);
+    this.valid = { seconds: opts.cacheSeconds ?? 1, nanoseconds: 0 };
+  }
+
+  private ino(nodeId: number): number { return nodeId === ROOT_NODE ? this.backend.rootIno : nodeId; }
+  private node(ino: number): number { return ino === this.backend.rootIno ? ROOT_NODE : ino; }
+
+  /** Takes one raw request; its reply is sent when its handler finishes. */
+  handle(raw: Uint8Array): void {
+    let h: RequestHeader;
+    try {
+      h = decodeRequestHeader(raw);
+    } catch (e) {
+      this.reportOnce('header', `malformed request ignored: ${(e as Error).message}`);
+      return;
+    }
+    this.stats.requests++;
+    const body = raw.subarray(40, h.lenBytes);
+    const p = this.run(h, body);
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /** Resolves when every request taken so far has been answered. */
+  async drain(): Promise<void> {
+    while (this.pending.size) await Promise.all([...this.pending]);
+  }
+
+  get isDestroyed(): boolean { return this.destroyed; }
+
+  /** A corrupt structure was met: no more changes are accepted. */
+  get isDegraded(): boolean { return this.degraded; }
+
+  private ok(h: RequestHeader, payload?: Uint8Array): void { this.send(encodeReply(h.unique, 0, payload)); }
+  private fail(h: RequestHeader, errno: number): void { this.send(encodeReply(h.unique, errno)); }
+
+  private reportOnce(key: string, line: string): void {
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
+    this.log(line);
+  }
+
+  private async run(h: RequestHeader, body: Uint8Array): Promise<void> {
+    // FORGET and INTERRUPT get no reply.
+    if (h.opcode === OP.FORGET || h.opcode === OP.BATCH_FORGET || h.opcode === OP.INTERRUPT) {
+      try {
+        if (h.opcode === OP.FORGET) await this.backend.forget(this.ino(h.nodeId), decodeForgetIn(body));
+        if (h.opcode === OP.BATCH_FORGET) for (const f of decodeBatchForgetIn(body)) await this.backend.forget(this.ino(f.nodeId), f.nlookup);
+      } catch (e) {
+        this.reportOnce(`forget:${String(e)}`, `ext4kit mount: FORGET failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      return;
+    }
+    this.stats.inFlight++;
+    this.stats.maxInFlight = Math.max(this.stats.maxInFlight, this.stats.inFlight);
+    try {
+      if (MUTATING.has(h.opcode)) {
+        if (this.degraded) throw new FuseErrno('EROFS', 'remounted read-only after a corrupt structure');
+        this.stats.mutations++;
+      }
+      const payload = await this.dispatch(h, body);
+      if (payload !== null) this.ok(h, payload);
+    } catch (e) {
+      const { errno, report } = errnoOf(e);
+      this.stats.failed++;
+      if (report === 'corrupt') {
+        this.degraded = true;
+        this.reportOnce(`c:${(e as Error).message}`, `ext4kit mount: ${opName(h.opcode)} on inode ${this.ino(h.nodeId)} failed: ${(e as Error).message}; the mount is read-only from now on (run e2fsck)`);
+      } else if (report === 'bug') {
+        this.reportOnce(`b:${opName(h.opcode)}:${(e as Error)?.message}`, `ext4kit mount: internal error in ${opName(h.opcode)} (a bug; please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      }
+      this.fail(h, errno);
+    } finally {
+      this.stats.inFlight--;
+    }
+  }
+
+  private entry(e: { attr: NodeAttr; generation: number }): Uint8Array {
+    return encodeEntryOut(this.node(e.attr.ino), e.generation, e.attr, this.valid, this.valid);
+  }
+
+  private caller(h: RequestHeader): Caller { return { uid: h.uid, gid: h.gid, pid: h.pid }; }
+
+  /** Runs one request; returns the reply payload (undefined: empty reply; null: already replied). */
+  private async dispatch(h: RequestHeader, body: Uint8Array): Promise<Uint8Array | undefined | null> {
+    const b = this.backend;
+    const ino = this.ino(h.nodeId);
+    switch (h.opcode) {
+      case OP.INIT: return this.init(body);
+      case OP.DESTROY: this.destroyed = true; return undefined;
+      case OP.LOOKUP: {
+        const e = await b.lookup(ino, decodeName(body));
+        // A negative entry (node 0) lets the kernel cache the miss: every change comes through it.
+        return e ? this.entry(e) : encodeEntryOut(0, 0, undefined, this.valid, this.valid);
+      }
+      case OP.GETATTR: {
+        decodeGetattrIn(body);
+        return encodeAttrOut(await b.getattr(ino), this.valid);
+      }
+      case OP.SETATTR: return encodeAttrOut(await b.setattr(ino, this.attrChanges(body), this.caller(h)), this.valid);
+      case OP.READLINK: return b.readlink(ino);
+      case OP.SYMLINK: {
+        const s = decodeSymlinkIn(body);
+        return this.entry(await b.symlink(ino, s.nameBytes, s.target, this.caller(h)));
+      }
+      case OP.MKNOD: {
+        const m = decodeMknodIn(body);
+        return this.entry(await b.mknod(ino, m.nameBytes, m.mode, m.rdev, this.caller(h)));
+      }
+      case OP.MKDIR: {
+        const m = decodeMkdirIn(body);
+        return this.entry(await b.mkdir(ino, m.nameBytes, m.mode, this.caller(h)));
+      }
+      case OP.UNLINK: await b.unlink(ino, decodeName(body)); return undefined;
+      case OP.RMDIR: await b.rmdir(ino, decodeName(body)); return undefined;
+      case OP.RENAME: case OP.RENAME2: {
+        const r = decodeRenameIn(body, h.opcode === OP.RENAME2);
+        if (r.flags & ~RENAME_NOREPLACE) throw new FuseErrno('EINVAL', 'RENAME_EXCHANGE / RENAME_WHITEOUT are not supported yet');
+        await b.rename(ino, r.oldName, this.ino(r.newDirNodeId), r.newName, r.flags);
+        return undefined;
+      }
+      case OP.LINK: {
+        const l = decodeLinkIn(body);
+        return this.entry(await b.link(this.ino(l.oldNodeId), ino, l.nameBytes));
+      }
+      case OP.OPEN: {
+        const fh = await b.open(ino, decodeOpenIn(body).flags, this.caller(h));
+        return encodeOpenOut(fh, FOPEN.KEEP_CACHE);
+      }
+      case OP.CREATE: {
+        const c = decodeCreateIn(body);
+        const r = await b.create(ino, c.nameBytes, c.mode, c.flags, this.caller(h));
+        const e = this.entry(r);
+        const out = new Uint8Array(e.length + 16);
+        out.set(e);
+        out.set(encodeOpenOut(r.fh, FOPEN.KEEP_CACHE), e.length);
+        return out;
+      }
+      case OP.READ: {
+        const r = decodeReadIn(body);
+        return b.read(r.fh, r.offset, r.sizeBytes);
+      }
+      case OP.WRITE: {
+        const w = decodeWriteIn(body);
+        return encodeWriteOut(await b.write(w.fh, w.offset, w.data, this.caller(h)));
+      }
+      case OP.STATFS: return encodeStatfsOut(await b.statfs());
+      case OP.RELEASE: await b.release(decodeFh(body)); return undefined;
+      case OP.FLUSH: await b.flush(decodeFh(body)); return undefined;
+      case OP.FSYNC: await b.fsync(ino, decodeFsyncIn(body).fh); return undefined;
+      case OP.FSYNCDIR: await b.fsync(ino, undefined); return undefined;
+      case OP.SETXATTR: {
+        const s = decodeSetxattrIn(body);
+        await b.setxattr(ino, xattrName(s.nameBytes), s.value, s.flags);
+        return undefined;
+      }
+      case OP.GETXATTR: {
+        const g = decodeGetxattrIn(body, true);
+        return this.sized(await b.getxattr(ino, xattrName(g.nameBytes)), g.sizeBytes);
+      }
+      case OP.LISTXATTR: {
+        const g = decodeGetxattrIn(body, false);
+        return this.sized(encodeUtf8((await b.listxattr(ino)).map((n) => n + '\0').join('')), g.sizeBytes);
+      }
+      case OP.REMOVEXATTR: await b.removexattr(ino, xattrName(decodeName(body))); return undefined;
+      case OP.OPENDIR: return encodeOpenOut(await b.opendir(ino), 0);
+      case OP.READDIR: case OP.READDIRPLUS: return this.readdir(ino, body, h.opcode === OP.READDIRPLUS);
+      case OP.RELEASEDIR: await b.releasedir(decodeFh(body)); return undefined;
+      case OP.ACCESS: decodeAccessIn(body); await b.getattr(ino); return undefined;
+      case OP.FALLOCATE: {
+        const f = decodeFallocateIn(body);
+        if (f.mode & ~(FALLOC.KEEP_SIZE | FALLOC.PUNCH_HOLE | FALLOC.ZERO_RANGE)) throw new FuseErrno('EOPNOTSUPP', 'fallocate mode');
+        if (f.mode & FALLOC.PUNCH_HOLE && !(f.mode & FALLOC.KEEP_SIZE)) throw new FuseErrno('EOPNOTSUPP', 'punch-hole needs keep-size');
+        await b.fallocate(f.fh, f.offset, f.lenBytes, {
+          keepSize: (f.mode & FALLOC.KEEP_SIZE) !== 0, punchHole: (f.mode & FALLOC.PUNCH_HOLE) !== 0, zeroRange: (f.mode & FALLOC.ZERO_RANGE) !== 0,
+        }, this.caller(h));
+        return undefined;
+      }
+      case OP.LSEEK: {
+        const l = decodeLseekIn(body);
+        return encodeLseekOut(await b.lseek(l.fh, l.offset, l.whence));
+      }
+      default: throw new FuseErrno('ENOSYS', `${opName(h.opcode)} is not implemented`);
+    }
+  }
+
+  private init(body: Uint8Array): Uint8Array {
+    const k = decodeInitIn(body);
+    if (k.major !== FUSE_KERNEL_VERSION) throw new FuseErrno('EPROTO', `kernel speaks FUSE ${k.major}.${k.minor}`);
+    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.MAX_PAGES | INIT.PARALLEL_DIROPS | INIT.DO_READDIRPLUS | INIT.READDIRPLUS_AUTO | INIT.ASYNC_DIO;
+    this.log(`ext4kit mount: kernel FUSE ${k.major}.${k.minor}, flags 0x${k.flags.toString(16)}`);
+    return encodeInitOut({
+      major: FUSE_KERNEL_VERSION, minor: Math.min(k.minor, FUSE_KERNEL_MINOR_VERSION),
+      maxReadaheadBytes: k.maxReadaheadBytes, flags: want & k.flags, maxBackground: 64, congestionThreshold: 48,
+      maxWriteBytes: MAX_WRITE_BYTES, timeGranNs: 1, maxPages: MAX_PAGES,
+    });
+  }
+
+  private sized(value: Uint8Array, sizeBytes: number): Uint8Array {
+    if (sizeBytes === 0) return encodeXattrSizeOut(value.length);
+    if (value.length > sizeBytes) throw new FuseErrno('ERANGE', 'xattr buffer too small');
+    return value;
+  }
+
+  private attrChanges(body: Uint8Array): AttrChanges {
+    const s = decodeSetattrIn(body);
+    const c: AttrChanges = {};
+    if (s.valid & FATTR.MODE) c.mode = s.mode;
+    if (s.valid & FATTR.UID) c.uid = s.uid;
+    if (s.valid & FATTR.GID) c.gid = s.gid;
+    if (s.valid & FATTR.SIZE) c.sizeBytes = s.sizeBytes;
+    if (s.valid & FATTR.ATIME_NOW) c.atime = 'now';
+    else if (s.valid & FATTR.ATIME) c.atime = { sec: s.atimeSec, nsec: s.atimeNsec };
+    if (s.valid & FATTR.MTIME_NOW) c.mtime = 'now';
+    else if (s.valid & FATTR.MTIME) c.mtime = { sec: s.mtimeSec, nsec: s.mtimeNsec };
+    if (s.valid & FATTR.CTIME) c.ctime = { sec: s.ctimeSec, nsec: s.ctimeNsec };
+    if (s.valid & FATTR.FH) c.fh = s.fh;
+    return c;
+  }
+
+  private async readdir(ino: number, body: Uint8Array, plus: boolean): Promise<Uint8Array> {
+    const r = decodeReadIn(body);
+    const listing = await this.backend.readdir(r.fh, r.offset);
+    const out: Array<DirentOut & { entry?: { nodeId: number; generation: number; attr: NodeAttr } }> = [];
+    let used = 0;
+    for (let i = 0; i < listing.length; i++) {
+      const e = listing[i]!;
+      const d: DirentOut = { ino: e.ino, nextCookie: r.offset + i + 1, nameBytes: e.nameBytes, type: e.type };
+      const n = direntBytes(d, plus);
+      if (used + n > r.sizeBytes) break;
+      used += n;
+      const dot = (e.nameBytes.length === 1 && e.nameBytes[0] === 0x2e) || (e.nameBytes.length === 2 && e.nameBytes[0] === 0x2e && e.nameBytes[1] === 0x2e);
+      if (plus && !dot) {
+        try {
+          const l = await this.backend.lookupListed(ino, e);
+          out.push({ ...d, entry: { nodeId: this.node(l.attr.ino), generation: l.generation, attr: l.attr } });
+          continue;
+        } catch (err) {
+          const { report } = errnoOf(err);
+          if (report) this.reportOnce(`rdp:${(err as Error).message}`, `ext4kit mount: entry of directory inode ${ino} unreadable: ${(err as Error).message}`);
+        }
+      }
+      out.push(d);
+    }
+    return encodeDirents(out, plus, this.valid);
+  }
+}

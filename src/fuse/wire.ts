@@ -1,0 +1,54 @@
+// Little-endian cursor over a request body and a builder for reply bodies: the only byte
+// helpers the FUSE codecs use. Pure.
+
+/** A malformed request from the kernel: the session answers EINVAL, never crashes. */
+export class ProtocolError extends Error {
+  override readonly name = 'ProtocolError';
+}
+
+export class Reader {
+  private readonly v: DataView;
+  constructor(readonly bytes: Uint8Array, public pos = 0) {
+    this.v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+  private need(n: number): void {
+    if (this.pos + n > this.bytes.length) throw new ProtocolError(`request body too short (${this.bytes.length} bytes, need ${this.pos + n})`);
+  }
+  u32(): number { this.need(4); const x = this.v.getUint32(this.pos, true); this.pos += 4; return x; }
+  u64(): number {
+    this.need(8);
+    const x = this.v.getBigUint64(this.pos, true);
+    this.pos += 8;
+    if (x > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(`64-bit field ${x} is beyond 2^53`);
+    return Number(x);
+  }
+  /** A signed 64-bit field (times before 1970). */
+  i64(): number { this.need(8); const x = this.v.getBigInt64(this.pos, true); this.pos += 8; return Number(x); }
+  skip(n: number): void { this.need(n); this.pos += n; }
+  /** A NUL-terminated name (bytes without the NUL). */
+  cstr(): Uint8Array {
+    const end = this.bytes.indexOf(0, this.pos);
+    if (end < 0) throw new ProtocolError('name is not NUL-terminated');
+    const s = this.bytes.subarray(this.pos, end);
+    this.pos = end + 1;
+    return s;
+  }
+  rest(): Uint8Array { const s = this.bytes.subarray(this.pos); this.pos = this.bytes.length; return s; }
+  take(n: number): Uint8Array { this.need(n); const s = this.bytes.subarray(this.pos, this.pos + n); this.pos += n; return s; }
+}
+
+export class Writer {
+  readonly bytes: Uint8Array;
+  private readonly v: DataView;
+  pos = 0;
+  constructor(lenBytes: number) {
+    this.bytes = new Uint8Array(lenBytes);
+    this.v = new DataView(this.bytes.buffer);
+  }
+  u16(x: number): this { this.v.setUint16(this.pos, x, true); this.pos += 2; return this; }
+  u32(x: number): this { this.v.setUint32(this.pos, x >>> 0, true); this.pos += 4; return this; }
+  u64(x: number | bigint): this { this.v.setBigUint64(this.pos, BigInt.asUintN(64, BigInt(x)), true); this.pos += 8; return this; }
+  i64(x: number): this { this.v.setBigInt64(this.pos, BigInt(x), true); this.pos += 8; return this; }
+  bytesAt(b: Uint8Array): this { this.bytes.set(b, this.pos); this.pos += b.length; return this; }
+  skip(n: number): this { this.pos += n; return this; }
+}
