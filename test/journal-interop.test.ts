@@ -32,8 +32,7 @@ test('kernel replays the log of an ext4kit process killed with SIGKILL', { skip,
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
       buf += d.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
         const [, path, len, seed] = buf.slice(0, nl).split(' ');
         buf = buf.slice(nl + 1);
         acked.push({ path: path!, len: Number(len), seed: Number(seed) });

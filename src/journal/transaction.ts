@@ -100,7 +100,8 @@ class WriteBackHandle implements Handle {
 
   private spend(block: number): void {
     assert(!this.stopped, 'handle used after stop');
-    const touched = this.touched ??= new Set();
+    if (!this.touched) this.touched = new Set();
+    const touched = this.touched;
     if (touched.has(block)) return;
     if (this.left <= 0) throw new Ext4Error('EIO', `journal handle out of credits (block ${block})`, { detail: 'journal-credits' });
     this.left--;

@@ -2,7 +2,7 @@
 // states and recover each one three ways; returns the tally.
 import { Ext4 } from '../../src/api/ext4.ts';
 import { MemoryDevice } from '../../src/device/memory-device.ts';
-import { RecordingDevice } from './recording-device.ts';
+import { RecordingDevice, type Expectation } from './recording-device.ts';
 import { crashStates, requirementsAt } from './crash-states.ts';
 import { CrashChecker, Tally } from './crash-check.ts';
 import type { Workload } from './crash-workloads.ts';
@@ -30,7 +30,7 @@ export async function recordWorkload(w: Workload, seed: number, openHook?: (fs: 
   const rec = new RecordingDevice(mem, latency, seed);
   const fs = await Ext4.open(rec, openOpts);
   openHook?.(fs);
-  let final;
+  let final: Expectation[];
   try {
     final = await w.run(fs, rec, seed);
   } catch (e) {

@@ -76,6 +76,6 @@ export class RecordingDevice implements BlockDevice {
     this.events.push({ kind: 'change', path, how, ...(how === 'set' ? { value: value === null ? null : value!.slice() } : {}) });
   }
   ack(since: number, expects: Expectation[], label: string): void {
-    this.events.push({ kind: 'ack', since, expects: expects.map((e) => ({ ...e, value: e.value && e.value.slice() })), label });
+    this.events.push({ kind: 'ack', since, expects: expects.map((e) => ({ ...e, value: e.value ? e.value.slice() : null })), label });
   }
 }
