@@ -99,7 +99,8 @@ describe('ext4kit in headless Chromium', { skip }, () => {
     const imgRequests = server.log.filter((l) => l.path === '/disk.img');
     assert.equal(results.totalRequests, imgRequests.length, 'the device counter matches the server log');
     assert.ok(imgRequests.every((l) => l.status === 206 && l.range !== undefined), 'every image request was a Range request');
-    assert.equal(results.openRequests, 1);
+    // Open reads the superblock, the group descriptors and (with a journal) the jbd2 superblock.
+    assert.ok((results.openRequests as number) <= 4, `open took ${String(results.openRequests)} requests`);
     assert.ok((results.readRequests as number) <= 8, `open+list+read took ${String(results.readRequests)} requests`);
     assert.ok((results.totalRequests as number) <= 16, `with the stream: ${String(results.totalRequests)} requests`);
     assert.ok(consoleLines.some((l) => l.startsWith('HttpRangeDevice in Chromium:')), 'the page printed the request count');

@@ -23,7 +23,8 @@ function cli(args: readonly string[], stdin?: Buffer): Promise<CliResult> {
     let stderr = '';
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
-    if (stdin) child.stdin!.end(stdin);
+    // A command that refuses before reading its input closes the pipe: EPIPE here is fine.
+    if (stdin) child.stdin!.on('error', () => undefined).end(stdin);
     const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
     child.on('error', reject);
     child.on('close', (code) => {

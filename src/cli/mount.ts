@@ -13,7 +13,9 @@ export const USAGE = `usage: ext4kit mount [-o OPTIONS] [-f] IMAGE MOUNTPOINT
   -f            stay in the foreground, log to stderr
   -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL
                 (uid/gid/umask: owner and permission mask shown for every file)
-Permission checks are the kernel's (default_permissions).`;
+Permission checks are the kernel's (default_permissions).
+example:
+  ext4kit mount disk.img /mnt/x && cp -a ./tree /mnt/x/ && ext4kit umount /mnt/x`;
 
 interface MountArgs {
   foreground: boolean;

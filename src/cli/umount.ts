@@ -5,7 +5,9 @@ import { serverFor, waitForExit } from '../fuse/server-registry.ts';
 import { unmountPath } from '../fuse/transport.ts';
 
 export const USAGE = `usage: ext4kit umount [-l] MOUNTPOINT
-  -l    lazy: detach now, finish when the last open file is closed`;
+  -l    lazy: detach now, finish when the last open file is closed
+example:
+  ext4kit umount /mnt/x`;
 
 export async function run(argv: string[]): Promise<number> {
   const lazy = argv.includes('-l');
