@@ -25,7 +25,7 @@ for (const [i, w] of workloads.entries()) {
     if (!loop.ok) t.diagnostic(`kernel recovery skipped: ${loop.reason}`);
     const started = Date.now();
     const r = await runCrashPoints(w, {
-      seed: SEED + i, maxWindows: FULL ? 100_000 : 12, perWindow: FULL ? 4 : 2,
+      seed: SEED + i, maxWindows: FULL ? 100_000 : 6, perWindow: FULL ? 4 : 2,
       kernelEvery: loop.ok ? (FULL ? 10 : 8) : 0, kernelMax: FULL ? 40 : 2,
       // Writes complete out of order, a few event-loop turns late: commits overlap as on a real disk.
       latency: 2,
