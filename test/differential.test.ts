@@ -26,9 +26,10 @@
 //   sequences, 1 KiB blocks with 16 KiB clusters: 224 vs 192 sectors). Not excused: it fails the
 //   final tree comparison when it shows, and the default seeds do not meet it.
 //
-// Known differences owned elsewhere, run as `todo` until branch `arch` (the single path walk)
-// lands: reading a directory through a handle (kernel EISDIR), creating through a dangling
-// symlink (kernel creates the target), trailing '/', '/.' and over-long names (edge-case test).
+// The path cases of issue 12 (trailing '/', '/.', dangling-symlink creates, over-long names,
+// reading a directory handle) ran as `todo` until branch arch's single path walk landed; they
+// are plain assertions now. A mismatch may still be classified `todo:` (the test then becomes
+// a TODO) when a known difference owned elsewhere turns up again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { haveE2fsprogs, loopMountSupport } from './support/oracles.ts';
@@ -58,9 +59,6 @@ const ARCH_TODO = 'path walk reshaped on branch arch (issue 12, "Paths")';
 /** Names a mismatch that is a known difference: 'kept:…' on purpose, 'todo:…' owned by branch arch. */
 function classify(op: Op, expected: Outcome, actual: Outcome): string | undefined {
   if (op.k === 'write' && op.len === 0 && expected.ok && !actual.ok && actual.code === 'EBADF') return 'kept: Node skips write(2) for 0 bytes';
-  if (op.k === 'read' && !expected.ok && expected.code === 'EISDIR' && actual.ok) return `todo: read on a directory handle; ${ARCH_TODO}`;
-  const creates = op.k === 'writeFile' || op.k === 'appendFile' || (op.k === 'open' && /[wa]/.test(op.flags));
-  if (creates && expected.ok && !actual.ok && actual.code === 'ENOENT') return `todo: create through a dangling symlink; ${ARCH_TODO}`;
   return undefined;
 }
 
@@ -149,13 +147,13 @@ test('the differential runner catches a reintroduced xattr name check bug (user.
 const LONG = 'n'.repeat(256);
 /** [name, setup-independent call, owned by arch (todo until it lands)] after the common setup. */
 const EDGE_CASES: Array<[string, Op[], boolean]> = [
-  ["writeFile('/new/') is EISDIR", [{ k: 'writeFile', path: '/new/', len: 3, seed: 1, flag: 'w', mode: 0o644 }, { k: 'lstat', path: '/new' }], true],
-  ["stat('/f/') on a file is ENOTDIR", [{ k: 'stat', path: '/f/' }], true],
-  ["rmdir('/d/.') is EINVAL and keeps /d", [{ k: 'rmdir', path: '/d/.' }, { k: 'lstat', path: '/d' }], true],
-  ['creating through a dangling symlink creates its target', [{ k: 'writeFile', path: '/dangle', len: 5, seed: 2, flag: 'w', mode: 0o644 }, { k: 'lstat', path: '/nowhere' }], true],
+  ["writeFile('/new/') is EISDIR", [{ k: 'writeFile', path: '/new/', len: 3, seed: 1, flag: 'w', mode: 0o644 }, { k: 'lstat', path: '/new' }], false],
+  ["stat('/f/') on a file is ENOTDIR", [{ k: 'stat', path: '/f/' }], false],
+  ["rmdir('/d/.') is EINVAL and keeps /d", [{ k: 'rmdir', path: '/d/.' }, { k: 'lstat', path: '/d' }], false],
+  ['creating through a dangling symlink creates its target', [{ k: 'writeFile', path: '/dangle', len: 5, seed: 2, flag: 'w', mode: 0o644 }, { k: 'lstat', path: '/nowhere' }], false],
   // Already matches the kernel (checked on create); kept as a guard while the path walk is reshaped.
   ['a name over 255 bytes is ENAMETOOLONG', [{ k: 'writeFile', path: `/${LONG}`, len: 1, seed: 3, flag: 'w', mode: 0o644 }, { k: 'stat', path: `/${LONG}` }, { k: 'mkdir', path: `/d/${LONG}`, mode: 0o755 }], false],
-  ['reading a directory through a handle is EISDIR', [{ k: 'open', slot: 0, path: '/d', flags: 'r', mode: 0 }, { k: 'read', slot: 0, len: 10, pos: null }], true],
+  ['reading a directory through a handle is EISDIR', [{ k: 'open', slot: 0, path: '/d', flags: 'r', mode: 0 }, { k: 'read', slot: 0, len: 10, pos: null }], false],
   ["mkdir of an existing name is EEXIST, mkdir under a file ENOTDIR", [{ k: 'mkdir', path: '/d', mode: 0o755 }, { k: 'mkdir', path: '/f/x', mode: 0o755 }], false],
   ['unlink of a directory is EISDIR, rmdir of a file ENOTDIR, rmdir of a non-empty directory ENOTEMPTY', [{ k: 'unlink', path: '/d' }, { k: 'rmdir', path: '/f' }, { k: 'rmdir', path: '/e' }], false],
   ['rename of a directory into itself is EINVAL; over a non-empty directory ENOTEMPTY; a file over a directory EISDIR', [{ k: 'rename', from: '/d', to: '/d/sub' }, { k: 'rename', from: '/d', to: '/e' }, { k: 'rename', from: '/f', to: '/d' }], false],

@@ -33,6 +33,6 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /** Symbol.asyncDispose where the runtime lacks it (the name Node uses), so `await using` works. */
-export const asyncDispose: typeof Symbol.asyncDispose =
-  (Symbol as { asyncDispose?: typeof Symbol.asyncDispose }).asyncDispose ??
-  ((Symbol as { asyncDispose?: symbol }).asyncDispose = Symbol.for('nodejs.asyncDispose')) as typeof Symbol.asyncDispose;
+const symbols = Symbol as { asyncDispose?: symbol };
+symbols.asyncDispose ??= Symbol.for('nodejs.asyncDispose');
+export const asyncDispose: typeof Symbol.asyncDispose = symbols.asyncDispose as typeof Symbol.asyncDispose;

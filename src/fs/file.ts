@@ -106,7 +106,8 @@ export async function write(ctx: FileCtx, oi: OpenInode, posIn: number | 'append
   let at = typeof posIn === 'number' ? posIn : oi.inode.sizeBytes;
   if (src.length === 0) return at;
   await oi.io.withLock(async () => {
-    const pos = at = posIn === 'append' ? oi.inode.sizeBytes : posIn;
+    const pos = posIn === 'append' ? oi.inode.sizeBytes : posIn;
+    at = pos;
     const end = pos + src.length;
     if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
     const first = Math.floor(pos / bs);

@@ -144,7 +144,8 @@ export class Importer {
     if (whole > 0) await vol.device.write(fsBlockNo * bs, data.subarray(from, from + whole * bs));
     if (whole < count) {
       // A device write has completed (or copied its data) when it resolves: one scratch block serves every tail.
-      const tail = this.tailScratch ??= new Uint8Array(bs);
+      this.tailScratch ??= new Uint8Array(bs);
+      const tail = this.tailScratch;
       tail.set(data.subarray(from + whole * bs, from + count * bs));
       tail.fill(0, data.length - (from + whole * bs));
       await vol.device.write((fsBlockNo + whole) * bs, tail);

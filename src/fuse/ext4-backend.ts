@@ -21,7 +21,7 @@ import type { Volume } from '../fs/volume.ts';
 import { listDirectory } from '../dir/dir-read.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
 import { deviceNumber } from '../api/stats.ts';
-import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID, S_ISUID } from '../format/inode.ts';
+import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID } from '../format/inode.ts';
 import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
@@ -31,10 +31,8 @@ import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, RENAME_EXCHANGE, XATTR_CREATE, 
 const ROOT_INO = 2;
 const O_ACCMODE = 3;
 const O_EXCL = 0o200;
-const S_IXGRP = 0o010;
 /** ext4 dirent file type → DT_*. */
 const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 interface FileHandle { oi: OpenInode; flags: number }
 interface DirHandle { ino: number; entries: DirListing[] | undefined }
@@ -133,30 +131,6 @@ export class Ext4Backend implements FuseBackend {
 
   private writable(): void {
     if (this.readOnly) throw posixError('EROFS', 'write');
-  }
-
-  private nameText(nameBytes: Uint8Array): string {
-    if (nameBytes.length > 255) throw posixError('ENAMETOOLONG', 'open');
-    try { return strictUtf8.decode(nameBytes); } catch {
-      throw new Ext4Error('EINVAL', 'EINVAL: names that are not UTF-8 cannot be created through the mount yet');
-    }
-  }
-
-  /** Path of a directory (or any inode the kernel looked up), from the root. */
-  private pathOf(ino: number): string {
-    const parts: string[] = [];
-    for (let cur = ino, hops = 0; cur !== ROOT_INO; hops++) {
-      const n = this.names.get(cur);
-      if (!n || hops > 4096) throw new FuseErrno('ESTALE', `no known path to inode ${ino}`);
-      parts.push(this.nameText(n.nameBytes));
-      cur = n.parent;
-    }
-    return '/' + parts.reverse().join('/');
-  }
-
-  private childPath(parent: number, nameBytes: Uint8Array): string {
-    const p = this.pathOf(parent);
-    return (p === '/' ? '' : p) + '/' + this.nameText(nameBytes);
   }
 
   /** A time clamped to what the inode format holds (as the kernel's timestamp_truncate does). */
@@ -395,12 +369,6 @@ export class Ext4Backend implements FuseBackend {
     const owner = await this.newOwner(parentIno, caller, 0);
     await namei.symlink(this.fs, await this.inode(parentIno), nameBytes, target, owner.cred, { syscall: 'symlink' });
     return this.lookedUpNew(parentIno, nameBytes);
-  }
-
-  private nameTextAny(bytes: Uint8Array): string {
-    try { return strictUtf8.decode(bytes); } catch {
-      throw new Ext4Error('EINVAL', 'EINVAL: symlink targets that are not UTF-8 are not supported through the mount yet');
-    }
   }
 
   async link(ino: number, newParentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number }> {
