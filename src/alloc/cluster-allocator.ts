@@ -44,6 +44,7 @@ export class ClusterAllocator {
   readonly #reader: BlockReader | undefined;
   /** The last transaction seen: the reader of last resort for the read-only calls. */
   #lastTxn: BlockReader | undefined;
+  #ignoreBusy = false;
   /** Groups whose on-disk bitmap (or BLOCK_UNINIT image) has been checked against its descriptor. */
   readonly #verified = new Set<number>();
   #meta: BitRanges[] | undefined;
@@ -82,7 +83,8 @@ export class ClusterAllocator {
     return this.#exclusive(txn, async () => {
       const blocked = this.#windows.blockedFor(opts.owner);
       const found = await this.#search(txn, goalCluster, wantClusters, minClusters, blocked) ??
-        (blocked.length ? await this.#search(txn, goalCluster, wantClusters, minClusters, []) : undefined);
+        (blocked.length ? await this.#search(txn, goalCluster, wantClusters, minClusters, []) : undefined) ??
+        await this.#withoutBusy(() => this.#search(txn, goalCluster, wantClusters, minClusters, []));
       return found ? this.#take(txn, found.g, found.bit, found.len) : undefined;
     });
   }
@@ -142,7 +144,8 @@ export class ClusterAllocator {
         // A closed file packs near its goal like any other allocation; so does an open one when
         // no free cluster is left outside windows.
         const found = await this.#search(txn, goalCluster, wantClusters, 1, blocked) ??
-          (blocked.length ? await this.#search(txn, goalCluster, wantClusters, 1, []) : undefined);
+          (blocked.length ? await this.#search(txn, goalCluster, wantClusters, 1, []) : undefined) ??
+          await this.#withoutBusy(() => this.#search(txn, goalCluster, wantClusters, 1, []));
         if (!found) return undefined;
         start = this.#firstCluster(found.g) + found.bit;
         len = found.len;
@@ -279,7 +282,7 @@ export class ClusterAllocator {
       const first = this.#firstCluster(g);
       const from = i === 0 ? at.bit : 0;
       const startLimit = i === G ? at.bit : n;
-      const bits = await this.#view(reader, g);
+      const bits = await this.#searchView(reader, g);
       for (let s = findBit(bits, from, startLimit, 0); s < startLimit; s = findBit(bits, s, startLimit, 0)) {
         // A run stops at the next blocked range; one that starts inside a blocked range moves past it.
         let limit = Math.min(n, s + want);
@@ -316,7 +319,7 @@ export class ClusterAllocator {
       const at = this.#locate(start + len);
       if (!at) break;
       const n = this.#groupClusters(at.g);
-      const bits = await this.#view(reader, at.g);
+      const bits = await this.#searchView(reader, at.g);
       const e = findBit(bits, at.bit, Math.min(n, at.bit + (cap - len)), 1);
       len += e - at.bit;
       if (e < n) break;
@@ -368,7 +371,7 @@ export class ClusterAllocator {
         if (add(base + from, base + to)) return true;
         continue;
       }
-      const bits = await this.#view(reader, g);
+      const bits = await this.#searchView(reader, g);
       for (let s = findBit(bits, from, to, 0); s < to;) {
         const e = findBit(bits, s, to, 1);
         if (add(base + s, base + e)) return true;
@@ -463,6 +466,30 @@ export class ClusterAllocator {
     for (const [s, e] of this.#metaRanges()[g]!) setBitRange(bits, s, e);
     markBitmapEnd(bits, this.#groupClusters(g));
     return bits;
+  }
+
+  /**
+   * The bitmap allocation searches see: the current one, with clusters still used in a version
+   * that is not yet durably replaced (freed by an uncommitted transaction) counted as used —
+   * unless #ignoreBusy (a retry when nothing else is free).
+   */
+  async #searchView(reader: BlockReader, g: number): Promise<Uint8Array> {
+    const bits = await this.#view(reader, g);
+    if (this.#ignoreBusy || !reader.busyViews || this.#table.blockUninit(g)) return bits;
+    const views = reader.busyViews(this.#table.desc(g).blockBitmap);
+    if (views.length === 0) return bits;
+    const out = bits.slice();
+    for (const v of views) for (let i = 0; i < out.length; i++) out[i]! |= v[i]!;
+    return out;
+  }
+
+  /**
+   * Last resort when only clusters freed by uncommitted transactions are left: reuse them (the
+   * kernel would commit and retry; ext4kit cannot commit from inside an allocation).
+   */
+  async #withoutBusy<T>(fn: () => Promise<T>): Promise<T> {
+    this.#ignoreBusy = true;
+    try { return await fn(); } finally { this.#ignoreBusy = false; }
   }
 
   /** The current bitmap of group g, checked against its descriptor on first sight. Do not mutate. */

@@ -9,7 +9,7 @@ import { u16 } from '../util/bytes.ts';
 import { crc32cUpdate } from '../util/crc.ts';
 
 /** Where a block is read from outside a transaction (a journal handle's `read` sees uncommitted changes). */
-export type BlockReader = Pick<MetaTxn, 'read'>;
+export type BlockReader = Pick<MetaTxn, 'read'> & Partial<Pick<MetaTxn, 'busyViews'>>;
 
 export class GroupTable {
   readonly #dirty = new Set<number>();

@@ -162,6 +162,12 @@ export interface Ext4FileHandle {
 export interface OpenOptions {
   /** Open without ever writing (forced for images that fail validation of ro_compat features). */
   readOnly?: boolean;
+  /**
+   * 'bypass': metadata is written in place without the journal's log, for building a fresh
+   * image (mkfs -d); the image is marked not clean until close. Default: journaled writes
+   * when the image has a journal.
+   */
+  journal?: 'bypass';
   /** Owner of files and directories created through this mount (default 0: root). */
   uid?: number;
   gid?: number;

@@ -192,10 +192,13 @@ export async function run(argv: string[]): Promise<number> {
   planLayout(resolveMkfsOptions({ ...opts, sizeBytes: planned.sizeBytes }, planned.sizeBytes));
   const existed = await stat(image).then(() => true, () => false);
   if (planned.create) await createSparse(image, planned.sizeBytes);
+  // Populating the fresh image skips the journal: the image stays marked not clean until the
+  // build's close, so an interrupted build never looks like a clean filesystem.
   const openFs = async (readOnly: boolean) => {
-    if (!offsetBytes) return Ext4.open(image, { readOnly, umask: 0 }); // copies keep their source's modes
+    // copies keep their source's modes
+    if (!offsetBytes) return Ext4.open(image, { readOnly, umask: 0, journal: 'bypass' });
     const dev = await openTarget(image, offsetBytes, planned.sizeBytes);
-    return Ext4.open(dev, { readOnly, umask: 0 });
+    return Ext4.open(dev, { readOnly, umask: 0, journal: 'bypass' });
   };
   try {
     const dev = await openTarget(image, offsetBytes || undefined, planned.sizeBytes);

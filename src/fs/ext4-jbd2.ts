@@ -2,14 +2,26 @@
 // (the metadata blocks it may dirty) instead of one flat budget; the superblock is written
 // through a handle like any other metadata block. The journal object is handed in, so a jbd2
 // implementation replaces the write-back one without touching this module's callers.
+// With has_journal the write-back journal commits through the jbd2 log (journal/jbd2-log.ts):
+// needs_recovery is set on the first write and cleared at close, after the log is emptied.
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
+import { COMPAT, INCOMPAT } from '../format/features.ts';
 import type { Handle, Journal } from '../journal/transaction.ts';
+import { Jbd2Log } from '../journal/jbd2-log.ts';
+import { mapJournalInode } from '../journal/replay/journal-inode.ts';
 import type { Volume } from './volume.ts';
 import { nowSec } from './clock.ts';
 
-/** A journal that also says whether a block has uncommitted changes. */
-export type FsJournal = Journal & { isDirty(block: number): boolean };
+/**
+ * A journal that also says whether a block has uncommitted changes, runs `preCommit` inside each
+ * commit's gate (the filesystem folds its deferred state in), and orders data before commits.
+ */
+export type FsJournal = Journal & {
+  isDirty(block: number): boolean;
+  preCommit: ((h: Handle) => Promise<void>) | undefined;
+  orderedData(): () => void;
+};
 
 /** Deepest extent tree ext4 builds (the root in the inode plus four levels of blocks). */
 const MAX_EXTENT_DEPTH = 5;
@@ -60,43 +72,84 @@ export function creditsFor(kind: OpKind, vol: Volume, n = 0): number {
 
 export class Jbd2 {
   closed = false;
-  /** The superblock says "not cleanly unmounted" on disk. */
+  /** The superblock says "not cleanly unmounted" (or, with the log, needs_recovery) on disk. */
   markedDirty = false;
   constructor(
     readonly journal: FsJournal,
     private readonly vol: Volume,
     /** Free clusters and inodes as the allocators count them, for the superblock. */
     private readonly counts: () => { freeClusters: number; freeInodes: number },
+    /** The jbd2 log commits go through, or undefined (no journal, or bypassed). */
+    readonly log: Jbd2Log | undefined,
+    /** Blocks the next commit adds beyond the journal's dirty ones (dirty inodes, descriptors). */
+    private readonly deferredBlocks: () => number = () => 0,
   ) {}
 
-  /** Runs `fn` inside a handle with `credits` blocks of budget. */
-  async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` inside a handle with `credits` blocks of budget. With the log, a running
+   * transaction near the log's limit is committed first; not from inside writeback
+   * (`mayCommit: false`: it holds ordered-data tokens the commit would wait for).
+   */
+  async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>, opts: { mayCommit?: boolean } = {}): Promise<T> {
     if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
     if (!this.markedDirty) await this.markDirty();
+    if (this.log && opts.mayCommit !== false &&
+        this.journal.dirtyBlocks + this.deferredBlocks() + 64 > this.log.maxTransactionBlocks) {
+      await this.commit();
+    }
     const h = await this.journal.begin(credits);
     try { return await fn(h); } finally { h.stop(); }
   }
 
-  /** Clears the "cleanly unmounted" state on first write, as a non-journalled ext4 mount does. */
+  /**
+   * First write of the mount. With the log: needs_recovery is set (the state stays valid, as a
+   * journalled ext4 mount does) and made durable, in place, before any commit record. Without
+   * it: the "cleanly unmounted" state is cleared, as a non-journalled ext4 mount does.
+   */
   async markDirty(): Promise<void> {
     this.markedDirty = true;
     const { sb } = this.vol;
-    sb.state &= ~SB_STATE.valid;
+    if (this.log) sb.featureIncompat |= INCOMPAT.needs_recovery;
+    else sb.state &= ~SB_STATE.valid;
     sb.mntCount = (sb.mntCount + 1) & 0xffff;
     sb.mtime = nowSec();
-    await this.commitSuperblock();
+    if (!this.log) return this.commitSuperblock();
+    await this.writeSuperblockInPlace();
+    await this.log.start();
+    await this.vol.device.flush();
   }
 
-  /** Encodes the superblock (with the allocators' free counts) into its block through `h`. */
-  async writeSuperblock(h: Handle): Promise<void> {
+  /**
+   * One transaction: the journal's running changes plus what `preCommit` folds in. Returns when
+   * it and every earlier commit are on the device (durable, with the log).
+   */
+  async commit(durable = true): Promise<void> {
+    if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
+    if (!this.markedDirty) await this.markDirty();
+    await this.journal.commit();
+    if (!this.log && durable) await this.vol.device.flush();
+  }
+
+  private superblockBytes(): Uint8Array {
     const { sb, geo } = this.vol;
     const { freeClusters, freeInodes } = this.counts();
     sb.freeBlocksCount = freeClusters * geo.clusterRatio;
     sb.freeInodesCount = freeInodes;
     sb.wtime = nowSec();
+    return encodeSuperblock(sb);
+  }
+
+  /** Encodes the superblock (with the allocators' free counts) into its block through `h`. */
+  async writeSuperblock(h: Handle): Promise<void> {
+    const { geo } = this.vol;
     const block = Math.floor(SUPERBLOCK_OFFSET / geo.blockSize);
     const bytes = await h.getWrite(block);
-    bytes.set(encodeSuperblock(sb), SUPERBLOCK_OFFSET % geo.blockSize);
+    bytes.set(this.superblockBytes(), SUPERBLOCK_OFFSET % geo.blockSize);
+  }
+
+  /** The superblock straight to its home (with the log: only when no transaction holds it). */
+  private async writeSuperblockInPlace(): Promise<void> {
+    await this.vol.device.write(SUPERBLOCK_OFFSET, this.superblockBytes());
   }
 
   /** Writes the superblock now, in a commit of its own. */
@@ -106,9 +159,28 @@ export class Jbd2 {
     await this.journal.commit();
   }
 
-  /** Marks the filesystem cleanly unmounted and writes the superblock. */
+  /**
+   * Marks the filesystem cleanly unmounted and writes the superblock. With the log (everything
+   * committed and checkpointed): the log is marked empty first, then needs_recovery cleared.
+   */
   async markClean(): Promise<void> {
     this.vol.sb.state |= SB_STATE.valid;
-    await this.commitSuperblock();
+    if (!this.log) return this.commitSuperblock();
+    await this.log.close();
+    this.vol.sb.featureIncompat &= ~INCOMPAT.needs_recovery;
+    await this.writeSuperblockInPlace();
   }
+}
+
+/** The jbd2 log of an internal journal, or undefined without has_journal. */
+export async function openLog(vol: Volume): Promise<Jbd2Log | undefined> {
+  const { sb, geo } = vol;
+  if (!(sb.featureCompat & COMPAT.has_journal)) return undefined;
+  const jmap = await mapJournalInode(vol.device, sb, geo);
+  const map = new Float64Array(jmap.countBlocks);
+  for (const [first, fsBlock, n] of jmap.logical) for (let i = 0; i < n; i++) map[first + i] = fsBlock + i;
+  return Jbd2Log.open(vol.device, {
+    blockSize: geo.blockSize, lengthBlocks: jmap.countBlocks, map, uuid: sb.uuid, metadataCsum: geo.metadataCsum,
+    bit64: (sb.featureIncompat & INCOMPAT['64bit']) !== 0,
+  });
 }

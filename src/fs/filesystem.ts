@@ -19,14 +19,15 @@ import { checkQuiescent } from '../mapping/delalloc.ts';
 import { DirtyCounter } from '../pagecache/file-pages.ts';
 import type { Volume } from './volume.ts';
 import { InodeCache, type OpenInode } from './inode-cache.ts';
-import { Jbd2, type FsJournal } from './ext4-jbd2.ts';
+import { Jbd2, openLog, type FsJournal } from './ext4-jbd2.ts';
+import type { Jbd2Log } from '../journal/jbd2-log.ts';
 import { NameCache } from './dcache.ts';
 import { Orphans } from './orphan.ts';
 import { Writeback } from './writeback.ts';
 import { Importer } from './import.ts';
 import { loadQuota, setQuotaLimits } from './quota.ts';
 import { releaseOrphan } from './namei.ts';
-import { sync } from './fsync.ts';
+import { sync, foldIntoTransaction } from './fsync.ts';
 import { checkInvariants } from './invariants.ts';
 
 /** Features whose on-disk rules the write path keeps; anything else mounts read-only. */
@@ -51,8 +52,13 @@ export function writeBlocker(vol: Volume): string | undefined {
 }
 
 export interface MountWritableOptions {
-  /** The journal (default: the write-back journal over the volume's block cache). */
-  journal?: FsJournal;
+  /**
+   * The journal (default: the write-back journal over the volume's block cache, committing
+   * through the jbd2 log when the image has a journal). 'bypass' (building a fresh image, mkfs
+   * -d): metadata is written in place without the log, and the image is marked not clean until
+   * close, so an interrupted build is never taken for a clean filesystem.
+   */
+  journal?: FsJournal | 'bypass';
 }
 
 export class Filesystem {
@@ -70,11 +76,13 @@ export class Filesystem {
   readonly ns = new Mutex();
   readonly allocLock = new Mutex();
 
-  private constructor(readonly vol: Volume, readonly quota: MemoryQuota | undefined, journal: FsJournal) {
+  private constructor(readonly vol: Volume, readonly quota: MemoryQuota | undefined, journal: FsJournal, log: Jbd2Log | undefined) {
     const { geo, sb } = vol;
     this.journal = journal;
     this.table = new GroupTable(geo, vol.groups);
-    this.jbd = new Jbd2(journal, vol, () => ({ freeClusters: this.clusters.freeClusters, freeInodes: this.table.freeInodes() }));
+    this.jbd = new Jbd2(journal, vol, () => ({ freeClusters: this.clusters.freeClusters, freeInodes: this.table.freeInodes() }),
+      log, () => this.icache.dirty.size + geo.gdtBlocks);
+    journal.preCommit = (h) => foldIntoTransaction(this, h);
     // A credit-less handle lets the allocators read bitmaps (including uncommitted ones) outside any operation.
     const reader = journal.start(0);
     this.clusters = new ClusterAllocator(geo, this.table, { reader });
@@ -97,8 +105,13 @@ export class Filesystem {
     if (why) throw new Ext4Error('EROFS', `EROFS: read-only file system: ${why}`, { detail: 'write-blocked' });
     let quota: MemoryQuota | undefined;
     if (vol.sb.featureRoCompat & RO_COMPAT.quota) quota = await loadQuota(vol);
-    return new Filesystem(vol, quota, opts.journal ?? new WriteBackJournal(vol.cache));
+    if (typeof opts.journal === 'object') return new Filesystem(vol, quota, opts.journal, undefined);
+    const log = opts.journal === 'bypass' ? undefined : await openLog(vol);
+    return new Filesystem(vol, quota, new WriteBackJournal(vol.cache, log), log);
   }
+
+  /** The jbd2 log commits go through (tests look inside), or undefined. */
+  get log(): Jbd2Log | undefined { return this.jbd.log; }
 
   /** The in-memory inodes (tests look inside). */
   get open(): Map<number, OpenInode> { return this.icache.open; }

@@ -1,12 +1,14 @@
 // fsync and sync: data first (writeback), then every pending metadata change in one commit
-// (inodes, group descriptors and bitmaps, quota files, superblock), then a device flush.
+// (inodes, group descriptors and bitmaps, quota files, superblock, folded in by the journal's
+// preCommit), through the jbd2 log when there is one, else in place and a device flush.
 import type { GroupTable } from '../alloc/group-table.ts';
 import type { MemoryQuota } from '../alloc/space-accounting.ts';
 import type { OpenInode } from './inode-cache.ts';
 import type { Writeback, WritebackCtx } from './writeback.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { Orphans } from './orphan.ts';
-import { quotaCommitCredits, writeQuotaFiles } from './quota.ts';
+import { writeQuotaFiles } from './quota.ts';
+import type { Handle } from '../journal/transaction.ts';
 
 export interface SyncCtx extends WritebackCtx {
   readonly journal: FsJournal;
@@ -46,15 +48,18 @@ export async function sync(ctx: SyncCtx, opts: { durable?: boolean } = {}): Prom
 
 /** One commit of every dirty inode, the group table, the quota files and the superblock. */
 export async function commit(ctx: SyncCtx, durable = true): Promise<void> {
-  const { geo } = ctx.vol;
-  const credits = ctx.icache.dirty.size + geo.gdtBlocks + 2 * geo.groupCount + quotaCommitCredits(ctx.vol, ctx.quota) + 1;
-  await ctx.jbd.withHandle(credits, async (h) => {
-    if (ctx.quota) await writeQuotaFiles(ctx, h, ctx.quota);
-    for (const oi of ctx.icache.dirty) await ctx.icache.writeInode(h, oi);
-    ctx.icache.dirty.clear();
-    await ctx.table.flush(h);
-    await ctx.jbd.writeSuperblock(h);
-  });
-  await ctx.journal.commit();
-  if (durable) await ctx.vol.device.flush();
+  await ctx.jbd.commit(durable);
+}
+
+/**
+ * The journal's preCommit: inside the commit's gate (every handle stopped), the deferred
+ * in-memory state (dirty inodes, quota files, group descriptors, superblock) joins the
+ * transaction, so each commit is one consistent cut.
+ */
+export async function foldIntoTransaction(ctx: SyncCtx, h: Handle): Promise<void> {
+  if (ctx.quota) await writeQuotaFiles(ctx, h, ctx.quota);
+  for (const oi of ctx.icache.dirty) await ctx.icache.writeInode(h, oi);
+  ctx.icache.dirty.clear();
+  await ctx.table.flush(h);
+  await ctx.jbd.writeSuperblock(h);
 }

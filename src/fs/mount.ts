@@ -31,8 +31,11 @@ export interface Node { readonly ino: number; readonly inode: Inode }
 
 export interface MountOptions {
   readOnly?: boolean;
-  /** The journal for a writable mount (default: the write-back journal). */
-  journal?: FsJournal;
+  /**
+   * The journal for a writable mount (default: the write-back journal, through the jbd2 log
+   * when the image has a journal); 'bypass': in-place writes without the log (mkfs -d).
+   */
+  journal?: FsJournal | 'bypass';
 }
 
 export class Mount implements WalkSource<Node> {

@@ -26,19 +26,6 @@ export async function loadQuota(vol: Volume): Promise<MemoryQuota> {
   return quota;
 }
 
-/** Blocks the quota files may dirty at a commit (for the commit's credit estimate). */
-export function quotaCommitCredits(vol: Volume, quota: MemoryQuota | undefined): number {
-  if (!quota) return 0;
-  let n = 0;
-  for (const kind of ['user', 'group'] as const) {
-    let ids = 0;
-    for (const _ of quota.entries(kind)) ids++;
-    // Tree levels plus leaf blocks, each block mapped (a tree change) when the file grows.
-    n += 2 * (5 + Math.ceil((ids * 72) / vol.geo.blockSize));
-  }
-  return n;
-}
-
 /** Writes the in-memory usage into the quota files (through the handle). */
 export async function writeQuotaFiles(ctx: BallocCtx & { readonly icache: InodeCache }, h: Handle, quota: MemoryQuota): Promise<void> {
   const { sb, geo } = ctx.vol;

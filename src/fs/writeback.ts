@@ -24,7 +24,7 @@ export interface WritebackCtx extends BallocCtx {
   readonly icache: InodeCache;
 }
 
-type Convert = { oi: OpenInode; first: number; count: number };
+type Convert = { oi: OpenInode; first: number; count: number; fsBlock: number };
 
 export class Writeback {
   private background: Promise<void> | undefined;
@@ -50,18 +50,27 @@ export class Writeback {
     const sorted = [...new Set(list)].sort((a, b) => a.ino - b.ino);
     const releases = [];
     for (const oi of sorted) releases.push(await oi.writeback.acquire());
+    // Ordered mode: a commit that may make this batch's new blocks reachable waits for their data.
+    const orderedDone = ctx.jbd.journal.orderedData();
     try {
       const blocks: WbRun[] = [];
       const converts: Convert[] = [];
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
       await writeBlocks(ctx.vol, this.dirtyPages, blocks);
+      orderedDone();
       for (const c of converts) {
         await ctx.jbd.withHandle(creditsFor('convert', ctx.vol, c.count), (h) => c.oi.data.withWrite(async () => {
-          await setUnwritten(fileMap(ctx, c.oi), h, c.first, c.count, false);
+          // A truncate, punch or zero-range since the mapping may have removed or replaced part
+          // of the range: convert only what is still the unwritten extent whose data was written.
+          for (const seg of await lookupRange(fileMap(ctx, c.oi), h, c.first, c.count)) {
+            if (seg.state !== 'unwritten' || seg.fsBlock !== c.fsBlock + (seg.first - c.first)) continue;
+            await setUnwritten(fileMap(ctx, c.oi), h, seg.first, seg.count, false);
+          }
           ctx.icache.markDirty(c.oi);
-        }));
+        }), { mayCommit: false });
       }
     } finally {
+      orderedDone();
       for (const r of releases) r();
     }
   }
@@ -82,10 +91,10 @@ export class Writeback {
             : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
           for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
-          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count });
+          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
         }
         ctx.icache.markDirty(oi);
-      }));
+      }), { mayCommit: false });
     }
     if (oi.refs === 0) ctx.clusters.releaseWindow(oi.ino);
   }

@@ -2,12 +2,14 @@
 // block budget, exactly where jbd2 handles will go: callers ask for write access to a block,
 // mutate the returned buffer, and the journal decides when and how it reaches the disk.
 //
-// Today's implementation (WriteBackJournal) has no on-disk log: dirty metadata stays in memory
-// and is written at commit (sync/close), after file data, so that the image is clean after
-// close() and the on-disk journal is never touched (never marked as needing recovery).
+// WriteBackJournal keeps dirty metadata in memory and hands a frozen snapshot of it to a
+// CommitSink at commit (sync/fsync/close): the jbd2 log (jbd2-log.ts) for filesystems with a
+// journal, in-place writes without one. Commits are serialized: a commit returns only after
+// every earlier commit is on the device, and no commit's writes overlap another's.
 import { Ext4Error, assert } from '../errors/ext4-error.ts';
 import { type FsBlock } from '../util/brand.ts';
 import { type BlockCache } from '../cache/block-cache.ts';
+import { InPlaceSink, type CommitSink } from './jbd2-log.ts';
 
 /** Metadata block access inside one handle. */
 export interface MetaTxn {
@@ -19,6 +21,13 @@ export interface MetaTxn {
   getNew(block: FsBlock | number): Uint8Array;
   /** The block was freed: any pending write of it is dropped (a revoke, under jbd2). */
   forget(block: FsBlock | number): void;
+  /**
+   * Earlier versions of the block that are not yet durable replacements: its contents before
+   * the running transaction, and before the committing one. Allocators treat a cluster used in
+   * any of them as busy, so a block freed by a transaction is not reused (and overwritten in
+   * place) before that transaction is durable (journal.md §4.3).
+   */
+  busyViews?(block: FsBlock | number): Uint8Array[];
   /** Whether the block has uncommitted changes (its checksum may not be final yet). */
   isDirty(block: FsBlock | number): boolean;
   /**
@@ -52,6 +61,14 @@ interface JournalState {
   readonly cache: BlockCache;
   readonly dirty: Map<number, Uint8Array>;
   readonly finalizers: Map<number, (bytes: Uint8Array) => void>;
+  /** Blocks freed in the running transaction (revoke records, under jbd2). */
+  readonly revokes: Set<number>;
+  /** Frozen copies of the committing transaction until they are home: reads see them even if the cache dropped the block. */
+  readonly committing: Map<number, Uint8Array>;
+  /** Contents before the running transaction of the blocks it changed (see busyViews). */
+  originals: Map<number, Uint8Array>;
+  /** The same for the committing transaction, until it is durable. */
+  committingOriginals: Map<number, Uint8Array>;
   /** Handles that may write and have not stopped. */
   writers: number;
   idleWaiters: Array<() => void>;
@@ -83,7 +100,8 @@ class WriteBackHandle implements Handle {
 
   private spend(block: number): void {
     assert(!this.stopped, 'handle used after stop');
-    const touched = this.touched ??= new Set();
+    if (!this.touched) this.touched = new Set();
+    const touched = this.touched;
     if (touched.has(block)) return;
     if (this.left <= 0) throw new Ext4Error('EIO', `journal handle out of credits (block ${block})`, { detail: 'journal-credits' });
     this.left--;
@@ -91,14 +109,20 @@ class WriteBackHandle implements Handle {
   }
 
   async read(block: FsBlock | number): Promise<Uint8Array> {
-    return this.j.dirty.get(block) ?? this.j.cache.read(block);
+    return this.j.dirty.get(block) ?? this.j.committing.get(block) ?? this.j.cache.read(block);
   }
 
   async getWrite(block: FsBlock | number): Promise<Uint8Array> {
     this.spend(block);
     let buf = this.j.dirty.get(block);
     if (!buf) {
-      buf = (await this.j.cache.read(block)).slice();
+      const before = this.j.committing.get(block) ?? await this.j.cache.read(block);
+      // Another handle may have dirtied it while we read.
+      const raced = this.j.dirty.get(block);
+      if (raced) return raced;
+      buf = before.slice();
+      if (!this.j.originals.has(block)) this.j.originals.set(block, before);
+      this.j.revokes.delete(block);
       this.j.dirty.set(block, buf);
       this.j.cache.put(block, buf);
     }
@@ -108,12 +132,15 @@ class WriteBackHandle implements Handle {
   getNew(block: FsBlock | number): Uint8Array {
     this.spend(block);
     const buf = new Uint8Array(this.j.cache.blockSize);
+    // Journaled again after a free in this transaction: the revoke would hide this copy.
+    this.j.revokes.delete(block);
     this.j.dirty.set(block, buf);
     this.j.cache.put(block, buf);
     return buf;
   }
 
   forget(block: FsBlock | number): void {
+    this.j.revokes.add(block);
     this.j.dirty.delete(block);
     this.j.finalizers.delete(block);
     this.j.cache.drop(block);
@@ -121,20 +148,42 @@ class WriteBackHandle implements Handle {
 
   isDirty(block: FsBlock | number): boolean { return this.j.dirty.has(block); }
 
+  busyViews(block: FsBlock | number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    const a = this.j.originals.get(block);
+    if (a) out.push(a);
+    const b = this.j.committingOriginals.get(block);
+    if (b) out.push(b);
+    return out;
+  }
+
   onCommit(block: FsBlock | number, finalize: (bytes: Uint8Array) => void): void {
     assert(this.j.dirty.has(block), `finalizer for clean block ${block}`);
     this.j.finalizers.set(block, finalize);
   }
 }
 
-/** Journal with no log: changes are kept in memory and written in block order at commit. */
+/** Journal over a commit sink: changes are kept in memory and handed to the sink at commit. */
 export class WriteBackJournal implements Journal {
   private readonly j: JournalState;
   /** Closed (a pending promise) while a commit waits for writers and takes its snapshot. */
   private gate: Promise<void> | undefined;
+  /** The previous commit: each commit starts after it has finished (durable in order). */
+  private commitTail: Promise<void> = Promise.resolve();
+  /** Data writes to newly allocated blocks in flight (ordered mode): a commit waits for those started before its snapshot. */
+  private readonly ordered = new Set<Promise<void>>();
+  /** Commits handed to the sink. */
+  commits = 0;
+  /**
+   * Runs inside the commit's gate, after every handle stopped and before the snapshot: the
+   * filesystem folds its deferred in-memory state (dirty inodes, group descriptors, quota,
+   * superblock) into the transaction, so each commit is a consistent cut.
+   */
+  preCommit: ((h: Handle) => Promise<void>) | undefined;
 
-  constructor(cache: BlockCache) {
-    this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [] };
+  constructor(cache: BlockCache, readonly sink: CommitSink = new InPlaceSink(cache.device, cache.blockSize)) {
+    this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [], revokes: new Set(), committing: new Map(),
+      originals: new Map(), committingOriginals: new Map() };
   }
 
   async begin(credits: number): Promise<Handle> {
@@ -151,34 +200,65 @@ export class WriteBackJournal implements Journal {
   }
 
   /**
-   * Like a jbd2 commit: new handles wait, running ones finish, then the dirty set is finalized
-   * and copied in one synchronous step; the copies are written after the gate reopens, so
-   * handles started meanwhile change only the next commit's blocks.
+   * Ordered data: call before allocating blocks for data, and call the returned function once
+   * that data is written. A commit whose snapshot may make those blocks reachable waits for it.
    */
-  async commit(): Promise<void> {
+  orderedData(): () => void {
+    let done!: () => void;
+    const p = new Promise<void>((r) => { done = r; });
+    this.ordered.add(p);
+    return () => { this.ordered.delete(p); done(); };
+  }
+
+  /**
+   * Like a jbd2 commit: new handles wait, running ones finish, then the dirty set is finalized
+   * and copied in one synchronous step; the copies go to the sink after the gate reopens, so
+   * handles started meanwhile change only the next commit's blocks. Resolves when this commit
+   * and every earlier one are on the device (the sink decides how durable that is).
+   */
+  commit(): Promise<void> {
+    const run = this.commitTail.then(() => this.commitNow());
+    this.commitTail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commitNow(): Promise<void> {
     while (this.gate) await this.gate;
     let open!: () => void;
     this.gate = new Promise<void>((r) => { open = r; });
-    const runs: Array<{ block: number; bytes: Uint8Array }> = [];
+    let blocks: Array<{ block: number; bytes: Uint8Array }>;
+    let revokes: number[];
+    let ordered: Array<Promise<void>>;
+    let originals: Map<number, Uint8Array>;
     try {
       if (this.j.writers > 0) await new Promise<void>((r) => this.j.idleWaiters.push(r));
+      if (this.preCommit) {
+        const h = new WriteBackHandle(this.j, Number.MAX_SAFE_INTEGER);
+        try { await this.preCommit(h); } finally { h.stop(); }
+      }
       for (const [block, finalize] of this.j.finalizers) finalize(this.j.dirty.get(block)!);
       this.j.finalizers.clear();
-      const blocks = [...this.j.dirty.keys()].sort((a, b) => a - b);
-      const bs = this.j.cache.blockSize;
-      for (let i = 0; i < blocks.length;) {
-        let j = i + 1;
-        while (j < blocks.length && blocks[j] === blocks[j - 1]! + 1 && j - i < 256) j++;
-        const buf = new Uint8Array((j - i) * bs);
-        for (let k = i; k < j; k++) buf.set(this.j.dirty.get(blocks[k]!)!, (k - i) * bs);
-        runs.push({ block: blocks[i]!, bytes: buf });
-        i = j;
-      }
+      const sorted = [...this.j.dirty.keys()].sort((a, b) => a - b);
+      blocks = sorted.map((block) => ({ block, bytes: this.j.dirty.get(block)!.slice() }));
+      for (const b of blocks) this.j.committing.set(b.block, b.bytes);
+      revokes = [...this.j.revokes].sort((a, b) => a - b);
       this.j.dirty.clear();
+      this.j.revokes.clear();
+      this.j.committingOriginals = originals = this.j.originals;
+      this.j.originals = new Map();
+      ordered = [...this.ordered];
     } finally {
       this.gate = undefined;
       open();
     }
-    for (const r of runs) await this.j.cache.device.write(r.block * this.j.cache.blockSize, r.bytes);
+    try {
+      // Ordered mode: data of blocks this transaction makes reachable is written first.
+      await Promise.all(ordered);
+      await this.sink.commit({ blocks, revokes });
+      this.commits++;
+    } finally {
+      for (const b of blocks) if (this.j.committing.get(b.block) === b.bytes) this.j.committing.delete(b.block);
+      if (this.j.committingOriginals === originals) this.j.committingOriginals = new Map();
+    }
   }
 }

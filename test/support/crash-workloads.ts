@@ -1,0 +1,231 @@
+// Workloads for the crash-point harness. Each runs on a writable mount over a RecordingDevice
+// and tells the recorder what it changes ("change") and what each returned fsync/sync/close
+// acknowledged ("ack"); crash-states.ts decides what must survive a cut anywhere.
+import { Ext4 } from '../../src/api/ext4.ts';
+import type { Ext4WritableHandle } from '../../src/api/ext4.ts';
+import type { MkfsOptions } from '../../src/mkfs/options.ts';
+import type { RecordingDevice, Expectation } from './recording-device.ts';
+import { FileModel, Prng, fillPattern, isErrno, jitter } from './byte-model.ts';
+
+type Handle = Ext4WritableHandle;
+
+export interface Workload {
+  name: string;
+  sizeBytes: number;
+  mkfs: MkfsOptions;
+  /** Runs the workload; returns what a clean close must leave. */
+  run(fs: Ext4, rec: RecordingDevice, seed: number): Promise<Expectation[]>;
+}
+
+const exactAll = (m: Map<string, Uint8Array | null>): Expectation[] =>
+  [...m].map(([path, value]) => ({ path, kind: 'exact' as const, value }));
+
+async function syncAck(fs: Ext4, rec: RecordingDevice, model: Map<string, Uint8Array | null>, label: string): Promise<void> {
+  const since = rec.now;
+  const expects = exactAll(model);
+  await fs.sync();
+  rec.ack(since, expects, label);
+}
+
+/** Many small files in a few directories, sync() every few files. */
+export const smallFiles = (blockSize: 1024 | 4096, files = 48): Workload => ({
+  name: `small files with sync(), ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const model = new Map<string, Uint8Array | null>();
+    for (let d = 0; d < 3; d++) await fs.mkdir(`/d${d}`);
+    for (let i = 0; i < files; i++) {
+      const path = `/d${i % 3}/f${i}`;
+      const data = fillPattern(rng.int(1, 3 * blockSize + 100), seed + i);
+      rec.change(path, 'set', data);
+      await fs.writeFile(path, data);
+      model.set(path, data);
+      if (i % 6 === 5) await syncAck(fs, rec, model, `sync after f${i}`);
+    }
+    return exactAll(model);
+  },
+});
+
+/** Atomic replace (write tmp, fsync, rename over), unlinks, and unlinks of open files (orphans). */
+export const renames = (blockSize: 1024 | 4096, rounds = 24): Workload => ({
+  name: `renames over existing files and unlinks of open files, ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const model = new Map<string, Uint8Array | null>();
+    await fs.mkdir('/t');
+    for (let i = 0; i < 8; i++) {
+      const data = fillPattern(rng.int(100, 2 * blockSize), seed * 31 + i);
+      rec.change(`/t/a${i}`, 'set', data);
+      await fs.writeFile(`/t/a${i}`, data);
+      model.set(`/t/a${i}`, data);
+    }
+    await syncAck(fs, rec, model, 'initial sync');
+    const open: Array<{ fh: Handle; path: string }> = [];
+    for (let r = 0; r < rounds; r++) {
+      const op = rng.int(0, 3);
+      const target = `/t/a${rng.int(0, 7)}`;
+      if (op <= 1) {
+        const data = fillPattern(rng.int(1, 3 * blockSize), seed * 77 + r);
+        const tmp = `/t/tmp${r}`;
+        rec.change(tmp, 'set', data);
+        const fh = await fs.open(tmp, 'w+') as Handle;
+        await fh.write(data, 0, data.length, 0);
+        const since = rec.now;
+        await fh.sync();
+        model.set(tmp, data);
+        rec.ack(since, [{ path: tmp, kind: 'exact', value: data }], `fsync ${tmp}`);
+        await fh.close();
+        rec.change(target, 'set', data);
+        rec.change(tmp, 'set', null);
+        await fs.rename(tmp, target);
+        model.set(target, data);
+        model.set(tmp, null);
+      } else if (op === 2) {
+        if (model.get(target)) {
+          rec.change(target, 'set', null);
+          await fs.unlink(target);
+          model.set(target, null);
+        }
+      } else {
+        const path = `/t/open${r}`;
+        const data = fillPattern(rng.int(1, 4 * blockSize), seed * 13 + r);
+        rec.change(path, 'set', data);
+        const fh = await fs.open(path, 'w+') as Handle;
+        await fh.write(data, 0, data.length, 0);
+        const since = rec.now;
+        await fh.sync();
+        model.set(path, data);
+        rec.ack(since, [{ path, kind: 'exact', value: data }], `fsync ${path}`);
+        rec.change(path, 'set', null);
+        await fs.unlink(path);
+        model.set(path, null);
+        await fh.write(data, 0, data.length, data.length); // the orphan grows
+        open.push({ fh, path });
+      }
+      if (r % 4 === 3) await syncAck(fs, rec, model, `sync round ${r}`);
+      if (open.length > 2) await open.shift()!.fh.close();
+    }
+    for (const o of open) await o.fh.close();
+    return exactAll(model);
+  },
+});
+
+/**
+ * The founding scenario, small: dd-style appenders on shared bigalloc clusters, each with its
+ * own fsync loop, background writeback passes, and truncate/punch/zero-range/fallocate on
+ * another file. fsync acknowledges the prefix the appender had written when fsync started.
+ */
+export const founding = (blockSize: 1024 | 4096, chunks = 14): Workload => ({
+  name: `founding scenario, bigalloc ${blockSize}-byte blocks, 64 KiB clusters`,
+  sizeBytes: 48 << 20,
+  mkfs: { blockSize, clusterBytes: 65536, features: 'bigalloc', timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const DD = ['/dd0', '/dd1'];
+    const models = new Map<string, FileModel>(DD.map((p) => [p, new FileModel()]));
+    const created = new Map<string, Promise<void>>();
+    const createdResolve = new Map<string, () => void>();
+    for (const p of DD) created.set(p, new Promise<void>((r) => createdResolve.set(p, r)));
+    let writersLeft = DD.length;
+    const failures: unknown[] = [];
+    const task = (fn: () => Promise<void>) => fn().catch((e) => { failures.push(e); writersLeft = 0; });
+    const dd = (path: string, k: number) => async () => {
+      const r = new Prng(seed * 7 + k);
+      const m = models.get(path)!;
+      rec.change(path, 'append');
+      const fh = await fs.open(path, 'w+') as Handle;
+      createdResolve.get(path)!();
+      try {
+        for (let i = 0; i < chunks; i++) {
+          const len = r.int(1000, 40000);
+          const data = fillPattern(len, seed ^ (k << 20) ^ i);
+          rec.change(path, 'append');
+          await fh.write(data, 0, len, m.size);
+          m.write(m.size, data);
+          // Let fsync loops and writeback (slowed by device latency) keep up.
+          for (let n = r.int(0, 8); n > 0; n--) await new Promise<void>((res) => setImmediate(res));
+        }
+      } finally { await fh.close(); writersLeft--; }
+    };
+    const fsyncLoop = (path: string, k: number) => async () => {
+      const r = new Prng(seed * 11 + k);
+      await created.get(path);
+      const fh = await fs.open(path, 'r+') as Handle;
+      const m = models.get(path)!;
+      try {
+        while (writersLeft > 0) {
+          const since = rec.now;
+          const value = m.bytes().slice();
+          if (r.chance(0.5)) await fh.sync(); else await fh.datasync();
+          rec.ack(since, [{ path, kind: 'prefix', value }], `fsync ${path} at ${value.length}`);
+          await jitter(r);
+        }
+      } finally { await fh.close(); }
+    };
+    const flusher = async () => {
+      const r = new Prng(seed * 13);
+      while (writersLeft > 0) { await fs.writebackPass(); await jitter(r); }
+    };
+    const mangler = async () => {
+      const r = new Prng(seed * 17);
+      const path = '/tp';
+      rec.change(path, 'other');
+      const fh = await fs.open(path, 'w+') as Handle;
+      const bs = blockSize;
+      try {
+        while (writersLeft > 0) {
+          const off = r.pick([r.int(0, 400_000), r.int(0, 300) * bs, r.int(0, 6) * 65536 + r.int(-3, 3) * bs]);
+          const o = Math.max(0, off);
+          const op = r.int(0, 5);
+          if (op <= 1) { const d = fillPattern(r.int(1, 60_000), seed + o); await fh.write(d, 0, d.length, o); }
+          else if (op === 2) await fh.truncate(o);
+          else if (op === 3) await fh.fallocate(3, o, r.int(1, 150_000));
+          else if (op === 4) await fh.fallocate(r.chance(0.5) ? 0x11 : 0x10, o, r.int(1, 100_000));
+          else await fh.fallocate(r.chance(0.5) ? 1 : 0, o, r.int(1, 100_000));
+          await jitter(r);
+        }
+      } finally { await fh.close(); }
+    };
+    await Promise.all([
+      ...DD.map((p, i) => task(dd(p, i))),
+      ...DD.map((p, i) => task(fsyncLoop(p, 20 + i))),
+      task(flusher), task(mangler),
+    ]);
+    if (failures.length) throw failures[0];
+    return DD.map((p) => ({ path: p, kind: 'exact' as const, value: models.get(p)!.bytes().slice() }));
+  },
+});
+
+/** Fills a small filesystem to ENOSPC with sync() every few files, then frees some and writes again. */
+export const fillDisk = (blockSize: 1024 | 4096): Workload => ({
+  name: `fill the disk to ENOSPC, ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const model = new Map<string, Uint8Array | null>();
+    let full = 0;
+    for (let i = 0; full < 2 && i < 200; i++) {
+      const path = `/f${i}`;
+      const data = fillPattern(rng.int(20_000, 300_000), seed + i);
+      rec.change(path, 'set', data);
+      try {
+        await fs.writeFile(path, data);
+        model.set(path, data);
+      } catch (e) {
+        if (!isErrno(e, 'ENOSPC')) throw e;
+        full++;
+        // Whatever a failed write left is not acknowledged; remove it.
+        try { await fs.unlink(path); } catch (e2) { if (!isErrno(e2, 'ENOENT')) throw e2; }
+        rec.change(path, 'set', null);
+        model.set(path, null);
+        for (const [p, v] of [...model].slice(0, 3)) if (v) { rec.change(p, 'set', null); await fs.unlink(p); model.set(p, null); }
+      }
+      if (i % 3 === 2) await syncAck(fs, rec, model, `sync after f${i}`);
+    }
+    return exactAll(model);
+  },
+});
