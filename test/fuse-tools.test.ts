@@ -62,7 +62,7 @@ test('fsx-style checker: seeded pwrite/pread/truncate/fallocate/mmap against a s
   for (const [bs, big] of [[1024, true], [4096, false]] as const) {
     const img = await image(`fsx-${bs}`, bs, big);
     await withFuse(img, async (mnt, m) => {
-      const out = await shOk(`python3 ${FSX} ${mnt}/a 11 400 1500000 & python3 ${FSX} ${mnt}/b 12 400 1500000 & wait -n; wait -n`, { timeoutMs: 240_000 });
+      const out = await shOk(`python3 ${FSX} ${mnt}/a 11 400 1500000 & a=$!; python3 ${FSX} ${mnt}/b 12 400 1500000 & b=$!; wait $a; wait $b`, { timeoutMs: 240_000 });
       assert.match(out, /operations ok/);
       await m.checkInvariants();
     });
