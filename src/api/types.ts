@@ -2,6 +2,14 @@
 // that the CLI, FUSE and tests depend on a small, stable contract.
 import type { JournalReport } from '../journal/replay/report.ts';
 
+// `Symbol.asyncDispose` (explicit resource management) appears in these types. Declared here as
+// @types/node does, so a consumer whose lib lacks esnext.disposable still type-checks.
+declare global {
+  interface SymbolConstructor {
+    readonly asyncDispose: unique symbol;
+  }
+}
+
 /** Like node:fs Stats, plus nanosecond times as bigints. */
 export interface Ext4Stats {
   dev: number;
