@@ -10,8 +10,9 @@ import {
   decodeDxNode, decodeDxRoot, dxNodeLimit, encodeDxNode, encodeDxRoot, newDxRoot, setDxTail,
   DX_HTREE_LEVEL_COMPAT, DX_HTREE_LEVEL_LARGEDIR, type DxEntry, type DxNode, type DxRoot,
 } from '../format/htree.ts';
-import { dirHash, effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
+import { effectiveHashVersion, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
 import { dxLeafBlock, dxProbe, dxSearch, type HtreeWalker } from './htree-walk.ts';
+import { findLive, findSlot, hashEntries as hashRecords, insertAt, itemAt, pack, removeAt, splitSorted } from './dirent-list.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL } from '../format/inode.ts';
 import { u16, u32 } from '../util/bytes.ts';
 import { type MetaTxn } from '../journal/transaction.ts';
@@ -65,19 +66,6 @@ interface Frame {
 
 const isDot = (n: Uint8Array): boolean => n.length === 1 && n[0] === 0x2e;
 const isDotDot = (n: Uint8Array): boolean => n.length === 2 && n[0] === 0x2e && n[1] === 0x2e;
-
-/** Element `i` of a list the caller indexes within its bounds (an internal invariant). */
-function itemAt<T>(list: readonly T[], i: number): T {
-  const v = list[i];
-  assert(v !== undefined, `index ${i} outside a list of ${list.length}`);
-  return v;
-}
-
-function sameName(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 function seedOf(env: DirWriteEnv): number | undefined {
   if (!env.metadataCsum) return undefined;
@@ -175,68 +163,6 @@ function writeNewLeaf(env: DirWriteEnv, leaf: Leaf): void {
 
 function newEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number, recLen: number): DirEntry {
   return { inode: ino, recLen, nameLen: name.length, fileType: env.filetype ? fileType & 0xff : 0, name: name.slice(), offset: 0 };
-}
-
-const emptyRecord = (recLen: number): DirEntry =>
-  ({ inode: 0, recLen, nameLen: 0, fileType: 0, name: new Uint8Array(0), offset: 0 });
-
-/**
- * First record with room for `need` bytes: a deleted record's whole length counts, a live one
- * offers what lies past its own name (the kernel's first-fit placement).
- */
-function findSlot(entries: readonly DirEntry[], need: number): number {
-  for (const [i, e] of entries.entries()) {
-    const used = e.inode !== 0 ? direntRecLenFor(e.nameLen) : 0;
-    if (e.recLen - used >= need) return i;
-  }
-  return -1;
-}
-
-/** Puts `entry` into slot `i`: splits a live record's slack, or takes over a deleted record. */
-function insertAt(entries: DirEntry[], i: number, entry: DirEntry): void {
-  const e = itemAt(entries, i);
-  if (e.inode !== 0) {
-    const used = direntRecLenFor(e.nameLen);
-    entries.splice(i + 1, 0, { ...entry, recLen: e.recLen - used });
-    entries[i] = { ...e, recLen: used };
-  } else {
-    entries[i] = { ...entry, recLen: e.recLen };
-  }
-}
-
-/** Removes entry `i`: merged into the previous record, or (first in block) marked unused. */
-function removeAt(entries: DirEntry[], i: number): void {
-  const e = itemAt(entries, i);
-  if (i > 0) {
-    const prev = itemAt(entries, i - 1);
-    entries[i - 1] = { ...prev, recLen: prev.recLen + e.recLen };
-    entries.splice(i, 1);
-  } else {
-    entries[0] = emptyRecord(e.recLen);
-  }
-}
-
-/** Lays records out back to back, the last one taking the rest up to `end`. */
-function pack(live: readonly DirEntry[], end: number): DirEntry[] {
-  if (live.length === 0) return [emptyRecord(end)];
-  const out: DirEntry[] = [];
-  let off = 0;
-  for (const e of live) {
-    const len = direntRecLenFor(e.nameLen);
-    out.push({ ...e, recLen: len, offset: off });
-    off += len;
-  }
-  assert(off <= end, `packed records need ${off} bytes, ${end} available`);
-  itemAt(out, out.length - 1).recLen += end - off;
-  return out;
-}
-
-function findLive(entries: readonly DirEntry[], name: Uint8Array, from = 0): number {
-  for (let i = from; i < entries.length; i++) {
-    const e = itemAt(entries, i);
-    if (e.inode !== 0 && sameName(e.name, name)) return i;
-  }
-  return -1;
 }
 
 // ---- mode selection ---------------------------------------------------------------------------
@@ -373,53 +299,6 @@ async function findEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ leaf: Le
   return modeOf(env) === 'indexed' ? dxFind(env, name) : linearFind(env, name);
 }
 
-// ---- leaf split -------------------------------------------------------------------------------
-
-interface Hashed { e: DirEntry; hash: number; minor: number; size: number }
-
-/**
- * Where to split hash-sorted records: move records from the top while more than half of the
- * next one would still land in the upper half; if that would move nearly everything (a block
- * that is full only through fragmentation), split by count instead.
- */
-function splitPoint(sorted: readonly Hashed[], usable: number): number {
-  const count = sorted.length;
-  assert(count >= 2, 'splitting a leaf with fewer than two entries');
-  let size = 0;
-  let i = count - 1;
-  for (; i >= 0; i--) {
-    const s = itemAt(sorted, i).size;
-    if (size + s / 2 > usable / 2) break;
-    size += s;
-  }
-  return i > 0 ? i + 1 : count >> 1;
-}
-
-function hashEntries(env: DirWriteEnv, entries: readonly DirEntry[], version: number): Hashed[] {
-  const out: Hashed[] = [];
-  for (const e of entries) {
-    if (e.inode === 0) continue;
-    const h = dirHash(e.name, version, env.hashSeed, whereOf(env));
-    out.push({ e, hash: h.hash, minor: h.minorHash, size: direntRecLenFor(e.nameLen) });
-  }
-  out.sort((a, b) => a.hash - b.hash || a.minor - b.minor);
-  return out;
-}
-
-/** Splits sorted records into two packed leaves; returns the index entry hash of the upper one. */
-function splitSorted(sorted: readonly Hashed[], end: number): { lower: DirEntry[]; upper: DirEntry[]; hash2: number; indexHash: number } {
-  const split = splitPoint(sorted, end);
-  const hash2 = itemAt(sorted, split).hash;
-  // Equal hashes on both sides: the index entry gets the low bit, telling lookups to continue.
-  const continued = itemAt(sorted, split - 1).hash === hash2;
-  return {
-    lower: pack(sorted.slice(0, split).map((h) => h.e), end),
-    upper: pack(sorted.slice(split).map((h) => h.e), end),
-    hash2,
-    indexHash: (hash2 | (continued ? 1 : 0)) >>> 0,
-  };
-}
-
 // ---- htree insert -----------------------------------------------------------------------------
 
 async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
@@ -487,7 +366,7 @@ async function dxAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
 async function splitLeafAndInsert(env: DirWriteEnv, parent: Frame, leaf: Leaf, entry: DirEntry,
   hash: number, version: number): Promise<void> {
   const end = env.blockSize - (leaf.tail ? DIR_TAIL_LEN : 0);
-  const sorted = hashEntries(env, leaf.entries, version);
+  const sorted = hashRecords(leaf.entries, version, env.hashSeed, whereOf(env));
   const { fileBlock, phys } = await appendDirBlock(env);
   const s = splitSorted(sorted, end);
   const lower: Leaf = { ...leaf, entries: s.lower };
@@ -513,7 +392,7 @@ async function makeIndexed(env: DirWriteEnv, block0: Leaf, entry: DirEntry): Pro
   }
   const stored = storedHashVersion(env.defHashVersion);
   const version = effectiveHashVersion(stored, env.sbFlags);
-  const sorted = hashEntries(env, block0.entries.slice(2), version);
+  const sorted = hashRecords(block0.entries.slice(2), version, env.hashSeed, whereOf(env));
   const end = leafEnd(env);
   const rootEntries: DxEntry[] = [];
   if (sorted.length >= 2) {

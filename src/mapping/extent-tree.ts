@@ -9,6 +9,7 @@
 // * non-root nodes are never empty (an emptied node is freed and its index entry dropped);
 // * adjacent extents inside one leaf that could be one extent are merged.
 import { assert, corrupt, Ext4Error } from '../errors/ext4-error.ts';
+import { freePieces, keptClusters, type MappedExtents, type Piece } from './extent-free.ts';
 import { childRange, lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
 import { fileBlock as toFileBlock, fsBlock as toFsBlock } from '../util/brand.ts';
 import { setU16 } from '../util/bytes.ts';
@@ -493,9 +494,6 @@ export async function extentSetUnwritten(env: ExtentTreeEnv, first: number, coun
 
 // ---- removal --------------------------------------------------------------------------------
 
-/** A removed run of one extent: logical start, physical start, length. */
-interface Piece { l: number; p: number; n: number }
-
 /**
  * Removes every mapping in [first, last] (inclusive; truncate passes 0xffffffff), splitting
  * extents at the edges, then frees the data. Emptied node blocks are freed and the root takes
@@ -513,7 +511,7 @@ export async function extentRemoveRange(env: ExtentTreeEnv, first: number, last:
   checkFileBlock(first, 'range start');
   checkFileBlock(last, 'range end');
   assert(first <= last, `range ${first}..${last} is empty`);
-  const kept = env.clusterRatio > 1 ? await keptClusters(env, first, last) : new Set<number>();
+  const kept = env.clusterRatio > 1 ? await keptClusters(mappedExtents(env), env.clusterRatio, first, last) : new Set<number>();
   const pieces: Piece[] = [];
 
   // A punch strictly inside one extent leaves two parts: the leaf gains an entry and may split.
@@ -537,7 +535,7 @@ export async function extentRemoveRange(env: ExtentTreeEnv, first: number, last:
       await storeNode(env, undefined, root);
     }
   }
-  await freePieces(env, pieces, kept);
+  await freePieces(pieces, kept, env.clusterRatio, env.freeDataClusters);
 }
 
 /**
@@ -608,64 +606,11 @@ async function collapseRoot(env: ExtentTreeEnv, root: ExtentNode): Promise<Exten
   return root;
 }
 
-/** Physical clusters of mapped blocks outside [first, last] that may share a cluster with it. */
-async function keptClusters(env: ExtentTreeEnv, first: number, last: number): Promise<Set<number>> {
-  const r = env.clusterRatio;
-  const kept = new Set<number>();
-  const addMapped = async (a: number, b: number): Promise<void> => {
-    for await (const e of extentsFrom(env, a)) {
-      if (e.fileBlock > b) break;
-      const s = Math.max(a, e.fileBlock);
-      const t = Math.min(b, endOf(e) - 1);
-      const c0 = Math.floor((e.fsBlock + (s - e.fileBlock)) / r);
-      const c1 = Math.floor((e.fsBlock + (t - e.fileBlock)) / r);
-      for (let c = c0; c <= c1; c++) kept.add(c);
-    }
+/** The tree's mapped extents as the partial-cluster rules read them. */
+function mappedExtents(env: ExtentTreeEnv): MappedExtents {
+  return {
+    from: (start) => extentsFrom(env, start),
+    atOrBefore: (b) => extentAtOrBefore(env, b),
+    firstFrom: (b) => firstExtentFrom(env, b),
   };
-  const clusterStart = first - (first % r);
-  if (clusterStart < first) await addMapped(clusterStart, first - 1);
-  const clusterEnd = last - (last % r) + r - 1;
-  if (clusterEnd > last) await addMapped(last + 1, clusterEnd);
-  if (first > 0) {
-    const left = await extentAtOrBefore(env, first - 1);
-    if (left) {
-      const blk = Math.min(endOf(left) - 1, first - 1);
-      kept.add(Math.floor((left.fsBlock + (blk - left.fileBlock)) / r));
-    }
-  }
-  if (last < LAST_FILE_BLOCK) {
-    const right = await firstExtentFrom(env, last + 1);
-    if (right) {
-      const blk = Math.max(right.fileBlock, last + 1);
-      kept.add(Math.floor((right.fsBlock + (blk - right.fileBlock)) / r));
-    }
-  }
-  return kept;
 }
-
-/** Frees the clusters of removed runs, skipping kept ones and freeing shared edge clusters once. */
-async function freePieces(env: ExtentTreeEnv, pieces: readonly Piece[], kept: ReadonlySet<number>): Promise<void> {
-  const r = env.clusterRatio;
-  // Only a run's first and last cluster can hold blocks of another run (its middle clusters are
-  // covered by its own blocks), so only those are remembered.
-  const done = new Set<number>();
-  for (const pc of pieces) {
-    const cA = Math.floor(pc.p / r);
-    const cB = Math.floor((pc.p + pc.n - 1) / r);
-    const skip = new Set<number>();
-    for (const c of [cA, cB]) if (kept.has(c) || done.has(c)) skip.add(c);
-    for (const c of kept) if (c > cA && c < cB) skip.add(c);
-    const emit = async (c: number, count: number): Promise<void> => {
-      const lb = pc.l + (Math.max(pc.p, c * r) - pc.p);
-      await env.freeDataClusters(c, count, Math.floor(lb / r));
-    };
-    let runStart = cA;
-    for (const s of [...skip].sort((x, y) => x - y)) {
-      if (s > runStart) await emit(runStart, s - runStart);
-      runStart = s + 1;
-    }
-    if (runStart <= cB) await emit(runStart, cB - runStart + 1);
-    if (r > 1) { done.add(cA); done.add(cB); }
-  }
-}
-
