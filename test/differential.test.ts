@@ -26,6 +26,12 @@
 //   sequences, 1 KiB blocks with 16 KiB clusters: 224 vs 192 sectors). Not excused: it fails the
 //   final tree comparison when it shows, and the default seeds do not meet it.
 //
+// - st_blocks of a bigalloc file while the kernel has it mounted includes clusters it reserved in
+//   memory, and once in CI it read one cluster high after syncfs (384 sectors on a file that maps
+//   two 64 KiB clusters, seed 140903; not reproduced in 30 reruns). A final tree that differs in
+//   st_blocks alone is read again from a fresh read-only mount of the kernel's image, and that,
+//   what the kernel stored, decides (kernelStoredDiff).
+
 // The path cases of issue 12 (trailing '/', '/.', dangling-symlink creates, over-long names,
 // reading a directory handle) ran as `todo` until branch arch's single path walk landed; they
 // are plain assertions now. A mismatch may still be classified `todo:` (the test then becomes
@@ -69,6 +75,21 @@ const compareBlocks = true;
 const callBlocks = false;
 const totals = { sequences: 0, identical: 0, ops: 0, opsIdentical: 0, known: new Map<string, number>() };
 
+/**
+ * The final-tree differences that count. When they are in st_blocks alone, pair.ts has read the
+ * kernel's tree again after a remount and checked its image: what the kernel stored decides, and
+ * a kernel image that fails e2fsck is no reference for block counts.
+ */
+function kernelStoredDiff(r: { treeDiff: string[]; kernelRecheck?: { fsckExitCode: number; treeDiff: string[] } }, seed: number): string[] {
+  const k = r.kernelRecheck;
+  if (!k) return r.treeDiff;
+  if (k.fsckExitCode !== 0 || k.treeDiff.length === 0) {
+    console.log(`# differential seed ${seed}: st_blocks differed only while the kernel had it mounted (${r.treeDiff.join('; ')}); after a remount ${k.treeDiff.length === 0 ? 'the kernel stored the same counts' : `its image fails e2fsck (exit ${k.fsckExitCode})`}: not counted`);
+    return [];
+  }
+  return r.treeDiff;
+}
+
 function report(mismatches: Mismatch[]): string {
   return mismatches.slice(0, 8).map((m) => `#${m.index} ${m.op}: kernel ${JSON.stringify(m.expected)}, ext4kit ${JSON.stringify(m.actual)}`).join('\n');
 }
@@ -92,7 +113,7 @@ for (const g of GEOMETRIES) {
         // After a known (todo) difference the two trees may legitimately have parted.
         if (todo) st.todo(`diverged at #${todo.index} ${todo.op}: ${todo.why}`);
         assert.deepEqual(mismatches, [], `calls that differ (seed ${seed}):\n${report(mismatches)}`);
-        assert.deepEqual(r.treeDiff, [], `final trees differ (seed ${seed})`);
+        assert.deepEqual(kernelStoredDiff(r, seed), [], `final trees differ (seed ${seed})`);
         const view = (x: typeof r.statfs.kernel) => g.clusterBytes ? { ...x, blocks: 'not compared on bigalloc' } : x;
         assert.deepEqual(view(r.statfs.ext4kit), view(r.statfs.kernel), 'statfs');
       });
@@ -115,7 +136,7 @@ for (const g of [GEOMETRIES[0]!, GEOMETRIES[2]!] as Geometry[]) {
       }));
       assert.equal(r.fsck.exitCode, 0, r.fsck.output);
       assert.deepEqual(r.result.ext4kit, r.result.kernel);
-      assert.deepEqual(r.treeDiff, []);
+      assert.deepEqual(kernelStoredDiff(r, 0), []);
     });
   }
 }
