@@ -197,6 +197,9 @@ test('as an unprivileged user (allow_other): mode bits, sticky directories, set-
       ${as(`mv ${mnt}/sticky/rootfile ${mnt}/sticky/x`)} 2>&1
       ${as(`echo mine > ${mnt}/sticky/userfile && chmod 6755 ${mnt}/sticky/userfile && stat -c %a ${mnt}/sticky/userfile`)}
       ${as(`echo more >> ${mnt}/sticky/userfile; stat -c %a ${mnt}/sticky/userfile`)}
+      ${as(`chmod 6755 ${mnt}/sticky/userfile && truncate -s 1 ${mnt}/sticky/userfile; stat -c trunc:%a ${mnt}/sticky/userfile`)}
+      ${as(`chmod 2745 ${mnt}/sticky/userfile && echo x >> ${mnt}/sticky/userfile; stat -c sgid:%a ${mnt}/sticky/userfile`)}
+      echo r > rootsuid && chmod 6755 rootsuid && echo x >> rootsuid && stat -c root:%a rootsuid
       ${as(`rm ${mnt}/sticky/userfile && echo removed-own`)}
       ${as(`touch ${mnt}/notmine`)} 2>&1
       stat -c '%U %a' sticky/rootfile
@@ -206,6 +209,9 @@ test('as an unprivileged user (allow_other): mode bits, sticky directories, set-
     assert.match(out, /mv: cannot move .*: Operation not permitted/);
     assert.match(out, /^6755$/m);
     assert.match(out, /^755$/m, 'a write by the owner clears setuid and setgid');
+    assert.match(out, /^trunc:755$/m, 'a truncate by the owner clears setuid and setgid');
+    assert.match(out, /^sgid:2745$/m, 'setgid without group-exec stays for a writer in the group');
+    assert.match(out, /^root:6755$/m, 'a write by root (CAP_FSETID) keeps the set-id bits');
     assert.match(out, /^removed-own$/m);
     assert.match(out, /touch: cannot touch .*notmine.*: Permission denied/);
     assert.match(out, /^root 666$/m);

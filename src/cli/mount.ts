@@ -89,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     log(`ext4kit: ${args.image} mounted on ${args.mountpoint}${args.readOnly ? ' (read-only)' : ''}`);
     if (notify) { process.send!({ ready: true }); process.disconnect?.(); }
     await m.closed;
-    log(`ext4kit: ${args.mountpoint} unmounted; ${args.image} written back (${m.stats.requests} requests)`);
+    log(`ext4kit: ${args.mountpoint} unmounted; ${args.image} written back (${m.stats.requests} requests: ${Object.entries(m.stats.byOpcode).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')})`);
     return 0;
   } catch (e) {
     if (notify) {

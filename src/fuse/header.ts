@@ -35,3 +35,17 @@ export function encodeReply(unique: bigint, errno: number, payload?: Uint8Array)
   if (errno === 0 && payload) out.set(payload, OUT_HEADER_BYTES);
   return out;
 }
+
+/** FUSE_NOTIFY_INVAL_INODE: an unsolicited message (unique 0, the code in the error field). */
+const NOTIFY_INVAL_INODE = 2;
+
+/** Tells the kernel that its cached attributes of `nodeId` are stale (no page cache range: offset -1). */
+export function encodeNotifyInvalAttr(nodeId: number): Uint8Array {
+  const out = new Uint8Array(OUT_HEADER_BYTES + 24);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setInt32(4, NOTIFY_INVAL_INODE, true);
+  v.setBigUint64(16, BigInt(nodeId), true);
+  v.setBigInt64(24, -1n, true);
+  return out;
+}

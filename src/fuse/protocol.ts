@@ -3,7 +3,8 @@
 
 /** Protocol version we speak; the reply takes min(kernel minor, ours). */
 export const FUSE_KERNEL_VERSION = 7;
-export const FUSE_KERNEL_MINOR_VERSION = 31;
+// 7.33: HANDLE_KILLPRIV_V2 and the KILL_SUIDGID request flags (no struct we use changed size).
+export const FUSE_KERNEL_MINOR_VERSION = 33;
 
 export const OP = {
   LOOKUP: 1, FORGET: 2, GETATTR: 3, SETATTR: 4, READLINK: 5, SYMLINK: 6, MKNOD: 8, MKDIR: 9,
@@ -25,6 +26,7 @@ export const INIT = {
   BIG_WRITES: 1 << 5, DONT_MASK: 1 << 6, DO_READDIRPLUS: 1 << 13, READDIRPLUS_AUTO: 1 << 14,
   ASYNC_DIO: 1 << 15, WRITEBACK_CACHE: 1 << 16, PARALLEL_DIROPS: 1 << 18,
   HANDLE_KILLPRIV: 1 << 19, POSIX_ACL: 1 << 20, MAX_PAGES: 1 << 22, CACHE_SYMLINKS: 1 << 23,
+  HANDLE_KILLPRIV_V2: 1 << 28,
 } as const;
 
 /** fuse_setattr_in.valid bits. */
@@ -32,6 +34,9 @@ export const FATTR = {
   MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5, FH: 1 << 6,
   ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8, LOCKOWNER: 1 << 9, CTIME: 1 << 10, KILL_SUIDGID: 1 << 11,
 } as const;
+
+/** fuse_write_in.write_flags: the writer lacks CAP_FSETID, so S_ISUID/S_ISGID must go (KILLPRIV_V2). */
+export const WRITE_KILL_SUIDGID = 1 << 2;
 
 /** fuse_open_out.open_flags. */
 export const FOPEN = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NONSEEKABLE: 1 << 2, CACHE_DIR: 1 << 3 } as const;

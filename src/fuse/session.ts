@@ -2,8 +2,8 @@
 // the others (handlers are async; the engine's locks order what must be ordered), and replies
 // once. A failing request gets its errno; a corrupt structure is reported once on the log and
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
-import { decodeRequestHeader, encodeReply, type RequestHeader } from './header.ts';
-import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE } from './protocol.ts';
+import { decodeRequestHeader, encodeNotifyInvalAttr, encodeReply, type RequestHeader } from './header.ts';
+import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE, WRITE_KILL_SUIDGID } from './protocol.ts';
 import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
@@ -13,8 +13,10 @@ import { decodeGetxattrIn, decodeSetxattrIn, encodeStatfsOut, encodeXattrSizeOut
 import { errnoOf, FuseErrno } from './errno.ts';
 import type { Caller, FuseBackend, AttrChanges } from './backend.ts';
 import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
+import { callerInGroup, killedMode } from './killpriv.ts';
 
 const ROOT_NODE = 1;
+
 const textOf = (b: Uint8Array): string => decodeUtf8(b);
 
 /** An xattr name as ext4 would take it, or the errno it would give. */
@@ -36,10 +38,14 @@ export interface SessionOptions {
   cacheSeconds?: number;
 }
 
-export interface SessionStats { requests: number; inFlight: number; maxInFlight: number; failed: number; mutations: number }
+export interface SessionStats {
+  requests: number; inFlight: number; maxInFlight: number; failed: number; mutations: number;
+  /** Requests taken, by opcode name (what the kernel asked for: the first thing to look at when profiling). */
+  byOpcode: Record<string, number>;
+}
 
 export class FuseSession {
-  readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0, mutations: 0 };
+  readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0, mutations: 0, byOpcode: {} };
   private readonly pending = new Set<Promise<void>>();
   private readonly reported = new Set<string>();
   private degraded = false;
@@ -68,6 +74,8 @@ export class FuseSession {
       return;
     }
     this.stats.requests++;
+    const name = opName(h.opcode);
+    this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
     const body = raw.subarray(40, h.lenBytes);
     const p = this.run(h, body);
     this.pending.add(p);
@@ -151,7 +159,16 @@ export class FuseSession {
         decodeGetattrIn(body);
         return encodeAttrOut(await b.getattr(ino), this.valid);
       }
-      case OP.SETATTR: return encodeAttrOut(await b.setattr(ino, this.attrChanges(body), this.caller(h)), this.valid);
+      case OP.SETATTR: {
+        const ch = this.attrChanges(body);
+        if (ch.killSuidgid && ch.mode === undefined) {
+          const a = await b.getattr(ino);
+          const mode = killedMode(a.mode, a.gid, (gid) => callerInGroup(h, gid));
+          if (mode !== undefined) ch.mode = mode;
+        }
+        delete ch.killSuidgid;
+        return encodeAttrOut(await b.setattr(ino, ch, this.caller(h)), this.valid);
+      }
       case OP.READLINK: return b.readlink(ino);
       case OP.SYMLINK: {
         const s = decodeSymlinkIn(body);
@@ -197,7 +214,9 @@ export class FuseSession {
       }
       case OP.WRITE: {
         const w = decodeWriteIn(body);
-        return encodeWriteOut(await b.write(w.fh, w.offset, w.data, this.caller(h)));
+        const n = await b.write(w.fh, w.offset, w.data, this.caller(h));
+        if (w.writeFlags & WRITE_KILL_SUIDGID) await this.killSuidgid(ino, h);
+        return encodeWriteOut(n);
       }
       case OP.STATFS: return encodeStatfsOut(await b.statfs());
       case OP.RELEASE: await b.release(decodeFh(body)); return undefined;
@@ -239,10 +258,25 @@ export class FuseSession {
     }
   }
 
+  /**
+   * HANDLE_KILLPRIV_V2: a write by a caller without CAP_FSETID drops the set-id bits here (see
+   * killedMode); the kernel then no longer sends a SETATTR for it, nor a GETXATTR of
+   * security.capability before every WRITE.
+   */
+  private async killSuidgid(ino: number, h: RequestHeader): Promise<void> {
+    const a = await this.backend.getattr(ino);
+    const mode = killedMode(a.mode, a.gid, (gid) => callerInGroup(h, gid));
+    if (mode === undefined) return;
+    await this.backend.setattr(ino, { mode }, this.caller(h));
+    // The WRITE reply carries no attributes, and the kernel keeps a cached mode: drop it.
+    this.send(encodeNotifyInvalAttr(this.node(ino)));
+  }
+
   private init(body: Uint8Array): Uint8Array {
     const k = decodeInitIn(body);
     if (k.major !== FUSE_KERNEL_VERSION) throw new FuseErrno('EPROTO', `kernel speaks FUSE ${k.major}.${k.minor}`);
-    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.MAX_PAGES | INIT.PARALLEL_DIROPS | INIT.DO_READDIRPLUS | INIT.READDIRPLUS_AUTO | INIT.ASYNC_DIO;
+    const want = INIT.ASYNC_READ | INIT.BIG_WRITES | INIT.MAX_PAGES | INIT.PARALLEL_DIROPS | INIT.DO_READDIRPLUS | INIT.READDIRPLUS_AUTO | INIT.ASYNC_DIO
+      | INIT.HANDLE_KILLPRIV_V2;
     this.log(`ext4kit mount: kernel FUSE ${k.major}.${k.minor}, flags 0x${k.flags.toString(16)}`);
     return encodeInitOut({
       major: FUSE_KERNEL_VERSION, minor: Math.min(k.minor, FUSE_KERNEL_MINOR_VERSION),
@@ -258,9 +292,10 @@ export class FuseSession {
     return value;
   }
 
-  private attrChanges(body: Uint8Array): AttrChanges {
+  private attrChanges(body: Uint8Array): AttrChanges & { killSuidgid?: boolean } {
     const s = decodeSetattrIn(body);
-    const c: AttrChanges = {};
+    const c: AttrChanges & { killSuidgid?: boolean } = {};
+    if (s.valid & FATTR.KILL_SUIDGID) c.killSuidgid = true;
     if (s.valid & FATTR.MODE) c.mode = s.mode;
     if (s.valid & FATTR.UID) c.uid = s.uid;
     if (s.valid & FATTR.GID) c.gid = s.gid;
