@@ -91,6 +91,11 @@ export interface RunMeasurement {
   wallMs: number;
   /** Peak resident set of the largest process in the child's tree, KiB; undefined if unknown. */
   peakRssKiB: number | undefined;
+  /**
+   * User + system CPU time of the child and the descendants it waited for (GNU time's %U + %S),
+   * ms; undefined if unknown. Kernel threads (loop devices, writeback) are not counted.
+   */
+  cpuMs?: number | undefined;
 }
 
 export interface CompetitorResult {
@@ -105,6 +110,8 @@ export interface CompetitorResult {
   minMs?: number;
   maxMs?: number;
   peakRssKiB?: number;
+  /** Median CPU time (user + sys) over the runs, when known. */
+  medianCpuMs?: number;
   skipped?: string;
   failed?: string;
   note?: string;
@@ -176,7 +183,7 @@ export class CommandFailed extends Error {}
  */
 export async function measure(c: Command, timeoutMs = 600_000, rssFile?: string): Promise<RunMeasurement> {
   const useTime = rssFile !== undefined && haveGnuTime();
-  const [cmd, args] = useTime ? [TIME_BIN, ['-f', '%M', '-o', rssFile, '--', c.cmd, ...c.args]] : [c.cmd, c.args];
+  const [cmd, args] = useTime ? [TIME_BIN, ['-f', '%U %S %M', '-o', rssFile, '--', c.cmd, ...c.args]] : [c.cmd, c.args];
   if (useTime) await rm(rssFile, { force: true });
   const stderr: Buffer[] = [];
   let stderrLen = 0;
@@ -216,12 +223,14 @@ export async function measure(c: Command, timeoutMs = 600_000, rssFile?: string)
     throw new CommandFailed(`${how}${first ? `: ${first.trim()}` : ''}\n  ${detail.join('\n  ')}`);
   }
   let peakRssKiB: number | undefined = polledKiB || undefined;
+  let cpuMs: number | undefined;
   if (useTime) {
     const text = await readFile(rssFile, 'utf8').catch(() => '');
-    const n = Number(text.trim().split('\n').pop());
-    peakRssKiB = Number.isFinite(n) && n > 0 ? n : undefined;
+    const [user, sys, rss] = (text.trim().split('\n').pop() ?? '').split(' ').map(Number);
+    peakRssKiB = rss !== undefined && Number.isFinite(rss) && rss > 0 ? rss : undefined;
+    if (user !== undefined && sys !== undefined && Number.isFinite(user + sys)) cpuMs = (user + sys) * 1000;
   }
-  return { wallMs, peakRssKiB };
+  return { wallMs, peakRssKiB, cpuMs };
 }
 
 /** Empties the page cache (dirty pages are written first) so that every run starts cold. */
@@ -298,6 +307,8 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
         r.maxMs = Math.max(...ms);
         const rss = r.runs.map((m) => m.peakRssKiB ?? 0);
         r.peakRssKiB = Math.max(...rss) || undefined;
+        const cpu = r.runs.map((m) => m.cpuMs).filter((x): x is number => x !== undefined);
+        if (cpu.length) r.medianCpuMs = median(cpu);
       }
     }
     const base = live.find((x) => x.r.baseline)?.r;
@@ -345,15 +356,15 @@ export function formatSection(s: SectionResult, runs: number): string {
   const baseName = base ? base.name.split(' ')[0] : undefined;
   const extra = [...new Set(s.results.flatMap((r) => Object.keys(r.metrics ?? {})))];
   // Rows with fewer runs (Competitor.maxRuns) say so in their median cell.
-  const rows: string[][] = [['tool', 'cache', `median of ${runs}`, 'min', 'max', 'peak RSS', ...extra, 'relative time (median of same-round ratios)']];
+  const rows: string[][] = [['tool', 'cache', `median of ${runs}`, 'min', 'max', 'CPU', 'peak RSS', ...extra, 'relative time (median of same-round ratios)']];
   const blanks = extra.map(() => '');
   for (const r of s.results) {
     if (r.skipped) {
-      rows.push([r.name, r.mode, 'skipped', '', '', '', ...blanks, r.skipped]);
+      rows.push([r.name, r.mode, 'skipped', '', '', '', '', ...blanks, r.skipped]);
       continue;
     }
     if (r.failed || r.medianMs === undefined) {
-      rows.push([r.name, r.mode, 'FAILED', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
+      rows.push([r.name, r.mode, 'FAILED', '', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
       continue;
     }
     let rel = '';
@@ -361,7 +372,7 @@ export function formatSection(s: SectionResult, runs: number): string {
     else if (r.medianRatio !== undefined) rel = `${r.medianRatio.toFixed(2)}× ${baseName}'s time`;
     const m = extra.map((k) => r.metrics?.[k] ?? '');
     const few = r.runs.length < runs ? ` (${r.runs.length} run${r.runs.length === 1 ? '' : 's'})` : '';
-    rows.push([r.name, r.mode, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
+    rows.push([r.name, r.mode, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.medianCpuMs !== undefined ? formatMs(r.medianCpuMs) : '?', r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => (i <= 1 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd();

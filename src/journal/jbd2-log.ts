@@ -1,8 +1,10 @@
 // The jbd2 log writer for writable mounts with has_journal (journal.md §4): each commit writes
 // the transaction's revoke records, descriptors and escaped copies to the log, flushes, writes
-// the commit block, flushes, and only then writes the blocks home (eager checkpoint), flushes
-// again and moves on. Nothing reaches its home location before its newest copy is durable in
-// the log. The log superblock points at the newest transaction, so recovery replays at most one.
+// the commit block, flushes, and only then writes the blocks home (eager checkpoint) and moves
+// on. Nothing reaches its home location before its newest copy is durable in the log. The home
+// writes are made durable by the next commit's first flush (two flushes per commit, not three),
+// so until then the log superblock keeps pointing at that transaction: recovery replays at most
+// the last two, and the log is reset (wrap, unmount) only after a flush.
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { type BlockDevice, writeChunks } from '../device/block-device.ts';
 import {
@@ -61,13 +63,16 @@ export class Jbd2Log implements CommitSink {
   private head: number;
   private lastCommitMs = 0;
   private started = false;
+  /** The last committed transaction, while its home writes may not be durable yet. */
+  private homePending: { start: number; tid: number } | undefined;
   readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0 };
   /**
    * Test hook: a deliberately broken commit protocol, to show the crash harness catches it.
    * 'home-first' writes blocks home before the log; 'no-commit-flush' skips the flush between
-   * the log copies and the commit block.
+   * the log copies and the commit block; 'jsb-skips-pending' points the log superblock at the
+   * new transaction although the previous one's home writes are not durable yet.
    */
-  brokenForTest: 'home-first' | 'no-commit-flush' | undefined;
+  brokenForTest: 'home-first' | 'no-commit-flush' | 'jsb-skips-pending' | undefined;
 
   private constructor(
     private readonly device: BlockDevice,
@@ -111,11 +116,11 @@ export class Jbd2Log implements CommitSink {
     await this.device.flush();
   }
 
-  private async writeJsb(start: number): Promise<void> {
+  private async writeJsb(start: number, sequence = this.tid): Promise<void> {
     const s = this.jsb;
     s.blockType = JBD2_SUPERBLOCK_V2;
     s.start = start;
-    s.sequence = this.tid;
+    s.sequence = sequence;
     s.head = this.head;
     s.errno = 0;
     // The rest of journal block 0 is unused (zero).
@@ -171,6 +176,7 @@ export class Jbd2Log implements CommitSink {
     // (the previous transaction is checkpointed), so no older transaction is overwritten while
     // the log superblock still points at it.
     if (this.head + need > this.jsb.maxLen) {
+      await this.settleHome();
       this.head = this.jsb.first;
       await this.writeJsb(0);
       await this.flush();
@@ -184,16 +190,21 @@ export class Jbd2Log implements CommitSink {
       for (const g of group) out.push(g.logged);
     }
     const start = this.head;
-    await this.writeJsb(start);
+    // Recovery starts at the previous transaction while its home writes may still be in flight
+    // (it lies just before this one: no wrap since, a wrap settles them first).
+    const first = this.brokenForTest === 'jsb-skips-pending' ? undefined : this.homePending;
+    await this.writeJsb(first?.start ?? start, first?.tid ?? tid);
     await this.writeLog(start, out);
     if (this.brokenForTest !== 'no-commit-flush') await this.flush();
+    // That flush also made the previous transaction's home writes durable.
+    this.homePending = undefined;
     this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs);
     await this.writeLog(start + out.length, [encodeCommit(fmt, tid, this.lastCommitMs)]);
     await this.flush();
     // Durable in the log: fsync/sync may return once the caller sees this resolve; the
     // checkpoint follows at once (eager), so the log holds only this transaction.
     await writeHome(this.device, fmt.blockSize, snap.blocks);
-    await this.flush();
+    this.homePending = { start, tid };
     this.head = start + need;
     this.tid = (tid + 1) >>> 0;
     this.stats.commits++;
@@ -201,9 +212,17 @@ export class Jbd2Log implements CommitSink {
     this.stats.revokes += snap.revokes.length;
   }
 
+  /** Makes the last transaction's home writes durable, so the log may forget it. */
+  private async settleHome(): Promise<void> {
+    if (!this.homePending) return;
+    await this.flush();
+    this.homePending = undefined;
+  }
+
   /** Unmount: everything is checkpointed; the log is marked empty (s_start 0) and made durable. */
   async close(): Promise<void> {
     if (!this.started) return;
+    await this.settleHome();
     await this.writeJsb(0);
     await this.flush();
   }
