@@ -17,6 +17,7 @@ import { MemoryDevice } from '../src/device/memory-device.ts';
 import type { BlockDevice } from '../src/device/block-device.ts';
 import { replayTestHooks } from '../src/journal/replay/passes.ts';
 import { recoverJournal } from '../src/journal/replay/recover.ts';
+import { orphanTestHooks } from '../src/fs/orphan.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
@@ -87,10 +88,20 @@ async function fsckClean(img: string): Promise<void> {
   assert.equal(r.exitCode, 0, `e2fsck -fn:\n${r.stdout}${r.stderr}`);
 }
 
+/** Superblock free blocks/inodes and each group's free blocks, free inodes and directories (dumpe2fs). */
+async function freeCounts(img: string): Promise<string[]> {
+  const r = await runTool(toolPath('dumpe2fs'), [img]);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const out = r.stdout.split('\n').filter((l) => /^(Free blocks|Free inodes):/.test(l)).map((l) => l.replace(/\s+/g, ' '));
+  for (const m of r.stdout.matchAll(/^\s*(\d+ free (?:blocks|clusters), \d+ free inodes, \d+ directories)/gm)) out.push(m[1]!);
+  assert.ok(out.length > 2, `dumpe2fs output parsed:\n${r.stdout.slice(0, 2000)}`);
+  return out;
+}
+
 interface FidelityResult { report: NonNullable<ReturnType<CoreExt4['info']>['journal']>; ours: string[] }
 
 /** The checks every needs-recovery image goes through. */
-async function checkFidelity(img: string, opts: { kernel: boolean; writable: 'clean' | 'refused' }): Promise<FidelityResult> {
+async function checkFidelity(img: string, opts: { kernel: boolean; writable: 'clean' | 'refused'; compareFy?: boolean }): Promise<FidelityResult> {
   const before = await fileSha(img);
   const { lines: ours, fs } = await openView(img);
   const report = fs.info().journal!;
@@ -119,8 +130,19 @@ async function checkFidelity(img: string, opts: { kernel: boolean; writable: 'cl
     assert.equal(w.info().journal!.applied, 'on-disk');
     if (report.orphansPending) assert.ok(w.info().journal!.orphansReleased > 0, 'the writable open released the orphans');
     assert.deepEqual(await viewOf(w), ours, 'writable view equals the read-only view');
+    await w.checkInvariants();
     await w.close();
     await fsckClean(rw);
+    if (opts.compareFy !== false) {
+      // The whole recovery (replay, free counts, orphans) ends where `e2fsck -fy` ends.
+      const fy = await copyImage(img, 'e2fsck-fy');
+      const r = await runTool(toolPath('e2fsck'), ['-fy', fy]);
+      assert.ok(r.exitCode <= 1, `e2fsck -fy: exit ${r.exitCode}\n${r.stdout}`);
+      assert.deepEqual(await freeCounts(rw), await freeCounts(fy), 'free counts (superblock and every group) equal e2fsck -fy\'s');
+      const fv = await openView(fy);
+      await fv.fs.close();
+      assert.deepEqual(fv.lines, ours, 'tree equals the tree after e2fsck -fy');
+    }
     const again = await openView(rw);
     assert.equal(again.fs.info().journal!.needsRecovery, false);
     await again.fs.close();
@@ -222,11 +244,16 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     assert.match(warn.stderr, /warning: .*transaction 3 was corrupt/);
   });
 
-  test('orphan file entries: the read-only view matches, a writable open refuses (ENOTSUP) without writing', async (t) => {
+  test('orphan file entries: the read-only view matches, a writable open releases them as e2fsck -fy does', async (t) => {
     if (!loop.ok) return t.skip(loop.reason);
     const img = await kernelCrashImage({ blockSize: 4096, features: 'orphan_file', rounds: 1 });
-    const r = await checkFidelity(img, { kernel: true, writable: 'refused' });
+    const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
     assert.equal(r.report.orphansPending, true);
+    // A release that only clears the slots (leaving the inodes and their blocks allocated) fails the checks.
+    orphanTestHooks.slotsOnly = true;
+    try {
+      await assert.rejects(checkFidelity(img, { kernel: false, writable: 'clean' }), assert.AssertionError);
+    } finally { orphanTestHooks.slotsOnly = false; }
   });
 
   test('kernel log that wraps around the end of the journal', async (t) => {
@@ -324,6 +351,38 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     await rw.close();
     await fsckClean(img);
     assert.equal((await dumpe2fsHeader(img))['Journal start'], '0');
+  });
+
+  test('every CLI command that opens an image prints the recovery warnings on stderr, once', { skip: corpus.ok ? false : `corpus: ${corpus.reason}` }, async () => {
+    const once = (stderr: string, re: RegExp, what: string) => {
+      const lines = stderr.split('\n').filter((l) => /^ext4kit: warning: /.test(l));
+      assert.equal(lines.length, 1, `${what}: one warning line, got:\n${stderr}`);
+      assert.match(lines[0]!, re, what);
+    };
+    // Read-only commands: a log whose last transaction is corrupt (the view is partly recovered).
+    const bad = await extractCorpusImage('j_corrupt_commit_csum');
+    const out = tmpDirPath('cli-get');
+    await mkdir(out, { recursive: true });
+    for (const argv of [['ls', '-lR', bad, '/'], ['cat', bad, '/a'], ['stat', bad, '/a'], ['get', '-r', bad, '/', out], ['info', bad]]) {
+      const r = await runTool(process.execPath, [BIN, ...argv]);
+      once(r.stderr, /transaction 3 was corrupt/, argv[0]!);
+    }
+    // Writable opens (check opens writable over a copy-on-write layer): a log left without
+    // needs_recovery is discarded, with a warning, by the first writable open.
+    const { img } = await revokeImage(true);
+    await debugfs(img, 'feature -needs_recovery', { write: true });
+    const host = tmpImagePath('cli-put-src');
+    await writeFile(host, 'from the host\n');
+    for (const argv of [['mkdir', '/d'], ['put', host, '/put'], ['rm', '/victim'], ['mv', '/victim', '/moved'], ['ln', '/victim', '/hard'], ['truncate', '-s', '10', '/victim'], ['check']]) {
+      const copy = await copyImage(img, `cli-${argv[0]}`);
+      const [cmd, ...rest] = argv;
+      const r = await runTool(process.execPath, [BIN, cmd!, ...(cmd === 'truncate' ? [rest[0]!, rest[1]!, copy, rest[2]!] : [copy, ...rest])]);
+      assert.equal(r.exitCode, 0, `${cmd}: ${r.stderr}`);
+      once(r.stderr, /discarded/, cmd!);
+      const again = await runTool(process.execPath, [BIN, 'ls', copy, '/']);
+      assert.doesNotMatch(again.stderr, /warning/, `${cmd}: the log was emptied, no warning the next time`);
+      if (cmd !== 'check') await fsckClean(copy);
+    }
   });
 
   test('replay is idempotent: cut after every one of its writes, then replayed again, the image is e2fsck-clean and the same', async (t) => {

@@ -5,7 +5,7 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
 import { Ext4Error, corrupt, posixError } from '../errors/ext4-error.ts';
 import { isSymlinkMode, type Inode } from '../format/inode.ts';
-import { COMPAT } from '../format/features.ts';
+import { COMPAT, RO_COMPAT } from '../format/features.ts';
 import type { XattrEntry } from '../format/xattr.ts';
 import { listDirectory, lookupName, type RawDirEntry } from '../dir/dir-read.ts';
 import type { Mapping } from '../mapping/read-map.ts';
@@ -76,10 +76,18 @@ export class Mount implements WalkSource<Node> {
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
     const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
-    if (fs && recovered.report.orphansPending) {
-      // After a replay, the orphans the crash left are released as a kernel mount would.
-      recovered.report.orphansReleased = await releaseOrphanList(fs);
-      recovered.report.orphansPending = false;
+    if (fs && (vol.sb.lastOrphan !== 0 || vol.sb.featureRoCompat & RO_COMPAT.orphan_present)) {
+      // The orphans a crash left (on the list or in the orphan file) are released as a kernel
+      // mount would, then committed: the image is clean again before the first operation.
+      try {
+        recovered.report.orphansReleased = await releaseOrphanList(fs);
+        recovered.report.orphansPending = false;
+        await fs.sync();
+      } catch (e) {
+        // Nothing more is written: released orphans not yet committed stay orphans.
+        await vol.close().catch(() => undefined);
+        throw e;
+      }
     }
     return new Mount(vol, fs, recovered.report);
   }

@@ -203,21 +203,10 @@ async function replay(read: ReadJournalBlock, scan: ScanResult, jsb: JournalSupe
     }
     report.warnings.push(`${what}; the filesystem is marked as having errors in the read-only view`);
   }
-  if (mode === 'write' && await orphanFileInUse(target, geo, plan.blocks)) {
-    throw unsupported('orphan-file', 'the replayed filesystem has entries in its orphan file, which ext4kit cannot release yet: open read-only, or recover with e2fsck or a kernel mount');
-  }
   const sorted = [...plan.blocks.keys()].sort((a, b) => a - b);
   for (const b of sorted) await target.write(b * geo.blockSize, plan.blocks.get(b)!);
   await target.flush();
   return errors;
-}
-
-/** Whether the superblock as replayed (the logged copy if there is one) has RO_COMPAT orphan_present. */
-async function orphanFileInUse(device: BlockDevice, geo: Geometry, blocks: Map<number, Uint8Array>): Promise<boolean> {
-  const sbBlock = geo.blockSize === 1024 ? 1 : 0;
-  const logged = blocks.get(sbBlock);
-  const raw = logged ? logged.subarray(SUPERBLOCK_OFFSET - sbBlock * geo.blockSize) : await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
-  return (u32(raw, 0x64) & RO_COMPAT.orphan_present) !== 0;
 }
 
 async function writeJournalSuperblock(device: BlockDevice, geo: Geometry, jmap: JournalMap, jsb: JournalSuperblock): Promise<void> {
