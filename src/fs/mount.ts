@@ -3,6 +3,7 @@
 // capability (`writable()` throws EROFS with the reason when the mount cannot write).
 import { type BlockDevice } from '../device/block-device.ts';
 import { CoalescingDevice } from '../device/coalescing-device.ts';
+import { OverlayDevice } from '../device/overlay-device.ts';
 import { Ext4Error, corrupt, posixError } from '../errors/ext4-error.ts';
 import { isSymlinkMode, type Inode } from '../format/inode.ts';
 import { COMPAT, RO_COMPAT } from '../format/features.ts';
@@ -74,9 +75,16 @@ export class Mount implements WalkSource<Node> {
     // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
     // replays to the image. `recovered.device` replaces `device` from here on.
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
-    const vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
+    let vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
-    if (fs && (vol.sb.lastOrphan !== 0 || vol.sb.featureRoCompat & RO_COMPAT.orphan_present)) {
+    if (!fs && hasOrphans(vol)) {
+      // A read-only mount shows what the kernel shows (it releases orphans even on a read-only
+      // mount): they are released into an in-memory overlay; the image is not written.
+      const view = await releaseOrphansInMemory(recovered.device, recovered.report);
+      // The first volume is dropped without closing it: closing would close the image device.
+      if (view) vol = await Volume.open(view, { ...opts, readOnly: true });
+    }
+    if (fs && hasOrphans(vol)) {
       // The orphans a crash left (on the list or in the orphan file) are released as a kernel
       // mount would, then committed: the image is clean again before the first operation.
       try {
@@ -197,5 +205,47 @@ export class Mount implements WalkSource<Node> {
       this.closed = true;
       await this.vol.close();
     }
+  }
+}
+
+function hasOrphans(vol: Volume): boolean {
+  return vol.sb.lastOrphan !== 0 || (vol.sb.featureRoCompat & RO_COMPAT.orphan_present) !== 0;
+}
+
+/**
+ * The orphans of the image on `device` released into an in-memory overlay (the replay's, or a
+ * new one over the image): a writable filesystem without the log is mounted on it, releases
+ * them and closes. Returns the overlay, or undefined (with a warning) when ext4kit cannot write
+ * this image or the orphans are damaged; the image itself is never written.
+ */
+async function releaseOrphansInMemory(device: BlockDevice, report: JournalReport): Promise<BlockDevice | undefined> {
+  // A layer of its own (over the replay's overlay, if any): a failed release is dropped whole.
+  const overlay = new OverlayDevice(device, 4096);
+  // The overlay says read-only when its base is; this view of it takes writes (into memory).
+  const scratch: BlockDevice = {
+    get sizeBytes() { return overlay.sizeBytes; }, readOnly: false,
+    read: (o, n) => overlay.read(o, n), write: (o, d) => overlay.write(o, d),
+    flush: async () => undefined, close: async () => undefined,
+  };
+  const warn = (why: string) => {
+    report.orphansPending = true;
+    report.warnings.push(`orphan inodes (unlinked or truncated while open) are still allocated in the read-only view (${why}); a writable open, e2fsck or a kernel mount releases them`);
+    return undefined;
+  };
+  let vol: Volume | undefined;
+  try {
+    vol = await Volume.open(scratch, {});
+    const why = writeBlocker(vol);
+    if (why) return warn(why);
+    const fs = await Filesystem.mount(vol, { journal: 'bypass' });
+    report.orphansReleased = await releaseOrphanList(fs);
+    await fs.close();
+    report.orphansPending = false;
+    return overlay;
+  } catch (e) {
+    if (!(e instanceof Ext4Error)) throw e;
+    return warn(e.message);
+  } finally {
+    await vol?.close();
   }
 }

@@ -164,8 +164,7 @@ async function recover(device: BlockDevice, requested: RecoverMode, describe: bo
   report.applied = target === device ? 'on-disk' : 'in-memory';
   const after = decodeSuperblock(await target.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
   if (after.lastOrphan !== 0 || after.featureRoCompat & RO_COMPAT.orphan_present) {
-    report.orphansPending = true;
-    if (report.applied === 'in-memory') report.warnings.push('orphan inodes (unlinked or truncated while open) are still allocated in the read-only view; a writable open releases them');
+    report.orphansPending = true; // the mount releases them (into memory when read-only)
   }
   return { device: target, report };
 }
