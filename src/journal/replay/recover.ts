@@ -21,7 +21,7 @@ import { u16, u32, setU16, setU32, hi32 } from '../../util/bytes.ts';
 import { descriptorBlock, geometryOf, type Geometry } from '../../layout/geometry.ts';
 import { mapJournalInode, journalOwns, journalBlockToFs, type JournalMap } from './journal-inode.ts';
 import { scanLog, collectRevokes, planReplay, type ReadJournalBlock, type ScanResult } from './passes.ts';
-import { fastCommitBlocksFor } from './fast-commit.ts';
+import { readFastCommits, type FastCommitArea } from './fast-commit.ts';
 import { emptyReport, type JournalReport, type JournalSummary } from './report.ts';
 
 export type RecoverMode = 'overlay' | 'write';
@@ -122,8 +122,14 @@ async function recover(device: BlockDevice, requested: RecoverMode, describe: bo
     report.endTid = scan.endTid;
     report.headBlock = scan.headBlock;
   }
-  const fcUsed = await fastCommitBlocksFor(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0)).catch(() => 0);
-  report.summary.fastCommitBlocksUsed = fcUsed;
+  let fc: FastCommitArea;
+  try {
+    fc = await readFastCommits(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0), { inodesCount: geo.inodesCount, blocksCount: geo.blocksCount, inodeSize: geo.inodeSize });
+  } catch (e) {
+    return fail(e);
+  }
+  report.summary.fastCommitBlocksUsed = fc.blocksUsed;
+  const fcUsed = fc.commits > 0 ? fc.blocksUsed : 0;
 
   if (!recover && jsb.errno !== 0) {
     // An aborted journal with nothing to replay: the filesystem has errors (e2fsck and Linux
