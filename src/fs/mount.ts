@@ -10,7 +10,8 @@ import { COMPAT, RO_COMPAT } from '../format/features.ts';
 import type { XattrEntry } from '../format/xattr.ts';
 import { listDirectory, lookupName, type RawDirEntry } from '../dir/dir-read.ts';
 import type { Mapping } from '../mapping/read-map.ts';
-import { recoverJournal, describeJournal } from '../journal/replay/recover.ts';
+import { recoverJournal, describeJournal, type RecoverResult } from '../journal/replay/recover.ts';
+import { applyFastCommits } from './fast-commit-replay.ts';
 import type { JournalReport } from '../journal/replay/report.ts';
 import { Volume } from './volume.ts';
 import { InodeData } from './readpage.ts';
@@ -75,6 +76,7 @@ export class Mount implements WalkSource<Node> {
     // Journal replay (journal.md §2): a read-only open gets an in-memory overlay, a writable one
     // replays to the image. `recovered.device` replaces `device` from here on.
     const recovered = await recoverJournal(device, { mode: opts.readOnly || device.readOnly ? 'overlay' : 'write' });
+    if (recovered.fastCommit) recovered.device = await replayFastCommits(recovered.device, recovered.fastCommit, recovered.report);
     let vol = await Volume.open(opts.readOnly ? recovered.device : new CoalescingDevice(recovered.device), opts);
     const fs = vol.readOnly || writeBlocker(vol) ? undefined : await Filesystem.mount(vol, opts.journal ? { journal: opts.journal } : {});
     if (!fs && hasOrphans(vol)) {
@@ -212,6 +214,56 @@ function hasOrphans(vol: Volume): boolean {
   return vol.sb.lastOrphan !== 0 || (vol.sb.featureRoCompat & RO_COMPAT.orphan_present) !== 0;
 }
 
+/** A device over `overlay` that takes writes (into memory) whatever its base says. */
+function scratchView(overlay: OverlayDevice): BlockDevice {
+  return {
+    get sizeBytes() { return overlay.sizeBytes; }, readOnly: false,
+    read: (o, n) => overlay.read(o, n), write: (o, d) => overlay.write(o, d),
+    flush: async () => undefined, close: async () => undefined,
+  };
+}
+
+/**
+ * Applies fast commits on top of the full replay held in `replayed` (an overlay), in a layer
+ * of their own: a filesystem without the log is mounted on it, applies the records and closes.
+ * A writable open then writes the merged view home: every changed chunk but the journal
+ * superblock's (the superblock's last), flush, then the journal superblock's, flush — until
+ * that last write the log still holds everything, and replaying it again is idempotent. On an
+ * Ext4Error a writable open fails without writing; a read-only one shows the full replay only,
+ * with a warning.
+ */
+async function replayFastCommits(replayed: BlockDevice, fc: NonNullable<RecoverResult['fastCommit']>, report: JournalReport): Promise<BlockDevice> {
+  const size = replayed instanceof OverlayDevice ? replayed.changedChunks().chunkBytes : 4096;
+  const top = new OverlayDevice(replayed, size);
+  let vol: Volume | undefined;
+  try {
+    vol = await Volume.open(scratchView(top), {});
+    const why = writeBlocker(vol);
+    if (why) throw new Ext4Error('ENOTSUP', `cannot apply fast commits: ${why}`, { detail: 'jbd2-fast-commit' });
+    const fs = await Filesystem.mount(vol, { journal: 'bypass' });
+    await applyFastCommits(fs, fc.records);
+    await fs.close();
+  } catch (e) {
+    if (!(e instanceof Ext4Error) || fc.writeBack) throw e;
+    report.fastCommitNotApplied = true;
+    report.fastCommits = 0;
+    report.warnings.push(`fast commits were not applied (${e.message}): the read-only view lacks the last fsync'd changes (e2fsck or a kernel mount replays them)`);
+    return replayed;
+  } finally {
+    await vol?.close();
+  }
+  if (!fc.writeBack) return top;
+  const home = fc.writeBack;
+  const chunks = new Set([...(replayed instanceof OverlayDevice ? replayed.changedChunks().offsetsBytes : []), ...top.changedChunks().offsetsBytes]);
+  const jsbChunk = Math.floor(fc.jsbOffsetBytes / size) * size;
+  const copy = async (off: number) => home.write(off, await top.read(off, Math.min(size, top.sizeBytes - off)));
+  for (const off of [...chunks].sort((a, b) => a - b)) if (off !== 0 && off !== jsbChunk) await copy(off);
+  await home.flush();
+  if (chunks.has(0)) { await copy(0); await home.flush(); }
+  if (chunks.has(jsbChunk)) { await copy(jsbChunk); await home.flush(); }
+  return home;
+}
+
 /**
  * The orphans of the image on `device` released into an in-memory overlay (the replay's, or a
  * new one over the image): a writable filesystem without the log is mounted on it, releases
@@ -221,12 +273,7 @@ function hasOrphans(vol: Volume): boolean {
 async function releaseOrphansInMemory(device: BlockDevice, report: JournalReport): Promise<BlockDevice | undefined> {
   // A layer of its own (over the replay's overlay, if any): a failed release is dropped whole.
   const overlay = new OverlayDevice(device, 4096);
-  // The overlay says read-only when its base is; this view of it takes writes (into memory).
-  const scratch: BlockDevice = {
-    get sizeBytes() { return overlay.sizeBytes; }, readOnly: false,
-    read: (o, n) => overlay.read(o, n), write: (o, d) => overlay.write(o, d),
-    flush: async () => undefined, close: async () => undefined,
-  };
+  const scratch = scratchView(overlay);
   const warn = (why: string) => {
     report.orphansPending = true;
     report.warnings.push(`orphan inodes (unlinked or truncated while open) are still allocated in the read-only view (${why}); a writable open, e2fsck or a kernel mount releases them`);
