@@ -97,6 +97,7 @@ function journalRows(info: Ext4Info): Array<[string, string | number]> {
     ? `yes (${applied}: ${j.replayedBlocks} block(s), ${j.revokedCopies} revoked cop${j.revokedCopies === 1 ? 'y' : 'ies'})`
     : 'no']);
   if (j.fastCommitNotApplied) rows.push(['Journal fast commits', 'NOT applied (replay with e2fsck or a kernel mount)']);
+  else if (j.fastCommits > 0) rows.push(['Journal fast commits', `${j.fastCommits} applied after the log`]);
   if (j.error) rows.push(['Journal error', j.error]);
   return rows;
 }

@@ -29,21 +29,38 @@ import { dirEnv, dirSourceOf, fileMap, treeEnv } from './inode-env.ts';
 import type { OpenInode } from './inode-cache.ts';
 import type { NameiCtx } from './namei.ts';
 import { fileTypeOf } from './names.ts';
+import { nowTs } from './clock.ts';
 
 /** i_block spans bytes 0x28..0x64 of an on-disk inode; i_generation starts at 0x64. */
 const I_BLOCK = 0x28;
 const I_GENERATION = 0x64;
 
+/** Test hook: a deliberately broken replay that skips one kind of record (the checks must catch it). */
+export const fastCommitTestHooks: { skip: FcRecord['kind'] | undefined } = { skip: undefined };
+
 /** Applies `records` in order; returns how many were applied. */
 export async function applyFastCommits(ctx: NameiCtx, records: readonly FcRecord[]): Promise<number> {
   const touched = new Set<number>();
+  // Blocks named by any ADD_RANGE are taken first, so that nothing the replay allocates on its
+  // own (a new directory's block, extent-tree nodes) lands on them (the kernel excludes them too).
+  const claimed = new Set<number>();
+  await ctx.jbd.withHandle(64, async (h) => {
+    for (const r of records) {
+      if (r.kind !== 'add-range' || r.invalid || r.kind === fastCommitTestHooks.skip) continue;
+      for (let b = r.fsBlock; b < r.fsBlock + r.countBlocks; b++) {
+        if (claimed.has(b) || await ctx.clusters.isAllocated(b, h)) continue;
+        if (await ctx.allocLock.withLock(() => ctx.clusters.allocExact(h, b, 1))) { claimed.add(b); ctx.space.markAllocated(1); }
+      }
+    }
+  }, { mayCommit: false });
   for (const r of records) {
+    if (r.kind === fastCommitTestHooks.skip) continue;
     if (r.invalid) throw corrupt('jbd2-fast-commit-record', `fast-commit ${r.kind} record for inode ${r.ino} is out of range or malformed`, { inode: r.ino });
     await ctx.jbd.withHandle(64, async (h) => {
       touched.add(r.ino);
       switch (r.kind) {
         case 'inode': return replayInode(ctx, h, r.ino, r.raw);
-        case 'add-range': return addRange(ctx, h, r);
+        case 'add-range': return addRange(ctx, h, r, claimed);
         case 'del-range': {
           const oi = await mapped(ctx, r.ino);
           if (r.countBlocks > 0) await oi.data.withWrite(() => removeBlocks(fileMap(ctx, oi), h, r.fileBlock, Math.min(MAX_FILE_BLOCK, r.fileBlock + r.countBlocks - 1)));
@@ -52,6 +69,11 @@ export async function applyFastCommits(ctx: NameiCtx, records: readonly FcRecord
         case 'creat': case 'link': return addName(ctx, h, r.parent, r.ino, r.name, r.kind === 'creat', touched);
         case 'unlink': return removeName(ctx, h, r.parent, r.ino, r.name, touched);
       }
+    }, { mayCommit: false });
+  }
+  if (claimed.size) {
+    await ctx.jbd.withHandle(64, async (h) => {
+      for (const b of claimed) { await ctx.allocLock.withLock(() => ctx.clusters.free(h, b, 1)); ctx.space.markFreed(1); }
     }, { mayCommit: false });
   }
   for (const ino of touched) {
@@ -100,16 +122,18 @@ async function replayInode(ctx: NameiCtx, h: Handle, ino: number, logged: Uint8A
   ctx.icache.markDirty(oi);
 }
 
-async function addRange(ctx: NameiCtx, h: Handle, r: Extract<FcRecord, { kind: 'add-range' }>): Promise<void> {
+async function addRange(ctx: NameiCtx, h: Handle, r: Extract<FcRecord, { kind: 'add-range' }>, claimed: Set<number>): Promise<void> {
   const oi = await mapped(ctx, r.ino);
   const f = fileMap(ctx, oi);
   await oi.data.withWrite(async () => {
     await removeBlocks(f, h, r.fileBlock, r.fileBlock + r.countBlocks - 1);
-    const ok = await ctx.allocLock.withLock(() => ctx.clusters.allocExact(h, r.fsBlock, r.countBlocks));
-    if (!ok) {
-      throw corrupt('jbd2-fast-commit-block-in-use', `fast-commit extent ${r.fsBlock}+${r.countBlocks} of inode ${r.ino} overlaps blocks in use`, { inode: r.ino, block: r.fsBlock });
+    for (let b = r.fsBlock; b < r.fsBlock + r.countBlocks; b++) {
+      if (claimed.delete(b)) continue;
+      if (!await ctx.allocLock.withLock(() => ctx.clusters.allocExact(h, b, 1))) {
+        throw corrupt('jbd2-fast-commit-block-in-use', `fast-commit extent ${r.fsBlock}+${r.countBlocks} of inode ${r.ino} overlaps blocks in use`, { inode: r.ino, block: b });
+      }
+      ctx.space.markAllocated(1);
     }
-    ctx.space.markAllocated(r.countBlocks);
     await extentInsert(treeEnv(ctx, h, oi), { fileBlock: fileBlock(r.fileBlock), countBlocks: r.countBlocks, fsBlock: fsBlock(r.fsBlock), unwritten: r.unwritten });
   });
   ctx.icache.markDirty(oi);
@@ -137,6 +161,7 @@ async function addName(ctx: NameiCtx, h: Handle, parentIno: number, ino: number,
   if (creat) child.inode.linksCount = isDir ? 2 : 1;
   else child.inode.linksCount++;
   if (isDir && !existing) dir.inode.linksCount++;
+  touch(dir);
   ctx.icache.markDirty(child);
   ctx.icache.markDirty(dir);
 }
@@ -156,8 +181,16 @@ async function removeName(ctx: NameiCtx, h: Handle, parentIno: number, ino: numb
   } else {
     child.inode.linksCount = Math.max(0, child.inode.linksCount - 1);
   }
+  touch(dir);
   ctx.icache.markDirty(child);
   ctx.icache.markDirty(dir);
+}
+
+/** A directory whose entries the replay changed gets the replay time, as the kernel's and e2fsck's replays do. */
+function touch(dir: OpenInode): void {
+  const t = nowTs();
+  dir.inode.mtime = t;
+  dir.inode.ctime = { ...t };
 }
 
 async function isUnmapped(ctx: NameiCtx, h: Handle, oi: OpenInode): Promise<boolean> {
