@@ -134,8 +134,14 @@ function checkRecord(r: FcRecord, l: FastCommitLimits): boolean {
     case 'inode':
       return inoOk(r.ino) && r.raw.length <= l.inodeSize;
     default:
-      return inoOk(r.ino) && inoOk(r.parent) && r.name.length >= 1 && r.name.length <= 255;
+      return inoOk(r.ino) && inoOk(r.parent) && validName(r.name);
   }
+}
+
+/** A directory entry name: 1..255 bytes, no NUL or '/', not '.' or '..'. */
+function validName(n: Uint8Array): boolean {
+  if (n.length < 1 || n.length > 255 || n.includes(0) || n.includes(0x2f)) return false;
+  return !(n[0] === 0x2e && (n.length === 1 || (n.length === 2 && n[1] === 0x2e)));
 }
 
 /** Throws EUCLEAN for the first record of a validated commit whose numbers are out of range. */
