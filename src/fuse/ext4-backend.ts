@@ -356,11 +356,10 @@ export class Ext4Backend implements FuseBackend {
     return e;
   }
 
-  async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, _rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
+  async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    if ((mode & S_IFMT) !== S_IFREG) throw new Ext4Error('EPERM', 'EPERM: device, FIFO and socket nodes are not supported by the engine yet');
     const owner = await this.newOwner(parentIno, caller, mode);
-    await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: true }, { syscall: 'mknod' });
+    await namei.mknod(this.fs, await this.inode(parentIno), nameBytes, owner.mode, rdev, owner.cred, { syscall: 'mknod' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
