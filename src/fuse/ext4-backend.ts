@@ -15,10 +15,10 @@ import { read as readFile, write as writeFile, truncate as truncateFile, falloca
 import { fsync } from '../fs/fsync.ts';
 import { setattr as setAttrs } from '../fs/attr.ts';
 import { readXattrs, setXattr } from '../fs/xattr.ts';
-import { dirSourceOf, fileMap } from '../fs/inode-env.ts';
+import { fileMap } from '../fs/inode-env.ts';
 import { InodeData } from '../fs/readpage.ts';
 import type { Volume } from '../fs/volume.ts';
-import { listDirectory } from '../dir/dir-read.ts';
+import type { Mount } from '../fs/mount.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
 import { deviceNumber } from '../api/stats.ts';
 import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID } from '../format/inode.ts';
@@ -35,11 +35,11 @@ const O_EXCL = 0o200;
 const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
 
 interface FileHandle { oi: OpenInode; flags: number }
-interface DirHandle { ino: number; entries: DirListing[] | undefined }
+interface DirHandle { ino: number }
 
 /** The engine objects behind a public Ext4 instance (until the inode-level API is public). */
-function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume } {
-  return ext4 as unknown as { fs: Filesystem | undefined; vol: Volume };
+function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume; mount: Mount } {
+  return ext4 as unknown as { fs: Filesystem | undefined; vol: Volume; mount: Mount };
 }
 
 export class Ext4Backend implements FuseBackend {
@@ -227,25 +227,15 @@ export class Ext4Backend implements FuseBackend {
     const oi = await this.inode(ino);
     if (!isDirMode(oi.inode.mode)) throw posixError('ENOTDIR', 'opendir');
     const fh = this.nextFh++;
-    this.dirs.set(fh, { ino, entries: undefined });
+    this.dirs.set(fh, { ino });
     return fh;
   }
 
-  async readdir(fh: number, cookie: number): Promise<readonly DirListing[]> {
+  async readdir(fh: number, cookie: number, maxEntries: number): Promise<readonly DirListing[]> {
     const h = this.dirs.get(fh);
     if (!h) throw posixError('EBADF', 'readdir');
-    // A listing is taken at the first read (and again on rewind): cookies index into it.
-    if (cookie === 0 || !h.entries) {
-      const oi = await this.inode(h.ino);
-      const entries: DirListing[] = [];
-      await oi.data.withRead(async () => {
-        for await (const e of listDirectory(dirSourceOf(this.fs, oi))) {
-          entries.push({ ino: e.ino, nameBytes: e.name.slice(), type: DT_OF_FT[e.fileType] ?? 0 });
-        }
-      });
-      h.entries = entries;
-    }
-    return h.entries.slice(cookie);
+    const page = await engineOf(this.ext4).mount.readdirFrom(await this.inode(h.ino), cookie, maxEntries);
+    return page.entries.map((e) => ({ ino: e.ino, nameBytes: e.name, type: DT_OF_FT[e.fileType] ?? 0, cookie: e.cookie }));
   }
 
   async releasedir(fh: number): Promise<void> {
