@@ -62,7 +62,7 @@ test('readdirFrom on an htree directory: each page reads a few blocks; all pages
   await ro.close();
 });
 
-const LISTER = String.raw`
+const LISTER = `
 import os, sys
 d = sys.argv[1]
 for round in range(int(sys.argv[2])):
@@ -72,7 +72,7 @@ for round in range(int(sys.argv[2])):
     stable = set(n for n in names if n.startswith('s'))
     if len(stable) != int(sys.argv[3]): print('MISSING', len(stable)); sys.exit(1)
 `;
-const CHURN = String.raw`
+const CHURN = `
 import os, sys, time
 d, stop = sys.argv[1], sys.argv[2]
 i = 0

@@ -21,7 +21,7 @@ import type { Volume } from '../fs/volume.ts';
 import type { Mount } from '../fs/mount.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
 import { deviceNumber } from '../api/stats.ts';
-import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID } from '../format/inode.ts';
+import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, S_IFBLK, S_ISGID, type Inode } from '../format/inode.ts';
 import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
@@ -32,7 +32,25 @@ const ROOT_INO = 2;
 const O_ACCMODE = 3;
 const O_EXCL = 0o200;
 /** ext4 dirent file type → DT_*. */
-const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
+export const DT_OF_FT: readonly number[] = [0, 8, 4, 2, 6, 1, 12, 10];
+
+/** Owner and permission mask shown for every inode (mount options uid=, gid=, umask=). */
+export interface ShownOwner { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined }
+
+/** The attributes the kernel is given for an inode; `extra512` adds delayed allocations to st_blocks. */
+export function inodeAttr(ino: number, inode: Inode, blockSize: number, extra512: number, shown: ShownOwner): NodeAttr {
+  const t = (x: { sec: number; nsec: number } | undefined) => x ?? { sec: 0, nsec: 0 };
+  const fmt = inode.mode & S_IFMT;
+  return {
+    ino, sizeBytes: inode.sizeBytes, blocks512: inode.blocks512 + extra512,
+    atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
+    mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
+    ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
+    mode: shown.umask === undefined ? inode.mode : inode.mode & ~shown.umask,
+    nlink: inode.linksCount, uid: shown.uid ?? inode.uid, gid: shown.gid ?? inode.gid,
+    rdev: fmt === S_IFCHR || fmt === S_IFBLK ? deviceNumber(inode) : 0, blksizeBytes: blockSize,
+  };
+}
 
 interface FileHandle { oi: OpenInode; flags: number }
 interface DirHandle { ino: number }
@@ -59,7 +77,7 @@ export class Ext4Backend implements FuseBackend {
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
 
-  private readonly shown: { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined };
+  private readonly shown: ShownOwner;
 
   constructor(private readonly ext4: Ext4, opts: { readOnly?: boolean; uid?: number | undefined; gid?: number | undefined; umask?: number | undefined } = {}) {
     this.shown = { uid: opts.uid, gid: opts.gid, umask: opts.umask };
@@ -82,20 +100,8 @@ export class Ext4Backend implements FuseBackend {
   }
 
   attrOf(oi: OpenInode): NodeAttr {
-    const { inode } = oi;
     const geo = engineOf(this.ext4).vol.geo;
-    const delayed512 = oi.state.reservation.reservedClusters * geo.clusterSize / 512;
-    const t = (x: { sec: number; nsec: number } | undefined) => x ?? { sec: 0, nsec: 0 };
-    const fmt = inode.mode & S_IFMT;
-    return {
-      ino: oi.ino, sizeBytes: inode.sizeBytes, blocks512: inode.blocks512 + delayed512,
-      atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
-      mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
-      ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
-      mode: this.shown.umask === undefined ? inode.mode : inode.mode & ~this.shown.umask,
-      nlink: inode.linksCount, uid: this.shown.uid ?? inode.uid, gid: this.shown.gid ?? inode.gid,
-      rdev: fmt === 0x2000 || fmt === 0x6000 ? deviceNumber(inode) : 0, blksizeBytes: geo.blockSize,
-    };
+    return inodeAttr(oi.ino, oi.inode, geo.blockSize, oi.state.reservation.reservedClusters * geo.clusterSize / 512, this.shown);
   }
 
   /** Counts one kernel lookup of `oi`. */
