@@ -41,12 +41,14 @@ for (const [i, w] of workloads.entries()) {
 
 // The harness must catch broken commit protocols: no log at all (the code before journaled
 // writes), blocks written home before the log, no flush between the log copies and the commit
-// block, and sizes committed ahead of their data (no i_disksize, the code before it).
+// block, a checkpoint writing blocks home before their commit record is durable, and sizes
+// committed ahead of their data (no i_disksize, the code before it).
 type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean } } };
 const broken: Array<{ name: string; workload: Workload; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest']; sizeAhead?: boolean }> = [
   { name: 'no log (in-place metadata, as before)', workload: renames(4096, 16), openOpts: { journal: 'bypass' } },
   { name: 'blocks written home before the log', workload: renames(4096, 16), hook: 'home-first' },
   { name: 'no flush before the commit block', workload: renames(4096, 16), hook: 'no-commit-flush' },
+  { name: 'checkpoint writes home before the commit is durable', workload: renames(4096, 16), hook: 'early-checkpoint' },
   { name: 'in-memory sizes committed ahead of the data (no i_disksize)', workload: growingFiles(4096, 8), sizeAhead: true },
 ];
 for (const b of broken) {

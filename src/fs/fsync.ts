@@ -43,6 +43,8 @@ export async function sync(ctx: SyncCtx, opts: { durable?: boolean } = {}): Prom
   if (ctx.clusters.windowClusters > ctx.space.freeClusters - ctx.space.dirtyClusters) ctx.clusters.releaseAllWindows();
   await ctx.writeback.all();
   await commit(ctx, opts.durable !== false);
+  // A durable sync also empties the log (its blocks go home); fsync and bulk syncs do not.
+  if (opts.durable !== false) await ctx.jbd.checkpoint();
   ctx.icache.shrink((oi) => ctx.orphans.has(oi.ino) || oi.diskSizeBytes !== undefined);
 }
 
