@@ -36,6 +36,15 @@ export function encodeReply(unique: bigint, errno: number, payload?: Uint8Array)
   return out;
 }
 
+/** The header of a successful reply whose `payloadBytes` follow in the same writev (no copy). */
+export function encodeReplyHeader(unique: bigint, payloadBytes: number): Uint8Array {
+  const out = new Uint8Array(OUT_HEADER_BYTES);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, OUT_HEADER_BYTES + payloadBytes, true);
+  v.setBigUint64(8, unique, true);
+  return out;
+}
+
 /** FUSE_NOTIFY_INVAL_INODE: an unsolicited message (unique 0, the code in the error field). */
 const NOTIFY_INVAL_INODE = 2;
 

@@ -108,7 +108,7 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
     source: opts.source ?? 'ext4kit', readOnly, allowOther: opts.allowOther ?? false,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
   });
-  const session = new FuseSession(backend, (r) => device.reply(r), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
+  const session = new FuseSession(backend, (r, p) => device.reply(r, p), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
   let finish!: () => void;
   const gone = new Promise<void>((resolve) => { finish = resolve; });
   device.start((req) => session.handle(req), (why) => {

@@ -2,7 +2,7 @@
 // the others (handlers are async; the engine's locks order what must be ordered), and replies
 // once. A failing request gets its errno; a corrupt structure is reported once on the log and
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
-import { decodeRequestHeader, encodeNotifyInvalAttr, encodeReply, type RequestHeader } from './header.ts';
+import { decodeRequestHeader, encodeNotifyInvalAttr, encodeReply, encodeReplyHeader, type RequestHeader } from './header.ts';
 import { OP, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE, WRITE_KILL_SUIDGID, ERRNO } from './protocol.ts';
 import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
@@ -16,6 +16,8 @@ import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
 import { callerInGroup, killedMode } from './killpriv.ts';
 
 const ROOT_NODE = 1;
+/** Payloads from this size on are sent by reference (writev) rather than copied behind the header. */
+const ZERO_COPY_REPLY_BYTES = 16 * 1024;
 
 const textOf = (b: Uint8Array): string => decodeUtf8(b);
 
@@ -56,7 +58,8 @@ export class FuseSession {
   /** Resolves once INIT has been answered (the mount is usable from then on). */
   readonly initialized = new Promise<void>((resolve) => { this.initDone = resolve; });
 
-  constructor(private readonly backend: FuseBackend, private readonly send: (reply: Uint8Array) => void, opts: SessionOptions = {}) {
+  /** `send(reply)`, or `send(header, payload)`: one reply, written with one write(2)/writev(2). */
+  constructor(private readonly backend: FuseBackend, private readonly send: (reply: Uint8Array, payload?: Uint8Array) => void, opts: SessionOptions = {}) {
     this.log = opts.log ?? (() => undefined);
     this.valid = { seconds: opts.cacheSeconds ?? 1, nanoseconds: 0 };
   }
@@ -92,7 +95,11 @@ export class FuseSession {
   /** A corrupt structure was met: no more changes are accepted. */
   get isDegraded(): boolean { return this.degraded; }
 
-  private ok(h: RequestHeader, payload?: Uint8Array): void { this.send(encodeReply(h.unique, 0, payload)); }
+  private ok(h: RequestHeader, payload?: Uint8Array): void {
+    // Large payloads (READ data) go out behind their header in one writev instead of being copied.
+    if (payload && payload.length >= ZERO_COPY_REPLY_BYTES) this.send(encodeReplyHeader(h.unique, payload.length), payload);
+    else this.send(encodeReply(h.unique, 0, payload));
+  }
   private fail(h: RequestHeader, errno: number): void { this.send(encodeReply(h.unique, errno)); }
 
   private reportOnce(key: string, line: string): void {

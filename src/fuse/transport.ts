@@ -2,7 +2,7 @@
 // the child's fd 3), and reads requests in a worker thread that blocks in read(2). Reads never
 // use the libuv threadpool: a pending read there holds a pool thread, and a few of them starve
 // the engine's own file I/O (a deadlock). Replies are one synchronous write(2) each.
-import { openSync, closeSync, writeSync } from 'node:fs';
+import { openSync, closeSync, writeSync, writevSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import { READ_BUFFER_BYTES } from './protocol.ts';
@@ -90,11 +90,15 @@ export class FuseDevice {
     w.on('error', (e) => onGone(`reader failed: ${e.message}`));
   }
 
-  /** Sends one reply. ENOENT means the request was interrupted: nothing to do. */
-  reply(bytes: Uint8Array): void {
+  /**
+   * Sends one reply (with `payload`: `bytes` is its header, both go out in one writev, which
+   * /dev/fuse takes whole or not at all). ENOENT means the request was interrupted: nothing to do.
+   */
+  reply(bytes: Uint8Array, payload?: Uint8Array): void {
     if (this.closed) return;
     try {
-      writeSync(this.fd, bytes);
+      if (payload) writevSync(this.fd, [bytes, payload]);
+      else writeSync(this.fd, bytes);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENODEV') throw e;
