@@ -67,14 +67,17 @@ export class FuseSession {
   private ino(nodeId: number): number { return nodeId === ROOT_NODE ? this.backend.rootIno : nodeId; }
   private node(ino: number): number { return ino === this.backend.rootIno ? ROOT_NODE : ino; }
 
-  /** Takes one raw request; its reply is sent when its handler finishes. */
-  handle(raw: Uint8Array): void {
+  /**
+   * Takes one raw request; its reply is sent when its handler finishes. The returned promise
+   * settles then (never rejects): `raw` is not used after that.
+   */
+  handle(raw: Uint8Array): Promise<void> | undefined {
     let h: RequestHeader;
     try {
       h = decodeRequestHeader(raw);
     } catch (e) {
       this.reportOnce('header', `malformed request ignored: ${(e as Error).message}`);
-      return;
+      return undefined;
     }
     this.stats.requests++;
     const name = opName(h.opcode);
@@ -83,6 +86,7 @@ export class FuseSession {
     const p = this.run(h, body);
     this.pending.add(p);
     void p.finally(() => this.pending.delete(p));
+    return p;
   }
 
   /** Resolves when every request taken so far has been answered. */

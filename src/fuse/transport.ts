@@ -4,29 +4,50 @@
 // the engine's own file I/O (a deadlock). Replies are one synchronous write(2) each.
 import { openSync, closeSync, writeSync, writevSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { READ_BUFFER_BYTES } from './protocol.ts';
 
-/** Read loop run inside the worker (plain CommonJS, so it needs no TypeScript loader). */
+/**
+ * Read loop run inside the worker (plain CommonJS, so it needs no TypeScript loader). Each
+ * request is read into a full-size buffer from a small pool. A large WRITE travels to the main
+ * thread in that very buffer ([buffer, length], transferred: no copy, no zero-filled
+ * allocation per MiB), which comes back on the `back` port once the request is answered;
+ * anything else is copied out into an exact-size buffer and the pool buffer is reused at once.
+ * The loop blocks in read(2), so returned buffers are taken synchronously before each read.
+ */
 const READER_SOURCE = `
-const { workerData, parentPort } = require('node:worker_threads');
+const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
 const { readSync } = require('node:fs');
-const { fd, bufferBytes } = workerData;
-const buf = Buffer.allocUnsafeSlow(bufferBytes);
+const { fd, bufferBytes, back, lendFromBytes, poolMax } = workerData;
+const spare = [];
 for (;;) {
+  for (let m; (m = receiveMessageOnPort(back)) !== undefined;) if (spare.length < poolMax) spare.push(m.message);
+  const buf = spare.pop() ?? new ArrayBuffer(bufferBytes);
+  const view = new Uint8Array(buf);
   let n;
   try {
-    n = readSync(fd, buf, 0, bufferBytes, null);
+    n = readSync(fd, view, 0, bufferBytes, null);
   } catch (e) {
+    spare.push(buf);
     if (e.code === 'EINTR' || e.code === 'EAGAIN' || e.code === 'ENOENT') continue;
     parentPort.postMessage({ gone: String(e.code || e.message) });
     break;
   }
-  const ab = new ArrayBuffer(n);
-  new Uint8Array(ab).set(buf.subarray(0, n));
-  parentPort.postMessage(ab, [ab]);
+  // fuse_in_header.opcode 16 is WRITE.
+  if (n >= lendFromBytes && view[4] === 16 && view[5] === 0 && view[6] === 0 && view[7] === 0) {
+    parentPort.postMessage([buf, n], [buf]);
+  } else {
+    const ab = buf.slice(0, n);
+    spare.push(buf);
+    parentPort.postMessage(ab, [ab]);
+  }
 }
 `;
+
+/** WRITE requests from this size on are handed over in the reader's own buffer (see READER_SOURCE). */
+const LEND_FROM_BYTES = 64 * 1024;
+/** Pool buffers the reader keeps (each READ_BUFFER_BYTES). */
+const POOL_MAX = 8;
 
 export class MountError extends Error {
   override readonly name = 'MountError';
@@ -45,6 +66,8 @@ export interface DeviceMountOptions {
 
 export class FuseDevice {
   private worker: Worker | undefined;
+  /** Where lent request buffers go back to the reader. */
+  private back: MessagePort | undefined;
   private closed = false;
   private constructor(readonly fd: number, readonly mountpoint: string) {}
 
@@ -78,14 +101,30 @@ export class FuseDevice {
     return new FuseDevice(fd, mountpoint);
   }
 
-  /** Starts reading; `onGone` is called once when the kernel ends the connection (unmount). */
-  start(onRequest: (req: Uint8Array) => void, onGone: (why: string) => void): void {
+  /**
+   * Starts reading; `onGone` is called once when the kernel ends the connection (unmount).
+   * `onRequest` returns a promise that settles once the request was answered and its bytes are
+   * no longer used (the buffer may then go back to the reader), or nothing if it is done with them.
+   */
+  start(onRequest: (req: Uint8Array) => Promise<unknown> | undefined, onGone: (why: string) => void): void {
     // A read before mount(2) attached the fd fails with EPERM: start only after mount succeeded.
-    const w = new Worker(READER_SOURCE, { eval: true, workerData: { fd: this.fd, bufferBytes: READ_BUFFER_BYTES } });
+    const back = new MessageChannel();
+    this.back = back.port1;
+    const w = new Worker(READER_SOURCE, {
+      eval: true,
+      workerData: { fd: this.fd, bufferBytes: READ_BUFFER_BYTES, back: back.port2, lendFromBytes: LEND_FROM_BYTES, poolMax: POOL_MAX },
+      transferList: [back.port2],
+    });
     this.worker = w;
-    w.on('message', (m: ArrayBuffer | { gone: string }) => {
-      if (m instanceof ArrayBuffer) onRequest(new Uint8Array(m));
-      else onGone(m.gone);
+    w.on('message', (m: ArrayBuffer | [ArrayBuffer, number] | { gone: string }) => {
+      if (m instanceof ArrayBuffer) void onRequest(new Uint8Array(m));
+      else if (Array.isArray(m)) {
+        const [buf, n] = m;
+        const giveBack = () => { if (!this.closed) back.port1.postMessage(buf, [buf]); };
+        const done = onRequest(new Uint8Array(buf, 0, n));
+        if (done) done.then(giveBack, giveBack);
+        else giveBack();
+      } else onGone(m.gone);
     });
     w.on('error', (e) => onGone(`reader failed: ${e.message}`));
   }
@@ -109,6 +148,7 @@ export class FuseDevice {
     if (this.closed) return;
     this.closed = true;
     void this.worker?.terminate();
+    this.back?.close();
     try { closeSync(this.fd); } catch { /* already gone */ }
   }
 }
