@@ -78,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
     checkMountpoint(args.mountpoint);
     unlock = lockImage(args.image, args.mountpoint);
     const fs = await Ext4.open(args.image);
+    for (const w of fs.info().journal?.warnings ?? []) log(`ext4kit: warning: ${args.image}: ${w}`);
     let m: FuseMount;
     try {
       m = await fuseMount(fs, args.mountpoint, {
