@@ -22,7 +22,7 @@ import type { OpenInode } from './inode-cache.ts';
 import { dirSourceOf } from './inode-env.ts';
 import { lookup as lookupWritable, releaseOrphanList } from './namei.ts';
 import { read as readCached, readlink as readlinkCached } from './file.ts';
-import { readdirFrom, linearHashVersion, type DirPage } from './readdir.ts';
+import { readdirFrom, linearHashVersion, LinearListings, type DirPage } from './readdir.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { WalkSource } from './path-walk.ts';
 import { Filesystem, writeBlocker } from './filesystem.ts';
@@ -45,6 +45,8 @@ export class Mount implements WalkSource<Node> {
   /** Read-only mounts: directory blocks whose checksums were verified once (blocks never change). */
   private readonly verified = new Set<number>();
   private readonly roNames = new NameCache();
+  /** Read-only mounts: sorted listings of linear directories, for resumed listings. */
+  private readonly roListings = new LinearListings();
 
   private constructor(
     readonly vol: Volume,
@@ -192,7 +194,7 @@ export class Mount implements WalkSource<Node> {
   async readdirFrom(dir: Node, cookie: number, maxEntries: number): Promise<DirPage> {
     this.checkOpen();
     const version = linearHashVersion(this.vol.sb.defHashVersion, this.vol.sb.flags);
-    if (!this.fs) return readdirFrom(dirSource(this.vol, dir.ino, dir.inode, { verified: this.verified }), cookie, maxEntries, version);
+    if (!this.fs) return readdirFrom(dirSource(this.vol, dir.ino, dir.inode, { verified: this.verified }), cookie, maxEntries, version, this.roListings);
     const oi = dir as OpenInode;
     return oi.data.withRead(() => readdirFrom(dirSourceOf(this.fs!, oi), cookie, maxEntries, version));
   }
