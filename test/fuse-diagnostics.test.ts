@@ -43,7 +43,8 @@ async function serveDamaged(img: string, mountArgs: string[], env: Record<string
     assert.match(r.stderr, /touch: .*Read-only file system/, 'no changes after a corrupt structure');
     assert.match(r.stdout, /is a mountpoint/, 'the server is still up');
   } finally {
-    const u = await runTool(process.execPath, [CLI, 'umount', mnt], { timeoutMs: 60_000 });
+    // The same run directory: umount finds the server there and waits for it to exit.
+    const u = await runTool(process.execPath, [CLI, 'umount', mnt], { timeoutMs: 60_000, env: { ...process.env, ...env } });
     if (u.exitCode !== 0) await runTool('umount', ['-l', mnt]);
     assert.equal(u.exitCode, 0, `clean unmount: ${u.stderr}`);
   }
