@@ -96,8 +96,10 @@ for (const g of GEOMETRIES) {
 // call's outcome and the final tree (type, mode, links, owner, major:minor) must match, the
 // ext4kit image must pass e2fsck -fn, and the kernel must read back the same tree from it.
 const SPECIAL = join(import.meta.dirname, 'fuse-special-nodes.py');
-async function specialNodes(dir: string, seed: number, count: number): Promise<string> {
-  const r = await runTool('python3', [SPECIAL, dir, String(seed), String(count)], { timeoutMs: 120_000 });
+async function specialNodes(dir: string, seed: number, count: number, asUid?: number): Promise<string> {
+  // env finds a python3 this uid may run (execvp skips PATH entries it cannot enter).
+  const cmd = asUid === undefined ? ['python3'] : ['setpriv', `--reuid=${asUid}`, `--regid=${asUid}`, '--clear-groups', 'env', 'python3'];
+  const r = await runTool(cmd[0]!, [...cmd.slice(1), SPECIAL, dir, String(seed), String(count)], { timeoutMs: 120_000 });
   if (r.exitCode !== 0) throw new Error(`fuse-special-nodes.py failed: ${r.stderr}`);
   return r.stdout;
 }
@@ -179,4 +181,27 @@ test(`FUSE differential as uid 1000: ${UNPRIV_SEQUENCES} random sequences of ${O
       assert.deepEqual(out.treeDiff, [], `final trees differ (seed ${seed})`);
     });
   }
+});
+
+// mknod as uid 1000 in a sticky world-writable root and a setgid directory of another group:
+// devices are EPERM, FIFOs and sockets are made, set-group-ID handling and ownership as the kernel's.
+test('FUSE differential: mknod as uid 1000, ext4kit mount vs the kernel (4 KiB blocks)', { skip: skip || setpriv, timeout: 5 * 60_000 }, async () => {
+  chmodSync(tempRunDir(), 0o711);
+  const image = tmpImagePath('fmknod-unpriv');
+  const kimage = tmpImagePath('fmknod-unpriv-kernel');
+  await Ext4.mkfs(image, { sizeBytes: 64 << 20, timeSec: 1_700_000_000 });
+  const fs = await Ext4.open(image);
+  fs.umask = 0;
+  await fs.chmod('/', 0o1777);
+  await fs.mkdir('/g', { mode: 0o2777 });
+  await fs.chown('/g', 0, 1234);
+  await fs.close();
+  await copyFile(image, kimage);
+  const kernel = await withLoopMount(kimage, (kmnt) => specialNodes(kmnt, 21, 80, 1000));
+  const ours = await withExt4kitMount(image, (fmnt) => specialNodes(fmnt, 21, 80, 1000), ['-o', 'allow_other']);
+  assert.equal(ours, kernel, 'outcomes or final tree differ');
+  assert.match(kernel, /^mknod \S+ (20000|60000) .* EPERM$/m, 'devices refused to an unprivileged user');
+  assert.match(kernel, /^\S+ [ps]\S+ 1 1000 /m, 'FIFOs or sockets made by uid 1000');
+  const fsck = await e2fsck(image);
+  assert.equal(fsck.exitCode, 0, `e2fsck -fn:\n${fsck.output}`);
 });
