@@ -19,6 +19,7 @@ import { replayTestHooks } from '../src/journal/replay/passes.ts';
 import { recoverJournal } from '../src/journal/replay/recover.ts';
 import { orphanTestHooks } from '../src/fs/orphan.ts';
 import { fastCommitTestHooks } from '../src/fs/fast-commit-replay.ts';
+import { groupCountTestHooks } from '../src/journal/replay/group-counts.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
@@ -326,6 +327,50 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
       await checkFidelity(img, { kernel: false, writable: 'clean', needsRecovery: false, compareWith: v.oracle });
     });
   }
+
+  test('a log whose bitmaps changed without their group descriptor: counts recounted from the bitmaps, as e2fsck -fy fixes them', async () => {
+    const dir = tmpDirPath('recount-src');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'seed'), 'seed\n');
+    const a = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, dir, features: '^metadata_csum', type: 'ext4' });
+    // B = A plus a 40 KiB file written by debugfs; A's log gets every block that changed except
+    // the superblock and the group descriptors.
+    const b = await copyImage(a, 'recount-b');
+    const payload = tmpImagePath('recount-payload');
+    await writeFile(payload, Buffer.alloc(40 * 1024, 0x61));
+    await debugfs(b, `write ${payload} added`, { write: true });
+    const [ab, bb] = [await readFile(a), await readFile(b)];
+    const changed: number[] = [];
+    for (let blk = 3; blk < ab.length / 1024; blk++) {
+      if (!ab.subarray(blk * 1024, (blk + 1) * 1024).equals(bb.subarray(blk * 1024, (blk + 1) * 1024))) changed.push(blk);
+    }
+    assert.ok(changed.length >= 3, `changed blocks ${changed}`);
+    const cmds = ['jo'];
+    for (const blk of changed) {
+      const f = tmpImagePath(`recount-${blk}`);
+      await writeFile(f, bb.subarray(blk * 1024, (blk + 1) * 1024));
+      cmds.push(`jw -b ${blk} ${f}`);
+    }
+    cmds.push('jc');
+    await debugfsWrite(a, cmds);
+    await debugfs(a, 'feature needs_recovery', { write: true });
+    const r = await checkFidelity(a, { kernel: false, writable: 'clean' });
+    assert.ok(r.ours.some((l) => l.startsWith('/added ')), 'the logged file is visible');
+    const ro = await Ext4.open(a, { readOnly: true });
+    const st = await ro.statfs();
+    await ro.close();
+    const fy = await copyImage(a, 'recount-fy');
+    const fix = await runTool(toolPath('e2fsck'), ['-fy', fy]);
+    assert.match(fix.stdout, /Free blocks count wrong for group/, 'e2fsck sees the stale descriptor');
+    const ref = await Ext4.open(fy, { readOnly: true });
+    const rs = await ref.statfs();
+    await ref.close();
+    assert.deepEqual([st.bfree, st.ffree], [rs.bfree, rs.ffree], 'read-only statfs equals e2fsck -fy');
+    groupCountTestHooks.keepDescriptors = true;
+    try {
+      await assert.rejects(checkFidelity(a, { kernel: false, writable: 'clean' }), 'descriptors left stale fail the checks');
+    } finally { groupCountTestHooks.keepDescriptors = false; }
+  });
 
   test('kernel log that wraps around the end of the journal', async (t) => {
     if (!loop.ok) return t.skip(loop.reason);
