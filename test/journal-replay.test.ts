@@ -318,6 +318,23 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
         slot.writeUInt32LE(gone2); await fh.write(slot, 0, 4, ob * 1024 + 20);
         await fh.close();
       }
+      if (v.orphanFile) {
+        // A slot naming an inode outside the filesystem: the read-only view keeps the orphans
+        // (with a warning), a writable open fails with EUCLEAN, and nothing is written.
+        const bad = await copyImage(img, 'orphan-file-bad');
+        const ob = Number((await debugfs(bad, 'bmap <12> 0')).trim());
+        const fh = await open(bad, 'r+');
+        const slot = Buffer.alloc(4);
+        slot.writeUInt32LE(0x7fffffff); await fh.write(slot, 0, 4, ob * 1024 + 40);
+        await fh.close();
+        const sum = await fileSha(bad);
+        const view = await Ext4.open(bad, { readOnly: true });
+        const j = view.info().journal!;
+        await view.close();
+        assert.ok(j.orphansPending && j.orphansReleased === 0 && /orphan/.test(j.warnings.join()), JSON.stringify(j));
+        await assert.rejects(Ext4.open(bad), (e: unknown) => e instanceof Ext4Error && e.code === 'EUCLEAN' && e.detail === 'orphan-file-entry');
+        assert.equal(await fileSha(bad), sum, 'nothing written');
+      }
       const before = await fileSha(img);
       const ro = await Ext4.open(img, { readOnly: true });
       assert.equal(ro.info().journal!.orphansReleased, 4, 'four orphans released in the read-only view');
