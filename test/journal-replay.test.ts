@@ -23,7 +23,7 @@ import { groupCountTestHooks } from '../src/journal/replay/group-counts.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
-import { kernelCrashImage, kernelFastCommitImage, kernelFastCommitMixedImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
+import { kernelCrashImage, kernelFastCommitImage, kernelFastCommitMixedImage, kernelFastCommitRangesImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -412,6 +412,16 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     assert.match(info.stdout, /^Journal fast commits: +\d+ applied/m);
     assert.doesNotMatch(info.stderr, /warning/);
     console.log(`fast commits (kernel, simple): ${r.report.fastCommits} fast commit(s) after ${r.report.transactions} transaction(s)`);
+  });
+
+  test('fast commits (kernel: append, truncate, overwrite of older files): ADD_RANGE and DEL_RANGE replayed as e2fsck and the kernel do', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelFastCommitRangesImage();
+    const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
+    assert.ok(r.report.fastCommits > 0 && !r.report.fastCommitNotApplied, JSON.stringify(r.report));
+    assert.ok(r.ours.some((l) => l.startsWith('/d/base2 100644 5000 ')), 'the truncate is replayed');
+    assert.ok(r.ours.some((l) => l.startsWith('/d/base1 100644 507200 ')), 'the append is replayed');
+    console.log(`fast commits (kernel, ranges): ${r.report.fastCommits} fast commit(s)`);
   });
 
   test('fast commits (kernel: mkdir, create, hard link, unlink between fsyncs): replayed read-only and writable, e2fsck-clean', async (t) => {
