@@ -602,6 +602,37 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     assert.ok(cuts > 10);
   });
 
+  test('fast-commit write-back is idempotent: cut after every write of a writable open, then opened again, e2fsck-clean and the same', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const original = new Uint8Array(await readFile(await kernelFastCommitMixedImage()));
+    maskDirTimes = true;
+    try {
+      const ro = await Ext4.open(new MemoryDevice(original.slice()), { readOnly: true });
+      const expected = masked(await viewOf(ro));
+      await ro.close();
+      let cuts = 0;
+      for (let k = 0; ; k++) {
+        const bytes = original.slice();
+        const done = await Ext4.open(new CuttingDevice(new MemoryDevice(bytes), k)).then(() => true, (e: unknown) => {
+          assert.ok(e instanceof Ext4Error && e.code === 'EIO', String(e));
+          return false;
+        });
+        if (done) break;
+        cuts++;
+        const again = await Ext4.open(new MemoryDevice(bytes));
+        assert.equal(again.readOnly, false);
+        assert.deepEqual(masked(await viewOf(again)), expected, `cut after ${k} writes`);
+        await again.close();
+        const out = tmpImagePath('fc-cut');
+        await writeFile(out, bytes);
+        await fsckClean(out);
+        if (k > 500) assert.fail('too many writes');
+      }
+      console.log(`fast-commit idempotence: ${cuts} cut points`);
+      assert.ok(cuts >= 3);
+    } finally { maskDirTimes = false; }
+  });
+
   test('ext3: a block-mapped journal with a v1 (crc32) log', async () => {
     // debugfs folds revoke blocks into the v1 crc (a debugfs quirk): the revoking tid 2 fails its
     // commit check and, as for e2fsck, only tid 1 is replayed.
