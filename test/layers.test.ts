@@ -186,7 +186,7 @@ const INDEX_EXPORTS = [
 ];
 const EXT4_MEMBERS = [
   '__@asyncDispose@', 'appendFile', 'checkInvariants', 'chmod', 'chown', 'close', 'createReadStream', 'fallocate', 'getxattr',
-  'importFile', 'info', 'journalInfo', 'lchown', 'link', 'listxattr', 'lstat', 'lutimes', 'mappings', 'mkdir', 'open', 'readFile',
+  'importFile', 'info', 'journalInfo', 'lchown', 'link', 'listxattr', 'lstat', 'lutimes', 'mappings', 'mkdir', 'mknod', 'open', 'readFile',
   'readOnly', 'readdir', 'readdirFrom', 'readlink', 'readlinkBytes', 'realpath', 'removexattr', 'rename', 'rm', 'rmdir',
   'setQuotaLimits', 'setxattr', 'stat', 'statfs', 'symlink', 'sync', 'truncate', 'umask', 'unlink', 'utimes', 'writeFile',
   'writebackPass',

@@ -21,7 +21,7 @@ import type { OpenInode } from './inode-cache.ts';
 import { dirSourceOf } from './inode-env.ts';
 import { lookup as lookupWritable, releaseOrphanList } from './namei.ts';
 import { read as readCached, readlink as readlinkCached } from './file.ts';
-import { pageAfter, type DirPage } from './readdir.ts';
+import { readdirFrom, linearHashVersion, type DirPage } from './readdir.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { WalkSource } from './path-walk.ts';
 import { Filesystem, writeBlocker } from './filesystem.ts';
@@ -189,7 +189,11 @@ export class Mount implements WalkSource<Node> {
 
   /** Up to `maxEntries` entries after `cookie` (0: from the start), resumable across changes. */
   async readdirFrom(dir: Node, cookie: number, maxEntries: number): Promise<DirPage> {
-    return pageAfter(await this.list(dir), cookie, maxEntries, this.vol.sb.hashSeed);
+    this.checkOpen();
+    const version = linearHashVersion(this.vol.sb.defHashVersion, this.vol.sb.flags);
+    if (!this.fs) return readdirFrom(dirSource(this.vol, dir.ino, dir.inode, { verified: this.verified }), cookie, maxEntries, version);
+    const oi = dir as OpenInode;
+    return oi.data.withRead(() => readdirFrom(dirSourceOf(this.fs!, oi), cookie, maxEntries, version));
   }
 
   /** Delayed (reserved, not yet allocated) 512-byte units, which st_blocks counts as the kernel does. */

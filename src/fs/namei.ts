@@ -1,9 +1,9 @@
 // Name operations on (directory inode, name bytes), as FUSE requests them: lookup, create,
-// mkdir, symlink, link, unlink, rmdir and rename (with RENAME_NOREPLACE / RENAME_EXCHANGE).
+// mkdir, mknod, symlink, link, unlink, rmdir and rename (with RENAME_NOREPLACE / RENAME_EXCHANGE).
 // Each takes the namespace lock, then one handle sized for its kind.
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
 import { COMPAT, RO_COMPAT } from '../format/features.ts';
-import { EXTENTS_FL, INLINE_DATA_FL, S_IFDIR, S_IFREG, S_IFLNK, isDirMode } from '../format/inode.ts';
+import { EXTENTS_FL, INLINE_DATA_FL, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, isDirMode } from '../format/inode.ts';
 import { FT_DIR, FT_REG, FT_SYMLINK } from '../format/dirent.ts';
 import type { Handle } from '../journal/transaction.ts';
 import type { Mutex } from '../util/rw-lock.ts';
@@ -22,6 +22,7 @@ import { clearOrphanSlot, orphanTestHooks, readOrphanFile, type Orphans } from '
 import type { NameCache } from './dcache.ts';
 import { checkNewName, fileTypeOf, isDot, isDotDot, ROOT_INO } from './names.ts';
 import { nowTs } from './clock.ts';
+import { encodeDeviceNumber } from '../format/device-number.ts';
 
 export { ROOT_INO } from './names.ts';
 const EXT4_LINK_MAX = 65000;
@@ -198,6 +199,31 @@ export async function symlink(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, t
       }
       ctx.icache.markDirty(oi);
       await addEntry(ctx, h, dir, name, oi.ino, FT_SYMLINK);
+      return oi;
+    });
+  });
+}
+
+/** The node types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
+const SPECIAL_TYPES = new Set([S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK]);
+
+/**
+ * mknod(2): a FIFO, socket, character or block device `name` in `dir` (`mode` carries the type;
+ * S_IFREG makes an empty regular file, as mknod(2) does). `rdev` (Linux's dev_t, as in
+ * stat.rdev) is stored for devices only. Such inodes hold no blocks and no extent tree.
+ */
+export async function mknod(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, mode: number, rdev: number, cred: Credentials, at: ErrAt): Promise<OpenInode> {
+  const type = mode & S_IFMT;
+  if (type === S_IFREG || type === 0) return create(ctx, dir, name, mode & 0o7777, cred, { exclusive: true }, at);
+  if (!SPECIAL_TYPES.has(type)) throw fail('EINVAL', at);
+  return ctx.ns.withLock(async () => {
+    checkParent(dir, name, at);
+    if (await lookup(ctx, dir, name)) throw fail('EEXIST', at);
+    return ctx.jbd.withHandle(creditsFor('create', ctx.vol), async (h) => {
+      const oi = await createInode(ctx, h, dir, type | (mode & 0o7777), cred);
+      if (type === S_IFCHR || type === S_IFBLK) encodeDeviceNumber(oi.inode.iBlock, rdev);
+      ctx.icache.markDirty(oi);
+      await addEntry(ctx, h, dir, name, oi.ino, fileTypeOf(type));
       return oi;
     });
   });
