@@ -389,6 +389,12 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     } finally { groupCountTestHooks.keepDescriptors = false; }
   });
 
+  test('e2fsprogs f_orphquot (an orphan on a quota filesystem): released read-only and writable as e2fsck -fy does', { skip: corpus.ok ? false : `corpus: ${corpus.reason}` }, async () => {
+    const img = await extractCorpusImage('f_orphquot');
+    const r = await checkFidelity(img, { kernel: false, writable: 'clean', needsRecovery: false });
+    assert.equal(r.report.orphansReleased, 1);
+  });
+
   test('kernel log that wraps around the end of the journal', async (t) => {
     if (!loop.ok) return t.skip(loop.reason);
     const { img, rounds } = await kernelWrapImage();

@@ -81,7 +81,7 @@ export async function releaseOrphansInMemory(device: BlockDevice, report: Journa
   const scratch = scratchView(overlay);
   const warn = (why: string) => {
     report.orphansPending = true;
-    report.warnings.push(`orphan inodes (unlinked or truncated while open) are still allocated in the read-only view (${why}); a writable open, e2fsck or a kernel mount releases them`);
+    report.warnings.push(`orphan inodes (unlinked or truncated while open) are still allocated in the read-only view (${why}); e2fsck or a kernel mount releases them`);
     return undefined;
   };
   let vol: Volume | undefined;
