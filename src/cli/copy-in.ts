@@ -23,6 +23,10 @@ import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
+import type { Filesystem } from '../fs/filesystem.ts';
+import type { OpenInode } from '../fs/inode-cache.ts';
+import type { Mount } from '../fs/mount.ts';
+import { walk } from '../fs/path-walk.ts';
 import { Progress } from './progress.ts';
 import { HostTreeReader, hostStatOf, isDirStat, isFileStat, isSymlinkStat, isUtf8Name, joinHost, type HostEntry, type HostStat } from './host-tree.ts';
 
@@ -62,6 +66,13 @@ export interface CopyInResult {
 }
 
 type XattrMap = Map<string, Array<{ name: string; value: Buffer }>>;
+
+/** The engine behind the public object (as the FUSE backend reaches it): imports by directory inode. */
+interface Engine { mount: Mount; fs: Filesystem | undefined; cred: { uid: number; gid: number } }
+const engineOf = (fs: Ext4): Engine => fs as unknown as Engine;
+
+/** A directory being filled, pinned in memory (a sync may otherwise drop its in-memory inode). */
+interface PinnedDir { oi: OpenInode; fs: Filesystem }
 
 function timeOf(ns: bigint): { sec: number; nsec: number } {
   let sec = ns / NS;
@@ -270,7 +281,19 @@ export class CopyIn {
     if ((st.mode & 0o6000) !== 0 && !isSymlinkStat(st)) await this.fs.chmod(dest, st.mode & 0o7777);
   }
 
-  private async copyEntry(e: HostEntry, dest: string): Promise<void> {
+  /**
+   * The in-memory inode of image directory `dest`, held until released: small files are then
+   * created in it by inode (one path walk per directory instead of one per file).
+   */
+  private async pinDir(dest: string): Promise<PinnedDir | undefined> {
+    const eng = engineOf(this.fs);
+    if (!eng.fs) return undefined;
+    const oi = (await walk(eng.mount, Buffer.from(dest), true, { syscall: 'open', path: dest })) as OpenInode;
+    oi.refs++;
+    return { oi, fs: eng.fs };
+  }
+
+  private async copyEntry(e: HostEntry, dest: string, at?: { dir: PinnedDir; name: Uint8Array }): Promise<void> {
     const { st } = e;
     if (this.opts.exclude && st.dev === this.opts.exclude.dev && st.ino === this.opts.exclude.ino) {
       this.skip(`self ${dest}`, `'${e.host.toString()}' is the image being written: not copied`);
@@ -291,7 +314,7 @@ export class CopyIn {
         }
         this.links.set(key, dest);
       }
-      await this.copyFile(e, dest);
+      await this.copyFile(e, dest, at);
     } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
     } else {
@@ -345,16 +368,21 @@ export class CopyIn {
     this.reader ??= new HostTreeReader(hostDir, SMALL_FILE);
     const names = await this.reader.listing(hostDir);
     const subdirs: Array<{ e: HostEntry; name: string }> = [];
-    for (const raw of names) {
-      const name = utf8Name(raw);
-      const host = joinHost(hostDir, raw);
-      if (name === undefined) {
-        this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
-        continue;
+    const dir = await this.pinDir(dest);
+    try {
+      for (const raw of names) {
+        const name = utf8Name(raw);
+        const host = joinHost(hostDir, raw);
+        if (name === undefined) {
+          this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
+          continue;
+        }
+        const e = await this.reader.entry(host);
+        if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
+        else await this.copyEntry(e, joinImage(dest, name), dir && { dir, name: raw });
       }
-      const e = await this.reader.entry(host);
-      if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
-      else await this.copyEntry(e, joinImage(dest, name));
+    } finally {
+      if (dir) await dir.fs.release(dir.oi);
     }
     for (const { e, name } of subdirs) await this.copyEntry(e, joinImage(dest, name));
   }
@@ -374,14 +402,24 @@ export class CopyIn {
   }
 
   /** A regular file: one importFile call creates it with its owner, mode, times and contents. */
-  private async copyFile(e: HostEntry, dest: string): Promise<void> {
+  private async copyFile(e: HostEntry, dest: string, at?: { dir: PinnedDir; name: Uint8Array }): Promise<void> {
     const { st } = e;
     const attrs = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, atime: timeOf(st.atimeNs), mtime: timeOf(st.mtimeNs), sparse: true };
     let bytes = 0;
     if (e.data !== undefined) {
-      // Small: read whole already (by the tree reader).
+      // Small: read whole already (by the tree reader); created by inode in a pinned directory,
+      // by path (replacing what is in the way) otherwise or when the name is taken.
       const data = e.data;
-      await this.replacing(dest, () => this.fs.importFile(dest, data, attrs));
+      let done = false;
+      if (at) {
+        try {
+          await at.dir.fs.importer.file(at.dir.oi, at.name, data, attrs, engineOf(this.fs).cred, { syscall: 'open', path: dest });
+          done = true;
+        } catch (err) {
+          if (!isCode(err, 'EEXIST')) throw err;
+        }
+      }
+      if (!done) await this.replacing(dest, () => this.fs.importFile(dest, data, attrs));
       this.progress?.tick(data.length);
       bytes = data.length;
     } else {

@@ -2,6 +2,7 @@
 // (host-tree-worker.ts): the main thread asks for each directory's listing and each entry in the
 // order it creates them, and gets them without waiting on the host disk whenever the walker is
 // ahead. Records come back exactly in that order; asking for anything else is a bug.
+import { isUtf8 } from 'node:buffer';
 import type { BigIntStats } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
@@ -65,16 +66,9 @@ export interface HostEntry {
   data?: Uint8Array;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** True when the name's bytes are valid UTF-8 (the library takes string paths). */
 export function isUtf8Name(bytes: Uint8Array): boolean {
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
+  return isUtf8(bytes);
 }
 
 export function joinHost(dir: Uint8Array, name: Uint8Array): Buffer {
