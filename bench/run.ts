@@ -15,9 +15,10 @@ import { mkfsDLarge } from './workloads/mkfs-d-large.ts';
 import { interleaved } from './workloads/interleaved.ts';
 import { delallocWrite } from './workloads/delalloc-write.ts';
 import { fuse } from './workloads/fuse.ts';
+import { journal } from './workloads/journal.ts';
 
 /** Every workload, in the order they run. Adding one = one file in workloads/ and one line here. */
-const WORKLOADS: Workload[] = [readTree, mkfs, mkfsDSmall, mkfsDLarge, delallocWrite, interleaved, ext2fsProbe, fuse];
+const WORKLOADS: Workload[] = [readTree, mkfs, mkfsDSmall, mkfsDLarge, delallocWrite, interleaved, journal, ext2fsProbe, fuse];
 
 function usage(): string {
   return [

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { haveE2fsprogs, loopMountSupport } from './support/oracles.ts';
 import { runCrashPoints } from './support/crash-run.ts';
-import { smallFiles, renames, founding, fillDisk, type Workload } from './support/crash-workloads.ts';
+import { smallFiles, renames, founding, fillDisk, growingFiles, type Workload } from './support/crash-workloads.ts';
 import type { Ext4 } from '../src/api/ext4.ts';
 import type { Jbd2Log } from '../src/journal/jbd2-log.ts';
 
@@ -16,8 +16,9 @@ const FULL = process.env.CRASH_FULL === '1';
 const SEED = Number(process.env.CRASH_SEED ?? 4242);
 
 const workloads: Workload[] = FULL
-  ? [smallFiles(1024, 96), smallFiles(4096, 96), renames(1024, 60), renames(4096, 60), founding(1024, 80), founding(4096, 80), fillDisk(1024), fillDisk(4096)]
-  : [smallFiles(4096), renames(1024), founding(1024, 40), founding(4096, 40), fillDisk(4096)];
+  ? [smallFiles(1024, 96), smallFiles(4096, 96), renames(1024, 60), renames(4096, 60), founding(1024, 80), founding(4096, 80), fillDisk(1024), fillDisk(4096),
+    growingFiles(1024, 24), growingFiles(4096, 24)]
+  : [smallFiles(4096), renames(1024), founding(1024, 40), founding(4096, 40), fillDisk(4096), growingFiles(1024)];
 
 for (const [i, w] of workloads.entries()) {
   test(`crash points: ${w.name}`, { skip, timeout: FULL ? 3_600_000 : 240_000 }, async (t) => {
@@ -39,24 +40,30 @@ for (const [i, w] of workloads.entries()) {
 }
 
 // The harness must catch broken commit protocols: no log at all (the code before journaled
-// writes), blocks written home before the log, and no flush between the log copies and the
-// commit block.
-const broken: Array<{ name: string; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest'] }> = [
-  { name: 'no log (in-place metadata, as before)', openOpts: { journal: 'bypass' } },
-  { name: 'blocks written home before the log', hook: 'home-first' },
-  { name: 'no flush before the commit block', hook: 'no-commit-flush' },
+// writes), blocks written home before the log, no flush between the log copies and the commit
+// block, a checkpoint writing blocks home before their commit record is durable, and sizes
+// committed ahead of their data (no i_disksize, the code before it).
+type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean } } };
+const broken: Array<{ name: string; workload: Workload; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest']; sizeAhead?: boolean }> = [
+  { name: 'no log (in-place metadata, as before)', workload: renames(4096, 16), openOpts: { journal: 'bypass' } },
+  { name: 'blocks written home before the log', workload: renames(4096, 16), hook: 'home-first' },
+  { name: 'no flush before the commit block', workload: renames(4096, 16), hook: 'no-commit-flush' },
+  { name: 'checkpoint writes home before the commit is durable', workload: renames(4096, 16), hook: 'early-checkpoint' },
+  { name: 'in-memory sizes committed ahead of the data (no i_disksize)', workload: growingFiles(4096, 8), sizeAhead: true },
 ];
 for (const b of broken) {
   test(`crash points catch a broken variant: ${b.name}`, { skip, timeout: 240_000 }, async (t) => {
-    const r = await runCrashPoints(renames(4096, 16), {
+    const r = await runCrashPoints(b.workload, {
       seed: SEED, maxWindows: 40, perWindow: 3, kernelEvery: 0, kernelMax: 0, latency: 2,
       ...(b.openOpts ? { openOpts: b.openOpts } : {}),
       openHook: (fs: Ext4) => {
-        const log = (fs as unknown as { fs: { log: Jbd2Log | undefined } }).fs.log;
-        if (b.hook) log!.brokenForTest = b.hook;
+        const inner = (fs as unknown as Internals).fs;
+        if (b.hook) inner.log!.brokenForTest = b.hook;
+        if (b.sizeAhead) inner.icache.sizeAheadForTest = true;
       },
     });
     t.diagnostic(`${r.tally.states} crash states: ${r.tally.summary()}`);
+    for (const ex of r.tally.examples.slice(0, 3)) t.diagnostic(ex);
     assert.ok(r.tally.failures('e2fsprogs') + r.tally.failures('ext4kit') > 0, `the broken variant went unnoticed: ${r.tally.summary()}`);
   });
 }

@@ -7,6 +7,8 @@ import { ioError } from '../errors/ext4-error.ts';
 export class BlockCache {
   private readonly lru = new Map<number, Uint8Array>();
   private readonly inflight = new Map<number, Promise<Uint8Array>>();
+  /** Blocks whose newest copy is not at home on the device yet (committed to a log, not checkpointed). */
+  private readonly pinned = new Map<number, Uint8Array>();
 
   constructor(
     readonly device: BlockDevice,
@@ -22,6 +24,8 @@ export class BlockCache {
       this.lru.set(block, hit);
       return hit;
     }
+    const pin = this.pinned.get(block);
+    if (pin) return pin;
     const pending = this.inflight.get(block);
     if (pending) return pending;
     if (!Number.isSafeInteger(block) || block < 0 || block >= this.blocksCount) {
@@ -45,7 +49,25 @@ export class BlockCache {
     if (block < 0 || count < 0 || block + count > this.blocksCount) {
       throw ioError(`blocks ${block}+${count} are outside the filesystem`);
     }
-    return this.device.read(block * this.blockSize, count * this.blockSize);
+    const bytes = await this.device.read(block * this.blockSize, count * this.blockSize);
+    if (this.pinned.size) {
+      for (let k = 0; k < count; k++) {
+        const pin = this.pinned.get(block + k);
+        if (pin) bytes.set(pin, k * this.blockSize);
+      }
+    }
+    return bytes;
+  }
+
+  /**
+   * Until `unpin`, reads of the block return `bytes` when it is not cached: its newest copy is
+   * durable elsewhere (a journal) but not yet written to its home location.
+   */
+  pin(block: number, bytes: Uint8Array): void { this.pinned.set(block, bytes); }
+
+  /** The block's home location holds `bytes` (or the block was freed): reads may go to the device again. */
+  unpin(block: number, bytes?: Uint8Array): void {
+    if (bytes === undefined || this.pinned.get(block) === bytes) this.pinned.delete(block);
   }
 
   /** Replaces a cached block after a write (the write path's hook). */

@@ -3,7 +3,8 @@
 // through a handle like any other metadata block. The journal object is handed in, so a jbd2
 // implementation replaces the write-back one without touching this module's callers.
 // With has_journal the write-back journal commits through the jbd2 log (journal/jbd2-log.ts):
-// needs_recovery is set on the first write and cleared at close, after the log is emptied.
+// needs_recovery is set on the first write and cleared at close, after the log is emptied
+// (checkpointed; sync() checkpoints too, commits alone leave their blocks in the log).
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
 import { COMPAT, INCOMPAT } from '../format/features.ts';
@@ -130,6 +131,14 @@ export class Jbd2 {
     if (!this.log && durable) await this.vol.device.flush();
   }
 
+  /**
+   * Writes every committed transaction home and empties the log (sync()): a crash afterwards
+   * has nothing to replay. Commits alone leave their blocks in the log (lazy checkpointing).
+   */
+  async checkpoint(): Promise<void> {
+    await this.log?.checkpoint();
+  }
+
   private superblockBytes(): Uint8Array {
     const { sb, geo } = this.vol;
     const { freeClusters, freeInodes } = this.counts();
@@ -179,8 +188,11 @@ export async function openLog(vol: Volume): Promise<Jbd2Log | undefined> {
   const jmap = await mapJournalInode(vol.device, sb, geo);
   const map = new Float64Array(jmap.countBlocks);
   for (const [first, fsBlock, n] of jmap.logical) for (let i = 0; i < n; i++) map[first + i] = fsBlock + i;
-  return Jbd2Log.open(vol.device, {
+  const log = await Jbd2Log.open(vol.device, {
     blockSize: geo.blockSize, lengthBlocks: jmap.countBlocks, map, uuid: sb.uuid, metadataCsum: geo.metadataCsum,
     bit64: (sb.featureIncompat & INCOMPAT['64bit']) !== 0,
   });
+  // Committed blocks not yet checkpointed are read from the cache, not from their stale homes.
+  log.cache = vol.cache;
+  return log;
 }

@@ -8,7 +8,7 @@ import { RUN_BUFFER_BYTES } from '../pagecache/file-pages.ts';
 import type { OpenInode } from './inode-cache.ts';
 import { creditsFor, type FsJournal } from './ext4-jbd2.ts';
 import { fileMap } from './inode-env.ts';
-import type { Writeback, WritebackCtx } from './writeback.ts';
+import { growSize, type Writeback, type WritebackCtx } from './writeback.ts';
 import { heldClusters, type Credentials } from './ialloc.ts';
 import { InodeData } from './readpage.ts';
 import { nowTs } from './clock.ts';
@@ -139,7 +139,7 @@ export async function write(ctx: FileCtx, oi: OpenInode, posIn: number | 'append
     });
     const t = nowTs();
     oi.inode.mtime = t; oi.inode.ctime = { ...t };
-    if (end > oi.inode.sizeBytes) oi.inode.sizeBytes = end;
+    growSize(oi, end);
     ctx.icache.markDirty(oi);
   });
   await ctx.writeback.balanceDirty();
@@ -179,6 +179,8 @@ export async function truncate(ctx: FileCtx, oi: OpenInode, newSize: number): Pr
       });
     }
     oi.inode.sizeBytes = newSize;
+    // Below the on-disk size it follows at once; above it, once the data below is written.
+    if (oi.diskSizeBytes !== undefined && newSize <= oi.diskSizeBytes) oi.diskSizeBytes = undefined;
     const t = nowTs();
     oi.inode.mtime = t; oi.inode.ctime = { ...t };
     ctx.icache.markDirty(oi);

@@ -4,7 +4,7 @@
 import type { GroupTable } from '../alloc/group-table.ts';
 import type { MemoryQuota } from '../alloc/space-accounting.ts';
 import type { OpenInode } from './inode-cache.ts';
-import type { Writeback, WritebackCtx } from './writeback.ts';
+import { settleDiskSize, type Writeback, type WritebackCtx } from './writeback.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { Orphans } from './orphan.ts';
 import { writeQuotaFiles } from './quota.ts';
@@ -43,7 +43,9 @@ export async function sync(ctx: SyncCtx, opts: { durable?: boolean } = {}): Prom
   if (ctx.clusters.windowClusters > ctx.space.freeClusters - ctx.space.dirtyClusters) ctx.clusters.releaseAllWindows();
   await ctx.writeback.all();
   await commit(ctx, opts.durable !== false);
-  ctx.icache.shrink((oi) => ctx.orphans.has(oi.ino));
+  // A durable sync also empties the log (its blocks go home); fsync and bulk syncs do not.
+  if (opts.durable !== false) await ctx.jbd.checkpoint();
+  ctx.icache.shrink((oi) => ctx.orphans.has(oi.ino) || oi.diskSizeBytes !== undefined);
 }
 
 /** One commit of every dirty inode, the group table, the quota files and the superblock. */
@@ -58,7 +60,11 @@ export async function commit(ctx: SyncCtx, durable = true): Promise<void> {
  */
 export async function foldIntoTransaction(ctx: SyncCtx, h: Handle): Promise<void> {
   if (ctx.quota) await writeQuotaFiles(ctx, h, ctx.quota);
-  for (const oi of ctx.icache.dirty) await ctx.icache.writeInode(h, oi);
+  const bs = ctx.vol.geo.blockSize;
+  for (const oi of ctx.icache.dirty) {
+    settleDiskSize(oi, bs);
+    await ctx.icache.writeInode(h, oi);
+  }
   ctx.icache.dirty.clear();
   await ctx.table.flush(h);
   await ctx.jbd.writeSuperblock(h);

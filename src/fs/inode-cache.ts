@@ -26,6 +26,13 @@ export class OpenInode {
   seedFor = -1;
   readonly pages: FilePages;
   state: DelallocState;
+  /**
+   * The size the inode table gets at commit (the kernel's i_disksize), when it lags the
+   * in-memory size: a buffered write past it moves only `inode.sizeBytes`; writeback moves this
+   * as the data below it is mapped and written (fs/writeback.ts). undefined: the same as
+   * `inode.sizeBytes` (every inode that is not a regular file written through the page cache).
+   */
+  diskSizeBytes: number | undefined;
   constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting, dirty: DirtyCounter) {
     this.pages = new FilePages(blockSize, dirty);
     this.state = createDelallocState(space, inodeNo(ino), inode.uid, inode.gid);
@@ -38,6 +45,8 @@ export class OpenInode {
 export class InodeCache {
   readonly open = new Map<number, OpenInode>();
   readonly dirty = new Set<OpenInode>();
+  /** Test hook (crash harness broken variant): the inode table gets the in-memory size, as before i_disksize. */
+  sizeAheadForTest = false;
   constructor(private readonly vol: Volume, private readonly space: SpaceAccounting, private readonly dirtyPages: DirtyCounter) {}
 
   /** The in-memory inode, loaded from the inode table on first use (iget). */
@@ -92,7 +101,9 @@ export class InodeCache {
     const blk = this.vol.groups[g]!.inodeTable + Math.floor(idx / geo.inodesPerBlock);
     const block = await txn.getWrite(blk);
     const off = (idx % geo.inodesPerBlock) * geo.inodeSize;
-    encodeInode(oi.inode, block.subarray(off, off + geo.inodeSize), {
+    const disk = oi.diskSizeBytes;
+    const inode = disk === undefined || disk === oi.inode.sizeBytes || this.sizeAheadForTest ? oi.inode : { ...oi.inode, sizeBytes: disk };
+    encodeInode(inode, block.subarray(off, off + geo.inodeSize), {
       ino: oi.ino, inodeSize: geo.inodeSize, fsCsumSeed: geo.metadataCsum ? geo.csumSeed : undefined,
       hugeFile: this.vol.hugeFile, blockSize: geo.blockSize, has64bit: this.vol.has('incompat', INCOMPAT['64bit']),
     });

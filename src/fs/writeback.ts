@@ -26,6 +26,39 @@ export interface WritebackCtx extends BallocCtx {
 
 type Convert = { oi: OpenInode; first: number; count: number; fsBlock: number };
 
+// i_disksize (the kernel's name): the size the inode table holds lags the in-memory size while
+// data past it is only in the page cache, so a crash leaves a file shorter, never with zeros
+// (or a recycled block's old contents) where written data should be. It moves up in the handle
+// that maps written data (that commit waits for the data: ordered mode), and at commit once no
+// page at or above it is dirty (everything below the size is then on disk or a hole).
+
+/** Raises the on-disk size to cover data up to `limitBytes` (never past the in-memory size). */
+export function raiseDiskSize(oi: OpenInode, limitBytes: number): void {
+  const disk = oi.diskSizeBytes;
+  if (disk === undefined || limitBytes <= disk) return;
+  oi.diskSizeBytes = limitBytes >= oi.inode.sizeBytes ? undefined : limitBytes;
+}
+
+/** A buffered write moves the in-memory size to `endBytes`; the on-disk size stays behind. */
+export function growSize(oi: OpenInode, endBytes: number): void {
+  if (endBytes <= oi.inode.sizeBytes) return;
+  oi.diskSizeBytes ??= oi.inode.sizeBytes;
+  oi.inode.sizeBytes = endBytes;
+}
+
+/**
+ * At commit (no handle running): the on-disk size catches up with the in-memory one when no
+ * page at or above it is dirty, and follows a truncate below it at once.
+ */
+export function settleDiskSize(oi: OpenInode, blockSize: number): void {
+  const disk = oi.diskSizeBytes;
+  if (disk === undefined) return;
+  if (oi.inode.sizeBytes <= disk || oi.pages.dirtyCount === 0) { oi.diskSizeBytes = undefined; return; }
+  const from = Math.floor(disk / blockSize);
+  for (const b of oi.pages.dirtyBlocks()) if (b >= from) return;
+  oi.diskSizeBytes = undefined;
+}
+
 export class Writeback {
   private background: Promise<void> | undefined;
   private ageTimer: ReturnType<typeof setTimeout> | undefined;
@@ -58,6 +91,8 @@ export class Writeback {
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
       await writeBlocks(ctx.vol, this.dirtyPages, blocks);
       orderedDone();
+      // The next commit lets the on-disk size catch up over what was just written.
+      for (const oi of sorted) if (oi.diskSizeBytes !== undefined) ctx.icache.markDirty(oi);
       for (const c of converts) {
         await ctx.jbd.withHandle(creditsFor('convert', ctx.vol, c.count), (h) => c.oi.data.withWrite(async () => {
           // A truncate, punch or zero-range since the mapping may have removed or replaced part
@@ -65,6 +100,7 @@ export class Writeback {
           for (const seg of await lookupRange(fileMap(ctx, c.oi), h, c.first, c.count)) {
             if (seg.state !== 'unwritten' || seg.fsBlock !== c.fsBlock + (seg.first - c.first)) continue;
             await setUnwritten(fileMap(ctx, c.oi), h, seg.first, seg.count, false);
+            raiseDiskSize(c.oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
           }
           ctx.icache.markDirty(c.oi);
         }), { mayCommit: false });
@@ -92,6 +128,9 @@ export class Writeback {
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
           for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
           if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
+          // Mapped data reaches the disk before the commit holding this handle (ordered mode),
+          // so the on-disk size may cover it now; unwritten ranges only once converted.
+          else if (pieces.length) raiseDiskSize(oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
         }
         ctx.icache.markDirty(oi);
       }), { mayCommit: false });

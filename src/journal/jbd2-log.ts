@@ -1,10 +1,14 @@
 // The jbd2 log writer for writable mounts with has_journal (journal.md §4): each commit writes
 // the transaction's revoke records, descriptors and escaped copies to the log, flushes, writes
-// the commit block, flushes, and only then writes the blocks home (eager checkpoint), flushes
-// again and moves on. Nothing reaches its home location before its newest copy is durable in
-// the log. The log superblock points at the newest transaction, so recovery replays at most one.
+// the commit block and flushes again; the commit is then durable. Checkpointing is lazy, as in
+// jbd2: committed blocks stay in the log (their newest copies pinned in the block cache, so
+// readers see them) and go to their home locations only when the log runs short of space, when
+// too many are pinned, and at sync()/close (then a flush, and only after it may the journal
+// superblock's tail move or the log space be reused). Nothing reaches its home location before
+// its newest copy is durable in the log.
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { type BlockDevice, writeChunks } from '../device/block-device.ts';
+import type { BlockCache } from '../cache/block-cache.ts';
 import {
   decodeJournalSuperblock, encodeJournalSuperblock, type JournalSuperblock, JBD2_SUPERBLOCK_V2, JBD2_CRC32C_CHKSUM,
   JBD2_FEATURE_INCOMPAT_REVOKE, JBD2_FEATURE_INCOMPAT_64BIT, JBD2_FEATURE_INCOMPAT_CSUM_V3, JBD2_FEATURE_INCOMPAT_CSUM_V2,
@@ -54,20 +58,41 @@ export class InPlaceSink implements CommitSink {
   }
 }
 
-export interface Jbd2LogStats { commits: number; loggedBlocks: number; revokes: number; flushes: number }
+export interface Jbd2LogStats {
+  commits: number;
+  /** Metadata blocks copied into the log. */
+  loggedBlocks: number;
+  revokes: number;
+  flushes: number;
+  checkpoints: number;
+  /** Metadata blocks written to their home locations by checkpoints. */
+  homeBlocks: number;
+}
+
+/** Checkpoint before more than this many distinct committed blocks wait in memory (16 MiB of 4 KiB blocks). */
+const MAX_PINNED_BLOCKS = 4096;
 
 export class Jbd2Log implements CommitSink {
   private tid: number;
   private head: number;
   private lastCommitMs = 0;
   private started = false;
-  readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0 };
+  /** Committed transactions not yet checkpointed (the log is empty when 0). */
+  private liveTransactions = 0;
+  /** Newest committed copy of every block not yet written home. */
+  private readonly pending = new Map<number, Uint8Array>();
+  /** Commits and checkpoints run one at a time. */
+  private serial: Promise<void> = Promise.resolve();
+  /** Where committed copies are pinned until checkpointed (readers see them). */
+  cache: BlockCache | undefined;
+  readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0, checkpoints: 0, homeBlocks: 0 };
   /**
    * Test hook: a deliberately broken commit protocol, to show the crash harness catches it.
    * 'home-first' writes blocks home before the log; 'no-commit-flush' skips the flush between
-   * the log copies and the commit block.
+   * the log copies and the commit block; 'early-checkpoint' writes blocks home after their log
+   * copies but before the commit block is durable; 'no-revoke' writes no revoke records.
    */
-  brokenForTest: 'home-first' | 'no-commit-flush' | undefined;
+  brokenForTest: 'home-first' | 'no-commit-flush' | 'early-checkpoint' | 'no-revoke' | undefined;
 
   private constructor(
     private readonly device: BlockDevice,
@@ -154,57 +179,125 @@ export class Jbd2Log implements CommitSink {
     await settleAll(writes);
   }
 
-  async commit(snap: CommitSnapshot): Promise<void> {
-    if (snap.blocks.length === 0 && snap.revokes.length === 0) return;
+  /** Runs `fn` after every earlier commit and checkpoint of this log has finished. */
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.serial.then(fn);
+    this.serial = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /** Blocks committed to the log and not yet written home. */
+  get pendingBlocks(): number { return this.pending.size; }
+
+  commit(snap: CommitSnapshot): Promise<void> {
+    if (snap.blocks.length === 0 && snap.revokes.length === 0) return Promise.resolve();
+    return this.run(() => this.commitNow(snap));
+  }
+
+  private async commitNow(snap: CommitSnapshot): Promise<void> {
     if (!this.started) await this.start();
     const fmt = this.fmt;
+    const revokes = this.brokenForTest === 'no-revoke' ? [] : snap.revokes;
     const perRevoke = recordsPerRevoke(fmt);
     const perDesc = tagsPerDescriptor(fmt);
-    const revokeBlocks = Math.ceil(snap.revokes.length / perRevoke);
+    const revokeBlocks = Math.ceil(revokes.length / perRevoke);
     const descBlocks = Math.ceil(snap.blocks.length / perDesc);
     const need = revokeBlocks + descBlocks + snap.blocks.length + 1;
     if (need > this.logBlocks - 1) {
       throw new Ext4Error('EIO', `transaction of ${snap.blocks.length} blocks does not fit the ${this.logBlocks}-block journal`, { detail: 'jbd2-transaction-too-large' });
     }
     if (this.brokenForTest === 'home-first') await writeHome(this.device, fmt.blockSize, snap.blocks);
-    // No wrap inside a transaction: start over at s_first, after making the empty log durable
-    // (the previous transaction is checkpointed), so no older transaction is overwritten while
-    // the log superblock still points at it.
-    if (this.head + need > this.jsb.maxLen) {
+    // No wrap inside a transaction: when the rest of the log is too short, every committed
+    // transaction goes home first (and is flushed), and the log starts over at s_first. Too
+    // many pinned blocks also checkpoint (memory).
+    const wrap = this.head + need > this.jsb.maxLen;
+    if (wrap || this.pending.size + snap.blocks.length > MAX_PINNED_BLOCKS) await this.checkpointNow();
+    if (wrap) {
+      // The log superblock must stop naming the old transactions before their blocks are
+      // overwritten (a torn overwrite would otherwise be replayed as theirs).
       this.head = this.jsb.first;
-      await this.writeJsb(0);
+      await this.writeJsb(this.head);
       await this.flush();
     }
+    // Pinned from here: the cache may drop its copy while the home location is still older.
+    for (const r of snap.revokes) this.unpinPending(r);
+    for (const b of snap.blocks) this.cache?.pin(b.block, b.bytes);
     const tid = this.tid;
     const out: Uint8Array[] = [];
-    for (let i = 0; i < snap.revokes.length; i += perRevoke) out.push(encodeRevoke(fmt, tid, snap.revokes.slice(i, i + perRevoke)));
+    for (let i = 0; i < revokes.length; i += perRevoke) out.push(encodeRevoke(fmt, tid, revokes.slice(i, i + perRevoke)));
     for (let i = 0; i < snap.blocks.length; i += perDesc) {
       const group = snap.blocks.slice(i, i + perDesc).map((b) => ({ fsBlock: b.block, ...escapeBlock(b.bytes) }));
       out.push(encodeDescriptor(fmt, tid, group));
       for (const g of group) out.push(g.logged);
     }
     const start = this.head;
-    await this.writeJsb(start);
+    // An empty log gets its tail here, flushed with the copies before the commit record. Until
+    // then the jsb may still name checkpointed transactions: replaying those again is harmless,
+    // and where this one overwrote them the tid no longer matches and the scan ends.
+    if (this.liveTransactions === 0 && !wrap) await this.writeJsb(start);
     await this.writeLog(start, out);
     if (this.brokenForTest !== 'no-commit-flush') await this.flush();
+    if (this.brokenForTest === 'early-checkpoint') await writeHome(this.device, fmt.blockSize, snap.blocks);
     this.lastCommitMs = Math.max(Date.now(), this.lastCommitMs);
     await this.writeLog(start + out.length, [encodeCommit(fmt, tid, this.lastCommitMs)]);
     await this.flush();
-    // Durable in the log: fsync/sync may return once the caller sees this resolve; the
-    // checkpoint follows at once (eager), so the log holds only this transaction.
-    await writeHome(this.device, fmt.blockSize, snap.blocks);
-    await this.flush();
+    // Durable in the log: fsync/sync may return once the caller sees this resolve. The blocks
+    // wait for a checkpoint; a revoked block's older copy must never go home (it may be reused).
+    for (const r of snap.revokes) this.pending.delete(r);
+    for (const b of snap.blocks) this.pending.set(b.block, b.bytes);
+    this.liveTransactions++;
     this.head = start + need;
     this.tid = (tid + 1) >>> 0;
     this.stats.commits++;
     this.stats.loggedBlocks += snap.blocks.length;
-    this.stats.revokes += snap.revokes.length;
+    this.stats.revokes += revokes.length;
+  }
+
+  private unpinPending(block: number): void {
+    const bytes = this.pending.get(block);
+    if (bytes) this.cache?.unpin(block, bytes);
+  }
+
+  /**
+   * Writes every committed block home and flushes: afterwards the log holds nothing that is
+   * needed (the caller writes the journal superblock, or the next commit does).
+   */
+  private async checkpointNow(): Promise<void> {
+    if (this.liveTransactions === 0) return;
+    const blocks = [...this.pending].map(([block, bytes]) => ({ block, bytes }));
+    await writeHome(this.device, this.fmt.blockSize, blocks);
+    await this.flush();
+    for (const b of blocks) {
+      this.cache?.unpin(b.block, b.bytes);
+      if (this.pending.get(b.block) === b.bytes) this.pending.delete(b.block);
+    }
+    this.liveTransactions = 0;
+    this.stats.checkpoints++;
+    this.stats.homeBlocks += blocks.length;
+  }
+
+  /**
+   * Checkpoints every committed transaction and marks the log empty (s_start 0) (sync()). The
+   * log superblock is not flushed here: until it is, a crash replays transactions whose blocks
+   * are already home (harmless: nothing freed since can have been reused before a later commit,
+   * which moves the tail durably), and the next commit starts past them, or flushes it before
+   * it overwrites them (wrap).
+   */
+  checkpoint(): Promise<void> {
+    return this.run(async () => {
+      if (this.liveTransactions === 0) return;
+      await this.checkpointNow();
+      await this.writeJsb(0);
+    });
   }
 
   /** Unmount: everything is checkpointed; the log is marked empty (s_start 0) and made durable. */
-  async close(): Promise<void> {
-    if (!this.started) return;
-    await this.writeJsb(0);
-    await this.flush();
+  close(): Promise<void> {
+    return this.run(async () => {
+      if (!this.started) return;
+      await this.checkpointNow();
+      await this.writeJsb(0);
+      await this.flush();
+    });
   }
 }

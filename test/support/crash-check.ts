@@ -11,7 +11,7 @@ import { Ext4 } from '../../src/api/ext4.ts';
 import { Ext4Error } from '../../src/errors/ext4-error.ts';
 import { MemoryDevice } from '../../src/device/memory-device.ts';
 import { runTool, toolPath, withLoopMount } from './oracles.ts';
-import { checkRequirement, type Requirement } from './crash-states.ts';
+import { checkCandidates, checkRequirement, type Candidates, type Requirement } from './crash-states.ts';
 
 export type Verdict = 'ok' | 'fsck' | 'lost' | 'error' | 'no-replay';
 
@@ -58,10 +58,19 @@ export async function debugfsDump(file: string, paths: readonly string[], scratc
   return out;
 }
 
-function checkAll(req: Map<string, Requirement>, got: Map<string, Uint8Array | null>): string[] {
+/** What a crash state must hold: acknowledged bytes and names, and no file with bytes nobody wrote. */
+export interface CrashReq { req: Map<string, Requirement>; cands: Candidates }
+
+function pathsOf(r: CrashReq): string[] { return [...new Set([...r.req.keys(), ...r.cands.keys()])]; }
+
+function checkAll(r: CrashReq, got: Map<string, Uint8Array | null>): string[] {
   const bad: string[] = [];
-  for (const [p, r] of req) {
-    const m = checkRequirement(p, r, got.get(p) ?? null);
+  for (const [p, q] of r.req) {
+    const m = checkRequirement(p, q, got.get(p) ?? null);
+    if (m) bad.push(m);
+  }
+  for (const [p, c] of r.cands) {
+    const m = checkCandidates(p, c, got.get(p) ?? null);
     if (m) bad.push(m);
   }
   return bad;
@@ -86,7 +95,7 @@ export class CrashChecker {
   async dispose(): Promise<void> { await rm(this.dir, { recursive: true, force: true }); }
 
   /** ext4kit: writable open (replay), close; the result must pass e2fsck -fn and hold the acknowledged data. */
-  async ext4kit(image: Uint8Array, req: Map<string, Requirement>): Promise<Outcome> {
+  async ext4kit(image: Uint8Array, req: CrashReq): Promise<Outcome> {
     const copy = image.slice();
     try {
       const fs = await Ext4.open(new MemoryDevice(copy));
@@ -103,27 +112,27 @@ export class CrashChecker {
     const ck = await fsckFn(file);
     if (!ck.ok) return { verdict: 'fsck', detail: firstProblems(ck.out) };
     let got: Map<string, Uint8Array | null>;
-    try { got = await readWithExt4kit(copy, [...req.keys()]); } catch (e) { return { verdict: 'error', detail: `read back: ${(e as Error).message}` }; }
+    try { got = await readWithExt4kit(copy, pathsOf(req)); } catch (e) { return { verdict: 'error', detail: `read back: ${(e as Error).message}` }; }
     // debugfs too: an oracle we did not write.
-    const dgot = await debugfsDump(file, [...req.keys()], this.dir);
+    const dgot = await debugfsDump(file, pathsOf(req), this.dir);
     const bad = [...checkAll(req, got), ...checkAll(req, dgot).map((m) => `debugfs: ${m}`)];
     return bad.length ? { verdict: 'lost', detail: bad.slice(0, 3).join('; ') } : { verdict: 'ok', detail: '' };
   }
 
   /** e2fsprogs: e2fsck -E journal_only -y, then e2fsck -fn, then debugfs dumps. */
-  async e2fsprogs(image: Uint8Array, req: Map<string, Requirement>): Promise<Outcome> {
+  async e2fsprogs(image: Uint8Array, req: CrashReq): Promise<Outcome> {
     const file = join(this.dir, 'e.img');
     await writeFile(file, image);
     const j = await runTool(toolPath('e2fsck'), ['-E', 'journal_only', '-y', file], { timeoutMs: 120_000 });
     if (j.exitCode >= 8) return { verdict: 'error', detail: `e2fsck -E journal_only: exit ${j.exitCode} ${(j.stdout + j.stderr).trim().slice(0, 200)}` };
     const ck = await fsckFn(file);
     if (!ck.ok) return { verdict: 'fsck', detail: firstProblems(ck.out) };
-    const bad = checkAll(req, await debugfsDump(file, [...req.keys()], this.dir));
+    const bad = checkAll(req, await debugfsDump(file, pathsOf(req), this.dir));
     return bad.length ? { verdict: 'lost', detail: bad.slice(0, 3).join('; ') } : { verdict: 'ok', detail: '' };
   }
 
   /** The kernel: loop mount (replays), umount, e2fsck -fn, debugfs dumps. */
-  async kernel(image: Uint8Array, req: Map<string, Requirement>): Promise<Outcome> {
+  async kernel(image: Uint8Array, req: CrashReq): Promise<Outcome> {
     const file = join(this.dir, 'm.img');
     await writeFile(file, image);
     try {
@@ -133,7 +142,7 @@ export class CrashChecker {
     }
     const ck = await fsckFn(file);
     if (!ck.ok) return { verdict: 'fsck', detail: firstProblems(ck.out) };
-    const bad = checkAll(req, await debugfsDump(file, [...req.keys()], this.dir));
+    const bad = checkAll(req, await debugfsDump(file, pathsOf(req), this.dir));
     return bad.length ? { verdict: 'lost', detail: bad.slice(0, 3).join('; ') } : { verdict: 'ok', detail: '' };
   }
 }

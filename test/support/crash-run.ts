@@ -3,7 +3,7 @@
 import { Ext4 } from '../../src/api/ext4.ts';
 import { MemoryDevice } from '../../src/device/memory-device.ts';
 import { RecordingDevice, type Expectation } from './recording-device.ts';
-import { crashStates, requirementsAt } from './crash-states.ts';
+import { candidatesAt, crashStates, requirementsAt } from './crash-states.ts';
 import { CrashChecker, Tally } from './crash-check.ts';
 import type { Workload } from './crash-workloads.ts';
 
@@ -50,7 +50,7 @@ export async function runCrashPoints(w: Workload, opts: CrashRunOptions): Promis
   let kernelRuns = 0;
   try {
     for (const st of crashStates(rec.base, rec.events, { seed: opts.seed, maxWindows: opts.maxWindows, perWindow: opts.perWindow })) {
-      const req = requirementsAt(rec.events, st.cut);
+      const req = { req: requirementsAt(rec.events, st.cut), cands: candidatesAt(rec.events, st.cut) };
       tally.states++;
       tally.add('e2fsprogs', st.id, await checker.e2fsprogs(st.image, req));
       tally.add('ext4kit', st.id, await checker.ext4kit(st.image, req));

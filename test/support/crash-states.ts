@@ -127,3 +127,48 @@ export function checkRequirement(path: string, r: Requirement, actual: Uint8Arra
   while (d < Math.min(actual.length, want.length) && actual[d] === want[d]) d++;
   return `${path}: ${actual.length} bytes, the first ${want.length} were fsynced (${r.ackLabel}); first difference at ${d}`;
 }
+
+/**
+ * What a file may hold at a cut whatever was acknowledged (the ordered-mode promise): its
+ * contents are a prefix of some value it was given ('set'), or of everything appended to it, so
+ * a crash may leave it shorter but never with zeros or another file's old bytes where data was
+ * written. Paths changed in other ways ('other', or appends of unknown bytes) are not checked.
+ */
+export type Candidates = Map<string, Array<Uint8Array | null> | undefined>;
+
+export function candidatesAt(events: readonly RecEvent[], cut: number): Candidates {
+  const sets = new Map<string, Array<Uint8Array | null>>();
+  const appends = new Map<string, Uint8Array[]>();
+  const unknown = new Set<string>();
+  for (let i = 0; i < cut; i++) {
+    const e = events[i]!;
+    if (e.kind !== 'change' || unknown.has(e.path)) continue;
+    if (e.how === 'set' && !appends.has(e.path)) {
+      const list = sets.get(e.path) ?? [];
+      list.push(e.value ?? null);
+      sets.set(e.path, list);
+    } else if (e.how === 'append' && !sets.has(e.path)) {
+      const list = appends.get(e.path) ?? [];
+      if (e.value) list.push(e.value);
+      appends.set(e.path, list);
+    } else unknown.add(e.path);
+  }
+  const out: Candidates = new Map(sets);
+  for (const [p, chunks] of appends) out.set(p, [Buffer.concat(chunks)]);
+  for (const p of unknown) out.set(p, undefined);
+  return out;
+}
+
+/** Checks a file's bytes (null: absent) against its candidates; a message when it holds bytes no write put there. */
+export function checkCandidates(path: string, cands: Array<Uint8Array | null> | undefined, actual: Uint8Array | null): string | undefined {
+  if (cands === undefined || actual === null) return undefined;
+  let best = -1;
+  for (const c of cands) {
+    if (c === null) continue;
+    if (actual.length <= c.length && Buffer.compare(actual, c.subarray(0, actual.length)) === 0) return undefined;
+    let d = 0;
+    while (d < Math.min(actual.length, c.length) && actual[d] === c[d]) d++;
+    best = Math.max(best, d);
+  }
+  return `${path}: ${actual.length} bytes that are no prefix of what was written to it (first difference at ${best})`;
+}

@@ -115,6 +115,39 @@ export const renames = (blockSize: 1024 | 4096, rounds = 24): Workload => ({
 });
 
 /**
+ * Files growing by buffered appends, each fsync covering one file only: the other files' sizes
+ * in memory run ahead of their data on disk, and a commit must not write those sizes (i_disksize).
+ */
+export const growingFiles = (blockSize: 1024 | 4096, rounds = 12): Workload => ({
+  name: `growing files, fsync of one at a time, ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const files = [0, 1, 2, 3].map((k) => ({ path: `/g${k}`, m: new FileModel(), fh: undefined as Handle | undefined }));
+    for (const f of files) {
+      rec.change(f.path, 'append');
+      f.fh = await fs.open(f.path, 'w+') as Handle;
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const [k, f] of files.entries()) {
+        const data = fillPattern(rng.int(1, 2 * blockSize + 300), seed * 7 + r * 4 + k);
+        rec.change(f.path, 'append', data);
+        await f.fh!.write(data, 0, data.length, f.m.size);
+        f.m.write(f.m.size, data);
+      }
+      const f = files[r % files.length]!;
+      const since = rec.now;
+      const value = f.m.bytes().slice();
+      if (r % 2) await f.fh!.sync(); else await f.fh!.datasync();
+      rec.ack(since, [{ path: f.path, kind: 'prefix', value }], `fsync ${f.path} at ${value.length}`);
+    }
+    for (const f of files) await f.fh!.close();
+    return files.map((f) => ({ path: f.path, kind: 'exact' as const, value: f.m.bytes().slice() }));
+  },
+});
+
+/**
  * The founding scenario, small: dd-style appenders on shared bigalloc clusters, each with its
  * own fsync loop, background writeback passes, and truncate/punch/zero-range/fallocate on
  * another file. fsync acknowledges the prefix the appender had written when fsync started.
@@ -142,7 +175,7 @@ export const founding = (blockSize: 1024 | 4096, chunks = 14): Workload => ({
         for (let i = 0; i < chunks; i++) {
           const len = r.int(1000, 40000);
           const data = fillPattern(len, seed ^ (k << 20) ^ i);
-          rec.change(path, 'append');
+          rec.change(path, 'append', data);
           await fh.write(data, 0, len, m.size);
           m.write(m.size, data);
           // Let fsync loops and writeback (slowed by device latency) keep up.

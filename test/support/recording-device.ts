@@ -18,7 +18,8 @@ export type RecEvent =
   | { kind: 'ack'; since: number; expects: Expectation[]; label: string }
   /**
    * An operation on `path` started: 'set' gives the path a new whole value (null: removed),
-   * 'append' only adds bytes at the end (prefix expectations stay valid), 'other' leaves it unknown.
+   * 'append' only adds bytes at the end (prefix expectations stay valid; `value`, when given, is
+   * the bytes appended), 'other' leaves it unknown.
    */
   | { kind: 'change'; path: string; how: 'set' | 'append' | 'other'; value?: Uint8Array | null };
 
@@ -72,8 +73,10 @@ export class RecordingDevice implements BlockDevice {
 
   /** Index the next event will get (an operation's start, for `ack`). */
   get now(): number { return this.events.length; }
+  /** `value`: the new whole value ('set'), or the bytes appended at the end ('append', optional). */
   change(path: string, how: 'set' | 'append' | 'other', value?: Uint8Array | null): void {
-    this.events.push({ kind: 'change', path, how, ...(how === 'set' ? { value: value === null ? null : value!.slice() } : {}) });
+    const v = how === 'set' ? { value: value === null ? null : value!.slice() } : how === 'append' && value ? { value: value.slice() } : {};
+    this.events.push({ kind: 'change', path, how, ...v });
   }
   ack(since: number, expects: Expectation[], label: string): void {
     this.events.push({ kind: 'ack', since, expects: expects.map((e) => ({ ...e, value: e.value ? e.value.slice() : null })), label });
