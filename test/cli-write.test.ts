@@ -171,6 +171,24 @@ describe('put of single files', { skip: noE2fsprogs, timeout: TIMEOUT }, () => {
     assert.ok((await readFile(out)).equals(await readFile(sparse)));
   });
 
+  test('put -r over an earlier copy replaces its files (small files are created by directory inode first)', async () => {
+    const host = tmpDirPath('put-again');
+    await mkdir(join(host, 'tree/sub'), { recursive: true });
+    await writeFile(join(host, 'tree/a'), 'old a');
+    await writeFile(join(host, 'tree/sub/b'), 'old b');
+    const image = tmpImagePath('put-again');
+    await ok('mkfs', '-q', image, '16M');
+    await ok('put', '-r', image, join(host, 'tree'), '/');
+    await writeFile(join(host, 'tree/a'), 'new a, longer');
+    await writeFile(join(host, 'tree/sub/b'), 'new b');
+    await writeFile(join(host, 'tree/sub/c'), 'c');
+    await ok('put', '-r', image, join(host, 'tree'), '/');
+    await fsckClean(image);
+    assert.equal(await ok('cat', image, '/tree/a'), 'new a, longer');
+    assert.equal(await ok('cat', image, '/tree/sub/b'), 'new b');
+    assert.equal(await ok('cat', image, '/tree/sub/c'), 'c');
+  });
+
   test('a directory without -r is EISDIR', async () => {
     const image = tmpImagePath('put-dir');
     await ok('mkfs', '-q', image, '16M');
