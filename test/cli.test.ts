@@ -473,6 +473,25 @@ test('get -r sets modes the umask would narrow and owners other than its own', {
   }
 });
 
+test('get -r into a directory with a default ACL still gives exact modes', { skip: noE2fsprogs || (haveCommand('setfattr') ? false : 'setfattr not installed (package attr)') }, async () => {
+  const src = tmpDirPath('acl-src');
+  await mkdir(join(src, 'sub'));
+  for (const p of ['f644', 'sub/g644']) await writeFile(join(src, p), p);
+  const image = await makeImage({ dir: src, blockSize: 1024, sizeBytes: 8 * MiB });
+  const dest = tmpDirPath('acl-out');
+  // Default ACL user::rwx group::r-x mask::r-x other::--- (binary xattr form): new files lose
+  // their "other" bits whatever the umask says.
+  const acl = '0x0200000001000700ffffffff04000500ffffffff10000500ffffffff20000000ffffffff';
+  const set = await new Promise<number>((res) => {
+    spawn('setfattr', ['-n', 'system.posix_acl_default', '-v', acl, dest]).on('close', (c) => res(c ?? 1)).on('error', () => res(1));
+  });
+  if (set !== 0) return; // the host filesystem has no POSIX ACLs: nothing to check
+  const r = await cli('get', '-r', image, '/', dest);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(((await lstat(join(dest, 'f644'))).mode & 0o777).toString(8), '644');
+  assert.equal(((await lstat(join(dest, 'sub', 'g644'))).mode & 0o777).toString(8), '644');
+});
+
 describe('get never writes outside DEST', { skip: noE2fsprogs }, () => {
   async function hostileImage(build: (src: string) => Promise<void>, features = '^metadata_csum'): Promise<string> {
     const src = tmpDirPath('hostile-src');
