@@ -12,7 +12,7 @@
 // Choices, where the host or the library limit fidelity:
 //  - names and symlink targets must be valid UTF-8 (the library takes string paths): others are
 //    skipped with a warning;
-//  - FIFOs, sockets and devices are skipped with a warning (the library has no mknod yet);
+//  - FIFOs, sockets and devices are created with mknod (hard links among them kept);
 //  - xattrs: user.*, trusted.* and security.* (what getfattr can read); system.* (POSIX ACLs,
 //    whose on-disk encoding differs) is skipped with a warning; without getfattr, a warning;
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
@@ -60,6 +60,8 @@ export interface CopyInResult {
   files: number;
   dirs: number;
   symlinks: number;
+  /** FIFOs, sockets and device nodes. */
+  specials: number;
   hardLinks: number;
   bytes: number;
   skipped: number;
@@ -186,7 +188,7 @@ export class CopyIn {
   private filesSinceSync = 0;
   private progress: Progress | undefined;
   private reader: HostTreeReader | undefined;
-  readonly result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, hardLinks: 0, bytes: 0, skipped: 0 };
+  readonly result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, bytes: 0, skipped: 0 };
 
   constructor(private readonly fs: Ext4, private readonly opts: CopyInOptions) {
     this.warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
@@ -317,10 +319,7 @@ export class CopyIn {
       await this.copyFile(e, dest, at);
     } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
-    } else {
-      const type = st.mode & 0o170000;
-      const kind = type === 0o010000 ? 'FIFO' : type === 0o140000 ? 'socket' : 'device';
-      this.skip(`special ${kind}`, `${kind} '${e.host.toString()}' skipped: ext4kit cannot create ${kind}s yet`);
+    } else if (!(await this.copySpecial(e, dest))) {
       return;
     }
     this.created.set(e.host.toString('latin1'), dest);
@@ -385,6 +384,36 @@ export class CopyIn {
       if (dir) await dir.fs.release(dir.oi);
     }
     for (const { e, name } of subdirs) await this.copyEntry(e, joinImage(dest, name));
+  }
+
+  /**
+   * A FIFO, socket or device node, with its owner, mode and times (as mke2fs -d copies them).
+   * Hard links among them are kept. False when skipped (a device number ext4 cannot store).
+   */
+  private async copySpecial(e: HostEntry, dest: string): Promise<boolean> {
+    const { st } = e;
+    // glibc's dev_t keeps majors of 4096 and up above bit 32; ext4's i_block form has 12 bits.
+    if (st.rdev > 0xffffffffn) {
+      this.skip(`rdev ${dest}`, `device '${e.host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
+      return false;
+    }
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.links.get(key);
+      if (first !== undefined) {
+        await this.replacing(dest, () => this.fs.link(first, dest));
+        this.result.hardLinks++;
+        this.progress?.tick(0, true);
+        return true;
+      }
+      this.links.set(key, dest);
+    }
+    await this.replacing(dest, () => this.fs.mknod(dest, st.mode & 0o170777, Number(st.rdev)));
+    await this.setOwner(dest, st, 0, 0);
+    await this.fs.lutimes(dest, timeOf(st.atimeNs), timeOf(st.mtimeNs));
+    this.result.specials++;
+    this.progress?.tick(0, true);
+    return true;
   }
 
   private async copySymlink(e: HostEntry, dest: string): Promise<void> {

@@ -17,6 +17,8 @@ export interface HostStat {
   gid: number;
   nlink: number;
   size: number;
+  /** Device number of a character or block device (glibc's dev_t, as lstat gives it). */
+  rdev: bigint;
   dev: bigint;
   ino: bigint;
   atimeNs: bigint;
@@ -26,7 +28,7 @@ export interface HostStat {
 export function hostStatOf(st: BigIntStats): HostStat {
   return {
     mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink), size: Number(st.size),
-    dev: st.dev, ino: st.ino, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs,
+    rdev: st.rdev, dev: st.dev, ino: st.ino, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs,
   };
 }
 
