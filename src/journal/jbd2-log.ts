@@ -24,9 +24,14 @@ export interface CommitSnapshot {
   revokes: readonly number[];
 }
 
-/** Where a commit's blocks go: in place (no log), or through the jbd2 log first. */
+/**
+ * Where a commit's blocks go: in place (no log), or through the jbd2 log first. The journal pins
+ * each committed block in the block cache; a sink that `keepsBlocks` (not yet home when commit
+ * resolves) unpins them itself once they are home.
+ */
 export interface CommitSink {
   commit(snap: CommitSnapshot): Promise<void>;
+  readonly keepsBlocks?: boolean;
 }
 
 const KNOWN_INCOMPAT = JBD2_FEATURE_INCOMPAT_REVOKE | JBD2_FEATURE_INCOMPAT_64BIT | JBD2_FEATURE_INCOMPAT_CSUM_V2 |
@@ -73,6 +78,8 @@ export interface Jbd2LogStats {
 const MAX_PINNED_BLOCKS = 4096;
 
 export class Jbd2Log implements CommitSink {
+  /** Committed blocks stay pinned until a checkpoint writes them home. */
+  readonly keepsBlocks = true;
   private tid: number;
   private head: number;
   private lastCommitMs = 0;
@@ -83,7 +90,7 @@ export class Jbd2Log implements CommitSink {
   private readonly pending = new Map<number, Uint8Array>();
   /** Commits and checkpoints run one at a time. */
   private serial: Promise<void> = Promise.resolve();
-  /** Where committed copies are pinned until checkpointed (readers see them). */
+  /** Where the journal pinned committed copies; unpinned here once home (or revoked). */
   cache: BlockCache | undefined;
   readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0, checkpoints: 0, homeBlocks: 0 };
   /**
@@ -219,9 +226,9 @@ export class Jbd2Log implements CommitSink {
       await this.writeJsb(this.head);
       await this.flush();
     }
-    // Pinned from here: the cache may drop its copy while the home location is still older.
+    // (The journal pinned the blocks in the cache at its snapshot; a revoked block's older
+    // pending copy is dropped.)
     for (const r of snap.revokes) this.unpinPending(r);
-    for (const b of snap.blocks) this.cache?.pin(b.block, b.bytes);
     const tid = this.tid;
     const out: Uint8Array[] = [];
     for (let i = 0; i < revokes.length; i += perRevoke) out.push(encodeRevoke(fmt, tid, revokes.slice(i, i + perRevoke)));
