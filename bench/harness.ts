@@ -91,6 +91,8 @@ export interface RunMeasurement {
   wallMs: number;
   /** Peak resident set of the largest process in the child's tree, KiB; undefined if unknown. */
   peakRssKiB: number | undefined;
+  /** CPU time (user + sys) of the child and the children it waited for, ms; undefined without GNU time. */
+  cpuMs?: number | undefined;
 }
 
 export interface CompetitorResult {
@@ -105,6 +107,8 @@ export interface CompetitorResult {
   minMs?: number;
   maxMs?: number;
   peakRssKiB?: number;
+  /** Median CPU time (user + sys) over the runs, ms: less distorted than wall time on a busy host. */
+  medianCpuMs?: number;
   skipped?: string;
   failed?: string;
   note?: string;
@@ -176,7 +180,7 @@ export class CommandFailed extends Error {}
  */
 export async function measure(c: Command, timeoutMs = 600_000, rssFile?: string): Promise<RunMeasurement> {
   const useTime = rssFile !== undefined && haveGnuTime();
-  const [cmd, args] = useTime ? [TIME_BIN, ['-f', '%M', '-o', rssFile, '--', c.cmd, ...c.args]] : [c.cmd, c.args];
+  const [cmd, args] = useTime ? [TIME_BIN, ['-f', '%M %U %S', '-o', rssFile, '--', c.cmd, ...c.args]] : [c.cmd, c.args];
   if (useTime) await rm(rssFile, { force: true });
   const stderr: Buffer[] = [];
   let stderrLen = 0;
@@ -216,12 +220,14 @@ export async function measure(c: Command, timeoutMs = 600_000, rssFile?: string)
     throw new CommandFailed(`${how}${first ? `: ${first.trim()}` : ''}\n  ${detail.join('\n  ')}`);
   }
   let peakRssKiB: number | undefined = polledKiB || undefined;
+  let cpuMs: number | undefined;
   if (useTime) {
     const text = await readFile(rssFile, 'utf8').catch(() => '');
-    const n = Number(text.trim().split('\n').pop());
-    peakRssKiB = Number.isFinite(n) && n > 0 ? n : undefined;
+    const [kib, user, sys] = (text.trim().split('\n').pop() ?? '').split(' ').map(Number);
+    peakRssKiB = kib !== undefined && Number.isFinite(kib) && kib > 0 ? kib : undefined;
+    if (user !== undefined && sys !== undefined && Number.isFinite(user) && Number.isFinite(sys)) cpuMs = (user + sys) * 1000;
   }
-  return { wallMs, peakRssKiB };
+  return { wallMs, peakRssKiB, cpuMs };
 }
 
 /** Empties the page cache (dirty pages are written first) so that every run starts cold. */
@@ -280,7 +286,7 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
           if (mode === 'cold') dropCaches();
           const m = await measure(await c.command(), c.timeoutMs, rssFile);
           r.runs.push(m);
-          ctx.log(`  ${c.name} [${mode}]: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}`);
+          ctx.log(`  ${c.name} [${mode}]: run ${i + 1}/${Math.min(ctx.runs, c.maxRuns ?? Infinity)}: ${formatMs(m.wallMs)}${m.peakRssKiB ? `, ${formatKiB(m.peakRssKiB)}` : ''}${m.cpuMs !== undefined ? `, CPU ${formatMs(m.cpuMs)}` : ''}`);
           if (c.verify && (i === 0 || (c.verifyEvery ?? 'run') === 'run')) await c.verify({ mode, index: i });
           if (c.metrics && i === 0 && !r.metrics) r.metrics = await c.metrics();
         } catch (e) {
@@ -298,6 +304,8 @@ export async function runSection(ctx: BenchContext, workload: string, section: S
         r.maxMs = Math.max(...ms);
         const rss = r.runs.map((m) => m.peakRssKiB ?? 0);
         r.peakRssKiB = Math.max(...rss) || undefined;
+        const cpu = r.runs.map((m) => m.cpuMs).filter((x): x is number => x !== undefined);
+        if (cpu.length === r.runs.length) r.medianCpuMs = median(cpu);
       }
     }
     const base = live.find((x) => x.r.baseline)?.r;
@@ -345,15 +353,15 @@ export function formatSection(s: SectionResult, runs: number): string {
   const baseName = base ? base.name.split(' ')[0] : undefined;
   const extra = [...new Set(s.results.flatMap((r) => Object.keys(r.metrics ?? {})))];
   // Rows with fewer runs (Competitor.maxRuns) say so in their median cell.
-  const rows: string[][] = [['tool', 'cache', `median of ${runs}`, 'min', 'max', 'peak RSS', ...extra, 'relative time (median of same-round ratios)']];
+  const rows: string[][] = [['tool', 'cache', `median of ${runs}`, 'min', 'max', 'CPU (user+sys)', 'peak RSS', ...extra, 'relative time (median of same-round ratios)']];
   const blanks = extra.map(() => '');
   for (const r of s.results) {
     if (r.skipped) {
-      rows.push([r.name, r.mode, 'skipped', '', '', '', ...blanks, r.skipped]);
+      rows.push([r.name, r.mode, 'skipped', '', '', '', '', ...blanks, r.skipped]);
       continue;
     }
     if (r.failed || r.medianMs === undefined) {
-      rows.push([r.name, r.mode, 'FAILED', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
+      rows.push([r.name, r.mode, 'FAILED', '', '', '', '', ...blanks, (r.failed ?? 'no runs').split('\n')[0]!.slice(0, 100)]);
       continue;
     }
     let rel = '';
@@ -361,7 +369,8 @@ export function formatSection(s: SectionResult, runs: number): string {
     else if (r.medianRatio !== undefined) rel = `${r.medianRatio.toFixed(2)}× ${baseName}'s time`;
     const m = extra.map((k) => r.metrics?.[k] ?? '');
     const few = r.runs.length < runs ? ` (${r.runs.length} run${r.runs.length === 1 ? '' : 's'})` : '';
-    rows.push([r.name, r.mode, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
+    const cpu = r.medianCpuMs !== undefined ? formatMs(r.medianCpuMs) : '?';
+    rows.push([r.name, r.mode, `${formatMs(r.medianMs)}${few}`, formatMs(r.minMs!), formatMs(r.maxMs!), cpu, r.peakRssKiB ? formatKiB(r.peakRssKiB) : '?', ...m, rel]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const line = (row: string[]) => row.map((cell, i) => (i <= 1 || i === row.length - 1 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd();

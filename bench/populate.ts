@@ -93,7 +93,13 @@ export function ratioVerdict(s: SectionResult, ref: string, mode: CacheMode, tar
   const r = rowOf(s, ref, mode);
   const ratio = sameRoundRatio(b, r);
   return `${pass(ratio === undefined ? undefined : ratio <= target)} ${label} (${mode} cache): ` +
-    (ratio === undefined ? 'no result' : `${formatMs(b!.medianMs!)} vs ${formatMs(r!.medianMs!)}, same-round median ratio ${ratio.toFixed(2)}× (target ≤ ${target}×)`);
+    (ratio === undefined ? 'no result' : `${formatMs(b!.medianMs!)} vs ${formatMs(r!.medianMs!)}, same-round median ratio ${ratio.toFixed(2)}× (target ≤ ${target}×)${cpuNote(b!, r!)}`);
+}
+
+/** The CPU (user + sys) medians and their ratio: what a busy host distorts least (not judged). */
+function cpuNote(b: CompetitorResult, r: CompetitorResult): string {
+  if (b.medianCpuMs === undefined || r.medianCpuMs === undefined || r.medianCpuMs <= 0) return '';
+  return `; CPU ${formatMs(b.medianCpuMs)} vs ${formatMs(r.medianCpuMs)} = ${(b.medianCpuMs / r.medianCpuMs).toFixed(2)}×`;
 }
 
 export async function populateSection(ctx: BenchContext, spec: PopulateSpec): Promise<Section> {

@@ -43,7 +43,7 @@ const FS_RANK: Record<string, number> = {
   'writeback.ts': 7,
   'file.ts': 8, 'attr.ts': 8, 'fsync.ts': 8,
   'namei.ts': 9, 'invariants.ts': 9,
-  'import.ts': 10,
+  'import.ts': 10, 'fast-commit-replay.ts': 10,
   'filesystem.ts': 11,
   'mount.ts': 12,
 };
@@ -186,7 +186,7 @@ const INDEX_EXPORTS = [
 ];
 const EXT4_MEMBERS = [
   '__@asyncDispose@', 'appendFile', 'checkInvariants', 'chmod', 'chown', 'close', 'createReadStream', 'fallocate', 'getxattr',
-  'importFile', 'info', 'journalInfo', 'lchown', 'link', 'listxattr', 'lstat', 'lutimes', 'mappings', 'mkdir', 'open', 'readFile',
+  'importFile', 'info', 'journalInfo', 'lchown', 'link', 'listxattr', 'lstat', 'lutimes', 'mappings', 'mkdir', 'mknod', 'open', 'readFile',
   'readOnly', 'readdir', 'readdirFrom', 'readlink', 'readlinkBytes', 'realpath', 'removexattr', 'rename', 'rm', 'rmdir',
   'setQuotaLimits', 'setxattr', 'stat', 'statfs', 'symlink', 'sync', 'truncate', 'umask', 'unlink', 'utimes', 'writeFile',
   'writebackPass',

@@ -45,6 +45,8 @@ export class ClusterAllocator {
   /** The last transaction seen: the reader of last resort for the read-only calls. */
   #lastTxn: BlockReader | undefined;
   #ignoreBusy = false;
+  /** Groups where this allocator has cleared bits (only their older bitmap versions can hold more). */
+  readonly #freedGroups = new Set<number>();
   /** Groups whose on-disk bitmap (or BLOCK_UNINIT image) has been checked against its descriptor. */
   readonly #verified = new Set<number>();
   #meta: BitRanges[] | undefined;
@@ -475,7 +477,9 @@ export class ClusterAllocator {
    */
   async #searchView(reader: BlockReader, g: number): Promise<Uint8Array> {
     const bits = await this.#view(reader, g);
-    if (this.#ignoreBusy || !reader.busyViews || this.#table.blockUninit(g)) return bits;
+    // Until a cluster of g is freed, its bitmap only ever gained bits: every older version is a
+    // subset of this one and the merge below would change nothing (an import never frees).
+    if (this.#ignoreBusy || !reader.busyViews || this.#table.blockUninit(g) || !this.#freedGroups.has(g)) return bits;
     const views = reader.busyViews(this.#table.desc(g).blockBitmap);
     if (views.length === 0) return bits;
     const out = bits.slice();
@@ -553,7 +557,11 @@ export class ClusterAllocator {
 
   /** Sets or clears bits already known to be in the opposite state, and keeps the counts and checksum. */
   #mark(g: number, buf: Uint8Array, bit: number, len: number, used: boolean): void {
-    if (used) setBitRange(buf, bit, bit + len); else clearBitRange(buf, bit, bit + len);
+    if (used) setBitRange(buf, bit, bit + len);
+    else {
+      clearBitRange(buf, bit, bit + len);
+      this.#freedGroups.add(g);
+    }
     if (used) this.#windows.carve(this.#firstCluster(g) + bit, len);
     const gd = this.#table.desc(g);
     const delta = used ? -len : len;

@@ -92,6 +92,31 @@ export class InodeAllocator {
     });
   }
 
+  /**
+   * Marks inode `ino` in use (journal fast-commit replay names the inode); false when it already
+   * was. EUCLEAN when it is reserved or out of range.
+   */
+  allocExact(txn: MetaTxn, ino: number, isDir: boolean): Promise<boolean> {
+    return this.#exclusive(txn, async () => {
+      const geo = this.#geo;
+      if (!Number.isInteger(ino) || ino < this.#firstIno || ino > geo.inodesCount) {
+        throw corrupt('inode-alloc-range', `marking inode ${ino} in use: reserved or out of range`, { inode: ino });
+      }
+      const g = Math.floor((ino - 1) / geo.inodesPerGroup);
+      const idx = (ino - 1) % geo.inodesPerGroup;
+      if (testBit(await this.#view(txn, g), idx)) return false;
+      const buf = await this.#writable(txn, g);
+      buf[idx >> 3]! |= 1 << (idx & 7);
+      const gd = this.#table.desc(g);
+      gd.freeInodesCount--;
+      if (isDir) gd.usedDirsCount++;
+      if (this.#table.lazyInit && idx >= geo.inodesPerGroup - gd.itableUnused) gd.itableUnused = geo.inodesPerGroup - (idx + 1);
+      this.#table.setInodeBitmapCsum(g, buf);
+      this.#table.markDirty(g);
+      return true;
+    });
+  }
+
   /** Frees an inode; EUCLEAN when it is reserved, out of range or already free. */
   free(txn: MetaTxn, ino: number, isDir: boolean): Promise<void> {
     return this.#exclusive(txn, async () => {

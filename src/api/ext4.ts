@@ -431,6 +431,19 @@ export class Ext4 {
     await namei.link(fs, src as OpenInode, dir as OpenInode, name, at);
   }
 
+  /**
+   * mknod(2): `mode` holds the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK, or S_IFREG for an empty
+   * file) and permission bits (less the umask); `rdev` is the device number of a device, in
+   * Linux's dev_t form as stat().rdev reports it (major << 8 | minor for small numbers).
+   */
+  async mknod(path: PathLike, mode: number, rdev = 0): Promise<void> {
+    const fs = this.rw('mknod', path);
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0xffff) throw posixError('EINVAL', 'mknod', edgePath(path, 'mknod').shown);
+    if (!Number.isInteger(rdev) || rdev < 0 || rdev > 0xffffffff) throw posixError('EINVAL', 'mknod', edgePath(path, 'mknod').shown);
+    const { dir, name, at } = await this.parent(path, 'mknod');
+    await namei.mknod(fs, dir as OpenInode, name, (mode & 0xf000) | (mode & 0o7777 & ~this.umask), rdev, this.cred, at);
+  }
+
   async symlink(target: PathLike, path: PathLike): Promise<void> {
     const fs = this.rw('symlink', path);
     const t = edgePath(target, 'symlink');

@@ -1,17 +1,13 @@
 // Stats and Dirent objects shaped like node:fs's, built from decoded inodes.
 import { S_IFMT, S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, type Inode, type Timestamp } from '../format/inode.ts';
-import { u32 } from '../util/bytes.ts';
+import { decodeDeviceNumber } from '../format/device-number.ts';
 import type { Ext4BigIntStats, Ext4Dirent, Ext4Stats } from './types.ts';
 
 const ns = (t: Timestamp | undefined): bigint => (t ? BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec) : 0n);
 const ms = (t: Timestamp | undefined): number => (t ? t.sec * 1000 + t.nsec / 1e6 : 0);
 
 /** Device number as Linux's dev_t, from either of ext4's two encodings in i_block. */
-export function deviceNumber(inode: Inode): number {
-  const old = u32(inode.iBlock, 0);
-  if (old !== 0) return ((old >>> 8) & 0xff) << 8 | (old & 0xff);
-  return u32(inode.iBlock, 4);
-}
+export function deviceNumber(inode: Inode): number { return decodeDeviceNumber(inode.iBlock); }
 
 const typeTests = (mode: number) => ({
   isFile: () => (mode & S_IFMT) === S_IFREG,

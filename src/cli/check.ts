@@ -11,6 +11,7 @@ import { isExt4Error } from '../errors/ext4-error.ts';
 import { parseArgs } from './args.ts';
 import { checkImagePath, IMAGE_OPTIONS, IMAGE_USAGE, imageRef } from './image.ts';
 import { childPath, printablePath } from './ls.ts';
+import { printJournalWarnings } from './print.ts';
 
 export const CHECK_USAGE = `usage: ext4kit check [--json] IMAGE
   checks what ext4kit relies on, without writing to IMAGE:
@@ -102,6 +103,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const base: BlockDevice = ref.offsetBytes ? new OffsetDevice(file, ref.offsetBytes) : file;
     fs = await Ext4.open(new CopyOnWriteDevice(base));
+    printJournalWarnings(fs.info(), args.positionals[0]!);
     if (fs.readOnly) invariants = 'skipped (the image cannot be mounted writable)';
     else await fs.checkInvariants();
     await walk(fs, '/', counts);

@@ -1,38 +1,21 @@
-// `ext4kit get [-r] IMAGE PATH DEST`: copies a file or a tree out of an image onto the host,
-// keeping bytes, holes, modes, times, symlinks, hard links, user.* xattrs and (as root) owners.
-//
-// The image is untrusted: nothing is ever written outside DEST. Names are single path components
-// checked byte by byte; every host entry is created exclusively (O_EXCL, mkdir, symlink, link
-// all fail on an existing name and never follow a symlink in the last component); metadata is
-// applied only after checking with lstat that the path still holds the entry that was created;
-// a directory inode met twice is a cycle (EUCLEAN); depth and entry count are bounded.
-// Residual risk: another host process that can write inside DEST while the copy runs could swap
-// a directory we created for a symlink between two calls (Node offers no openat/O_PATH).
-//
-// Choices, where Node or the host limit fidelity:
-//  - times: lutimes() takes a double and libuv truncates to the microsecond; entries whose
-//    nanoseconds differ are fixed afterwards with GNU `touch -h -d @S.N` (batched per distinct
-//    time, at most MAX_TOUCH_RUNS runs unless --exact-times; paths must be valid UTF-8 to be
-//    passed as arguments). Without touch, times are exact to the microsecond.
-//  - user.* xattrs: restored with one `setfattr -h --restore=-` run at the end; without setfattr,
-//    or when the host refuses them, a one-time warning. Other namespaces are not restored.
-//  - owners: lchown() only when running as root (before chmod, which keeps set-id bits).
-//  - FIFOs: created with the `mkfifo` binary; block and character devices with `mknod`, only as
-//    root; sockets are skipped. Each skip gives a one-time warning.
-import { spawn } from 'node:child_process';
+
 import {
   constants, openSync, writeSync, ftruncateSync, closeSync, lstatSync, mkdirSync, linkSync, symlinkSync,
   fstatSync, futimesSync, fchownSync, fchmodSync, lutimesSync, lchownSync, chmodSync,
 } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
-import type { Ext4Stats } from '../api/types.ts';
 import type { Mapping } from '../mapping/read-map.ts';
+import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
+import { asArg, quoteAttrPath, runTool, timeArg, touchTime } from './get-host.ts';
+import type { Mount, Node } from '../fs/mount.ts';
+import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
+import { isDotOrDotDot } from '../fs/names.ts';
 import { parseArgs, UsageError } from './args.ts';
 import { pipeToWritable } from './cat.ts';
-import { childPath, devMajorMinor, normalizeImagePath, printableName } from './ls.ts';
+import { devMajorMinor, normalizeImagePath, printableName } from './ls.ts';
 import { Progress } from './progress.ts';
 import type { Ext4 } from '../node.ts';
 import { IMAGE_OPTIONS, IMAGE_USAGE, imageRef, openImage } from './image.ts';
@@ -61,9 +44,18 @@ const ROOT_INO = 2;
 
 type Kind = 'file' | 'dir' | 'symlink' | 'special';
 
+interface Job { src: ImgRef; node: Node; st: Meta; host: Buffer; depth: number }
+
+/** An image path, put together only when a message shows it (most entries never need it). */
+class ImgRef {
+  constructor(private readonly parent: ImgRef | undefined, private readonly leaf: ImgPath) {}
+  bytes(): Uint8Array { return this.parent ? childOf(this.parent.bytes(), bytesOf(this.leaf)) : bytesOf(this.leaf); }
+  shown(): string { return this.parent ? printableName(this.bytes()) : shownPath(this.leaf); }
+}
+
 interface Rec {
   host: Buffer;
-  st: Ext4Stats;
+  st: Meta;
   kind: Kind;
   hostDev: bigint;
   hostIno: bigint;
@@ -78,13 +70,17 @@ interface CopyOptions {
   recursive: boolean;
   exactTimes: boolean;
   warn: (msg: string) => void;
+  /** What a new host file gets without being told: the umask, the owner and the group (set-gid parent's or ours). */
+  host: { umask: number; uid: number; gid: number };
 }
 
 /** A directory entry name that can only ever name one entry inside its parent. */
-function checkName(name: Uint8Array, parent: string): void {
+function checkName(name: Uint8Array, parent: string | ImgRef): void {
   const bad = name.length === 0 || name.includes(0x2f) || name.includes(0) ||
     (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
-  if (bad) throw corrupt('dirent-name', `unsafe directory entry name '${printableName(name)}' in '${parent}'`, { path: parent });
+  if (!bad) return;
+  const at = typeof parent === 'string' ? parent : parent.shown();
+  throw corrupt('dirent-name', `unsafe directory entry name '${printableName(name)}' in '${at}'`, { path: at });
 }
 
 /** An image path: a string, or bytes when a name on the way is not UTF-8. */
@@ -92,57 +88,25 @@ type ImgPath = string | Uint8Array;
 const bytesOf = (p: ImgPath): Uint8Array => (typeof p === 'string' ? new TextEncoder().encode(p) : p);
 const shownPath = (p: ImgPath): string => (typeof p === 'string' ? p : printableName(p));
 
+/** The image path of a directory entry, as bytes (only shown in messages). */
+function childOf(dir: ImgPath, name: Uint8Array): Uint8Array {
+  const d = bytesOf(dir);
+  const out = new Uint8Array(d.length + 1 + name.length);
+  out.set(d);
+  let at = d.length;
+  if (at === 0 || d[at - 1] !== 0x2f) out[at++] = 0x2f;
+  out.set(name, at);
+  return out.subarray(0, at + name.length);
+}
+
 function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   return Buffer.concat([parent, Buffer.from('/'), name]);
-}
-
-/** Seconds as a double that libuv turns into exactly the intended microsecond. */
-function timeArg(ns: bigint): number {
-  let sec = ns / NS;
-  let frac = ns % NS;
-  if (frac < 0n) {
-    frac += NS;
-    sec -= 1n;
-  }
-  const usec = frac / 1000n;
-  return Number(sec) + (Number(usec) * 1000 + 500) / 1e9;
-}
-
-function touchTime(ns: bigint): string {
-  const neg = ns < 0n;
-  const abs = neg ? -ns : ns;
-  return `@${neg ? '-' : ''}${abs / NS}.${String(abs % NS).padStart(9, '0')}`;
-}
-
-/** setfattr's path quoting: whitespace, '=', '\\' and non-printable bytes as \ooo. */
-function quoteAttrPath(p: Buffer): string {
-  let s = '';
-  for (const b of p) s += b <= 0x20 || b >= 0x7f || b === 0x3d || b === 0x5c ? '\\' + b.toString(8).padStart(3, '0') : String.fromCharCode(b);
-  return s;
-}
-
-function asArg(p: Buffer): string | undefined {
-  const s = p.toString('utf8');
-  return Buffer.from(s, 'utf8').equals(p) ? s : undefined;
-}
-
-function runTool(cmd: string, args: string[], input?: string): Promise<{ ok: boolean; missing: boolean; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
-    let stderr = '';
-    child.stderr.on('data', (b: Buffer) => {
-      if (stderr.length < 4096) stderr += b.toString();
-    });
-    child.on('error', (e: NodeJS.ErrnoException) => resolvePromise({ ok: false, missing: e.code === 'ENOENT', stderr: e.message }));
-    child.on('close', (code) => resolvePromise({ ok: code === 0, missing: false, stderr: stderr.trim() }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? '');
-  });
 }
 
 class Copier {
   private readonly links = new Map<number, Buffer>();
   private readonly dirInodes = new Set<number>();
+  private readonly verifiedBlocks = new Set<number>();
   private readonly records: Rec[] = [];
   private readonly timeFixes = new Map<string, Buffer[]>();
   private unfixableTimes = 0;
@@ -156,7 +120,7 @@ class Copier {
   copiedBytes = 0;
 
   constructor(
-    private readonly fs: Ext4,
+    private readonly mount: Mount,
     private readonly opts: CopyOptions,
     private readonly blockSize: number,
     private readonly blocksCount: number,
@@ -171,61 +135,75 @@ class Copier {
     this.opts.warn(msg);
   }
 
-  /** Copies the entry at image path `src` (already lstat'ed as `st`) to the new host path `host`. */
-  async copyTree(src: ImgPath, st: Ext4Stats, host: Buffer, existingRoot: boolean): Promise<void> {
-    const stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
+  /** Copies the entry `node` at image path `src` to the new host path `host`. */
+  async copyTree(path: ImgPath, node: Node, host: Buffer, existingRoot: boolean): Promise<void> {
+    const src = new ImgRef(undefined, path);
+    const stack: Job[] = [];
+    const st = metaOf(node);
     if (existingRoot) {
       this.enterDir(src, st);
-      await this.pushChildren(stack, src, host, 1);
+      await this.pushChildren(stack, src, node, host, 1);
     } else {
-      stack.push({ src, st, host, depth: 0 });
+      stack.push({ src, node, st, host, depth: 0 });
     }
     while (stack.length > 0) {
       const job = stack.pop()!;
-      const isDir = await this.copyEntry(job.src, job.st, job.host);
-      if (isDir) await this.pushChildren(stack, job.src, job.host, job.depth + 1);
+      const isDir = await this.copyEntry(job);
+      if (isDir) await this.pushChildren(stack, job.src, job.node, job.host, job.depth + 1);
     }
   }
 
-  private enterDir(src: ImgPath, st: Ext4Stats): void {
-    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${shownPath(src)}')`, { inode: st.ino, path: shownPath(src) });
+  private enterDir(src: ImgRef, st: Meta): void {
+    if (this.dirInodes.has(st.ino)) throw corrupt('dir-cycle', `directory inode ${st.ino} is reachable twice (at '${src.shown()}')`, { inode: st.ino, path: src.shown() });
     this.dirInodes.add(st.ino);
   }
 
-  private async pushChildren(stack: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }>, dir: ImgPath, host: Buffer, depth: number): Promise<void> {
+  /**
+   * Lists a directory by inode and decodes each child's inode once (a path walk per child
+   * decoded every component again). A name listed twice is refused as a lookup would find only
+   * the first; an entry pointing at an unused inode is refused as a lookup does.
+   */
+  private async pushChildren(stack: Job[], dir: ImgRef, dirNode: Node, host: Buffer, depth: number): Promise<void> {
     if (!this.opts.recursive) return;
-    const entries = await this.fs.readdir(dir, { withFileTypes: true });
-    if (entries.length > 0 && depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${shownPath(dir)}'`, { where: { path: shownPath(dir) } });
-    const jobs: Array<{ src: ImgPath; st: Ext4Stats; host: Buffer; depth: number }> = [];
+    const entries = await listDir(this.mount, dirNode, this.verifiedBlocks);
+    const jobs: Job[] = [];
+    const seen = new Set<string>();
     for (const d of entries) {
-      checkName(d.nameBytes, shownPath(dir));
-      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${shownPath(dir)}')`, { path: shownPath(dir) });
-      // Names that are not UTF-8 are addressed by byte paths.
-      const src = typeof dir === 'string' && Buffer.from(d.name, 'utf8').equals(Buffer.from(d.nameBytes))
-        ? childPath(dir, d.name) : new Uint8Array(joinHost(Buffer.from(bytesOf(dir)), d.nameBytes));
-      const st = await this.fs.lstat(src);
-      if (st.ino !== d.ino) {
-        throw corrupt('dirent-duplicate', `directory '${shownPath(dir)}' holds the name '${printableName(d.nameBytes)}' more than once`, { path: shownPath(dir), inode: d.ino });
+      const nameBytes = d.name;
+      if (isDotOrDotDot(nameBytes)) continue;
+      if (depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${dir.shown()}'`, { where: { path: dir.shown() } });
+      checkName(nameBytes, dir);
+      if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${dir.shown()}')`, { path: dir.shown() });
+      const key = Buffer.from(nameBytes.buffer, nameBytes.byteOffset, nameBytes.length).toString('latin1');
+      if (seen.has(key)) {
+        throw corrupt('dirent-duplicate', `directory '${dir.shown()}' holds the name '${printableName(nameBytes)}' more than once`, { path: dir.shown(), inode: d.ino });
       }
-      jobs.push({ src, st, host: joinHost(host, d.nameBytes), depth });
+      seen.add(key);
+      const node = await this.mount.iget(d.ino);
+      if (node.inode.linksCount === 0 && node.inode.mode === 0) {
+        throw corrupt('dirent-unused-inode', `directory entry points to unused inode ${d.ino}`, { inode: d.ino });
+      }
+      jobs.push({ src: new ImgRef(dir, nameBytes), node, st: metaOf(node), host: joinHost(host, nameBytes), depth });
     }
     for (let i = jobs.length - 1; i >= 0; i--) stack.push(jobs[i]!);
   }
 
-  private record(host: Buffer, st: Ext4Stats, kind: Kind): void {
+  private record(host: Buffer, st: Meta, kind: Kind): void {
     const h = lstatSync(host, { bigint: true });
     this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino });
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
-  private async copyEntry(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
+  private async copyEntry(job: Job): Promise<boolean> {
+    const { src, node, st, host } = job;
     this.progress.tick(0, true);
-    if (st.isDirectory()) {
-      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${shownPath(src)}' is a directory (use -r)`, { where: { path: shownPath(src) } });
+    const fmt = fmtOf(st);
+    if (fmt === S_IFDIR) {
+      if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${src.shown()}' is a directory (use -r)`, { where: { path: src.shown() } });
       this.enterDir(src, st);
       mkdirSync(host, 0o700);
       this.record(host, st, 'dir');
-      await this.collectXattrs(src, host);
+      await this.collectXattrs(node, host);
       return true;
     }
     if (st.nlink > 1) {
@@ -236,14 +214,14 @@ class Copier {
       }
     }
     let kind: Kind;
-    if (st.isFile()) {
-      await this.copyFile(src, st, host);
+    if (fmt === S_IFREG) {
+      await this.copyFile(node, st, host);
       if (st.nlink > 1) this.links.set(st.ino, host);
       return false;
-    } else if (st.isSymbolicLink()) {
-      const target = await this.fs.readlinkBytes(src);
+    } else if (fmt === S_IFLNK) {
+      const target = await this.mount.readlink(node);
       if (target.length === 0 || target.includes(0)) {
-        this.warnOnce(`badlink:${shownPath(src)}`, `skipping symlink '${printableName(bytesOf(src))}' with an invalid target`);
+        this.warnOnce(`badlink:${src.shown()}`, `skipping symlink '${src.shown()}' with an invalid target`);
         return false;
       }
       symlinkSync(Buffer.from(target), host);
@@ -254,7 +232,7 @@ class Copier {
     }
     if (st.nlink > 1) this.links.set(st.ino, host);
     this.record(host, st, kind);
-    if (kind !== 'symlink') await this.collectXattrs(src, host);
+    if (kind !== 'symlink') await this.collectXattrs(node, host);
     return false;
   }
 
@@ -262,26 +240,30 @@ class Copier {
   // threadpool round trip of every async call otherwise, and nothing else runs concurrently here.
   // A regular file gets its times, owner and mode through the descriptor it was created with (no
   // path lookup, so nothing can be swapped in between); one with user.* xattrs keeps a writable
-  // mode until setfattr has run and is finished with the directories.
-  private async copyFile(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<void> {
+  // mode until setfattr has run and is finished with the directories. Calls that would change
+  // nothing are left out: the mode is given at creation when the umask keeps it whole and it has
+  // no set-id or sticky bit, and the owner is set only when it differs from the creator's.
+  private async copyFile(node: Node, st: Meta, host: Buffer): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-    const out = openSync(host, flags, 0o600);
+    const maybeXattrs = mayHaveXattrs(node);
+    const direct = !maybeXattrs && (st.mode & 0o7000) === 0 && (st.mode & 0o777 & this.opts.host.umask) === 0;
+    const out = openSync(host, flags, direct ? st.mode & 0o777 : 0o600);
     try {
       let endBytes = 0;
       if (st.size > 0) {
-        if (st.flags & INLINE_DATA_FL) endBytes = this.writeAll(out, await this.fs.readFile(src), 0);
-        else endBytes = await this.copyMapped(src, st, out);
+        if (st.flags & INLINE_DATA_FL) endBytes = this.writeAll(out, await this.mount.read(node, 0, st.size), 0);
+        else endBytes = await this.copyMapped(node, st, out);
       }
       // Only a trailing hole (or unwritten tail) leaves the host file short.
       if (endBytes !== st.size) ftruncateSync(out, st.size);
-      if (await this.collectXattrs(src, host)) {
+      if (maybeXattrs && await this.collectXattrs(node, host)) {
         const h = fstatSync(out, { bigint: true });
         this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino });
       } else {
         futimesSync(out, timeArg(st.atimeNs), timeArg(st.mtimeNs));
         this.noteTimeFixes(host, st, () => fstatSync(out, { bigint: true }));
-        if (this.isRoot) fchownSync(out, st.uid, st.gid);
-        fchmodSync(out, st.mode & 0o7777);
+        if (this.isRoot && (st.uid !== this.opts.host.uid || st.gid !== this.opts.host.gid)) fchownSync(out, st.uid, st.gid);
+        if (!direct) fchmodSync(out, st.mode & 0o7777);
       }
     } finally {
       closeSync(out);
@@ -294,7 +276,7 @@ class Copier {
    * Within ±2^31 s the double timeArg() passes is exact to the microsecond, so only sub-microsecond
    * parts need fixing; outside that range the host's result is read back with `stat`.
    */
-  private noteTimeFixes(host: Buffer, st: Ext4Stats, stat: () => { atimeNs: bigint; mtimeNs: bigint }): void {
+  private noteTimeFixes(host: Buffer, st: Meta, stat: () => { atimeNs: bigint; mtimeNs: bigint }): void {
     const safe = (ns: bigint) => ns >= 0n && ns < (1n << 31n) * NS;
     let got: { atimeNs: bigint; mtimeNs: bigint };
     if (safe(st.atimeNs) && safe(st.mtimeNs)) {
@@ -326,36 +308,22 @@ class Copier {
   }
 
   /** Copies only the written, mapped ranges: holes and unwritten extents stay holes. Returns the end of the last write. */
-  private async copyMapped(src: ImgPath, st: Ext4Stats, out: number): Promise<number> {
-    const bs = this.blockSize;
-    const maps: Mapping[] = [];
-    for await (const m of this.fs.mappings(src)) maps.push(m);
+  private async copyMapped(node: Node, st: Meta, out: number): Promise<number> {
+    const maps = await this.mount.mappings(node);
     if (this.data) return this.copyDirect(maps, st, out, this.data);
-    // A small file written from its first block to its last without a gap: one read, one write
-    // (the common case, and one path lookup fewer than opening the file).
-    let covered = 0;
-    for (const m of maps) {
-      if (m.unwritten || Number(m.fileBlock) * bs !== covered) break;
-      covered = (Number(m.fileBlock) + m.countBlocks) * bs;
-    }
-    if (st.size <= CHUNK && covered >= st.size) return this.writeAll(out, await this.fs.readFile(src), 0);
+    // Without a raw image file (an image on standard input): through the mount's read path.
+    const bs = this.blockSize;
     let endBytes = 0;
-    const fh = await this.fs.open(src, 'r');
-    const buf = this.chunk;
-    try {
-      for (const m of maps) {
-        if (m.unwritten) continue;
-        let pos = Number(m.fileBlock) * bs;
-        const end = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs);
-        while (pos < end) {
-          const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end - pos), pos);
-          if (bytesRead <= 0) break;
-          endBytes = this.writeAll(out, buf.subarray(0, bytesRead), pos);
-          pos += bytesRead;
-        }
+    for (const m of maps) {
+      if (m.unwritten) continue;
+      let pos = Number(m.fileBlock) * bs;
+      const end = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs);
+      while (pos < end) {
+        const got = await this.mount.read(node, pos, Math.min(CHUNK, end - pos));
+        if (got.length === 0) break;
+        endBytes = this.writeAll(out, got, pos);
+        pos += got.length;
       }
-    } finally {
-      await fh.close();
     }
     return endBytes;
   }
@@ -365,7 +333,7 @@ class Copier {
    * (the API's read path allocates and copies twice per request). Mappings come from the
    * validated extent tree; their range is checked again here.
    */
-  private copyDirect(maps: readonly Mapping[], st: Ext4Stats, out: number, data: DataSource): number {
+  private copyDirect(maps: readonly Mapping[], st: Meta, out: number, data: DataSource): number {
     const bs = this.blockSize;
     let endBytes = 0;
     for (const m of maps) {
@@ -387,10 +355,11 @@ class Copier {
     return endBytes;
   }
 
-  private async makeSpecial(src: ImgPath, st: Ext4Stats, host: Buffer): Promise<boolean> {
-    const shown = printableName(bytesOf(src));
+  private async makeSpecial(src: ImgRef, st: Meta, host: Buffer): Promise<boolean> {
+    const shown = src.shown();
     const arg = asArg(host);
-    if (st.isSocket()) {
+    const fmt = fmtOf(st);
+    if (fmt === S_IFSOCK) {
       this.warnOnce('socket', `skipping sockets (first: '${shown}')`);
       return false;
     }
@@ -398,20 +367,20 @@ class Copier {
       this.warnOnce('special-name', `skipping special files whose host path is not UTF-8 (first: '${shown}')`);
       return false;
     }
-    if (st.isFIFO()) {
+    if (fmt === S_IFIFO) {
       const r = await runTool('mkfifo', ['-m', '600', '--', arg]);
       if (r.ok) return true;
       if (r.missing) this.warnOnce('mkfifo', `mkfifo not found: skipping FIFOs (first: '${shown}')`);
       else throw new Ext4Error('EIO', `mkfifo '${arg}' failed: ${r.stderr}`);
       return false;
     }
-    if (st.isBlockDevice() || st.isCharacterDevice()) {
+    if (fmt === S_IFBLK || fmt === S_IFCHR) {
       if (!this.isRoot) {
         this.warnOnce('device', `not root: skipping device files (first: '${shown}')`);
         return false;
       }
       const [major, minor] = devMajorMinor(st.rdev);
-      const r = await runTool('mknod', ['-m', '600', '--', arg, st.isBlockDevice() ? 'b' : 'c', String(major), String(minor)]);
+      const r = await runTool('mknod', ['-m', '600', '--', arg, fmt === S_IFBLK ? 'b' : 'c', String(major), String(minor)]);
       if (r.ok) return true;
       if (r.missing) this.warnOnce('mknod', `mknod not found: skipping device files (first: '${shown}')`);
       else this.warnOnce('mknod-failed', `mknod failed, skipping device files (first: '${shown}': ${r.stderr})`);
@@ -422,10 +391,12 @@ class Copier {
   }
 
   /** Queues the entry's user.* xattrs for setfattr; true when there are any. */
-  private async collectXattrs(src: ImgPath, host: Buffer): Promise<boolean> {
-    const names = await this.fs.listxattr(src);
+  private async collectXattrs(node: Node, host: Buffer): Promise<boolean> {
+    if (!mayHaveXattrs(node)) return false;
     let lines = '';
-    for (const name of names) {
+    for (const e of await this.mount.xattrs(node)) {
+      if (e.nameIndex === 7 && e.name === 'data') continue;
+      const name = e.fullName;
       if (!name.startsWith('user.')) {
         if (!name.startsWith('system.data')) this.warnOnce('xattr-ns', `only user.* xattrs are restored (skipping ${name} and the like)`);
         continue;
@@ -434,8 +405,7 @@ class Copier {
         this.warnOnce('xattr-name', `skipping xattrs with unusual names (first: ${JSON.stringify(name)})`);
         continue;
       }
-      const value = await this.fs.getxattr(src, name);
-      lines += `${name}=0x${Buffer.from(value).toString('hex')}\n`;
+      lines += `${name}=0x${Buffer.from(e.value).toString('hex')}\n`;
     }
     if (lines) this.xattrDump += `# file: ${quoteAttrPath(host)}\n${lines}\n`;
     return lines !== '';
@@ -541,10 +511,21 @@ export async function getFromImage(
   const info = await fs.info();
   const usedBytes = Math.max(0, (info.blocksCount - info.freeBlocks) * info.blockSize);
   const progress = new Progress('get', opts.recursive ? usedBytes : st.size);
-  const copier = new Copier(fs, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn }, info.blockSize, info.blocksCount,
+  const mount = mountOf(fs);
+  const umask = process.umask(0o022);
+  process.umask(umask);
+  // The tree's directories are ours until the end (mode 0700, set-gid only when inherited):
+  // new files get our uid, and our gid unless the directory the copy lands in is set-gid.
+  const landing = await hostfs.stat(destSt?.isDirectory() ? destAbs : dirname(destAbs)).catch(() => undefined);
+  const hostOwner = {
+    umask,
+    uid: process.geteuid?.() ?? -1,
+    gid: landing && landing.mode & 0o2000 ? landing.gid : (process.getegid?.() ?? -1),
+  };
+  const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner }, info.blockSize, info.blocksCount,
     Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
-    await copier.copyTree(src, st, target, existingRoot);
+    await copier.copyTree(src, await mount.iget(st.ino), target, existingRoot);
     await copier.finish();
   } finally {
     progress.finish();

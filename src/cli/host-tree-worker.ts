@@ -4,7 +4,7 @@
 // Host I/O (which waits on the disk when the tree is not cached) thus overlaps with building the
 // image on the main thread. At most MAX_BATCHES_AHEAD unconsumed batches exist: the main thread
 // counts them down in a shared counter, and the walker sleeps on it (Atomics.wait) when ahead.
-import { closeSync, lstatSync, openSync, read, readdirSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, openSync, read, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { hostStatOf, isUtf8Name, joinHost, S_IFDIR, S_IFMT, type HostError, type HostRecord, type HostTreeWorkerData, type HostBatch } from './host-tree.ts';
 
@@ -15,6 +15,8 @@ const BATCH_DATA_BYTES = 2 << 20;
 const PARALLEL_READS = 16;
 const GROUP_ENTRIES = 64;
 const GROUP_BYTES = 1 << 20;
+/** A read on this thread slower than this waited on the disk: the group's other files are read concurrently. */
+const SLOW_READ_MS = 0.5;
 
 const { root, smallFileBytes, counter } = workerData as HostTreeWorkerData;
 const ahead = new Int32Array(counter);
@@ -92,13 +94,45 @@ function readWhole(host: Buffer, into: Uint8Array): Promise<number> {
   });
 }
 
+/** A whole small file read on this thread; `slow` when it took long (the disk, not the page cache). */
+function readWholeSync(host: Buffer, into: Uint8Array): { got: number; slow: boolean } {
+  const started = performance.now();
+  const fd = openSync(host, 'r');
+  let got = 0;
+  try {
+    for (let n = -1; n !== 0 && got < into.length; got += n) n = readSync(fd, into, got, into.length - got, got);
+  } finally {
+    closeSync(fd);
+  }
+  return { got, slow: performance.now() - started > SLOW_READ_MS };
+}
+
 /**
- * Emits a group of entries in order, their contents read concurrently first: a cold disk
- * serves several requests at once much faster than one after another.
+ * Emits a group of entries in order, their contents read first. Files come from the page cache
+ * most of the time: then a plain read on this thread costs a third of the CPU of a read handed to
+ * libuv's pool. Once a read waits on the disk, the rest of the group is read concurrently (a
+ * cold disk serves several requests at once much faster than one after another).
  */
 async function emit(group: Pending[]): Promise<void> {
   const contents = new Map<Pending, Uint8Array | HostError>();
   let next = 0;
+  for (; next < group.length; next++) {
+    const p = group[next]!;
+    if (!p.readBytes) continue;
+    const buf = new Uint8Array(p.readBytes);
+    let slow = false;
+    try {
+      const r = readWholeSync(p.r.host as Buffer, buf);
+      contents.set(p, buf.subarray(0, r.got));
+      slow = r.slow;
+    } catch (e) {
+      contents.set(p, errorOf(e));
+    }
+    if (slow) {
+      next++;
+      break;
+    }
+  }
   const reader = async (): Promise<void> => {
     while (next < group.length) {
       const p = group[next++]!;

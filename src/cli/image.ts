@@ -11,6 +11,7 @@ import { OffsetDevice } from '../device/offset-device.ts';
 import { MemoryDevice } from '../device/memory-device.ts';
 import { posixError } from '../errors/ext4-error.ts';
 import { optionValue, UsageError, type ParsedArgs } from './args.ts';
+import { printJournalWarnings } from './print.ts';
 
 /** Options every image-opening command accepts (add to the command's parseArgs spec). */
 export const IMAGE_OPTIONS = ['offset'] as const;
@@ -68,8 +69,17 @@ async function readStdin(): Promise<Uint8Array> {
   return out;
 }
 
-/** Opens the command's IMAGE argument ('-': read-only commands read the image from stdin). */
-export async function openImage(arg: string, args: ParsedArgs, opts: OpenOptions = {}): Promise<CoreExt4> {
+/**
+ * Opens the command's IMAGE argument ('-': read-only commands read the image from stdin) and
+ * prints journal-recovery warnings on stderr (unless `journalWarnings: false`: the caller prints them).
+ */
+export async function openImage(arg: string, args: ParsedArgs, opts: OpenOptions = {}, print: { journalWarnings?: boolean } = {}): Promise<CoreExt4> {
+  const fs = await openImageQuiet(arg, args, opts);
+  if (print.journalWarnings !== false) printJournalWarnings(fs.info(), arg);
+  return fs;
+}
+
+async function openImageQuiet(arg: string, args: ParsedArgs, opts: OpenOptions): Promise<CoreExt4> {
   // Commands give modes exactly (mkdir -m, copies keep their source's): no umask.
   opts = { umask: 0, ...opts };
   const ref = imageRef(arg, args);

@@ -3,6 +3,7 @@
 import type { Ext4Info } from '../api/types.ts';
 import { parseArgs } from './args.ts';
 import { IMAGE_OPTIONS, IMAGE_USAGE, openImage } from './image.ts';
+import { printJournalWarnings } from './print.ts';
 
 export const INFO_USAGE = `usage: ext4kit info [--json] IMAGE
   --json  print the summary as a JSON object
@@ -96,18 +97,15 @@ function journalRows(info: Ext4Info): Array<[string, string | number]> {
     ? `yes (${applied}: ${j.replayedBlocks} block(s), ${j.revokedCopies} revoked cop${j.revokedCopies === 1 ? 'y' : 'ies'})`
     : 'no']);
   if (j.fastCommitNotApplied) rows.push(['Journal fast commits', 'NOT applied (replay with e2fsck or a kernel mount)']);
+  else if (j.fastCommits > 0) rows.push(['Journal fast commits', `${j.fastCommits} applied after the log`]);
   if (j.error) rows.push(['Journal error', j.error]);
   return rows;
 }
 
-/** Prints what journal recovery warned about (stale view, fast commits not applied, ...) to stderr. */
-export function printJournalWarnings(info: Ext4Info, image: string): void {
-  for (const w of info.journal?.warnings ?? []) process.stderr.write(`ext4kit: warning: ${image}: ${w}\n`);
-}
-
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['json'], minPositionals: 1, maxPositionals: 1, usage: INFO_USAGE });
-  const fs = await openImage(args.positionals[0]!, args, { readOnly: true });
+  // info prints the warnings itself, once, after describing the journal (which may add some).
+  const fs = await openImage(args.positionals[0]!, args, { readOnly: true }, { journalWarnings: false });
   try {
     const info = { ...(await fs.info()), journal: await fs.journalInfo() };
     printJournalWarnings(info, args.positionals[0]!);

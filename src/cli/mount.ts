@@ -13,7 +13,9 @@ export const USAGE = `usage: ext4kit mount [-o OPTIONS] [-f] IMAGE MOUNTPOINT
   -f            stay in the foreground, log to stderr
   -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL
                 (uid/gid/umask: owner and permission mask shown for every file)
-Permission checks are the kernel's (default_permissions).
+Permission checks are the kernel's (default_permissions). An image ext4kit can read but
+not write (ext2/ext3 block-mapped files, inline-data directories, unsupported features) is
+mounted read-only with a warning.
 example:
   ext4kit mount disk.img /mnt/disk && cp -a ./tree /mnt/disk/ && ext4kit umount /mnt/disk`;
 
@@ -65,12 +67,18 @@ export async function run(argv: string[]): Promise<number> {
   const args = parse(argv);
   if (!args.foreground) return startBackground(argv);
   const notify = process.env.EXT4KIT_MOUNT_NOTIFY === '1' && typeof process.send === 'function';
-  const log = (line: string) => { if (!notify) process.stderr.write(line + '\n'); };
+  // Warnings given before the mount is ready reach the command's stderr (relayed by a background start).
+  const warnings: string[] = [];
+  const log = (line: string) => {
+    if (/: warning: /.test(line)) warnings.push(line);
+    if (!notify) process.stderr.write(line + '\n');
+  };
   let unlock: (() => void) | undefined;
   try {
     checkMountpoint(args.mountpoint);
     unlock = lockImage(args.image, args.mountpoint);
     const fs = await Ext4.open(args.image);
+    for (const w of fs.info().journal?.warnings ?? []) log(`ext4kit: warning: ${args.image}: ${w}`);
     let m: FuseMount;
     try {
       m = await fuseMount(fs, args.mountpoint, {
@@ -86,8 +94,8 @@ export async function run(argv: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     process.on('SIGHUP', stop);
-    log(`ext4kit: ${args.image} mounted on ${args.mountpoint}${args.readOnly ? ' (read-only)' : ''}`);
-    if (notify) { process.send!({ ready: true }); process.disconnect?.(); }
+    log(`ext4kit: ${args.image} mounted on ${args.mountpoint}${m.readOnly ? ' (read-only)' : ''}`);
+    if (notify) { process.send!({ ready: true, warnings }); process.disconnect?.(); }
     await m.closed;
     log(`ext4kit: ${args.mountpoint} unmounted; ${args.image} written back (${m.stats.requests} requests)`);
     return 0;
@@ -110,13 +118,14 @@ async function startBackground(argv: string[]): Promise<number> {
   const child = spawn(process.execPath, [...process.execArgv, script, 'mount', '-f', ...argv], {
     detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'], env: { ...process.env, EXT4KIT_MOUNT_NOTIFY: '1' },
   });
-  const outcome = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
-    child.on('message', (m: { ready?: boolean; error?: string }) => resolve(m));
+  const outcome = await new Promise<{ ready?: boolean; error?: string; warnings?: string[] }>((resolve) => {
+    child.on('message', (m: { ready?: boolean; error?: string; warnings?: string[] }) => resolve(m));
     child.on('exit', (code) => resolve({ error: `server exited with status ${code} before the mount was ready` }));
     child.on('error', (e) => resolve({ error: e.message }));
   });
   if (child.connected) child.disconnect();
   child.unref();
+  for (const w of outcome.warnings ?? []) process.stderr.write(w + '\n');
   if (outcome.ready) return 0;
   process.stderr.write(`ext4kit mount: ${outcome.error}\n`);
   return 1;

@@ -1,5 +1,6 @@
 // Text forms shared by the listing commands (ls, stat, get, check): modes, types, times, names
-// that may not be UTF-8, image paths, device numbers.
+// that may not be UTF-8, image paths, device numbers; the journal-recovery warnings every
+// command that opens an image prints.
 const S_IFMT = 0o170000;
 const TYPE_CHARS: Record<number, string> = {
   0o140000: 's', 0o120000: 'l', 0o100000: '-', 0o060000: 'b', 0o040000: 'd', 0o020000: 'c', 0o010000: 'p',
@@ -90,4 +91,12 @@ export function devMajorMinor(rdev: number): [number, number] {
   const major = ((lo >>> 8) & 0xfff) | ((hi & 0xfffff000) >>> 0);
   const minor = (lo & 0xff) | ((lo >>> 12) & 0xfff00);
   return [major >>> 0, minor >>> 0];
+}
+
+/**
+ * Prints what journal recovery warned about (stale view, fast commits not applied, orphans,
+ * ...) to stderr, one line each: every command that opens an image calls this once.
+ */
+export function printJournalWarnings(info: { journal?: { warnings: readonly string[] } | undefined }, image: string): void {
+  for (const w of info.journal?.warnings ?? []) process.stderr.write(`ext4kit: warning: ${image}: ${w}\n`);
 }

@@ -54,6 +54,11 @@ export class OverlayDevice implements BlockDevice {
     }
   }
 
+  /** Byte offsets of the chunks changed in memory, ascending, and the chunk size (to write a recovered view home). */
+  changedChunks(): { offsetsBytes: number[]; chunkBytes: number } {
+    return { offsetsBytes: [...this.chunks.keys()].sort((a, b) => a - b).map((c) => c * this.chunkBytes), chunkBytes: this.chunkBytes };
+  }
+
   async flush(): Promise<void> {}
   async close(): Promise<void> { this.chunks.clear(); await this.base.close(); }
 }

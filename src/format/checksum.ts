@@ -16,5 +16,13 @@ export function fsCsumSeed(uuid: Uint8Array): number {
 
 /** The per-inode seed: the fs seed extended by le32(inode number) then le32(generation). */
 export function inodeCsumSeed(fsSeed: number, ino: number, generation: number): number {
-  return crc32cUpdate(crc32cUpdate(fsSeed >>> 0, le32(ino)), le32(generation));
+  // One scratch array, not two fresh ones: every inode, extent and directory block write asks.
+  const b = seedScratch;
+  const i = ino >>> 0;
+  const g = generation >>> 0;
+  b[0] = i; b[1] = i >>> 8; b[2] = i >>> 16; b[3] = i >>> 24;
+  b[4] = g; b[5] = g >>> 8; b[6] = g >>> 16; b[7] = g >>> 24;
+  return crc32cUpdate(fsSeed >>> 0, b);
 }
+
+const seedScratch = new Uint8Array(8);

@@ -34,7 +34,9 @@ import { checkInvariants } from './invariants.ts';
 const WRITABLE_INCOMPAT = INCOMPAT.filetype | INCOMPAT.extent | INCOMPAT['64bit'] | INCOMPAT.flex_bg |
   INCOMPAT.metadata_csum_seed | INCOMPAT.large_dir | INCOMPAT.meta_bg;
 const WRITABLE_RO_COMPAT = RO_COMPAT.sparse_super | RO_COMPAT.large_file | RO_COMPAT.huge_file | RO_COMPAT.uninit_bg |
-  RO_COMPAT.dir_nlink | RO_COMPAT.extra_isize | RO_COMPAT.quota | RO_COMPAT.bigalloc | RO_COMPAT.metadata_csum;
+  RO_COMPAT.dir_nlink | RO_COMPAT.extra_isize | RO_COMPAT.quota | RO_COMPAT.bigalloc | RO_COMPAT.metadata_csum |
+  // Orphan-file entries left by a crash: Mount.open releases them (and clears the flag) at once.
+  RO_COMPAT.orphan_present;
 const WRITABLE_COMPAT = COMPAT.has_journal | COMPAT.ext_attr | COMPAT.resize_inode | COMPAT.dir_index |
   COMPAT.orphan_file | COMPAT.sparse_super2 | COMPAT.fast_commit | COMPAT.stable_inodes | COMPAT.dir_prealloc;
 

@@ -1,9 +1,9 @@
 // Name operations on (directory inode, name bytes), as FUSE requests them: lookup, create,
-// mkdir, symlink, link, unlink, rmdir and rename (with RENAME_NOREPLACE / RENAME_EXCHANGE).
+// mkdir, mknod, symlink, link, unlink, rmdir and rename (with RENAME_NOREPLACE / RENAME_EXCHANGE).
 // Each takes the namespace lock, then one handle sized for its kind.
 import { Ext4Error, posixError, corrupt, type Ext4ErrorCode } from '../errors/ext4-error.ts';
-import { RO_COMPAT } from '../format/features.ts';
-import { EXTENTS_FL, INLINE_DATA_FL, S_IFDIR, S_IFREG, S_IFLNK, isDirMode } from '../format/inode.ts';
+import { COMPAT, RO_COMPAT } from '../format/features.ts';
+import { EXTENTS_FL, INLINE_DATA_FL, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, isDirMode } from '../format/inode.ts';
 import { FT_DIR, FT_REG, FT_SYMLINK } from '../format/dirent.ts';
 import type { Handle } from '../journal/transaction.ts';
 import type { Mutex } from '../util/rw-lock.ts';
@@ -18,10 +18,11 @@ import { dirEnv, dirSourceOf, fileMap, treeEnv } from './inode-env.ts';
 import { MAX_FILE_BLOCK } from '../mapping/extent-status.ts';
 import { removeBlocks } from '../mapping/map-blocks.ts';
 import { createInode, evictInode, heldClusters, type Credentials, type IallocCtx } from './ialloc.ts';
-import type { Orphans } from './orphan.ts';
+import { clearOrphanSlot, orphanTestHooks, readOrphanFile, type Orphans } from './orphan.ts';
 import type { NameCache } from './dcache.ts';
 import { checkNewName, fileTypeOf, isDot, isDotDot, ROOT_INO } from './names.ts';
 import { nowTs } from './clock.ts';
+import { encodeDeviceNumber } from '../format/device-number.ts';
 
 export { ROOT_INO } from './names.ts';
 const EXT4_LINK_MAX = 65000;
@@ -203,6 +204,31 @@ export async function symlink(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, t
   });
 }
 
+/** The node types mknod(2) makes besides regular files: FIFOs, sockets, character and block devices. */
+const SPECIAL_TYPES = new Set([S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK]);
+
+/**
+ * mknod(2): a FIFO, socket, character or block device `name` in `dir` (`mode` carries the type;
+ * S_IFREG makes an empty regular file, as mknod(2) does). `rdev` (Linux's dev_t, as in
+ * stat.rdev) is stored for devices only. Such inodes hold no blocks and no extent tree.
+ */
+export async function mknod(ctx: NameiCtx, dir: OpenInode, name: Uint8Array, mode: number, rdev: number, cred: Credentials, at: ErrAt): Promise<OpenInode> {
+  const type = mode & S_IFMT;
+  if (type === S_IFREG || type === 0) return create(ctx, dir, name, mode & 0o7777, cred, { exclusive: true }, at);
+  if (!SPECIAL_TYPES.has(type)) throw fail('EINVAL', at);
+  return ctx.ns.withLock(async () => {
+    checkParent(dir, name, at);
+    if (await lookup(ctx, dir, name)) throw fail('EEXIST', at);
+    return ctx.jbd.withHandle(creditsFor('create', ctx.vol), async (h) => {
+      const oi = await createInode(ctx, h, dir, type | (mode & 0o7777), cred);
+      if (type === S_IFCHR || type === S_IFBLK) encodeDeviceNumber(oi.inode.iBlock, rdev);
+      ctx.icache.markDirty(oi);
+      await addEntry(ctx, h, dir, name, oi.ino, fileTypeOf(type));
+      return oi;
+    });
+  });
+}
+
 export async function link(ctx: NameiCtx, src: OpenInode, dir: OpenInode, name: Uint8Array, at: ErrAt): Promise<void> {
   await ctx.ns.withLock(async () => {
     // The new name is looked up first (ENOENT, ENOTDIR, EEXIST), then the source judged (EPERM), as the kernel does.
@@ -359,13 +385,35 @@ export async function releaseOrphan(ctx: NameiCtx, oi: OpenInode): Promise<void>
 
 
 /**
- * Releases the orphans a crash left on the superblock's list (s_last_orphan, next = i_dtime),
- * after journal replay: an unlinked inode is freed, a linked one loses its blocks past i_size
- * (journal.md §2.7). Returns how many were released. A list leaving the valid inode range or
- * looping is EUCLEAN.
+ * Releases one orphan a crash left, in handle `h`, as a kernel mount does: an unlinked inode is
+ * freed, a linked one loses its blocks past i_size (journal.md §2.7). An orphan entry naming an
+ * unused inode is EUCLEAN.
+ */
+async function releaseCrashOrphan(ctx: NameiCtx, h: Handle, oi: OpenInode): Promise<void> {
+  const { geo } = ctx.vol;
+  if (oi.inode.mode === 0) throw corrupt('orphan-unused-inode', `orphan entry names unused inode ${oi.ino}`, { inode: oi.ino });
+  if (oi.inode.linksCount === 0) {
+    await evictInode(ctx, h, oi);
+  } else {
+    const firstGone = Math.ceil(oi.inode.sizeBytes / geo.blockSize);
+    if (oi.inode.flags & EXTENTS_FL && firstGone <= MAX_FILE_BLOCK) {
+      await oi.data.withWrite(() => removeBlocks(fileMap(ctx, oi), h, firstGone, MAX_FILE_BLOCK));
+    }
+    oi.inode.dtime = 0;
+    ctx.icache.markDirty(oi);
+  }
+}
+
+/**
+ * Releases the orphans a crash left on the superblock's list (s_last_orphan, next = i_dtime)
+ * and in the orphan file, after journal replay (journal.md §2.7): see releaseCrashOrphan.
+ * Returns how many were released. A list leaving the valid inode range or looping, or a damaged
+ * orphan file, is EUCLEAN/EBADMSG (the orphan file is checked whole before anything changes).
  */
 export async function releaseOrphanList(ctx: NameiCtx): Promise<number> {
   const { sb, geo } = ctx.vol;
+  const orphanFile = sb.featureCompat & COMPAT.orphan_file && sb.featureRoCompat & RO_COMPAT.orphan_present
+    ? await readOrphanFile(ctx.vol) : [];
   let count = 0;
   const seen = new Set<number>();
   while (sb.lastOrphan !== 0) {
@@ -378,18 +426,27 @@ export async function releaseOrphanList(ctx: NameiCtx): Promise<number> {
     await ctx.ns.withLock(() => ctx.jbd.withHandle(creditsFor('evict', ctx.vol, heldClusters(ctx, oi)), async (h) => {
       sb.lastOrphan = oi.inode.dtime;
       await ctx.jbd.writeSuperblock(h);
-      if (oi.inode.linksCount === 0) {
-        await evictInode(ctx, h, oi);
-      } else {
-        const firstGone = Math.ceil(oi.inode.sizeBytes / geo.blockSize);
-        if (oi.inode.flags & EXTENTS_FL && firstGone <= MAX_FILE_BLOCK) {
-          await oi.data.withWrite(() => removeBlocks(fileMap(ctx, oi), h, firstGone, MAX_FILE_BLOCK));
-        }
-        oi.inode.dtime = 0;
-        ctx.icache.markDirty(oi);
-      }
+      await releaseCrashOrphan(ctx, h, oi);
     }));
     count++;
+  }
+  for (const block of orphanFile) {
+    for (const { slot, ino } of block.entries) {
+      if (seen.has(ino)) throw corrupt('orphan-file-entry', `inode ${ino} is both on the orphan list and in the orphan file`, { inode: ino });
+      seen.add(ino);
+      const oi = await ctx.icache.get(ino);
+      await ctx.ns.withLock(() => ctx.jbd.withHandle(creditsFor('evict', ctx.vol, heldClusters(ctx, oi)) + 1, async (h) => {
+        await clearOrphanSlot(ctx.vol, h, block.fsBlock, slot);
+        if (!orphanTestHooks.slotsOnly) await releaseCrashOrphan(ctx, h, oi);
+      }));
+      count++;
+    }
+  }
+  if (sb.featureRoCompat & RO_COMPAT.orphan_present) {
+    await ctx.jbd.withHandle(1, async (h) => {
+      sb.featureRoCompat &= ~RO_COMPAT.orphan_present;
+      await ctx.jbd.writeSuperblock(h);
+    });
   }
   return count;
 }

@@ -12,6 +12,8 @@ export interface DirListing {
   nameBytes: Uint8Array;
   /** DT_* type. */
   type: number;
+  /** Where a listing resumes after this entry (stable across inserts and deletes). */
+  cookie: number;
 }
 
 /** SETATTR changes, each present only when the kernel asked for it. */
@@ -42,8 +44,11 @@ export interface FuseBackend {
   readlink(ino: number): Promise<Uint8Array>;
 
   opendir(ino: number): Promise<number>;
-  /** Entries from cookie on ('.' and '..' included); each entry's cookie is its index + 1. */
-  readdir(fh: number, cookie: number): Promise<readonly DirListing[]>;
+  /**
+   * About `maxEntries` entries after `cookie` (0: from the start, '.' and '..' included), in
+   * cookie order; a run of entries with equal cookies is never split across calls.
+   */
+  readdir(fh: number, cookie: number, maxEntries: number): Promise<readonly DirListing[]>;
   releasedir(fh: number): Promise<void>;
   /** READDIRPLUS: the lookup reply of one listed entry (counted like LOOKUP). */
   lookupListed(dirIno: number, entry: DirListing): Promise<{ attr: NodeAttr; generation: number }>;

@@ -15,13 +15,13 @@ import { read as readFile, write as writeFile, truncate as truncateFile, falloca
 import { fsync } from '../fs/fsync.ts';
 import { setattr as setAttrs } from '../fs/attr.ts';
 import { readXattrs, setXattr } from '../fs/xattr.ts';
-import { dirSourceOf, fileMap } from '../fs/inode-env.ts';
+import { fileMap } from '../fs/inode-env.ts';
 import { InodeData } from '../fs/readpage.ts';
 import type { Volume } from '../fs/volume.ts';
-import { listDirectory } from '../dir/dir-read.ts';
+import type { Mount } from '../fs/mount.ts';
 import { lookupRange } from '../mapping/map-blocks.ts';
 import { deviceNumber } from '../api/stats.ts';
-import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_ISGID } from '../format/inode.ts';
+import { isDirMode, isSymlinkMode, S_IFMT, S_IFREG, S_IFDIR, S_IFCHR, S_IFBLK, S_ISGID, type Inode } from '../format/inode.ts';
 import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
@@ -32,14 +32,32 @@ const ROOT_INO = 2;
 const O_ACCMODE = 3;
 const O_EXCL = 0o200;
 /** ext4 dirent file type → DT_*. */
-const DT_OF_FT = [0, 8, 4, 2, 6, 1, 12, 10];
+export const DT_OF_FT: readonly number[] = [0, 8, 4, 2, 6, 1, 12, 10];
+
+/** Owner and permission mask shown for every inode (mount options uid=, gid=, umask=). */
+export interface ShownOwner { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined }
+
+/** The attributes the kernel is given for an inode; `extra512` adds delayed allocations to st_blocks. */
+export function inodeAttr(ino: number, inode: Inode, blockSize: number, extra512: number, shown: ShownOwner): NodeAttr {
+  const t = (x: { sec: number; nsec: number } | undefined) => x ?? { sec: 0, nsec: 0 };
+  const fmt = inode.mode & S_IFMT;
+  return {
+    ino, sizeBytes: inode.sizeBytes, blocks512: inode.blocks512 + extra512,
+    atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
+    mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
+    ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
+    mode: shown.umask === undefined ? inode.mode : inode.mode & ~shown.umask,
+    nlink: inode.linksCount, uid: shown.uid ?? inode.uid, gid: shown.gid ?? inode.gid,
+    rdev: fmt === S_IFCHR || fmt === S_IFBLK ? deviceNumber(inode) : 0, blksizeBytes: blockSize,
+  };
+}
 
 interface FileHandle { oi: OpenInode; flags: number }
-interface DirHandle { ino: number; entries: DirListing[] | undefined }
+interface DirHandle { ino: number }
 
 /** The engine objects behind a public Ext4 instance (until the inode-level API is public). */
-function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume } {
-  return ext4 as unknown as { fs: Filesystem | undefined; vol: Volume };
+function engineOf(ext4: Ext4): { fs: Filesystem | undefined; vol: Volume; mount: Mount } {
+  return ext4 as unknown as { fs: Filesystem | undefined; vol: Volume; mount: Mount };
 }
 
 export class Ext4Backend implements FuseBackend {
@@ -59,7 +77,7 @@ export class Ext4Backend implements FuseBackend {
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
 
-  private readonly shown: { uid?: number | undefined; gid?: number | undefined; umask?: number | undefined };
+  private readonly shown: ShownOwner;
 
   constructor(private readonly ext4: Ext4, opts: { readOnly?: boolean; uid?: number | undefined; gid?: number | undefined; umask?: number | undefined } = {}) {
     this.shown = { uid: opts.uid, gid: opts.gid, umask: opts.umask };
@@ -82,20 +100,8 @@ export class Ext4Backend implements FuseBackend {
   }
 
   attrOf(oi: OpenInode): NodeAttr {
-    const { inode } = oi;
     const geo = engineOf(this.ext4).vol.geo;
-    const delayed512 = oi.state.reservation.reservedClusters * geo.clusterSize / 512;
-    const t = (x: { sec: number; nsec: number } | undefined) => x ?? { sec: 0, nsec: 0 };
-    const fmt = inode.mode & S_IFMT;
-    return {
-      ino: oi.ino, sizeBytes: inode.sizeBytes, blocks512: inode.blocks512 + delayed512,
-      atimeSec: t(inode.atime).sec, atimeNsec: t(inode.atime).nsec,
-      mtimeSec: t(inode.mtime).sec, mtimeNsec: t(inode.mtime).nsec,
-      ctimeSec: t(inode.ctime).sec, ctimeNsec: t(inode.ctime).nsec,
-      mode: this.shown.umask === undefined ? inode.mode : inode.mode & ~this.shown.umask,
-      nlink: inode.linksCount, uid: this.shown.uid ?? inode.uid, gid: this.shown.gid ?? inode.gid,
-      rdev: fmt === 0x2000 || fmt === 0x6000 ? deviceNumber(inode) : 0, blksizeBytes: geo.blockSize,
-    };
+    return inodeAttr(oi.ino, oi.inode, geo.blockSize, oi.state.reservation.reservedClusters * geo.clusterSize / 512, this.shown);
   }
 
   /** Counts one kernel lookup of `oi`. */
@@ -227,25 +233,15 @@ export class Ext4Backend implements FuseBackend {
     const oi = await this.inode(ino);
     if (!isDirMode(oi.inode.mode)) throw posixError('ENOTDIR', 'opendir');
     const fh = this.nextFh++;
-    this.dirs.set(fh, { ino, entries: undefined });
+    this.dirs.set(fh, { ino });
     return fh;
   }
 
-  async readdir(fh: number, cookie: number): Promise<readonly DirListing[]> {
+  async readdir(fh: number, cookie: number, maxEntries: number): Promise<readonly DirListing[]> {
     const h = this.dirs.get(fh);
     if (!h) throw posixError('EBADF', 'readdir');
-    // A listing is taken at the first read (and again on rewind): cookies index into it.
-    if (cookie === 0 || !h.entries) {
-      const oi = await this.inode(h.ino);
-      const entries: DirListing[] = [];
-      await oi.data.withRead(async () => {
-        for await (const e of listDirectory(dirSourceOf(this.fs, oi))) {
-          entries.push({ ino: e.ino, nameBytes: e.name.slice(), type: DT_OF_FT[e.fileType] ?? 0 });
-        }
-      });
-      h.entries = entries;
-    }
-    return h.entries.slice(cookie);
+    const page = await engineOf(this.ext4).mount.readdirFrom(await this.inode(h.ino), cookie, maxEntries);
+    return page.entries.map((e) => ({ ino: e.ino, nameBytes: e.name, type: DT_OF_FT[e.fileType] ?? 0, cookie: e.cookie }));
   }
 
   async releasedir(fh: number): Promise<void> {
@@ -356,11 +352,10 @@ export class Ext4Backend implements FuseBackend {
     return e;
   }
 
-  async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, _rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
+  async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    if ((mode & S_IFMT) !== S_IFREG) throw new Ext4Error('EPERM', 'EPERM: device, FIFO and socket nodes are not supported by the engine yet');
     const owner = await this.newOwner(parentIno, caller, mode);
-    await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: true }, { syscall: 'mknod' });
+    await namei.mknod(this.fs, await this.inode(parentIno), nameBytes, owner.mode, rdev, owner.cred, { syscall: 'mknod' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 

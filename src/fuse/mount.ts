@@ -5,7 +5,9 @@ import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import type { Ext4 } from '../api/ext4.ts';
+import type { Mount } from '../fs/mount.ts';
 import { Ext4Backend } from './ext4-backend.ts';
+import { ReadOnlyBackend } from './ro-backend.ts';
 import type { FuseBackend } from './backend.ts';
 import { FuseSession, type SessionStats } from './session.ts';
 import { FuseDevice, MountError, unmountPath } from './transport.ts';
@@ -36,6 +38,10 @@ export interface FuseMountOptions {
 
 export interface FuseMount {
   readonly mountpoint: string;
+  /** Served read-only: asked for, or because ext4kit cannot write this image (see readOnlyReason). */
+  readonly readOnly: boolean;
+  /** Why ext4kit cannot write the image (it is then served read-only even without readOnly). */
+  readonly readOnlyReason: string | undefined;
   readonly stats: SessionStats;
   /** Settles when the connection has ended and the filesystem is closed (rejects if closing failed). */
   readonly closed: Promise<void>;
@@ -86,13 +92,22 @@ async function raiseReadahead(dir: string, log: (line: string) => void): Promise
  */
 export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}): Promise<FuseMount> {
   checkMountpoint(dir);
-  const engine = new Ext4Backend(ext4, { readOnly: opts.readOnly ?? false, uid: opts.uid, gid: opts.gid, umask: opts.umask });
+  const log = opts.log ?? (() => undefined);
+  // An image ext4kit can open but not write (block-mapped files, inline-data directories,
+  // features the writer refuses) is served read-only, with one warning, as fuse2fs does.
+  const engineMount = (ext4 as unknown as { mount: Mount }).mount;
+  const readOnlyReason = engineMount.readOnly ? engineMount.readOnlyReason : undefined;
+  const readOnly = (opts.readOnly ?? false) || readOnlyReason !== undefined;
+  if (readOnlyReason !== undefined && !opts.readOnly) {
+    log(`ext4kit mount: warning: ${opts.source ?? 'the image'} cannot be written by ext4kit (${readOnlyReason}); mounted read-only`);
+  }
+  const shown = { uid: opts.uid, gid: opts.gid, umask: opts.umask };
+  const engine = readOnlyReason !== undefined ? new ReadOnlyBackend(ext4, shown) : new Ext4Backend(ext4, { readOnly, ...shown });
   const backend = opts.wrapBackend ? opts.wrapBackend(engine) : engine;
   const device = await FuseDevice.mount(dir, {
-    source: opts.source ?? 'ext4kit', readOnly: opts.readOnly ?? false, allowOther: opts.allowOther ?? false,
+    source: opts.source ?? 'ext4kit', readOnly, allowOther: opts.allowOther ?? false,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
   });
-  const log = opts.log ?? (() => undefined);
   const session = new FuseSession(backend, (r) => device.reply(r), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
   let finish!: () => void;
   const gone = new Promise<void>((resolve) => { finish = resolve; });
@@ -127,6 +142,8 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
   closed.catch(() => undefined);
   return {
     mountpoint: dir,
+    readOnly,
+    readOnlyReason,
     stats: session.stats,
     closed,
     unmount: async () => {

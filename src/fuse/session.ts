@@ -276,15 +276,28 @@ export class FuseSession {
 
   private async readdir(ino: number, body: Uint8Array, plus: boolean): Promise<Uint8Array> {
     const r = decodeReadIn(body);
-    const listing = await this.backend.readdir(r.fh, r.offset);
-    const out: Array<DirentOut & { entry?: { nodeId: number; generation: number; attr: NodeAttr } }> = [];
+    // Smallest records: 32 bytes (a name of up to 8 bytes), 160 with READDIRPLUS's entry_out.
+    const listing = await this.backend.readdir(r.fh, r.offset, Math.max(1, Math.floor(r.sizeBytes / (plus ? 160 : 32))));
+    const fits: DirentOut[] = [];
     let used = 0;
-    for (let i = 0; i < listing.length; i++) {
-      const e = listing[i]!;
-      const d: DirentOut = { ino: e.ino, nextCookie: r.offset + i + 1, nameBytes: e.nameBytes, type: e.type };
+    for (const e of listing) {
+      const d: DirentOut = { ino: e.ino, nextCookie: e.cookie, nameBytes: e.nameBytes, type: e.type };
       const n = direntBytes(d, plus);
       if (used + n > r.sizeBytes) break;
       used += n;
+      fits.push(d);
+    }
+    // Entries sharing a cookie go in one reply: resuming from that cookie would skip the rest.
+    if (fits.length < listing.length && fits.length > 0) {
+      const cut = listing[fits.length]!.cookie;
+      let n = fits.length;
+      while (n > 0 && fits[n - 1]!.nextCookie === cut) n--;
+      if (n > 0) fits.length = n;
+    }
+    const out: Array<DirentOut & { entry?: { nodeId: number; generation: number; attr: NodeAttr } }> = [];
+    for (let i = 0; i < fits.length; i++) {
+      const d = fits[i]!;
+      const e = listing[i]!;
       const dot = (e.nameBytes.length === 1 && e.nameBytes[0] === 0x2e) || (e.nameBytes.length === 2 && e.nameBytes[0] === 0x2e && e.nameBytes[1] === 0x2e);
       if (plus && !dot) {
         try {

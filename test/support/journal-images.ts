@@ -152,3 +152,27 @@ d=os.open('${mnt}', os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x02\\0\\0\\0')`
   });
   return img;
 }
+
+/**
+ * A fast_commit image (4 KiB blocks) whose fast-commit area holds, after one full commit: a new
+ * file written and fsynced, an append to an older file, a new directory with a file in it, a
+ * hard link and an unlink (each followed by an fsync), then EXT4_IOC_SHUTDOWN with NOLOGFLUSH.
+ */
+export async function kernelFastCommitMixedImage(): Promise<string> {
+  const img = await makeImage({ blockSize: 4096, sizeBytes: 32 << 20, features: 'fast_commit', type: 'ext4' });
+  await withLoopMount(img, async (mnt) => {
+    await mkdir(join(mnt, 'd'));
+    await writeFile(join(mnt, 'd/old'), 'a\n');
+    await runTool('sync', ['-f', mnt]);
+    const py = `import os,fcntl
+m='${mnt}'
+fd=os.open(m+'/d/new', os.O_CREAT|os.O_WRONLY); os.write(fd, b'fsynced data\\n'*100); os.fsync(fd); os.close(fd)
+fd=os.open(m+'/d/old', os.O_WRONLY|os.O_APPEND); os.write(fd, b'more\\n'); os.fsync(fd); os.close(fd)
+os.mkdir(m+'/d/sub'); fd=os.open(m+'/d/sub/x', os.O_CREAT|os.O_WRONLY); os.write(fd, b'x'*10000); os.fsync(fd); os.close(fd)
+os.link(m+'/d/new', m+'/d/newlink'); os.unlink(m+'/d/old'); fd=os.open(m+'/d/newlink', os.O_WRONLY); os.fsync(fd); os.close(fd)
+d=os.open(m, os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x02\\0\\0\\0')`;
+    const r = await runTool('python3', ['-c', py]);
+    if (r.exitCode !== 0) throw new Error(`fast-commit workload failed: ${r.stderr}`);
+  });
+  return img;
+}

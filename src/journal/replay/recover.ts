@@ -21,7 +21,7 @@ import { u16, u32, setU16, setU32, hi32 } from '../../util/bytes.ts';
 import { descriptorBlock, geometryOf, type Geometry } from '../../layout/geometry.ts';
 import { mapJournalInode, journalOwns, journalBlockToFs, type JournalMap } from './journal-inode.ts';
 import { scanLog, collectRevokes, planReplay, type ReadJournalBlock, type ScanResult } from './passes.ts';
-import { fastCommitBlocksFor } from './fast-commit.ts';
+import { readFastCommits, type FastCommitArea, type FcRecord } from './fast-commit.ts';
 import { emptyReport, type JournalReport, type JournalSummary } from './report.ts';
 
 export type RecoverMode = 'overlay' | 'write';
@@ -30,6 +30,12 @@ export interface RecoverResult {
   /** The device to mount: the input device, or an overlay holding the recovered view. */
   device: BlockDevice;
   report: JournalReport;
+  /**
+   * Fast commits for the mount to apply on `device` (an overlay holding the full replay):
+   * then, when `writeBack` is set (a writable open), to write the result to it, the journal
+   * superblock's chunk (at `jsbOffsetBytes`) last.
+   */
+  fastCommit?: { records: FcRecord[]; writeBack: BlockDevice | undefined; jsbOffsetBytes: number };
 }
 
 const SB_STATE_VALID = 0x1;
@@ -122,8 +128,14 @@ async function recover(device: BlockDevice, requested: RecoverMode, describe: bo
     report.endTid = scan.endTid;
     report.headBlock = scan.headBlock;
   }
-  const fcUsed = await fastCommitBlocksFor(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0)).catch(() => 0);
-  report.summary.fastCommitBlocksUsed = fcUsed;
+  let fc: FastCommitArea;
+  try {
+    fc = await readFastCommits(read, jsb, scan?.endTid ?? ((jsb.sequence + 1) >>> 0), { inodesCount: geo.inodesCount, blocksCount: geo.blocksCount, inodeSize: geo.inodeSize });
+  } catch (e) {
+    return fail(e);
+  }
+  report.summary.fastCommitBlocksUsed = fc.blocksUsed;
+  const fcUsed = fc.commits > 0 ? fc.blocksUsed : 0;
 
   if (!recover && jsb.errno !== 0) {
     // An aborted journal with nothing to replay: the filesystem has errors (e2fsck and Linux
@@ -146,7 +158,12 @@ async function recover(device: BlockDevice, requested: RecoverMode, describe: bo
     }
     return unchanged;
   }
-  if (fcUsed > 0) {
+  // Fast commits are applied by the mount (fs/fast-commit-replay.ts) on top of the full replay,
+  // which then goes to an overlay first even for a writable open; the mount writes the result
+  // home. Not on bigalloc or quota filesystems (the replay does not keep their accounting).
+  const fcApplicable = fcUsed > 0 && scan !== undefined &&
+    !(sb.featureRoCompat & (RO_COMPAT.bigalloc | RO_COMPAT.quota)) && !(sb.featureIncompat & INCOMPAT.inline_data);
+  if (fcUsed > 0 && !fcApplicable) {
     report.fastCommitNotApplied = true;
     if (mode === 'write') {
       throw unsupported('jbd2-fast-commit', 'journal holds fast commits, which ext4kit cannot replay: open read-only, or replay with e2fsck or a kernel mount');
@@ -154,20 +171,29 @@ async function recover(device: BlockDevice, requested: RecoverMode, describe: bo
     report.warnings.push(`journal holds ${fcUsed} fast-commit block(s) that were not applied: the read-only view lacks the last fsync'd changes (e2fsck or a kernel mount replays them)`);
   }
   let target: BlockDevice = device;
-  if (mode === 'overlay' || device.readOnly) target = new OverlayDevice(device, Math.max(geo.blockSize, 4096));
+  if (mode === 'overlay' || device.readOnly || fcApplicable) target = new OverlayDevice(device, overlayChunkBytes(geo.blockSize));
   try {
     const errorsFound = scan ? await replay(read, scan, jsb, jmap, geo, report, target, mode) : false;
     await finishRecovery(target, geo, jmap, jsb, sb, scan, errorsFound);
   } catch (e) {
     return fail(e);
   }
-  report.applied = target === device ? 'on-disk' : 'in-memory';
+  report.applied = target === device || (fcApplicable && mode === 'write' && !device.readOnly) ? 'on-disk' : 'in-memory';
   const after = decodeSuperblock(await target.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE));
   if (after.lastOrphan !== 0 || after.featureRoCompat & RO_COMPAT.orphan_present) {
-    report.orphansPending = true;
-    if (report.applied === 'in-memory') report.warnings.push('orphan inodes (unlinked or truncated while open) are still allocated in the read-only view; a writable open releases them');
+    report.orphansPending = true; // the mount releases them (into memory when read-only)
+  }
+  if (fcApplicable) {
+    report.fastCommits = fc.commits;
+    const writeBack = mode === 'write' && !device.readOnly ? device : undefined;
+    return { device: target, report, fastCommit: { records: fc.records, writeBack, jsbOffsetBytes: journalBlockToFs(jmap, 0) * geo.blockSize } };
   }
   return { device: target, report };
+}
+
+/** Chunk size of recovery overlays (the mount stacks its own on top with the same size). */
+function overlayChunkBytes(blockSize: number): number {
+  return Math.max(blockSize, 4096);
 }
 
 function summarize(jsb: JournalSuperblock, jmap: JournalMap, geo: Geometry): JournalSummary {
@@ -203,21 +229,10 @@ async function replay(read: ReadJournalBlock, scan: ScanResult, jsb: JournalSupe
     }
     report.warnings.push(`${what}; the filesystem is marked as having errors in the read-only view`);
   }
-  if (mode === 'write' && await orphanFileInUse(target, geo, plan.blocks)) {
-    throw unsupported('orphan-file', 'the replayed filesystem has entries in its orphan file, which ext4kit cannot release yet: open read-only, or recover with e2fsck or a kernel mount');
-  }
   const sorted = [...plan.blocks.keys()].sort((a, b) => a - b);
   for (const b of sorted) await target.write(b * geo.blockSize, plan.blocks.get(b)!);
   await target.flush();
   return errors;
-}
-
-/** Whether the superblock as replayed (the logged copy if there is one) has RO_COMPAT orphan_present. */
-async function orphanFileInUse(device: BlockDevice, geo: Geometry, blocks: Map<number, Uint8Array>): Promise<boolean> {
-  const sbBlock = geo.blockSize === 1024 ? 1 : 0;
-  const logged = blocks.get(sbBlock);
-  const raw = logged ? logged.subarray(SUPERBLOCK_OFFSET - sbBlock * geo.blockSize) : await device.read(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE);
-  return (u32(raw, 0x64) & RO_COMPAT.orphan_present) !== 0;
 }
 
 async function writeJournalSuperblock(device: BlockDevice, geo: Geometry, jmap: JournalMap, jsb: JournalSuperblock): Promise<void> {

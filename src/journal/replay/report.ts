@@ -42,6 +42,8 @@ export interface JournalReport {
   tagChecksumErrors: number[];
   /** Fast-commit data exists for the transaction after the log and was not applied. */
   fastCommitNotApplied: boolean;
+  /** Fast commits (each closed by a valid TAIL) applied after the full replay. */
+  fastCommits: number;
   /** Orphans on the superblock's list after the replay (a writable open releases them). */
   orphansPending: boolean;
   /** Orphans a writable open released after the replay. */
@@ -55,6 +57,6 @@ export function emptyReport(): JournalReport {
   return {
     summary: undefined, needsRecovery: false, applied: 'none', transactions: 0, startTid: undefined, endTid: undefined, headBlock: undefined,
     replayedBlocks: 0, revokeRecords: 0, revokedCopies: 0, failedCommitTid: undefined, tagChecksumErrors: [],
-    fastCommitNotApplied: false, orphansPending: false, orphansReleased: 0, error: undefined, warnings: [],
+    fastCommitNotApplied: false, fastCommits: 0, orphansPending: false, orphansReleased: 0, error: undefined, warnings: [],
   };
 }

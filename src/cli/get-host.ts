@@ -1,0 +1,49 @@
+// Host-side helpers of `ext4kit get`: times as libuv and touch(1) take them, setfattr's path
+// quoting, paths as command arguments, and running those tools.
+import { spawn } from 'node:child_process';
+
+const NS = 1_000_000_000n;
+
+/** Seconds as a double that libuv turns into exactly the intended microsecond. */
+export function timeArg(ns: bigint): number {
+  let sec = ns / NS;
+  let frac = ns % NS;
+  if (frac < 0n) {
+    frac += NS;
+    sec -= 1n;
+  }
+  const usec = frac / 1000n;
+  return Number(sec) + (Number(usec) * 1000 + 500) / 1e9;
+}
+
+export function touchTime(ns: bigint): string {
+  const neg = ns < 0n;
+  const abs = neg ? -ns : ns;
+  return `@${neg ? '-' : ''}${abs / NS}.${String(abs % NS).padStart(9, '0')}`;
+}
+
+/** setfattr's path quoting: whitespace, '=', '\\' and non-printable bytes as \ooo. */
+export function quoteAttrPath(p: Buffer): string {
+  let s = '';
+  for (const b of p) s += b <= 0x20 || b >= 0x7f || b === 0x3d || b === 0x5c ? '\\' + b.toString(8).padStart(3, '0') : String.fromCharCode(b);
+  return s;
+}
+
+export function asArg(p: Buffer): string | undefined {
+  const s = p.toString('utf8');
+  return Buffer.from(s, 'utf8').equals(p) ? s : undefined;
+}
+
+export function runTool(cmd: string, args: string[], input?: string): Promise<{ ok: boolean; missing: boolean; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      if (stderr.length < 4096) stderr += b.toString();
+    });
+    child.on('error', (e: NodeJS.ErrnoException) => resolvePromise({ ok: false, missing: e.code === 'ENOENT', stderr: e.message }));
+    child.on('close', (code) => resolvePromise({ ok: code === 0, missing: false, stderr: stderr.trim() }));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
