@@ -218,8 +218,8 @@ export async function openLog(vol: Volume): Promise<Jbd2Log | undefined> {
   const log = await Jbd2Log.open(vol.device, {
     blockSize: geo.blockSize, lengthBlocks: jmap.countBlocks, map, uuid: sb.uuid, metadataCsum: geo.metadataCsum,
     bit64: (sb.featureIncompat & INCOMPAT['64bit']) !== 0,
+    // Committed blocks not yet checkpointed are read from the cache, not from their stale homes.
+    cache: vol.cache,
   });
-  // Committed blocks not yet checkpointed are read from the cache, not from their stale homes.
-  log.cache = vol.cache;
   return log;
 }

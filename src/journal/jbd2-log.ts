@@ -90,8 +90,6 @@ export class Jbd2Log implements CommitSink {
   private readonly pending = new Map<number, Uint8Array>();
   /** Commits and checkpoints run one at a time. */
   private serial: Promise<void> = Promise.resolve();
-  /** Where the journal pinned committed copies; unpinned here once home (or revoked). */
-  cache: BlockCache | undefined;
   readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0, checkpoints: 0, homeBlocks: 0 };
   /**
    * Test hook: a deliberately broken commit protocol, to show the crash harness catches it.
@@ -107,6 +105,8 @@ export class Jbd2Log implements CommitSink {
     private readonly jsb: JournalSuperblock,
     /** fs block of each journal block. */
     private readonly map: Float64Array,
+    /** Where the journal pinned committed copies; unpinned here once home (or revoked). */
+    private readonly cache: BlockCache,
   ) {
     // A log left non-empty with needs_recovery clear is discarded, as Linux does; the jump in
     // tid keeps its old blocks from ever matching the sequence recovery expects.
@@ -119,7 +119,7 @@ export class Jbd2Log implements CommitSink {
    * journal inode's mapping, which the caller has checked covers `lengthBlocks`).
    */
   static async open(device: BlockDevice, opts: {
-    blockSize: number; lengthBlocks: number; map: Float64Array; uuid: Uint8Array; metadataCsum: boolean; bit64: boolean;
+    blockSize: number; lengthBlocks: number; map: Float64Array; uuid: Uint8Array; metadataCsum: boolean; bit64: boolean; cache: BlockCache;
   }): Promise<Jbd2Log> {
     const where = { structure: 'journal superblock', block: opts.map[0] };
     const raw = await device.read(opts.map[0]! * opts.blockSize, JBD2_SUPERBLOCK_SIZE);
@@ -129,7 +129,7 @@ export class Jbd2Log implements CommitSink {
     }
     if (jsb.nrUsers > 1) throw new Ext4Error('ENOTSUP', `journal shared by ${jsb.nrUsers} filesystems`, { detail: 'jbd2-users' });
     const fmt: LogFormat = { blockSize: opts.blockSize, csumV3: opts.metadataCsum, bit64: opts.bit64, uuid: opts.uuid.slice(0, 16) };
-    return new Jbd2Log(device, fmt, jsb, opts.map);
+    return new Jbd2Log(device, fmt, jsb, opts.map, opts.cache);
   }
 
   /** Log blocks: [first, maxLen) (fast-commit blocks are given back to the log). */
@@ -262,7 +262,7 @@ export class Jbd2Log implements CommitSink {
 
   private unpinPending(block: number): void {
     const bytes = this.pending.get(block);
-    if (bytes) this.cache?.unpin(block, bytes);
+    if (bytes) this.cache.unpin(block, bytes);
   }
 
   /**
@@ -275,7 +275,7 @@ export class Jbd2Log implements CommitSink {
     await writeHome(this.device, this.fmt.blockSize, blocks);
     await this.flush();
     for (const b of blocks) {
-      this.cache?.unpin(b.block, b.bytes);
+      this.cache.unpin(b.block, b.bytes);
       if (this.pending.get(b.block) === b.bytes) this.pending.delete(b.block);
     }
     this.liveTransactions = 0;
