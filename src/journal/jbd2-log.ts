@@ -215,9 +215,10 @@ export class Jbd2Log implements CommitSink {
     }
     if (this.brokenForTest === 'home-first') await writeHome(this.device, fmt.blockSize, snap.blocks);
     // No wrap inside a transaction: when the rest of the log is too short, every committed
-    // transaction goes home first (and is flushed), and the log starts over at s_first. Too
-    // many pinned blocks also checkpoint (memory).
-    const wrap = this.head + need > this.jsb.maxLen;
+    // transaction goes home first (and is flushed), and the log starts over at s_first. The log
+    // is never filled to its last block (as jbd2 keeps free space): a scan of a completely full
+    // log would come round to its start. Too many pinned blocks also checkpoint (memory).
+    const wrap = this.head + need >= this.jsb.maxLen;
     if (wrap || this.pending.size + snap.blocks.length > MAX_PINNED_BLOCKS) await this.checkpointNow();
     if (wrap) {
       // The log superblock must stop naming the old transactions before their blocks are
