@@ -95,9 +95,11 @@ export class Jbd2Log implements CommitSink {
    * Test hook: a deliberately broken commit protocol, to show the crash harness catches it.
    * 'home-first' writes blocks home before the log; 'no-commit-flush' skips the flush between
    * the log copies and the commit block; 'early-checkpoint' writes blocks home after their log
-   * copies but before the commit block is durable; 'no-revoke' writes no revoke records.
+   * copies but before the commit block is durable; 'no-revoke' writes no revoke records;
+   * 'wrap-no-jsb-flush' restarts the log over old transactions before the log superblock that
+   * stops naming them is durable.
    */
-  brokenForTest: 'home-first' | 'no-commit-flush' | 'early-checkpoint' | 'no-revoke' | undefined;
+  brokenForTest: 'home-first' | 'no-commit-flush' | 'early-checkpoint' | 'no-revoke' | 'wrap-no-jsb-flush' | undefined;
 
   private constructor(
     private readonly device: BlockDevice,
@@ -225,7 +227,7 @@ export class Jbd2Log implements CommitSink {
       // overwritten (a torn overwrite would otherwise be replayed as theirs).
       this.head = this.jsb.first;
       await this.writeJsb(this.head);
-      await this.flush();
+      if (this.brokenForTest !== 'wrap-no-jsb-flush') await this.flush();
     }
     // (The journal pinned the blocks in the cache at its snapshot; a revoked block's older
     // pending copy is dropped.)
