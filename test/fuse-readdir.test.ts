@@ -4,13 +4,14 @@
 // every entry that stayed exactly once (READDIR and READDIRPLUS both resume from cookies).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ext4, MemoryDevice } from '../src/node.ts';
 import { dirSource } from '../src/fs/dir-source.ts';
-import { readdirFrom, linearHashVersion } from '../src/fs/readdir.ts';
+import { readdirFrom, linearHashVersion, LinearListings } from '../src/fs/readdir.ts';
 import type { Volume } from '../src/fs/volume.ts';
-import { e2fsck } from './support/oracles.ts';
-import { cleanupTemp, tmpImagePath } from './support/images.ts';
+import { e2fsck, haveCommand } from './support/oracles.ts';
+import { cleanupTemp, tmpDirPath, tmpImagePath } from './support/images.ts';
 import { fuseSkipReason, shOk, withFuse } from './fuse-support.ts';
 
 after(() => cleanupTemp());
@@ -59,6 +60,52 @@ test('readdirFrom on an htree directory: each page reads a few blocks; all pages
   // that relists the directory for each page reads pages × dirBlocks (here ≈ 45,000).
   assert.ok(worstPage <= 10, `one page read ${worstPage} blocks of ${dirBlocks}`);
   assert.ok(reads <= pages * 3 + dirBlocks * 2, `${reads} block reads for ${pages} pages of a ${dirBlocks}-block directory`);
+  await ro.close();
+});
+
+test('readdirFrom on a large linear directory of a read-only mount (ext2 without dir_index): read once, then pages from the sorted listing', { skip: haveCommand('mke2fs') ? false : 'mke2fs missing (Debian package e2fsprogs)' }, async () => {
+  const tree = tmpDirPath('linear-tree');
+  mkdirSync(join(tree, 'big'));
+  const COUNT = 3000;
+  for (let i = 0; i < COUNT; i++) writeFileSync(join(tree, 'big', name('s', i)), '');
+  const img = tmpImagePath('linear');
+  await shOk(`mke2fs -q -F -t ext2 -O ^dir_index -b 1024 -d ${tree} ${img} 16M`);
+  const ro = await Ext4.open(img, { readOnly: true });
+  const { vol } = ro as unknown as { vol: Volume };
+  const st = await ro.stat('/big');
+  const base = dirSource(vol, st.ino, await vol.readInode(st.ino));
+  let reads = 0;
+  const src = { ...base, readBlock: (b: number) => { reads++; return base.readBlock(b); } };
+  const dirBlocks = st.size / 1024;
+  assert.ok(dirBlocks > 100, `a large linear directory (${dirBlocks} blocks)`);
+  const listings = new LinearListings();
+  const version = linearHashVersion(vol.sb.defHashVersion, vol.sb.flags);
+  const seen = new Set<string>();
+  let cookie = 0;
+  let pages = 0;
+  for (;;) {
+    const page = await readdirFrom(src, cookie, 40, version, listings);
+    pages++;
+    for (const e of page.entries) {
+      const k = new TextDecoder().decode(e.name);
+      assert.ok(!seen.has(k), `${k} listed twice`);
+      seen.add(k);
+    }
+    if (page.done) break;
+    cookie = page.entries[page.entries.length - 1]!.cookie;
+  }
+  assert.equal(seen.size, COUNT + 2);
+  assert.ok(pages > 50);
+  assert.equal(reads, dirBlocks, 'each directory block read once for the whole listing');
+  // Through the API (the same cache behind Ext4.readdirFrom on a read-only open).
+  const names = new Set<string>();
+  for (let c = 0; ;) {
+    const p = await ro.readdirFrom('/big', c, 100);
+    for (const e of p.entries) names.add(e.name);
+    if (p.done) break;
+    c = p.entries[p.entries.length - 1]!.cookie;
+  }
+  assert.equal(names.size, COUNT + 2);
   await ro.close();
 });
 

@@ -12,7 +12,7 @@ NAMES = ['n1', 'n2', 'n3', 'g/n4', 'g/n5', 'missing/n6', 'reg']
 TYPES = [stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFREG, 0]
 DEVS = [(0, 0), (1, 3), (8, 1), (255, 255), (256, 0), (300, 5), (259, 100000), (4095, 1048575), (0, 256)]
 MODES = [0o644, 0o600, 0o755, 0o6755, 0o2711, 0o1777, 0o000]
-if not listOnly:
+if not listOnly and not os.path.exists(os.path.join(root, 'g')):  # an unprivileged run finds g made by root
     os.mkdir(os.path.join(root, 'g'))
     os.chown(os.path.join(root, 'g'), 0, 1234)
     os.chmod(os.path.join(root, 'g'), 0o2777)

@@ -19,10 +19,11 @@ import { replayTestHooks } from '../src/journal/replay/passes.ts';
 import { recoverJournal } from '../src/journal/replay/recover.ts';
 import { orphanTestHooks } from '../src/fs/orphan.ts';
 import { fastCommitTestHooks } from '../src/fs/fast-commit-replay.ts';
+import { groupCountTestHooks } from '../src/journal/replay/group-counts.ts';
 import { cleanupTemp, makeImage, tmpImagePath, tmpDirPath } from './support/images.ts';
 import { debugfs, haveE2fsprogs, loopMountSupport, runTool, toolPath, withLoopMount } from './support/oracles.ts';
 import { corpusAvailable, extractCorpusImage, listCorpus } from './support/corpus.ts';
-import { kernelCrashImage, kernelFastCommitImage, kernelFastCommitMixedImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
+import { kernelCrashImage, kernelFastCommitImage, kernelFastCommitMixedImage, kernelFastCommitRangesImage, kernelWrapImage, copyImage, debugfsWrite } from './support/journal-images.ts';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -317,6 +318,23 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
         slot.writeUInt32LE(gone2); await fh.write(slot, 0, 4, ob * 1024 + 20);
         await fh.close();
       }
+      if (v.orphanFile) {
+        // A slot naming an inode outside the filesystem: the read-only view keeps the orphans
+        // (with a warning), a writable open fails with EUCLEAN, and nothing is written.
+        const bad = await copyImage(img, 'orphan-file-bad');
+        const ob = Number((await debugfs(bad, 'bmap <12> 0')).trim());
+        const fh = await open(bad, 'r+');
+        const slot = Buffer.alloc(4);
+        slot.writeUInt32LE(0x7fffffff); await fh.write(slot, 0, 4, ob * 1024 + 40);
+        await fh.close();
+        const sum = await fileSha(bad);
+        const view = await Ext4.open(bad, { readOnly: true });
+        const j = view.info().journal!;
+        await view.close();
+        assert.ok(j.orphansPending && j.orphansReleased === 0 && /orphan/.test(j.warnings.join()), JSON.stringify(j));
+        await assert.rejects(Ext4.open(bad), (e: unknown) => e instanceof Ext4Error && e.code === 'EUCLEAN' && e.detail === 'orphan-file-entry');
+        assert.equal(await fileSha(bad), sum, 'nothing written');
+      }
       const before = await fileSha(img);
       const ro = await Ext4.open(img, { readOnly: true });
       assert.equal(ro.info().journal!.orphansReleased, 4, 'four orphans released in the read-only view');
@@ -326,6 +344,56 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
       await checkFidelity(img, { kernel: false, writable: 'clean', needsRecovery: false, compareWith: v.oracle });
     });
   }
+
+  test('a log whose bitmaps changed without their group descriptor: counts recounted from the bitmaps, as e2fsck -fy fixes them', async () => {
+    const dir = tmpDirPath('recount-src');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'seed'), 'seed\n');
+    const a = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, dir, features: '^metadata_csum', type: 'ext4' });
+    // B = A plus a 40 KiB file written by debugfs; A's log gets every block that changed except
+    // the superblock and the group descriptors.
+    const b = await copyImage(a, 'recount-b');
+    const payload = tmpImagePath('recount-payload');
+    await writeFile(payload, Buffer.alloc(40 * 1024, 0x61));
+    await debugfs(b, `write ${payload} added`, { write: true });
+    const [ab, bb] = [await readFile(a), await readFile(b)];
+    const changed: number[] = [];
+    for (let blk = 3; blk < ab.length / 1024; blk++) {
+      if (!ab.subarray(blk * 1024, (blk + 1) * 1024).equals(bb.subarray(blk * 1024, (blk + 1) * 1024))) changed.push(blk);
+    }
+    assert.ok(changed.length >= 3, `changed blocks ${changed}`);
+    const cmds = ['jo'];
+    for (const blk of changed) {
+      const f = tmpImagePath(`recount-${blk}`);
+      await writeFile(f, bb.subarray(blk * 1024, (blk + 1) * 1024));
+      cmds.push(`jw -b ${blk} ${f}`);
+    }
+    cmds.push('jc');
+    await debugfsWrite(a, cmds);
+    await debugfs(a, 'feature needs_recovery', { write: true });
+    const r = await checkFidelity(a, { kernel: false, writable: 'clean' });
+    assert.ok(r.ours.some((l) => l.startsWith('/added ')), 'the logged file is visible');
+    const ro = await Ext4.open(a, { readOnly: true });
+    const st = await ro.statfs();
+    await ro.close();
+    const fy = await copyImage(a, 'recount-fy');
+    const fix = await runTool(toolPath('e2fsck'), ['-fy', fy]);
+    assert.match(fix.stdout, /Free blocks count wrong for group/, 'e2fsck sees the stale descriptor');
+    const ref = await Ext4.open(fy, { readOnly: true });
+    const rs = await ref.statfs();
+    await ref.close();
+    assert.deepEqual([st.bfree, st.ffree], [rs.bfree, rs.ffree], 'read-only statfs equals e2fsck -fy');
+    groupCountTestHooks.keepDescriptors = true;
+    try {
+      await assert.rejects(checkFidelity(a, { kernel: false, writable: 'clean' }), 'descriptors left stale fail the checks');
+    } finally { groupCountTestHooks.keepDescriptors = false; }
+  });
+
+  test('e2fsprogs f_orphquot (an orphan on a quota filesystem): released read-only and writable as e2fsck -fy does', { skip: corpus.ok ? false : `corpus: ${corpus.reason}` }, async () => {
+    const img = await extractCorpusImage('f_orphquot');
+    const r = await checkFidelity(img, { kernel: false, writable: 'clean', needsRecovery: false });
+    assert.equal(r.report.orphansReleased, 1);
+  });
 
   test('kernel log that wraps around the end of the journal', async (t) => {
     if (!loop.ok) return t.skip(loop.reason);
@@ -350,6 +418,16 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     assert.match(info.stdout, /^Journal fast commits: +\d+ applied/m);
     assert.doesNotMatch(info.stderr, /warning/);
     console.log(`fast commits (kernel, simple): ${r.report.fastCommits} fast commit(s) after ${r.report.transactions} transaction(s)`);
+  });
+
+  test('fast commits (kernel: append, truncate, overwrite of older files): ADD_RANGE and DEL_RANGE replayed as e2fsck and the kernel do', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const img = await kernelFastCommitRangesImage();
+    const r = await checkFidelity(img, { kernel: true, writable: 'clean' });
+    assert.ok(r.report.fastCommits > 0 && !r.report.fastCommitNotApplied, JSON.stringify(r.report));
+    assert.ok(r.ours.some((l) => l.startsWith('/d/base2 100644 5000 ')), 'the truncate is replayed');
+    assert.ok(r.ours.some((l) => l.startsWith('/d/base1 100644 507200 ')), 'the append is replayed');
+    console.log(`fast commits (kernel, ranges): ${r.report.fastCommits} fast commit(s)`);
   });
 
   test('fast commits (kernel: mkdir, create, hard link, unlink between fsyncs): replayed read-only and writable, e2fsck-clean', async (t) => {
@@ -528,6 +606,37 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     }
     console.log(`idempotence: ${cuts} cut points`);
     assert.ok(cuts > 10);
+  });
+
+  test('fast-commit write-back is idempotent: cut after every write of a writable open, then opened again, e2fsck-clean and the same', async (t) => {
+    if (!loop.ok) return t.skip(loop.reason);
+    const original = new Uint8Array(await readFile(await kernelFastCommitMixedImage()));
+    maskDirTimes = true;
+    try {
+      const ro = await Ext4.open(new MemoryDevice(original.slice()), { readOnly: true });
+      const expected = masked(await viewOf(ro));
+      await ro.close();
+      let cuts = 0;
+      for (let k = 0; ; k++) {
+        const bytes = original.slice();
+        const done = await Ext4.open(new CuttingDevice(new MemoryDevice(bytes), k)).then(() => true, (e: unknown) => {
+          assert.ok(e instanceof Ext4Error && e.code === 'EIO', String(e));
+          return false;
+        });
+        if (done) break;
+        cuts++;
+        const again = await Ext4.open(new MemoryDevice(bytes));
+        assert.equal(again.readOnly, false);
+        assert.deepEqual(masked(await viewOf(again)), expected, `cut after ${k} writes`);
+        await again.close();
+        const out = tmpImagePath('fc-cut');
+        await writeFile(out, bytes);
+        await fsckClean(out);
+        if (k > 500) assert.fail('too many writes');
+      }
+      console.log(`fast-commit idempotence: ${cuts} cut points`);
+      assert.ok(cuts >= 3);
+    } finally { maskDirTimes = false; }
   });
 
   test('ext3: a block-mapped journal with a v1 (crc32) log', async () => {

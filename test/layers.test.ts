@@ -44,7 +44,7 @@ const FS_RANK: Record<string, number> = {
   'file.ts': 8, 'attr.ts': 8, 'fsync.ts': 8,
   'namei.ts': 9, 'invariants.ts': 9,
   'import.ts': 10, 'fast-commit-replay.ts': 10,
-  'filesystem.ts': 11,
+  'filesystem.ts': 11, 'mount-recovery.ts': 11.5,
   'mount.ts': 12,
 };
 

@@ -3,16 +3,20 @@
 // serves in the foreground and logs to stderr. Unmounting (umount, ext4kit umount, SIGINT or
 // SIGTERM to the server) writes everything back and ends the server with status 0.
 import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { Ext4 } from '../node.ts';
 import { UsageError } from './args.ts';
 import { mount as fuseMount, checkMountpoint, type FuseMount } from '../fuse/mount.ts';
 import { MountError, unmountPath } from '../fuse/transport.ts';
-import { lockImage } from '../fuse/server-registry.ts';
+import { defaultLogPath, lockImage } from '../fuse/server-registry.ts';
 
 export const USAGE = `usage: ext4kit mount [-o OPTIONS] [-f] IMAGE MOUNTPOINT
   -f            stay in the foreground, log to stderr
-  -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL
-                (uid/gid/umask: owner and permission mask shown for every file)
+  -o OPTIONS    comma-separated: ro, rw, allow_other, uid=N, gid=N, umask=OCTAL,
+                logfile=PATH (uid/gid/umask: owner and permission mask shown for every
+                file; logfile: where a background server logs, by default
+                /run/ext4kit/<id>.log beside its lock, or $EXT4KIT_RUN_DIR/<id>.log)
 Permission checks are the kernel's (default_permissions). An image ext4kit can read but
 not write (ext2/ext3 block-mapped files, inline-data directories, unsupported features) is
 mounted read-only with a warning.
@@ -26,6 +30,7 @@ interface MountArgs {
   uid?: number;
   gid?: number;
   umask?: number;
+  logFile?: string;
   image: string;
   mountpoint: string;
 }
@@ -52,6 +57,7 @@ function parse(argv: readonly string[]): MountArgs {
         else if (k === 'uid') out.uid = num(10);
         else if (k === 'gid') out.gid = num(10);
         else if (k === 'umask') out.umask = num(8) & 0o7777;
+        else if (k === 'logfile') out.logFile = v || fail('logfile= needs a path');
         else if (k === 'default_permissions' || k === 'defaults') { /* always on */ }
         else fail(`unknown mount option '${k}'`);
       }
@@ -60,6 +66,8 @@ function parse(argv: readonly string[]): MountArgs {
     else pos.push(a);
   }
   if (pos.length !== 2) fail('needs IMAGE and MOUNTPOINT');
+  // A log inside the mount would wait on the server that writes it.
+  if (out.logFile && (resolve(out.logFile) + '/').startsWith(resolve(pos[1]!) + '/')) fail('logfile= must be outside the mountpoint');
   return { ...out, image: pos[0]!, mountpoint: pos[1]! };
 }
 
@@ -69,9 +77,22 @@ export async function run(argv: string[]): Promise<number> {
   const notify = process.env.EXT4KIT_MOUNT_NOTIFY === '1' && typeof process.send === 'function';
   // Warnings given before the mount is ready reach the command's stderr (relayed by a background start).
   const warnings: string[] = [];
+  // A background server has no terminal: its lines go to the log file (errors met while
+  // serving stay findable); a foreground one writes stderr, and the log file when asked.
+  const logFile = args.logFile ?? (notify ? defaultLogPath(args.image) : undefined);
+  let logBroken = false;
   const log = (line: string) => {
     if (/: warning: /.test(line)) warnings.push(line);
     if (!notify) process.stderr.write(line + '\n');
+    if (logFile && !logBroken) {
+      try {
+        mkdirSync(dirname(logFile), { recursive: true });
+        appendFileSync(logFile, `${new Date().toISOString()} [${process.pid}] ${line}\n`);
+      } catch (e) {
+        logBroken = true;
+        if (!notify) process.stderr.write(`ext4kit mount: cannot write ${logFile}: ${(e as Error).message}\n`);
+      }
+    }
   };
   let unlock: (() => void) | undefined;
   try {
@@ -101,8 +122,12 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (notify) {
-      process.send!({ error: e instanceof Error ? `${(e as { code?: string }).code ?? 'ERROR'}: ${e.message}` : String(e) });
-      process.disconnect?.();
+      const why = e instanceof Error ? `${(e as { code?: string }).code ?? 'ERROR'}: ${e.message}` : String(e);
+      log(`ext4kit mount: ${why}`);
+      if (process.connected) {
+        process.send!({ error: why });
+        process.disconnect?.();
+      }
       return 1;
     }
     if (e instanceof MountError) { process.stderr.write(`ext4kit mount: ${e.message}\n`); return 1; }

@@ -68,9 +68,39 @@ export function pageAfter(all: readonly RawDirEntry[], cookie: number, maxEntrie
   return { entries, done: entries.length === keyed.length };
 }
 
-/** One page of `src` after `cookie` (see pageAfter); `linearVersion` from linearHashVersion. */
-export async function readdirFrom(src: DirSource, cookie: number, maxEntries: number, linearVersion: number): Promise<DirPage> {
+/**
+ * Sorted listings of linear directories on a read-only mount, whose directories never change:
+ * a listing in pages then reads and sorts a large unindexed directory (ext2 without dir_index)
+ * once, and each page is a binary search. A few directories at a time.
+ */
+export class LinearListings {
+  private readonly sorted = new Map<number, CookieEntry[]>();
+  constructor(private readonly maxDirs = 8) {}
+
+  async page(src: DirSource, cookie: number, maxEntries: number, version: number): Promise<DirPage> {
+    let keyed = this.sorted.get(src.ino);
+    if (!keyed) {
+      keyed = [];
+      for await (const e of listDirectory(src)) keyed.push({ ...e, cookie: entryCookie(e.name, src.hashSeed, version) });
+      keyed.sort(byCookie);
+      if (this.sorted.size >= this.maxDirs) this.sorted.delete(this.sorted.keys().next().value as number);
+    } else this.sorted.delete(src.ino);
+    this.sorted.set(src.ino, keyed);
+    let lo = 0, hi = keyed.length;
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (keyed[mid]!.cookie <= cookie) lo = mid + 1; else hi = mid; }
+    const rest = keyed.slice(lo, lo + Math.max(1, maxEntries) + 64);
+    const entries = takePage(rest, maxEntries);
+    return { entries, done: lo + entries.length === keyed.length };
+  }
+}
+
+/**
+ * One page of `src` after `cookie` (see pageAfter); `linearVersion` from linearHashVersion.
+ * `readOnly`: listings of linear directories kept sorted across pages (their blocks never change).
+ */
+export async function readdirFrom(src: DirSource, cookie: number, maxEntries: number, linearVersion: number, readOnly?: LinearListings): Promise<DirPage> {
   if (!isHashOrdered(src)) {
+    if (readOnly) return readOnly.page(src, cookie, maxEntries, linearVersion);
     const all: RawDirEntry[] = [];
     for await (const e of listDirectory(src)) all.push(e);
     return pageAfter(all, cookie, maxEntries, src.hashSeed, linearVersion);

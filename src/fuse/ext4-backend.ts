@@ -84,7 +84,7 @@ export class Ext4Backend implements FuseBackend {
     const { fs, vol } = engineOf(ext4);
     if (!fs) {
       const why = vol.forcedReadOnly ?? 'opened read-only';
-      throw new Ext4Error('ENOTSUP', `ENOTSUP: mounting needs an image ext4kit can write (${why}); read-only serving of such images is not supported yet`);
+      throw new Ext4Error('ENOTSUP', `ENOTSUP: Ext4Backend needs an image ext4kit can write (${why}); mount() serves such images with ReadOnlyBackend`);
     }
     this.fs = fs;
     this.readOnly = opts.readOnly ?? false;

@@ -17,6 +17,9 @@ function alive(pid: number): boolean {
 const canonical = (p: string): string => { try { return realpathSync(p); } catch { return resolve(p); } };
 const fileFor = (image: string): string => join(runDir(), `${createHash('sha256').update(canonical(image)).digest('hex').slice(0, 24)}.json`);
 
+/** Where a background server logs when no logfile= is given: beside its lock record. */
+export function defaultLogPath(image: string): string { return fileFor(image).replace(/\.json$/, '.log'); }
+
 /** Takes the image's lock for this process; EBUSY naming the mountpoint when another server holds it. */
 export function lockImage(image: string, mountpoint: string): () => void {
   mkdirSync(runDir(), { recursive: true });

@@ -176,3 +176,26 @@ d=os.open(m, os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x02\\0\\0\\0')`;
   });
   return img;
 }
+
+/**
+ * A fast_commit image whose fast commits change ranges of older files: a 300 KB append, a
+ * truncate to 5000 bytes (DEL_RANGE) and an overwrite inside a file, each fsynced, then
+ * EXT4_IOC_SHUTDOWN with NOLOGFLUSH.
+ */
+export async function kernelFastCommitRangesImage(): Promise<string> {
+  const img = await makeImage({ blockSize: 4096, sizeBytes: 64 << 20, features: 'fast_commit', type: 'ext4' });
+  await withLoopMount(img, async (mnt) => {
+    await mkdir(join(mnt, 'd'));
+    for (let i = 1; i <= 3; i++) await writeFile(join(mnt, `d/base${i}`), Buffer.from(Array.from({ length: 200_000 }, (_, k) => (k * 31 + i) & 0xff)));
+    await runTool('sync', ['-f', mnt]);
+    const py = `import os,fcntl
+m='${mnt}'
+fd=os.open(m+'/d/base1', os.O_WRONLY|os.O_APPEND); os.write(fd, bytes(range(256))*1200); os.fsync(fd); os.close(fd)
+fd=os.open(m+'/d/base2', os.O_WRONLY); os.ftruncate(fd, 5000); os.fsync(fd); os.close(fd)
+fd=os.open(m+'/d/base3', os.O_WRONLY); os.pwrite(fd, b'z'*5000, 50000); os.fsync(fd); os.close(fd)
+d=os.open(m, os.O_RDONLY); fcntl.ioctl(d, 0x8004587D, b'\\x02\\0\\0\\0')`;
+    const r = await runTool('python3', ['-c', py]);
+    if (r.exitCode !== 0) throw new Error(`fast-commit workload failed: ${r.stderr}`);
+  });
+  return img;
+}

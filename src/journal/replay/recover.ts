@@ -11,17 +11,17 @@ import {
   decodeSuperblock, validateSuperblock, superblockChecksum, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, type Superblock,
 } from '../../format/superblock.ts';
 import { COMPAT, INCOMPAT, RO_COMPAT } from '../../format/features.ts';
-import { decodeGroupDesc } from '../../format/group-desc.ts';
 import {
   decodeJournalSuperblock, encodeJournalSuperblock, JBD2_FEATURE_INCOMPAT_FAST_COMMIT, JBD2_DEFAULT_FAST_COMMIT_BLOCKS,
   type JournalSuperblock,
 } from '../../format/jbd2/superblock.ts';
 import { journalFormat } from '../../format/jbd2/header.ts';
 import { u16, u32, setU16, setU32, hi32 } from '../../util/bytes.ts';
-import { descriptorBlock, geometryOf, type Geometry } from '../../layout/geometry.ts';
+import { geometryOf, type Geometry } from '../../layout/geometry.ts';
 import { mapJournalInode, journalOwns, journalBlockToFs, type JournalMap } from './journal-inode.ts';
 import { scanLog, collectRevokes, planReplay, type ReadJournalBlock, type ScanResult } from './passes.ts';
 import { readFastCommits, type FastCommitArea, type FcRecord } from './fast-commit.ts';
+import { recountGroups } from './group-counts.ts';
 import { emptyReport, type JournalReport, type JournalSummary } from './report.ts';
 
 export type RecoverMode = 'overlay' | 'write';
@@ -262,7 +262,8 @@ async function finishRecovery(target: BlockDevice, geo: Geometry, jmap: JournalM
   setU16(raw, 0x3a, state);
   setU32(raw, 0x60, u32(raw, 0x60) & ~INCOMPAT.needs_recovery);
   // Linux does not journal the superblock's free counters: recompute them from the descriptors.
-  const { freeClusters, freeInodes } = await sumGroupCounts(target, geo);
+  const { freeClusters, freeInodes, groupsFixed } = await recountGroups(target, geo);
+  if (groupsFixed > 0) await target.flush();
   const freeBlocks = freeClusters * geo.clusterRatio;
   setU32(raw, 0x0c, freeBlocks >>> 0);
   if (u32(raw, 0x60) & INCOMPAT['64bit']) setU32(raw, 0x158, hi32(freeBlocks));
@@ -270,21 +271,4 @@ async function finishRecovery(target: BlockDevice, geo: Geometry, jmap: JournalM
   if (u32(raw, 0x64) & RO_COMPAT.metadata_csum) setU32(raw, 0x3fc, superblockChecksum(raw));
   await target.write(SUPERBLOCK_OFFSET, raw);
   await target.flush();
-}
-
-async function sumGroupCounts(device: BlockDevice, geo: Geometry): Promise<{ freeClusters: number; freeInodes: number }> {
-  let freeClusters = 0;
-  let freeInodes = 0;
-  let g = 0;
-  for (let i = 0; i < geo.gdtBlocks && g < geo.groupCount; i++) {
-    const blk = descriptorBlock(geo, i);
-    if (blk >= geo.blocksCount) throw new Ext4Error('EUCLEAN', `group descriptor block ${blk} outside the filesystem`, { detail: 'group-desc-location' });
-    const bytes = await device.read(blk * geo.blockSize, geo.blockSize);
-    for (let k = 0; k < geo.descPerBlock && g < geo.groupCount; k++, g++) {
-      const gd = decodeGroupDesc(bytes.subarray(k * geo.descSize, (k + 1) * geo.descSize), geo.descSize);
-      freeClusters += gd.freeBlocksCount;
-      freeInodes += gd.freeInodesCount;
-    }
-  }
-  return { freeClusters, freeInodes };
 }
