@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile, open } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, truncate, utimes, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -445,6 +445,53 @@ describe('exit codes', { skip: noE2fsprogs }, () => {
   });
 });
 
+test('get -r sets modes the umask would narrow and owners other than its own', { skip: noE2fsprogs }, async () => {
+  // get gives a new file its mode at creation when the umask keeps it whole, and chowns only
+  // when the owner differs from the creator's: both shortcuts must leave the same result.
+  const src = tmpDirPath('modes-src');
+  const modes: Array<[string, number]> = [['m600', 0o600], ['m400', 0o400], ['m644', 0o644], ['m666', 0o666], ['m777', 0o777], ['m000', 0o000], ['m2755', 0o2755]];
+  for (const [name, mode] of modes) {
+    await writeFile(join(src, name), name);
+    await chmod(join(src, name), mode);
+  }
+  const isRoot = process.getuid?.() === 0;
+  if (isRoot) await chown(join(src, 'm600'), 1234, 5678);
+  const image = await makeImage({ dir: src, blockSize: 1024, sizeBytes: 8 * MiB });
+  const dest = tmpDirPath('modes-out');
+  const old = process.umask(0o077);
+  let r: CliResult;
+  try {
+    r = await cli('get', '-r', image, '/', dest);
+  } finally {
+    process.umask(old);
+  }
+  assert.equal(r.code, 0, r.stderr);
+  for (const [name, mode] of modes) {
+    const st = await lstat(join(dest, name));
+    assert.equal((st.mode & 0o7777).toString(8), mode.toString(8), name);
+    if (isRoot) assert.deepEqual([st.uid, st.gid], name === 'm600' ? [1234, 5678] : [0, 0], name);
+  }
+});
+
+test('get -r into a directory with a default ACL still gives exact modes', { skip: noE2fsprogs || (haveCommand('setfattr') ? false : 'setfattr not installed (package attr)') }, async () => {
+  const src = tmpDirPath('acl-src');
+  await mkdir(join(src, 'sub'));
+  for (const p of ['f644', 'sub/g644']) await writeFile(join(src, p), p);
+  const image = await makeImage({ dir: src, blockSize: 1024, sizeBytes: 8 * MiB });
+  const dest = tmpDirPath('acl-out');
+  // Default ACL user::rwx group::r-x mask::r-x other::--- (binary xattr form): new files lose
+  // their "other" bits whatever the umask says.
+  const acl = '0x0200000001000700ffffffff04000500ffffffff10000500ffffffff20000000ffffffff';
+  const set = await new Promise<number>((res) => {
+    spawn('setfattr', ['-n', 'system.posix_acl_default', '-v', acl, dest]).on('close', (c) => res(c ?? 1)).on('error', () => res(1));
+  });
+  if (set !== 0) return; // the host filesystem has no POSIX ACLs: nothing to check
+  const r = await cli('get', '-r', image, '/', dest);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(((await lstat(join(dest, 'f644'))).mode & 0o777).toString(8), '644');
+  assert.equal(((await lstat(join(dest, 'sub', 'g644'))).mode & 0o777).toString(8), '644');
+});
+
 describe('get never writes outside DEST', { skip: noE2fsprogs }, () => {
   async function hostileImage(build: (src: string) => Promise<void>, features = '^metadata_csum'): Promise<string> {
     const src = tmpDirPath('hostile-src');
@@ -495,6 +542,32 @@ describe('get never writes outside DEST', { skip: noE2fsprogs }, () => {
     assert.notEqual(r.code, 0);
     assert.notEqual(r.code, 70, r.stderr);
     assert.deepEqual(await readdir(outsideHost), []);
+    assert.deepEqual(await readdir(host), ['dest']);
+  });
+
+  test('a name listed twice in one directory is EUCLEAN', async () => {
+    const image = await hostileImage(async (src) => {
+      await writeFile(join(src, 'twin_1'), 'first');
+      await writeFile(join(src, 'twin_2'), 'second');
+    });
+    await patchImage(image, 'twin_2', 'twin_1');
+    const { r, host } = await getInto(image);
+    assert.equal(r.code, 1, r.stderr);
+    assertOneLineError(r, 'EUCLEAN');
+    assert.match(r.stderr, /more than once/);
+    assert.deepEqual(await readdir(host), ['dest']);
+  });
+
+  test('an entry pointing at a cleared (unused) inode is EUCLEAN', async () => {
+    const image = await hostileImage(async (src) => {
+      await mkdir(join(src, 'd'));
+      await writeFile(join(src, 'd', 'gone'), 'x');
+    });
+    await debugfs(image, 'clri /d/gone', { write: true });
+    const { r, host } = await getInto(image);
+    assert.equal(r.code, 1, r.stderr);
+    assertOneLineError(r, 'EUCLEAN');
+    assert.match(r.stderr, /unused inode/);
     assert.deepEqual(await readdir(host), ['dest']);
   });
 

@@ -12,7 +12,7 @@
 // Choices, where the host or the library limit fidelity:
 //  - names and symlink targets must be valid UTF-8 (the library takes string paths): others are
 //    skipped with a warning;
-//  - FIFOs, sockets and devices are skipped with a warning (the library has no mknod yet);
+//  - FIFOs, sockets and devices are created with mknod (hard links among them kept);
 //  - xattrs: user.*, trusted.* and security.* (what getfattr can read); system.* (POSIX ACLs,
 //    whose on-disk encoding differs) is skipped with a warning; without getfattr, a warning;
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
@@ -23,6 +23,10 @@ import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
+import type { Filesystem } from '../fs/filesystem.ts';
+import type { OpenInode } from '../fs/inode-cache.ts';
+import type { Mount } from '../fs/mount.ts';
+import { walk } from '../fs/path-walk.ts';
 import { Progress } from './progress.ts';
 import { HostTreeReader, hostStatOf, isDirStat, isFileStat, isSymlinkStat, isUtf8Name, joinHost, type HostEntry, type HostStat } from './host-tree.ts';
 
@@ -56,12 +60,21 @@ export interface CopyInResult {
   files: number;
   dirs: number;
   symlinks: number;
+  /** FIFOs, sockets and device nodes. */
+  specials: number;
   hardLinks: number;
   bytes: number;
   skipped: number;
 }
 
 type XattrMap = Map<string, Array<{ name: string; value: Buffer }>>;
+
+/** The engine behind the public object (as the FUSE backend reaches it): imports by directory inode. */
+interface Engine { mount: Mount; fs: Filesystem | undefined; cred: { uid: number; gid: number } }
+const engineOf = (fs: Ext4): Engine => fs as unknown as Engine;
+
+/** A directory being filled, pinned in memory (a sync may otherwise drop its in-memory inode). */
+interface PinnedDir { oi: OpenInode; fs: Filesystem }
 
 function timeOf(ns: bigint): { sec: number; nsec: number } {
   let sec = ns / NS;
@@ -175,7 +188,7 @@ export class CopyIn {
   private filesSinceSync = 0;
   private progress: Progress | undefined;
   private reader: HostTreeReader | undefined;
-  readonly result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, hardLinks: 0, bytes: 0, skipped: 0 };
+  readonly result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, bytes: 0, skipped: 0 };
 
   constructor(private readonly fs: Ext4, private readonly opts: CopyInOptions) {
     this.warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
@@ -270,7 +283,19 @@ export class CopyIn {
     if ((st.mode & 0o6000) !== 0 && !isSymlinkStat(st)) await this.fs.chmod(dest, st.mode & 0o7777);
   }
 
-  private async copyEntry(e: HostEntry, dest: string): Promise<void> {
+  /**
+   * The in-memory inode of image directory `dest`, held until released: small files are then
+   * created in it by inode (one path walk per directory instead of one per file).
+   */
+  private async pinDir(dest: string): Promise<PinnedDir | undefined> {
+    const eng = engineOf(this.fs);
+    if (!eng.fs) return undefined;
+    const oi = (await walk(eng.mount, Buffer.from(dest), true, { syscall: 'open', path: dest })) as OpenInode;
+    oi.refs++;
+    return { oi, fs: eng.fs };
+  }
+
+  private async copyEntry(e: HostEntry, dest: string, at?: { dir: PinnedDir; name: Uint8Array }): Promise<void> {
     const { st } = e;
     if (this.opts.exclude && st.dev === this.opts.exclude.dev && st.ino === this.opts.exclude.ino) {
       this.skip(`self ${dest}`, `'${e.host.toString()}' is the image being written: not copied`);
@@ -291,13 +316,10 @@ export class CopyIn {
         }
         this.links.set(key, dest);
       }
-      await this.copyFile(e, dest);
+      await this.copyFile(e, dest, at);
     } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
-    } else {
-      const type = st.mode & 0o170000;
-      const kind = type === 0o010000 ? 'FIFO' : type === 0o140000 ? 'socket' : 'device';
-      this.skip(`special ${kind}`, `${kind} '${e.host.toString()}' skipped: ext4kit cannot create ${kind}s yet`);
+    } else if (!(await this.copySpecial(e, dest))) {
       return;
     }
     this.created.set(e.host.toString('latin1'), dest);
@@ -345,18 +367,53 @@ export class CopyIn {
     this.reader ??= new HostTreeReader(hostDir, SMALL_FILE);
     const names = await this.reader.listing(hostDir);
     const subdirs: Array<{ e: HostEntry; name: string }> = [];
-    for (const raw of names) {
-      const name = utf8Name(raw);
-      const host = joinHost(hostDir, raw);
-      if (name === undefined) {
-        this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
-        continue;
+    const dir = await this.pinDir(dest);
+    try {
+      for (const raw of names) {
+        const name = utf8Name(raw);
+        const host = joinHost(hostDir, raw);
+        if (name === undefined) {
+          this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
+          continue;
+        }
+        const e = await this.reader.entry(host);
+        if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
+        else await this.copyEntry(e, joinImage(dest, name), dir && { dir, name: raw });
       }
-      const e = await this.reader.entry(host);
-      if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
-      else await this.copyEntry(e, joinImage(dest, name));
+    } finally {
+      if (dir) await dir.fs.release(dir.oi);
     }
     for (const { e, name } of subdirs) await this.copyEntry(e, joinImage(dest, name));
+  }
+
+  /**
+   * A FIFO, socket or device node, with its owner, mode and times (as mke2fs -d copies them).
+   * Hard links among them are kept. False when skipped (a device number ext4 cannot store).
+   */
+  private async copySpecial(e: HostEntry, dest: string): Promise<boolean> {
+    const { st } = e;
+    // glibc's dev_t keeps majors of 4096 and up above bit 32; ext4's i_block form has 12 bits.
+    if (st.rdev > 0xffffffffn) {
+      this.skip(`rdev ${dest}`, `device '${e.host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
+      return false;
+    }
+    if (st.nlink > 1) {
+      const key = `${st.dev}:${st.ino}`;
+      const first = this.links.get(key);
+      if (first !== undefined) {
+        await this.replacing(dest, () => this.fs.link(first, dest));
+        this.result.hardLinks++;
+        this.progress?.tick(0, true);
+        return true;
+      }
+      this.links.set(key, dest);
+    }
+    await this.replacing(dest, () => this.fs.mknod(dest, st.mode & 0o170777, Number(st.rdev)));
+    await this.setOwner(dest, st, 0, 0);
+    await this.fs.lutimes(dest, timeOf(st.atimeNs), timeOf(st.mtimeNs));
+    this.result.specials++;
+    this.progress?.tick(0, true);
+    return true;
   }
 
   private async copySymlink(e: HostEntry, dest: string): Promise<void> {
@@ -374,14 +431,24 @@ export class CopyIn {
   }
 
   /** A regular file: one importFile call creates it with its owner, mode, times and contents. */
-  private async copyFile(e: HostEntry, dest: string): Promise<void> {
+  private async copyFile(e: HostEntry, dest: string, at?: { dir: PinnedDir; name: Uint8Array }): Promise<void> {
     const { st } = e;
     const attrs = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, atime: timeOf(st.atimeNs), mtime: timeOf(st.mtimeNs), sparse: true };
     let bytes = 0;
     if (e.data !== undefined) {
-      // Small: read whole already (by the tree reader).
+      // Small: read whole already (by the tree reader); created by inode in a pinned directory,
+      // by path (replacing what is in the way) otherwise or when the name is taken.
       const data = e.data;
-      await this.replacing(dest, () => this.fs.importFile(dest, data, attrs));
+      let done = false;
+      if (at) {
+        try {
+          await at.dir.fs.importer.file(at.dir.oi, at.name, data, attrs, engineOf(this.fs).cred, { syscall: 'open', path: dest });
+          done = true;
+        } catch (err) {
+          if (!isCode(err, 'EEXIST')) throw err;
+        }
+      }
+      if (!done) await this.replacing(dest, () => this.fs.importFile(dest, data, attrs));
       this.progress?.tick(data.length);
       bytes = data.length;
     } else {

@@ -1,6 +1,7 @@
 // Host-side helpers of `ext4kit get`: times as libuv and touch(1) take them, setfattr's path
 // quoting, paths as command arguments, and running those tools.
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 
 const NS = 1_000_000_000n;
 
@@ -46,4 +47,30 @@ export function runTool(cmd: string, args: string[], input?: string): Promise<{ 
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
+}
+
+/** What a new file in the copy gets without being told; `umask` 0o777 when that is unknown. */
+export interface NewFileDefaults { umask: number; uid: number; gid: number }
+
+/**
+ * The mode bits, owner and group a file created under directory `landing` (and under the
+ * directories the copy makes there, mode 0700 until the end) gets: the umask unless a default
+ * ACL decides instead (then unknown: every file gets its chmod), our uid, and our gid unless the
+ * directory passes on its own (set-gid, or a grpid mount: then unknown unless they are equal).
+ */
+export async function newFileDefaults(landing: string): Promise<NewFileDefaults> {
+  const umask = process.umask(0o022);
+  process.umask(umask);
+  const uid = process.geteuid?.() ?? -1;
+  const egid = process.getegid?.() ?? -1;
+  let st: { mode: number; gid: number } | undefined;
+  try {
+    st = statSync(landing);
+  } catch {
+    return { umask: 0o777, uid, gid: -1 };
+  }
+  const gid = st.gid === egid ? egid : st.mode & 0o2000 ? st.gid : -1;
+  const acl = await runTool('getfattr', ['-n', 'system.posix_acl_default', '--absolute-names', '--', landing]);
+  const noDefaultAcl = !acl.ok && !acl.missing && /No such attribute|not supported/i.test(acl.stderr);
+  return { umask: noDefaultAcl ? umask : 0o777, uid, gid };
 }

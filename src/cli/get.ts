@@ -9,7 +9,7 @@ import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Mapping } from '../mapping/read-map.ts';
 import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
-import { asArg, quoteAttrPath, runTool, timeArg, touchTime } from './get-host.ts';
+import { asArg, newFileDefaults, quoteAttrPath, runTool, timeArg, touchTime, type NewFileDefaults } from './get-host.ts';
 import type { Mount, Node } from '../fs/mount.ts';
 import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
 import { isDotOrDotDot } from '../fs/names.ts';
@@ -70,8 +70,8 @@ interface CopyOptions {
   recursive: boolean;
   exactTimes: boolean;
   warn: (msg: string) => void;
-  /** What a new host file gets without being told: the umask, the owner and the group (set-gid parent's or ours). */
-  host: { umask: number; uid: number; gid: number };
+  /** What a new host file gets without being told (see newFileDefaults). */
+  host: NewFileDefaults;
 }
 
 /** A directory entry name that can only ever name one entry inside its parent. */
@@ -512,16 +512,7 @@ export async function getFromImage(
   const usedBytes = Math.max(0, (info.blocksCount - info.freeBlocks) * info.blockSize);
   const progress = new Progress('get', opts.recursive ? usedBytes : st.size);
   const mount = mountOf(fs);
-  const umask = process.umask(0o022);
-  process.umask(umask);
-  // The tree's directories are ours until the end (mode 0700, set-gid only when inherited):
-  // new files get our uid, and our gid unless the directory the copy lands in is set-gid.
-  const landing = await hostfs.stat(destSt?.isDirectory() ? destAbs : dirname(destAbs)).catch(() => undefined);
-  const hostOwner = {
-    umask,
-    uid: process.geteuid?.() ?? -1,
-    gid: landing && landing.mode & 0o2000 ? landing.gid : (process.getegid?.() ?? -1),
-  };
+  const hostOwner = await newFileDefaults(destSt?.isDirectory() ? destAbs : dirname(destAbs));
   const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner }, info.blockSize, info.blocksCount,
     Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {

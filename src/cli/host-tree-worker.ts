@@ -17,6 +17,8 @@ const GROUP_ENTRIES = 64;
 const GROUP_BYTES = 1 << 20;
 /** A read on this thread slower than this waited on the disk: the group's other files are read concurrently. */
 const SLOW_READ_MS = 0.5;
+/** The last group's reads waited on the disk. */
+let diskBound = false;
 
 const { root, smallFileBytes, counter } = workerData as HostTreeWorkerData;
 const ahead = new Int32Array(counter);
@@ -116,7 +118,9 @@ function readWholeSync(host: Buffer, into: Uint8Array): { got: number; slow: boo
 async function emit(group: Pending[]): Promise<void> {
   const contents = new Map<Pending, Uint8Array | HostError>();
   let next = 0;
-  for (; next < group.length; next++) {
+  // After a group that waited on the disk, the next one starts with concurrent reads (no serial
+  // disk wait per group); it goes back to plain reads once a group's reads came fast.
+  for (; next < group.length && !diskBound; next++) {
     const p = group[next]!;
     if (!p.readBytes) continue;
     const buf = new Uint8Array(p.readBytes);
@@ -130,14 +134,19 @@ async function emit(group: Pending[]): Promise<void> {
     }
     if (slow) {
       next++;
+      diskBound = true;
       break;
     }
   }
+  const concurrentFrom = next;
+  const started = performance.now();
+  let reads = 0;
   const reader = async (): Promise<void> => {
     while (next < group.length) {
       const p = group[next++]!;
       if (!p.readBytes) continue;
       const buf = new Uint8Array(p.readBytes);
+      reads++;
       try {
         const got = await readWhole(p.r.host as Buffer, buf);
         contents.set(p, buf.subarray(0, got));
@@ -147,6 +156,7 @@ async function emit(group: Pending[]): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: PARALLEL_READS }, reader));
+  if (concurrentFrom < group.length && reads > 0 && (performance.now() - started) / reads < SLOW_READ_MS / 4) diskBound = false;
   for (const p of group) {
     const c = contents.get(p);
     if (c instanceof Uint8Array) {

@@ -2,6 +2,7 @@
 // (host-tree-worker.ts): the main thread asks for each directory's listing and each entry in the
 // order it creates them, and gets them without waiting on the host disk whenever the walker is
 // ahead. Records come back exactly in that order; asking for anything else is a bug.
+import { isUtf8 } from 'node:buffer';
 import type { BigIntStats } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 
@@ -16,6 +17,8 @@ export interface HostStat {
   gid: number;
   nlink: number;
   size: number;
+  /** Device number of a character or block device (glibc's dev_t, as lstat gives it). */
+  rdev: bigint;
   dev: bigint;
   ino: bigint;
   atimeNs: bigint;
@@ -25,7 +28,7 @@ export interface HostStat {
 export function hostStatOf(st: BigIntStats): HostStat {
   return {
     mode: Number(st.mode), uid: Number(st.uid), gid: Number(st.gid), nlink: Number(st.nlink), size: Number(st.size),
-    dev: st.dev, ino: st.ino, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs,
+    rdev: st.rdev, dev: st.dev, ino: st.ino, atimeNs: st.atimeNs, mtimeNs: st.mtimeNs,
   };
 }
 
@@ -65,16 +68,9 @@ export interface HostEntry {
   data?: Uint8Array;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** True when the name's bytes are valid UTF-8 (the library takes string paths). */
 export function isUtf8Name(bytes: Uint8Array): boolean {
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
+  return isUtf8(bytes);
 }
 
 export function joinHost(dir: Uint8Array, name: Uint8Array): Buffer {

@@ -12,7 +12,7 @@ export const PUT_USAGE = `usage: ext4kit put [-r] IMAGE SRC PATH
 Keeps contents (all-zero blocks become holes), modes (set-id, sticky), owners (the host's
 numbers), atime and mtime to the nanosecond, symlinks, hard links and xattrs (user.*, and
 trusted.*/security.* when readable; needs getfattr). An existing directory at the destination is
-merged into; an existing file is replaced. FIFOs, sockets and devices are skipped with a warning.
+merged into; an existing file is replaced. FIFOs, sockets and devices are created as nodes.
 ${IMAGE_USAGE}
 example:
   ext4kit put -r disk.img ./site/. /srv/www    (the contents of ./site)
