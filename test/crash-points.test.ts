@@ -6,10 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { haveE2fsprogs, loopMountSupport } from './support/oracles.ts';
-import { runCrashPoints } from './support/crash-run.ts';
+import { runCrashPoints, type CrashRunResult } from './support/crash-run.ts';
 import { smallFiles, renames, founding, fillDisk, growingFiles, type Workload } from './support/crash-workloads.ts';
 import type { Ext4 } from '../src/api/ext4.ts';
 import type { Jbd2Log } from '../src/journal/jbd2-log.ts';
+import type { RecEvent } from './support/recording-device.ts';
 
 const skip = haveE2fsprogs() ? false : 'e2fsprogs not installed (Debian package e2fsprogs)';
 const FULL = process.env.CRASH_FULL === '1';
@@ -39,11 +40,49 @@ for (const [i, w] of workloads.entries()) {
   });
 }
 
+type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean } } };
+
+// Lazy checkpointing: when the rest of the log is too short for a transaction, everything goes
+// home, the journal superblock points back at the log's first block, and the log restarts
+// there over the old transactions. Every crash state in the windows around that point.
+const isJsbAtFirst = (e: RecEvent): boolean => e.kind === 'write' && e.data.length >= 32 &&
+  e.data[0] === 0xc0 && e.data[1] === 0x3b && e.data[2] === 0x39 && e.data[3] === 0x98 && e.data[7] === 4 &&
+  e.data[0x1c] === 0 && e.data[0x1d] === 0 && e.data[0x1e] === 0 && e.data[0x1f] === 1;
+async function aroundWrap(opts: { kernel: boolean; perWindow: number; span: number[]; hook?: Jbd2Log['brokenForTest'] }): Promise<{ r: CrashRunResult; wrapWindow: number }> {
+  let wrapWindow = -1;
+  const r = await runCrashPoints(growingFiles(4096, 170), {
+    seed: SEED, maxWindows: 0, perWindow: opts.perWindow, kernelEvery: opts.kernel ? 6 : 0, kernelMax: 3, latency: 2,
+    ...(opts.hook ? { openHook: (fs: Ext4) => { (fs as unknown as Internals).fs.log!.brokenForTest = opts.hook; } } : {}),
+    pick: (events, windows) => {
+      let at = -1;
+      events.forEach((e, i) => { if (isJsbAtFirst(e)) at = i; });
+      const first = events.findIndex(isJsbAtFirst);
+      assert.ok(at > first, 'the log never wrapped: the workload is too short for the journal');
+      wrapWindow = windows.findIndex((w) => at >= w.start && at <= w.end);
+      return new Set(opts.span.map((d) => wrapWindow + d).filter((i) => i >= 0 && i < windows.length));
+    },
+  });
+  return { r, wrapWindow };
+}
+test('crash points around a log wrap (checkpoint, log superblock moved back, log restarted)', { skip, timeout: 600_000 }, async (t) => {
+  const loop = await loopMountSupport();
+  const { r, wrapWindow } = await aroundWrap({ kernel: loop.ok, perWindow: 4, span: [-2, -1, 0, 1, 2, 3] });
+  t.diagnostic(`log wrapped in flush window ${wrapWindow}; ${r.writes} writes, ${r.flushes} flushes; ${r.tally.states} crash states around it: ${r.tally.summary()}`);
+  for (const ex of r.tally.examples) t.diagnostic(ex);
+  assert.ok(r.tally.states >= 10, `only ${r.tally.states} crash states`);
+  for (const who of ['e2fsprogs', 'ext4kit', 'kernel']) assert.equal(r.tally.failures(who), 0, `${who}: ${r.tally.examples.filter((e) => e.startsWith(who)).slice(0, 3).join(' || ')}`);
+});
+test('crash points around a log wrap catch a broken variant: the log restarts before the log superblock moved durably', { skip, timeout: 600_000 }, async (t) => {
+  const { r } = await aroundWrap({ kernel: false, perWindow: 40, span: [0], hook: 'wrap-no-jsb-flush' });
+  t.diagnostic(`${r.tally.states} crash states: ${r.tally.summary()}`);
+  for (const ex of r.tally.examples.slice(0, 3)) t.diagnostic(ex);
+  assert.ok(r.tally.failures('e2fsprogs') + r.tally.failures('ext4kit') > 0, `the broken variant went unnoticed: ${r.tally.summary()}`);
+});
+
 // The harness must catch broken commit protocols: no log at all (the code before journaled
 // writes), blocks written home before the log, no flush between the log copies and the commit
 // block, a checkpoint writing blocks home before their commit record is durable, and sizes
 // committed ahead of their data (no i_disksize, the code before it).
-type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean } } };
 const broken: Array<{ name: string; workload: Workload; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest']; sizeAhead?: boolean }> = [
   { name: 'no log (in-place metadata, as before)', workload: renames(4096, 16), openOpts: { journal: 'bypass' } },
   { name: 'blocks written home before the log', workload: renames(4096, 16), hook: 'home-first' },

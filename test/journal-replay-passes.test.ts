@@ -157,6 +157,16 @@ describe('recovery passes on synthetic logs', () => {
     await assert.rejects(log.run(), (e: unknown) => e instanceof Ext4Error && e.code === 'EBADMSG' && e.detail === 'jbd2-stale-or-corrupt');
   });
 
+  test('a log filled to its last block replays every transaction', async () => {
+    // 365 transactions of 3 blocks and one of 4 fill the 1,099 blocks after the superblock.
+    const full = new LogBuilder({ incompat: JBD2_FEATURE_INCOMPAT_CSUM_V3 });
+    for (let i = 0; i < 365; i++) full.add({ writes: [[100 + i, i & 0xff]] });
+    full.add({ writes: [[50, 1], [51, 2]] });
+    const { scan, plan } = await full.run();
+    assert.deepEqual([scan.transactions.length, scan.endTid], [366, 10 + 366]);
+    assert.equal(plan.blocks.size, 367);
+  });
+
   test('hostile logs end in an Ext4Error: a log that never ends, tags past the log, r_count past the block', async () => {
     const endless = new LogBuilder({});
     for (let j = 1; j < LOG_BLOCKS; j++) { const b = new Uint8Array(BS); encodeBlockHeader(b, JBD2_BLOCKTYPE.revoke, 10); b.set([0, 0, 0, 16], 12); endless.blocks[j] = b; }

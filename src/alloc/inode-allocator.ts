@@ -77,15 +77,7 @@ export class InodeAllocator {
         const idx = findBit(bits, from, geo.inodesPerGroup, 0);
         if (idx === geo.inodesPerGroup) continue;
         this.#noneFreeBelow.set(g, idx + 1);
-        const buf = await this.#writable(txn, g);
-        buf[idx >> 3]! |= 1 << (idx & 7);
-        const gd = this.#table.desc(g);
-        gd.freeInodesCount--;
-        if (isDir) gd.usedDirsCount++;
-        // bg_itable_unused counts the never-used inodes at the end of the table.
-        if (this.#table.lazyInit && idx >= geo.inodesPerGroup - gd.itableUnused) gd.itableUnused = geo.inodesPerGroup - (idx + 1);
-        this.#table.setInodeBitmapCsum(g, buf);
-        this.#table.markDirty(g);
+        await this.#markUsed(txn, g, idx, isDir);
         return g * geo.inodesPerGroup + idx + 1;
       }
       throw new Ext4Error('ENOSPC', 'no free inodes', { detail: 'no-free-inodes' });
@@ -105,16 +97,23 @@ export class InodeAllocator {
       const g = Math.floor((ino - 1) / geo.inodesPerGroup);
       const idx = (ino - 1) % geo.inodesPerGroup;
       if (testBit(await this.#view(txn, g), idx)) return false;
-      const buf = await this.#writable(txn, g);
-      buf[idx >> 3]! |= 1 << (idx & 7);
-      const gd = this.#table.desc(g);
-      gd.freeInodesCount--;
-      if (isDir) gd.usedDirsCount++;
-      if (this.#table.lazyInit && idx >= geo.inodesPerGroup - gd.itableUnused) gd.itableUnused = geo.inodesPerGroup - (idx + 1);
-      this.#table.setInodeBitmapCsum(g, buf);
-      this.#table.markDirty(g);
+      await this.#markUsed(txn, g, idx, isDir);
       return true;
     });
+  }
+
+  /** Sets bit `idx` of group `g`'s inode bitmap and updates the group's counts. */
+  async #markUsed(txn: MetaTxn, g: number, idx: number, isDir: boolean): Promise<void> {
+    const geo = this.#geo;
+    const buf = await this.#writable(txn, g);
+    buf[idx >> 3]! |= 1 << (idx & 7);
+    const gd = this.#table.desc(g);
+    gd.freeInodesCount--;
+    if (isDir) gd.usedDirsCount++;
+    // bg_itable_unused counts the never-used inodes at the end of the table.
+    if (this.#table.lazyInit && idx >= geo.inodesPerGroup - gd.itableUnused) gd.itableUnused = geo.inodesPerGroup - (idx + 1);
+    this.#table.setInodeBitmapCsum(g, buf);
+    this.#table.markDirty(g);
   }
 
   /** Frees an inode; EUCLEAN when it is reserved, out of range or already free. */

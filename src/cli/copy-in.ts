@@ -305,17 +305,7 @@ export class CopyIn {
       if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${e.host.toString()}' is a directory (use -r)`);
       await this.copyDir(e, dest);
     } else if (isFileStat(st)) {
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = this.links.get(key);
-        if (first !== undefined) {
-          await this.replacing(dest, () => this.fs.link(first, dest));
-          this.result.hardLinks++;
-          this.progress?.tick(0, true);
-          return;
-        }
-        this.links.set(key, dest);
-      }
+      if (await this.linkIfSeen(st, dest)) return;
       await this.copyFile(e, dest, at);
     } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
@@ -323,6 +313,24 @@ export class CopyIn {
       return;
     }
     this.created.set(e.host.toString('latin1'), dest);
+  }
+
+  /**
+   * A host inode with more than one link that was copied already becomes a hard link to its first
+   * copy (true); otherwise it is remembered as copied to `dest` (false).
+   */
+  private async linkIfSeen(st: HostStat, dest: string): Promise<boolean> {
+    if (st.nlink <= 1) return false;
+    const key = `${st.dev}:${st.ino}`;
+    const first = this.links.get(key);
+    if (first === undefined) {
+      this.links.set(key, dest);
+      return false;
+    }
+    await this.replacing(dest, () => this.fs.link(first, dest));
+    this.result.hardLinks++;
+    this.progress?.tick(0, true);
+    return true;
   }
 
   /** Runs `create`; on EEXIST removes the non-directory in the way and runs it again. */
@@ -397,17 +405,7 @@ export class CopyIn {
       this.skip(`rdev ${dest}`, `device '${e.host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
       return false;
     }
-    if (st.nlink > 1) {
-      const key = `${st.dev}:${st.ino}`;
-      const first = this.links.get(key);
-      if (first !== undefined) {
-        await this.replacing(dest, () => this.fs.link(first, dest));
-        this.result.hardLinks++;
-        this.progress?.tick(0, true);
-        return true;
-      }
-      this.links.set(key, dest);
-    }
+    if (await this.linkIfSeen(st, dest)) return true;
     await this.replacing(dest, () => this.fs.mknod(dest, st.mode & 0o170777, Number(st.rdev)));
     await this.setOwner(dest, st, 0, 0);
     await this.fs.lutimes(dest, timeOf(st.atimeNs), timeOf(st.mtimeNs));

@@ -7,7 +7,7 @@
 // Writes stay synchronous (requests complete in issue order, which the engine relies on); only
 // early write-out of written data to the disk runs on a libuv thread (see startWriteOut).
 import { Buffer } from 'node:buffer';
-import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasyncSync, fdatasync } from 'node:fs';
+import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasync } from 'node:fs';
 import { type BlockDevice, checkRange, readOnlyError } from './block-device.ts';
 import { ioError } from '../errors/ext4-error.ts';
 
@@ -146,7 +146,10 @@ export class NodeFileDevice implements BlockDevice {
     this.writeOutError = undefined;
     if (err !== undefined) throw ioError('flush failed', err);
     this.unflushed = 0;
-    try { fdatasyncSync(this.handle); } catch (e) { throw ioError('flush failed', e); }
+    // On a libuv thread: the caller's other work (a bulk copy whose commit runs in the
+    // background) goes on meanwhile; writes issued during it are not covered by this flush.
+    const fd = this.handle;
+    await new Promise<void>((resolve, reject) => fdatasync(fd, (e) => (e ? reject(ioError('flush failed', e)) : resolve())));
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,7 @@ import { decodeDirBlock, decodeInlineDir, type DirEntry } from '../format/dirent
 import { decodeDxRoot, decodeDxNode } from '../format/htree.ts';
 import { dxSearch, type DxFrame, type HtreeWalker } from './htree-walk.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL, type Inode } from '../format/inode.ts';
-import { type Mapping } from '../mapping/read-map.ts';
+import { physicalBlockIn, type Mapping } from '../mapping/read-map.ts';
 
 /** What directory reading needs from the mounted filesystem. */
 export interface DirSource {
@@ -120,17 +120,7 @@ export async function lookupName(src: DirSource, name: Uint8Array): Promise<RawD
 async function htreeLookup(src: DirSource, name: Uint8Array): Promise<RawDirEntry | undefined> {
   const maps = await src.mappings();
   const dirBlocks = maps.length ? maps[maps.length - 1]!.fileBlock + maps[maps.length - 1]!.countBlocks : 0;
-  const physical = (fileBlock: number): number | undefined => {
-    let lo = 0, hi = maps.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const m = maps[mid]!;
-      if (fileBlock < m.fileBlock) hi = mid - 1;
-      else if (fileBlock >= m.fileBlock + m.countBlocks) lo = mid + 1;
-      else return m.unwritten ? undefined : m.fsBlock + (fileBlock - m.fileBlock);
-    }
-    return undefined;
-  };
+  const physical = (fileBlock: number): number | undefined => physicalBlockIn(maps, fileBlock);
   const readDirBlock = async (fileBlock: number): Promise<{ block: Uint8Array; where: Ext4ErrorWhere }> => {
     const p = physical(fileBlock);
     if (p === undefined) throw corrupt('htree-hole', `htree points to hole at directory block ${fileBlock}`, { inode: src.ino });

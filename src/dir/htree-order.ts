@@ -7,7 +7,7 @@ import { decodeDirBlock } from '../format/dirent.ts';
 import { decodeDxNode, decodeDxRoot, dxFindEntry, type DxEntry, type DxRoot } from '../format/htree.ts';
 import { dirHash, effectiveHashVersion } from '../format/dir-hash.ts';
 import { CASEFOLD_FL, ENCRYPT_FL, INDEX_FL, INLINE_DATA_FL } from '../format/inode.ts';
-import type { Mapping } from '../mapping/read-map.ts';
+import { physicalBlockIn, type Mapping } from '../mapping/read-map.ts';
 import type { DirSource, RawDirEntry } from './dir-read.ts';
 
 /** Past every 32-bit hash: the end of the index. */
@@ -34,17 +34,7 @@ interface Frame { entries: DxEntry[]; at: number }
 
 /** Reads directory blocks by logical number through the mappings (holes are corrupt). */
 function blockReader(src: DirSource, maps: readonly Mapping[]) {
-  const physical = (fileBlock: number): number | undefined => {
-    let lo = 0, hi = maps.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const m = maps[mid]!;
-      if (fileBlock < m.fileBlock) hi = mid - 1;
-      else if (fileBlock >= m.fileBlock + m.countBlocks) lo = mid + 1;
-      else return m.unwritten ? undefined : m.fsBlock + (fileBlock - m.fileBlock);
-    }
-    return undefined;
-  };
+  const physical = (fileBlock: number): number | undefined => physicalBlockIn(maps, fileBlock);
   return async (fileBlock: number): Promise<{ block: Uint8Array; where: Ext4ErrorWhere; verify: boolean }> => {
     const p = physical(fileBlock);
     if (p === undefined) throw corrupt('htree-hole', `htree points to hole at directory block ${fileBlock}`, { inode: src.ino });

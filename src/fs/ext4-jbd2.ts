@@ -20,6 +20,8 @@ import { nowSec } from './clock.ts';
  */
 export type FsJournal = Journal & {
   isDirty(block: number): boolean;
+  /** commit() in two stages: snapshot taken, then on the device (optional for injected journals). */
+  commitStages?(): { taken: Promise<void>; done: Promise<void> };
   preCommit: ((h: Handle) => Promise<void>) | undefined;
   orderedData(): () => void;
 };
@@ -127,8 +129,31 @@ export class Jbd2 {
   async commit(durable = true): Promise<void> {
     if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
     if (!this.markedDirty) await this.markDirty();
+    this.takeBackgroundError();
+    if (!durable && this.log && this.journal.commitStages) {
+      // Nobody waits for durability (a bulk copy releasing memory): the caller goes on once the
+      // snapshot is taken while the log writes and flushes proceed; the next commit, sync or
+      // close waits for them (commits are serialized) and reports their failure.
+      const { taken, done } = this.journal.commitStages();
+      this.background = done.catch((e: unknown) => { this.backgroundError ??= e; });
+      await taken;
+      return;
+    }
     await this.journal.commit();
+    await this.background;
+    this.takeBackgroundError();
     if (!this.log && durable) await this.vol.device.flush();
+  }
+
+  /** A commit left running in the background (commit with durable false). */
+  private background: Promise<void> | undefined;
+  private backgroundError: unknown;
+
+  private takeBackgroundError(): void {
+    const e = this.backgroundError;
+    if (e === undefined) return;
+    this.backgroundError = undefined;
+    throw e;
   }
 
   /**
@@ -173,6 +198,8 @@ export class Jbd2 {
    * committed and checkpointed): the log is marked empty first, then needs_recovery cleared.
    */
   async markClean(): Promise<void> {
+    await this.background;
+    this.takeBackgroundError();
     this.vol.sb.state |= SB_STATE.valid;
     if (!this.log) return this.commitSuperblock();
     await this.log.close();
@@ -191,8 +218,8 @@ export async function openLog(vol: Volume): Promise<Jbd2Log | undefined> {
   const log = await Jbd2Log.open(vol.device, {
     blockSize: geo.blockSize, lengthBlocks: jmap.countBlocks, map, uuid: sb.uuid, metadataCsum: geo.metadataCsum,
     bit64: (sb.featureIncompat & INCOMPAT['64bit']) !== 0,
+    // Committed blocks not yet checkpointed are read from the cache, not from their stale homes.
+    cache: vol.cache,
   });
-  // Committed blocks not yet checkpointed are read from the cache, not from their stale homes.
-  log.cache = vol.cache;
   return log;
 }

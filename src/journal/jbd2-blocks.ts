@@ -61,13 +61,15 @@ function setTail(fmt: LogFormat, b: Uint8Array, seed: number): void {
 }
 
 /**
- * The logged form of a metadata block: a copy, with the first 4 bytes zeroed when they are the
- * jbd2 magic (the tag then carries ESCAPE).
+ * The logged form of a metadata block: the block itself (the caller's copy, not changed
+ * afterwards), or a copy with the first 4 bytes zeroed when they are the jbd2 magic (the tag
+ * then carries ESCAPE).
  */
 export function escapeBlock(bytes: Uint8Array): { logged: Uint8Array; escaped: boolean } {
+  const escaped = bytes[0] === 0xc0 && bytes[1] === 0x3b && bytes[2] === 0x39 && bytes[3] === 0x98;
+  if (!escaped) return { logged: bytes, escaped };
   const logged = bytes.slice();
-  const escaped = logged[0] === 0xc0 && logged[1] === 0x3b && logged[2] === 0x39 && logged[3] === 0x98;
-  if (escaped) logged.fill(0, 0, 4);
+  logged.fill(0, 0, 4);
   return { logged, escaped };
 }
 

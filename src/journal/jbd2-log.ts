@@ -24,9 +24,14 @@ export interface CommitSnapshot {
   revokes: readonly number[];
 }
 
-/** Where a commit's blocks go: in place (no log), or through the jbd2 log first. */
+/**
+ * Where a commit's blocks go: in place (no log), or through the jbd2 log first. The journal pins
+ * each committed block in the block cache; a sink that `keepsBlocks` (not yet home when commit
+ * resolves) unpins them itself once they are home.
+ */
 export interface CommitSink {
   commit(snap: CommitSnapshot): Promise<void>;
+  readonly keepsBlocks?: boolean;
 }
 
 const KNOWN_INCOMPAT = JBD2_FEATURE_INCOMPAT_REVOKE | JBD2_FEATURE_INCOMPAT_64BIT | JBD2_FEATURE_INCOMPAT_CSUM_V2 |
@@ -73,6 +78,8 @@ export interface Jbd2LogStats {
 const MAX_PINNED_BLOCKS = 4096;
 
 export class Jbd2Log implements CommitSink {
+  /** Committed blocks stay pinned until a checkpoint writes them home. */
+  readonly keepsBlocks = true;
   private tid: number;
   private head: number;
   private lastCommitMs = 0;
@@ -83,16 +90,16 @@ export class Jbd2Log implements CommitSink {
   private readonly pending = new Map<number, Uint8Array>();
   /** Commits and checkpoints run one at a time. */
   private serial: Promise<void> = Promise.resolve();
-  /** Where committed copies are pinned until checkpointed (readers see them). */
-  cache: BlockCache | undefined;
   readonly stats: Jbd2LogStats = { commits: 0, loggedBlocks: 0, revokes: 0, flushes: 0, checkpoints: 0, homeBlocks: 0 };
   /**
    * Test hook: a deliberately broken commit protocol, to show the crash harness catches it.
    * 'home-first' writes blocks home before the log; 'no-commit-flush' skips the flush between
    * the log copies and the commit block; 'early-checkpoint' writes blocks home after their log
-   * copies but before the commit block is durable; 'no-revoke' writes no revoke records.
+   * copies but before the commit block is durable; 'no-revoke' writes no revoke records;
+   * 'wrap-no-jsb-flush' restarts the log over old transactions before the log superblock that
+   * stops naming them is durable.
    */
-  brokenForTest: 'home-first' | 'no-commit-flush' | 'early-checkpoint' | 'no-revoke' | undefined;
+  brokenForTest: 'home-first' | 'no-commit-flush' | 'early-checkpoint' | 'no-revoke' | 'wrap-no-jsb-flush' | undefined;
 
   private constructor(
     private readonly device: BlockDevice,
@@ -100,6 +107,8 @@ export class Jbd2Log implements CommitSink {
     private readonly jsb: JournalSuperblock,
     /** fs block of each journal block. */
     private readonly map: Float64Array,
+    /** Where the journal pinned committed copies; unpinned here once home (or revoked). */
+    private readonly cache: BlockCache,
   ) {
     // A log left non-empty with needs_recovery clear is discarded, as Linux does; the jump in
     // tid keeps its old blocks from ever matching the sequence recovery expects.
@@ -112,7 +121,7 @@ export class Jbd2Log implements CommitSink {
    * journal inode's mapping, which the caller has checked covers `lengthBlocks`).
    */
   static async open(device: BlockDevice, opts: {
-    blockSize: number; lengthBlocks: number; map: Float64Array; uuid: Uint8Array; metadataCsum: boolean; bit64: boolean;
+    blockSize: number; lengthBlocks: number; map: Float64Array; uuid: Uint8Array; metadataCsum: boolean; bit64: boolean; cache: BlockCache;
   }): Promise<Jbd2Log> {
     const where = { structure: 'journal superblock', block: opts.map[0] };
     const raw = await device.read(opts.map[0]! * opts.blockSize, JBD2_SUPERBLOCK_SIZE);
@@ -122,7 +131,7 @@ export class Jbd2Log implements CommitSink {
     }
     if (jsb.nrUsers > 1) throw new Ext4Error('ENOTSUP', `journal shared by ${jsb.nrUsers} filesystems`, { detail: 'jbd2-users' });
     const fmt: LogFormat = { blockSize: opts.blockSize, csumV3: opts.metadataCsum, bit64: opts.bit64, uuid: opts.uuid.slice(0, 16) };
-    return new Jbd2Log(device, fmt, jsb, opts.map);
+    return new Jbd2Log(device, fmt, jsb, opts.map, opts.cache);
   }
 
   /** Log blocks: [first, maxLen) (fast-commit blocks are given back to the log). */
@@ -208,20 +217,21 @@ export class Jbd2Log implements CommitSink {
     }
     if (this.brokenForTest === 'home-first') await writeHome(this.device, fmt.blockSize, snap.blocks);
     // No wrap inside a transaction: when the rest of the log is too short, every committed
-    // transaction goes home first (and is flushed), and the log starts over at s_first. Too
-    // many pinned blocks also checkpoint (memory).
-    const wrap = this.head + need > this.jsb.maxLen;
+    // transaction goes home first (and is flushed), and the log starts over at s_first. The log
+    // is never filled to its last block (as jbd2 keeps free space): a scan of a completely full
+    // log would come round to its start. Too many pinned blocks also checkpoint (memory).
+    const wrap = this.head + need >= this.jsb.maxLen;
     if (wrap || this.pending.size + snap.blocks.length > MAX_PINNED_BLOCKS) await this.checkpointNow();
     if (wrap) {
       // The log superblock must stop naming the old transactions before their blocks are
       // overwritten (a torn overwrite would otherwise be replayed as theirs).
       this.head = this.jsb.first;
       await this.writeJsb(this.head);
-      await this.flush();
+      if (this.brokenForTest !== 'wrap-no-jsb-flush') await this.flush();
     }
-    // Pinned from here: the cache may drop its copy while the home location is still older.
+    // (The journal pinned the blocks in the cache at its snapshot; a revoked block's older
+    // pending copy is dropped.)
     for (const r of snap.revokes) this.unpinPending(r);
-    for (const b of snap.blocks) this.cache?.pin(b.block, b.bytes);
     const tid = this.tid;
     const out: Uint8Array[] = [];
     for (let i = 0; i < revokes.length; i += perRevoke) out.push(encodeRevoke(fmt, tid, revokes.slice(i, i + perRevoke)));
@@ -255,7 +265,7 @@ export class Jbd2Log implements CommitSink {
 
   private unpinPending(block: number): void {
     const bytes = this.pending.get(block);
-    if (bytes) this.cache?.unpin(block, bytes);
+    if (bytes) this.cache.unpin(block, bytes);
   }
 
   /**
@@ -268,7 +278,7 @@ export class Jbd2Log implements CommitSink {
     await writeHome(this.device, this.fmt.blockSize, blocks);
     await this.flush();
     for (const b of blocks) {
-      this.cache?.unpin(b.block, b.bytes);
+      this.cache.unpin(b.block, b.bytes);
       if (this.pending.get(b.block) === b.bytes) this.pending.delete(b.block);
     }
     this.liveTransactions = 0;

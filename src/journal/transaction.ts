@@ -217,12 +217,24 @@ export class WriteBackJournal implements Journal {
    * and every earlier one are on the device (the sink decides how durable that is).
    */
   commit(): Promise<void> {
-    const run = this.commitTail.then(() => this.commitNow());
-    this.commitTail = run.catch(() => undefined);
-    return run;
+    return this.commitStages().done;
   }
 
-  private async commitNow(): Promise<void> {
+  /**
+   * commit(), with a second promise that resolves once the snapshot is taken (the running
+   * changes belong to this commit; new handles go to the next one), while the blocks may still
+   * be on their way to the device.
+   */
+  commitStages(): { taken: Promise<void>; done: Promise<void> } {
+    let taken!: () => void;
+    const t = new Promise<void>((r) => { taken = r; });
+    const run = this.commitTail.then(() => this.commitNow(taken));
+    this.commitTail = run.catch(() => undefined);
+    run.catch(() => taken());
+    return { taken: t, done: run };
+  }
+
+  private async commitNow(taken: () => void): Promise<void> {
     while (this.gate) await this.gate;
     let open!: () => void;
     this.gate = new Promise<void>((r) => { open = r; });
@@ -240,7 +252,9 @@ export class WriteBackJournal implements Journal {
       this.j.finalizers.clear();
       const sorted = [...this.j.dirty.keys()].sort((a, b) => a - b);
       blocks = sorted.map((block) => ({ block, bytes: this.j.dirty.get(block)!.slice() }));
-      for (const b of blocks) this.j.committing.set(b.block, b.bytes);
+      // Pinned until their home location has them (the sink unpins, or we do after an in-place
+      // sink): a reader outside any handle must not find an older copy on the device meanwhile.
+      for (const b of blocks) { this.j.committing.set(b.block, b.bytes); this.j.cache.pin(b.block, b.bytes); }
       revokes = [...this.j.revokes].sort((a, b) => a - b);
       this.j.dirty.clear();
       this.j.revokes.clear();
@@ -250,11 +264,13 @@ export class WriteBackJournal implements Journal {
     } finally {
       this.gate = undefined;
       open();
+      taken();
     }
     try {
       // Ordered mode: data of blocks this transaction makes reachable is written first.
       await Promise.all(ordered);
       await this.sink.commit({ blocks, revokes });
+      if (!this.sink.keepsBlocks) for (const b of blocks) this.j.cache.unpin(b.block, b.bytes);
       this.commits++;
     } finally {
       for (const b of blocks) if (this.j.committing.get(b.block) === b.bytes) this.j.committing.delete(b.block);

@@ -58,6 +58,22 @@ function checkContext(ctx: MapContext): void {
 }
 
 /** Every mapped range of the file, in logical order. Extents come one per mapping; block-map runs are merged. */
+/**
+ * The filesystem block holding file block `fileBlock`, found in `maps` (sorted by fileBlock, not
+ * overlapping); undefined in a hole or an unwritten extent.
+ */
+export function physicalBlockIn(maps: readonly Mapping[], fileBlock: number): number | undefined {
+  let lo = 0, hi = maps.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const m = maps[mid]!;
+    if (fileBlock < m.fileBlock) hi = mid - 1;
+    else if (fileBlock >= m.fileBlock + m.countBlocks) lo = mid + 1;
+    else return m.unwritten ? undefined : m.fsBlock + (fileBlock - m.fileBlock);
+  }
+  return undefined;
+}
+
 export async function* iterateMappings(inode: Inode, ctx: MapContext): AsyncGenerator<Mapping> {
   checkContext(ctx);
   if (!hasMappedBlocks(inode, ctx)) return;

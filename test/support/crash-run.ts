@@ -2,7 +2,7 @@
 // states and recover each one three ways; returns the tally.
 import { Ext4 } from '../../src/api/ext4.ts';
 import { MemoryDevice } from '../../src/device/memory-device.ts';
-import { RecordingDevice, type Expectation } from './recording-device.ts';
+import { RecordingDevice, type Expectation, type RecEvent } from './recording-device.ts';
 import { candidatesAt, crashStates, requirementsAt } from './crash-states.ts';
 import { CrashChecker, Tally } from './crash-check.ts';
 import type { Workload } from './crash-workloads.ts';
@@ -20,6 +20,8 @@ export interface CrashRunOptions {
   openOpts?: { journal?: 'bypass' };
   /** Device write latency in event-loop turns (0: writes complete in issue order). */
   latency?: number;
+  /** Cut only in these windows (see CrashStateOptions.pick), given the recorded events. */
+  pick?: (events: readonly RecEvent[], windows: ReadonlyArray<{ start: number; end: number }>) => Set<number>;
 }
 
 export interface CrashRunResult { tally: Tally; writes: number; flushes: number; acks: number }
@@ -49,7 +51,9 @@ export async function runCrashPoints(w: Workload, opts: CrashRunOptions): Promis
   const checker = await CrashChecker.create();
   let kernelRuns = 0;
   try {
-    for (const st of crashStates(rec.base, rec.events, { seed: opts.seed, maxWindows: opts.maxWindows, perWindow: opts.perWindow })) {
+    const pick = opts.pick;
+    const stateOpts = { seed: opts.seed, maxWindows: opts.maxWindows, perWindow: opts.perWindow, ...(pick ? { pick: (ws: ReadonlyArray<{ start: number; end: number }>) => pick(rec.events, ws) } : {}) };
+    for (const st of crashStates(rec.base, rec.events, stateOpts)) {
       const req = { req: requirementsAt(rec.events, st.cut), cands: candidatesAt(rec.events, st.cut) };
       tally.states++;
       tally.add('e2fsprogs', st.id, await checker.e2fsprogs(st.image, req));

@@ -23,6 +23,8 @@ export interface CrashStateOptions {
   maxWindows: number;
   /** 'prefix' and 'torn' states per sampled window. */
   perWindow: number;
+  /** Instead of sampling: the windows (by index, with their event ranges) to cut in. */
+  pick?: (windows: ReadonlyArray<{ start: number; end: number }>) => Set<number>;
 }
 
 function applyWrite(img: Uint8Array, e: { offsetBytes: number; data: Uint8Array }): void {
@@ -39,9 +41,9 @@ export function* crashStates(base: Uint8Array, events: readonly RecEvent[], opts
   let s = 0;
   for (const f of flushAt) { windows.push({ start: s, end: f }); s = f + 1; }
   windows.push({ start: s, end: events.length });
-  const chosen = new Set<number>();
+  const chosen = opts.pick?.(windows) ?? new Set<number>();
   const n = windows.length;
-  if (n <= opts.maxWindows) for (let i = 0; i < n; i++) chosen.add(i);
+  if (opts.pick) { /* chosen by the caller */ } else if (n <= opts.maxWindows) for (let i = 0; i < n; i++) chosen.add(i);
   else {
     chosen.add(n - 1);
     for (let i = 0; i < opts.maxWindows - 1; i++) chosen.add(Math.floor((i * n) / (opts.maxWindows - 1)));

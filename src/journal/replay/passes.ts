@@ -63,8 +63,12 @@ export async function scanLog(read: ReadJournalBlock, jsb: JournalSuperblock, f:
   let visited = 0;
   const where = (j: number) => ({ block: j });
   for (;;) {
-    // A log can hold at most logLen blocks; going round more means the log is corrupt.
-    if (visited >= logLen) throw corrupt('jbd2-log-loop', `journal log runs past its ${logLen} blocks without ending`);
+    // A log holds at most logLen blocks. Exactly full after a commit (the kernel may fill its log
+    // to the last block) is the end; a transaction still open there means the log is corrupt.
+    if (visited >= logLen) {
+      if (cur.groups.length === 0 && cur.revokeAt.length === 0) break;
+      throw corrupt('jbd2-log-loop', `journal log runs past its ${logLen} blocks without ending`);
+    }
     const at = pos;
     const b = await read(at);
     const h = decodeBlockHeader(b);
