@@ -28,7 +28,7 @@
 //
 // - st_blocks of a bigalloc file while the kernel has it mounted includes clusters it reserved in
 //   memory, and once in CI it read one cluster high after syncfs (384 sectors on a file that maps
-//   two 64 KiB clusters, seed 140903; not reproduced in 30 reruns). A final tree that differs in
+//   two 64 KiB clusters, seed 140903; not reproduced in 10 reruns). A final tree that differs in
 //   st_blocks alone is read again from a fresh read-only mount of the kernel's image, and that,
 //   what the kernel stored, decides (kernelStoredDiff).
 
