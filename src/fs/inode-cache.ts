@@ -112,7 +112,8 @@ export class InodeCache {
   /** Releases cached inodes nobody holds (after a commit). */
   shrink(keep: (oi: OpenInode) => boolean): void {
     for (const [ino, oi] of this.open) {
-      if (oi.refs === 0 && oi.nlookup === 0 && oi.pages.dirtyCount === 0 && !keep(oi)) { oi.pages.shrink(); this.open.delete(ino); }
+      // A dirty inode (changed by a request that ran during the commit) is not on disk yet.
+      if (oi.refs === 0 && oi.nlookup === 0 && oi.pages.dirtyCount === 0 && !this.dirty.has(oi) && !keep(oi)) { oi.pages.shrink(); this.open.delete(ino); }
     }
   }
 }

@@ -58,3 +58,19 @@ export function encodeNotifyInvalAttr(nodeId: number): Uint8Array {
   v.setBigInt64(24, -1n, true);
   return out;
 }
+
+/** FUSE_NOTIFY_RETRIEVE: asks the kernel to send back cached pages of a node as a NOTIFY_REPLY request. */
+const NOTIFY_RETRIEVE = 5;
+export const NOTIFY_RETRIEVE_BYTES = OUT_HEADER_BYTES + 32;
+
+/** A retrieve of `sizeBytes` from offset 0 of `nodeId` (0 bytes: the reply request carries no data). */
+export function encodeNotifyRetrieve(nodeId: number, sizeBytes: number, notifyUnique = 0n): Uint8Array {
+  const out = new Uint8Array(NOTIFY_RETRIEVE_BYTES);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setInt32(4, NOTIFY_RETRIEVE, true);
+  v.setBigUint64(16, notifyUnique, true);
+  v.setBigUint64(24, BigInt(nodeId), true);
+  v.setUint32(40, sizeBytes, true);
+  return out;
+}

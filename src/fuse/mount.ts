@@ -111,14 +111,16 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
   const session = new FuseSession(backend, (r, p) => device.reply(r, p), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
   let finish!: () => void;
   const gone = new Promise<void>((resolve) => { finish = resolve; });
+  // The main thread reads requests itself only while this function and commits are not waiting.
+  let starting = true;
+  let committing: Promise<void> | undefined;
   device.start((req) => session.handle(req), (why) => {
     log(`ext4kit mount: connection ended (${why}); writing back`);
     finish();
-  });
+  }, () => starting || committing !== undefined, () => session.pokeNodeId);
   await Promise.race([session.initialized, gone]);
   await raiseReadahead(dir, log);
   // Periodic commit: only when something changed since the last one, never two at once.
-  let committing: Promise<void> | undefined;
   let committedAt = 0;
   const commitMs = (opts.commitSeconds ?? 5) * 1000;
   const timer = commitMs > 0 ? setInterval(() => {
@@ -130,6 +132,7 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
   }, commitMs) : undefined;
   const closed = (async () => {
     await gone;
+    log(`ext4kit mount: requests read by the main thread ${device.readsBy.main}, by the reader worker ${device.readsBy.worker}`);
     if (timer) clearInterval(timer);
     await session.drain();
     if (committing) await committing;
@@ -140,6 +143,8 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
     }
   })();
   closed.catch(() => undefined);
+  starting = false;
+  device.kick();
   return {
     mountpoint: dir,
     readOnly,

@@ -16,6 +16,8 @@ import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
 import { callerInGroup, killedMode } from './killpriv.ts';
 
 const ROOT_NODE = 1;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
 /** Payloads from this size on are sent by reference (writev) rather than copied behind the header. */
 const ZERO_COPY_REPLY_BYTES = 16 * 1024;
 
@@ -54,6 +56,7 @@ export class FuseSession {
   private readonly valid: Validity;
   private readonly log: (line: string) => void;
   private destroyed = false;
+  private lastFileNode = 0;
   private initDone!: () => void;
   /** Resolves once INIT has been answered (the mount is usable from then on). */
   readonly initialized = new Promise<void>((resolve) => { this.initDone = resolve; });
@@ -116,8 +119,16 @@ export class FuseSession {
     // FORGET and INTERRUPT get no reply.
     if (h.opcode === OP.FORGET || h.opcode === OP.BATCH_FORGET || h.opcode === OP.INTERRUPT) {
       try {
-        if (h.opcode === OP.FORGET) await this.backend.forget(this.ino(h.nodeId), decodeForgetIn(body));
-        if (h.opcode === OP.BATCH_FORGET) for (const f of decodeBatchForgetIn(body)) await this.backend.forget(this.ino(f.nodeId), f.nlookup);
+        if (h.opcode === OP.FORGET) {
+          if (h.nodeId === this.lastFileNode) this.lastFileNode = 0;
+          await this.backend.forget(this.ino(h.nodeId), decodeForgetIn(body));
+        }
+        if (h.opcode === OP.BATCH_FORGET) {
+          for (const f of decodeBatchForgetIn(body)) {
+            if (f.nodeId === this.lastFileNode) this.lastFileNode = 0;
+            await this.backend.forget(this.ino(f.nodeId), f.nlookup);
+          }
+        }
       } catch (e) {
         this.reportOnce(`forget:${String(e)}`, `ext4kit mount: FORGET failed: ${e instanceof Error ? e.message : String(e)}`);
       }
@@ -149,8 +160,16 @@ export class FuseSession {
   }
 
   private entry(e: { attr: NodeAttr; generation: number }): Uint8Array {
-    return encodeEntryOut(this.node(e.attr.ino), e.generation, e.attr, this.valid, this.valid);
+    const node = this.node(e.attr.ino);
+    if ((e.attr.mode & S_IFMT) === S_IFREG) this.lastFileNode = node;
+    return encodeEntryOut(node, e.generation, e.attr, this.valid, this.valid);
   }
+
+  /**
+   * A regular file whose entry the kernel was given and has not forgotten since (0: none):
+   * the transport's idle poke retrieves zero bytes of it (see transport.ts).
+   */
+  get pokeNodeId(): number { return this.lastFileNode; }
 
   private caller(h: RequestHeader): Caller { return { uid: h.uid, gid: h.gid, pid: h.pid }; }
 
