@@ -43,6 +43,8 @@ export interface FuseMount {
   /** Why ext4kit cannot write the image (it is then served read-only even without readOnly). */
   readonly readOnlyReason: string | undefined;
   readonly stats: SessionStats;
+  /** Requests read by the main thread itself and by the reader worker (see transport.ts). */
+  readonly readsBy: { readonly main: number; readonly worker: number };
   /** Settles when the connection has ended and the filesystem is closed (rejects if closing failed). */
   readonly closed: Promise<void>;
   /** Detaches the mount (lazily) and waits for closed. */
@@ -150,6 +152,7 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
     readOnly,
     readOnlyReason,
     stats: session.stats,
+    readsBy: device.readsBy,
     closed,
     unmount: async () => {
       const r = await unmountPath(dir, true);
