@@ -16,9 +16,11 @@
 //   worker asks it to let go: it writes a FUSE_NOTIFY_RETRIEVE of zero bytes of a regular file
 //   the kernel holds (`pokeNode()`; the kernel refuses it for directories), to which the kernel
 //   answers with a NOTIFY_REPLY request (dropped here) that ends the read. No system call on
-//   the mountpoint is involved, so the poke never makes umount(8) see the mount busy. Only when
-//   no such file is known, a statfs(2) of the mountpoint (from the threadpool) does it. An idle
-//   mount then leaves the main thread's event loop free (signals, timers, the host's own work).
+//   the mountpoint is involved, so the poke never makes umount(8) see the mount busy. While no
+//   such file is known the main thread does not read at all. Only if the kernel refuses the
+//   retrieve (the inode was just evicted: its FORGET is then on its way and wakes the read
+//   anyway), a statfs(2) of the mountpoint (from the threadpool) is sent as well. An idle mount
+//   thus leaves the main thread's event loop free (signals, timers, the host's own work).
 import { openSync, closeSync, readSync, writeSync, writevSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { resolve as resolvePath } from 'node:path';
@@ -266,11 +268,13 @@ export class FuseDevice {
       this.grantWorker();
       return;
     }
-    if (!this.mainReads || this.inFlight > 0 || this.busy()) { this.grantWorker(); return; }
+    // Without a regular file to poke with, the main thread does not block (see the file comment).
+    const pokeNode = this.mainReads ? this.pokeNode() : 0;
+    if (pokeNode === 0 || this.inFlight > 0 || this.busy()) { this.grantWorker(); return; }
     this.mainBuf ??= new Uint8Array(READ_BUFFER_BYTES);
     const buf = this.mainBuf;
     let n: number;
-    Atomics.store(this.ctl, CTL.POKE_NODE, this.pokeNode() | 0);
+    Atomics.store(this.ctl, CTL.POKE_NODE, pokeNode | 0);
     Atomics.store(this.ctl, CTL.MAIN_READING, 1);
     try {
       n = readSync(this.fd, buf, 0, buf.length, null);
