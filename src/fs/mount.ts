@@ -201,7 +201,7 @@ export class Mount implements WalkSource<Node> {
   /** Delayed (reserved, not yet allocated) 512-byte units, which st_blocks counts as the kernel does. */
   delayedBlocks512(node: Node): number {
     if (!this.fs) return 0;
-    return (node as OpenInode).state.reservation.reservedClusters * this.vol.geo.clusterSize / 512;
+    return (node as OpenInode).reservedClusters * this.vol.geo.clusterSize / 512;
   }
 
   async close(): Promise<void> {
