@@ -26,6 +26,15 @@ async function must(cmd: string, args: string[], timeoutMs = 1_800_000): Promise
   return r.stdout;
 }
 
+async function run(what: string, nArg: string | undefined, mnt: string, tarball: string): Promise<void> {
+  if (what === 'untar') { await must('tar', ['-C', mnt, '-xf', tarball]); return; }
+  const n = Number(nArg ?? 100_000);
+  await must('python3', ['-c', `import os,sys
+m=sys.argv[1]; n=int(sys.argv[2])
+for d in range(10): os.mkdir(os.path.join(m, 'd%d' % d))
+for i in range(n): os.close(os.open(os.path.join(m, 'd%d' % (i % 10), 'f%d' % i), os.O_CREAT | os.O_WRONLY, 0o644))`, mnt, String(n)]);
+}
+
 async function main(): Promise<void> {
   const [what = 'untar', nArg] = process.argv.slice(2);
   const work = join(tmpdir(), 'ext4kit-fuse-memory');
@@ -39,6 +48,7 @@ async function main(): Promise<void> {
   const img = join(work, 'fs.img');
   const mnt = join(work, 'mnt');
   await rm(img, { force: true });
+  await runTool('umount', ['-l', mnt], { timeoutMs: 60_000 });
   mkdirSync(mnt, { recursive: true });
   await must(toolPath('mke2fs'), ['-q', '-F', '-t', 'ext4', '-b', '4096', '-N', '400000', img, '4G']);
   const ext4 = await Ext4.open(img);
@@ -53,13 +63,11 @@ async function main(): Promise<void> {
   const heapBefore = process.memoryUsage().heapUsed;
   console.log(`mounted: rss ${mib(process.memoryUsage.rss())} MiB, heapUsed ${mib(heapBefore)} MiB`);
   const t0 = Date.now();
-  if (what === 'untar') await must('tar', ['-C', mnt, '-xf', tarball]);
-  else {
-    const n = Number(nArg ?? 100_000);
-    await must('python3', ['-c', `import os,sys
-m=sys.argv[1]; n=int(sys.argv[2])
-for d in range(10): os.mkdir(os.path.join(m, 'd%d' % d))
-for i in range(n): os.close(os.open(os.path.join(m, 'd%d' % (i % 10), 'f%d' % i), os.O_CREAT | os.O_WRONLY, 0o644))`, mnt, String(n)]);
+  try {
+    await run(what, nArg, mnt, tarball);
+  } catch (e) {
+    await runTool('umount', ['-l', mnt], { timeoutMs: 60_000 });
+    throw e;
   }
   const elapsedMs = Date.now() - t0;
   sample();

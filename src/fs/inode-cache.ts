@@ -10,6 +10,7 @@ import type { SpaceAccounting } from '../alloc/space-accounting.ts';
 import { createDelallocState, type DelallocState } from '../mapping/delalloc.ts';
 import { FilePages, type DirtyCounter } from '../pagecache/file-pages.ts';
 import type { Volume } from './volume.ts';
+import type { LiveListing } from './readdir.ts';
 
 /** What an OpenInode needs to build its per-file state when first used. */
 export interface InodeHome {
@@ -45,6 +46,8 @@ export class OpenInode {
    * `inode.sizeBytes` (every inode that is not a regular file written through the page cache).
    */
   diskSizeBytes: number | undefined;
+  /** A large linear directory's sorted listing, while a paged listing uses it (fs/readdir.ts). */
+  listing: LiveListing | undefined;
   constructor(readonly ino: number, public inode: Inode, private readonly home: InodeHome) {}
 
   get io(): Mutex {
