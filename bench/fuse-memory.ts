@@ -56,7 +56,12 @@ async function main(): Promise<void> {
   let engine: unknown;
   const m = await mount(ext4, mnt, { source: img, log: (l) => console.error(l), wrapBackend: (b) => { engine = b; return b; } });
   let peak = 0;
-  const sample = () => { peak = Math.max(peak, process.memoryUsage.rss()); };
+  const peaks = { heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 };
+  const sample = () => {
+    const u = process.memoryUsage();
+    peak = Math.max(peak, u.rss);
+    for (const k of Object.keys(peaks) as (keyof typeof peaks)[]) peaks[k] = Math.max(peaks[k], u[k]);
+  };
   const timer = setInterval(sample, 100);
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
@@ -76,6 +81,7 @@ async function main(): Promise<void> {
   const remembered = (engine as { known?: Map<number, number> }).known?.size ?? Number.NaN;
   console.log(`workload ${what}${nArg ? ` ${nArg}` : ''}: ${(elapsedMs / 1000).toFixed(1)} s`);
   console.log(`peak RSS ${mib(peak)} MiB (limit ${RSS_LIMIT_MIB}) ${peak <= RSS_LIMIT_MIB * 2 ** 20 ? 'PASS' : 'FAIL'}`);
+  console.log(`peaks while running: ${Object.entries(peaks).map(([k, v]) => `${k} ${mib(v)}`).join(' ')} MiB`);
   console.log(`after gc: rss ${mib(u.rss)} heapUsed ${mib(u.heapUsed)} heapTotal ${mib(u.heapTotal)} external ${mib(u.external)} arrayBuffers ${mib(u.arrayBuffers)} MiB`);
   const strays = [...fs.icache.dirty].filter((oi) => fs.icache.open.get(oi.ino) !== oi && oi.inode.linksCount !== 0).length;
   console.log(`inode cache: ${fs.icache.open.size} in memory, ${fs.icache.dirty.size} dirty (${strays} of them linked but no longer cached: lost on the next iget); kernel remembers ${remembered} inodes`);
