@@ -11,7 +11,7 @@ import type { Mapping } from '../mapping/read-map.ts';
 import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
 import { defaultWriterOptions, HostWriter, type FileOp, type HostWriterOptions } from './get-writer.ts';
 import { checkName, ImgRef, joinHost, shownPath, type ImgPath } from './get-paths.ts';
-import { asArg, newFileDefaults, quoteAttrPath, runTool, timeArg, touchTime, type NewFileDefaults } from './get-host.ts';
+import { asArg, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
 import type { Mount, Node } from '../fs/mount.ts';
 import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
 import { isDotOrDotDot } from '../fs/names.ts';
@@ -41,7 +41,6 @@ const CHUNK = 1 << 20;
 const MAX_DEPTH = 2048;
 const MAX_TOUCH_RUNS = 1000;
 const INLINE_DATA_FL = 0x10000000;
-const NS = 1_000_000_000n;
 const ROOT_INO = 2;
 
 type Kind = 'file' | 'dir' | 'symlink' | 'special';
@@ -74,8 +73,6 @@ interface CopyOptions {
   writers?: HostWriterOptions;
 }
 
-/** Within ±2^31 s the double timeArg() passes is exact to the microsecond (no stat to check). */
-const safeTime = (ns: bigint): boolean => ns >= 0n && ns < (1n << 31n) * NS;
 
 class Copier {
   private readonly links = new Map<number, Buffer>();
@@ -226,7 +223,7 @@ class Copier {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     const maybeXattrs = mayHaveXattrs(node);
     const direct = !maybeXattrs && (st.mode & 0o7000) === 0 && (st.mode & 0o777 & this.opts.host.umask) === 0;
-    if (this.writer && !maybeXattrs && safeTime(st.atimeNs) && safeTime(st.mtimeNs)) {
+    if (this.writer && !maybeXattrs && tsSafe(st.atime) && tsSafe(st.mtime)) {
       await this.queueFile(node, st, host, direct, this.writer);
       return;
     }
@@ -243,7 +240,7 @@ class Copier {
         const h = fstatSync(out, { bigint: true });
         this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino });
       } else {
-        futimesSync(out, timeArg(st.atimeNs), timeArg(st.mtimeNs));
+        futimesSync(out, tsArg(st.atime), tsArg(st.mtime));
         this.noteTimeFixes(host, st, () => fstatSync(out, { bigint: true }));
         if (this.isRoot && (st.uid !== this.opts.host.uid || st.gid !== this.opts.host.gid)) fchownSync(out, st.uid, st.gid);
         if (!direct) fchmodSync(out, st.mode & 0o7777);
@@ -261,7 +258,7 @@ class Copier {
   private async queueFile(node: Node, st: Meta, host: Buffer, direct: boolean, writer: HostWriter): Promise<void> {
     const op: FileOp = {
       host, openMode: direct ? st.mode & 0o777 : 0o600, sizeBytes: st.size, ranges: [],
-      atimeSec: timeArg(st.atimeNs), mtimeSec: timeArg(st.mtimeNs),
+      atimeSec: tsArg(st.atime), mtimeSec: tsArg(st.mtime),
       uid: -1, gid: -1, chmod: direct ? -1 : st.mode & 0o7777,
     };
     if (this.isRoot && (st.uid !== this.opts.host.uid || st.gid !== this.opts.host.gid)) {
@@ -306,13 +303,14 @@ class Copier {
    */
   private noteTimeFixes(host: Buffer, st: Meta, stat: () => { atimeNs: bigint; mtimeNs: bigint }): void {
     let got: { atimeNs: bigint; mtimeNs: bigint };
-    if (safeTime(st.atimeNs) && safeTime(st.mtimeNs)) {
+    if (tsSafe(st.atime) && tsSafe(st.mtime)) {
+      if (st.atime.nsec % 1000 === 0 && st.mtime.nsec % 1000 === 0) return;
       const us = (ns: bigint) => ns - (ns % 1000n);
-      got = { atimeNs: us(st.atimeNs), mtimeNs: us(st.mtimeNs) };
+      got = { atimeNs: us(tsNs(st.atime)), mtimeNs: us(tsNs(st.mtime)) };
     } else {
       got = stat();
     }
-    for (const [which, want, have] of [['a', st.atimeNs, got.atimeNs], ['m', st.mtimeNs, got.mtimeNs]] as const) {
+    for (const [which, want, have] of [['a', tsNs(st.atime), got.atimeNs], ['m', tsNs(st.mtime), got.mtimeNs]] as const) {
       if (want === have) continue;
       if (asArg(host) === undefined) {
         this.unfixableTimes++;
@@ -455,7 +453,7 @@ class Copier {
     for (let i = this.records.length - 1; i >= 0; i--) {
       const rec = this.records[i]!;
       this.checkSame(rec);
-      lutimesSync(rec.host, timeArg(rec.st.atimeNs), timeArg(rec.st.mtimeNs));
+      lutimesSync(rec.host, tsArg(rec.st.atime), tsArg(rec.st.mtime));
       this.noteTimeFixes(rec.host, rec.st, () => lstatSync(rec.host, { bigint: true }));
     }
     await this.fixTimes(this.timeFixes);
