@@ -7,11 +7,12 @@ const port = parentPort;
 if (!port) throw new Error('get-writer-worker runs as a worker thread');
 const runner = new FileOpRunner((workerData as { imageFd: number }).imageFd);
 port.on('message', (b: WriterBatch) => {
-  let reply: WriterReply = { id: b.id };
+  let reply: WriterReply = { id: b.id, packed: b.packed };
   try {
     runner.runBatch(Array.from(unpackOps(b.packed, b.lenBytes)));
   } catch (e) {
-    reply = { id: b.id, error: toWire(e) };
+    reply = { id: b.id, error: toWire(e), packed: b.packed };
   }
-  port.postMessage(reply);
+  // The buffer goes back for the next batch.
+  port.postMessage(reply, [b.packed]);
 });

@@ -157,7 +157,7 @@ function writeAll(fd: number, data: Uint8Array, position: number): number {
 
 /** A message to a writer thread (ops packed by OpPacker, the buffer transferred) and its answer. */
 export interface WriterBatch { id: number; packed: ArrayBuffer; lenBytes: number }
-export interface WriterReply { id: number; error?: WireError }
+export interface WriterReply { id: number; error?: WireError; packed: ArrayBuffer }
 
 /** Per op: 10 numbers, the range triples, then the path and inline bytes (8-byte aligned). */
 const HEAD_NUMBERS = 10;
@@ -168,6 +168,8 @@ const align8 = (n: number): number => (n + 7) & ~7;
  * (the structured clone of an object per file cost the main thread ~5 µs a file).
  */
 export class OpPacker {
+  /** Buffers the threads have handed back (a fresh one costs page faults on every batch). */
+  readonly spare: ArrayBuffer[] = [];
   private buf = new ArrayBuffer(1 << 16);
   private f64 = new Float64Array(this.buf);
   private u8 = new Uint8Array(this.buf);
@@ -194,7 +196,7 @@ export class OpPacker {
   /** Hands the packed bytes over and starts a fresh buffer. */
   take(): { packed: ArrayBuffer; lenBytes: number } {
     const out = { packed: this.buf, lenBytes: this.lenBytes };
-    this.buf = new ArrayBuffer(Math.max(1 << 16, this.lenBytes));
+    this.buf = this.spare.pop() ?? new ArrayBuffer(Math.max(1 << 16, this.lenBytes));
     this.f64 = new Float64Array(this.buf);
     this.u8 = new Uint8Array(this.buf);
     this.lenBytes = 0;
@@ -230,7 +232,7 @@ export function* unpackOps(packed: ArrayBuffer, lenBytes: number): Generator<Fil
   }
 }
 
-const BATCH_FILES = 128;
+const BATCH_FILES = 256;
 const BATCH_BYTES = 8 << 20;
 /** A file larger than this goes to a writer thread even in a small copy. */
 const INLINE_MAX_BYTES = 1 << 20;
@@ -313,6 +315,7 @@ export class HostWriter {
       const lane: Lane = { worker: spawnWriter(this.imageFd), pending: 0 };
       lane.worker.on('message', (r: WriterReply) => {
         lane.pending--;
+        this.batch.spare.push(r.packed);
         if (r.error && !this.failure) this.failure = fromWire(r.error);
         this.wakeIfIdle();
       });
