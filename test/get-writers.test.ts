@@ -51,6 +51,9 @@ async function makeImage(): Promise<string> {
   await fs.writeFile('/d/owned', pattern(64, 14));
   await fs.chown('/d/owned', 1234, 5678);
   await fs.symlink('small', '/d/link');
+  await fs.lchown('/d/link', 4321, 0);
+  await fs.mkdir('/d/odir');
+  await fs.chown('/d/odir', 0, 5678);
   for (const p of ['/d/small', '/d/setuid', '/d/holes', '/d/h1', '/d/owned', '/d/sub/f7']) {
     await fs.utimes(p, { sec: 1_600_000_000, nsec: 123_456_000 }, { sec: 1_500_000_000, nsec: 987_654_000 });
   }
@@ -118,8 +121,13 @@ describe('get -r through writer threads', () => {
     assert.match(line('sub/h3'), /nlink=3 /);
     // 2 MiB of data in a 5 MiB file: the holes stayed holes.
     assert.match(line('holes'), /size=5242880 blocks=4096 /);
-    if (isRoot) assert.match(line('owned'), /uid=1234 gid=5678 /);
-    assert.equal(threads.length, 300 + 1 + 10);
+    if (isRoot) {
+      assert.match(line('owned'), /uid=1234 gid=5678 /);
+      assert.match(line('odir'), /uid=0 gid=5678 /);
+      assert.match(line('link'), /uid=4321 gid=0 /);
+      assert.match(line('sub'), /uid=0 gid=0 /);
+    }
+    assert.equal(threads.length, 300 + 1 + 11);
   });
 
   test('a host error on a writer thread comes back as the system error; symlinks are not followed', async () => {

@@ -53,6 +53,9 @@ interface Rec {
   kind: Kind;
   hostDev: bigint;
   hostIno: bigint;
+  /** The owner it was created with (lchown is left out when the image's is the same). */
+  hostUid: bigint;
+  hostGid: bigint;
 }
 
 /** Raw reads of the image (Node's file device): file data without the API's copies. */
@@ -166,7 +169,7 @@ class Copier {
 
   private record(host: Buffer, st: Meta, kind: Kind): void {
     const h = lstatSync(host, { bigint: true });
-    this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino });
+    this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino, hostUid: h.uid, hostGid: h.gid });
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
@@ -238,7 +241,7 @@ class Copier {
       if (endBytes !== st.size) ftruncateSync(out, st.size);
       if (maybeXattrs && await this.collectXattrs(node, host)) {
         const h = fstatSync(out, { bigint: true });
-        this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino });
+        this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino, hostUid: h.uid, hostGid: h.gid });
       } else {
         futimesSync(out, tsArg(st.atime), tsArg(st.mtime));
         this.noteTimeFixes(host, st, () => fstatSync(out, { bigint: true }));
@@ -462,7 +465,7 @@ class Copier {
       const rec = this.records[i]!;
       this.checkSame(rec);
       // chown clears set-id bits: it goes first.
-      if (this.isRoot) lchownSync(rec.host, rec.st.uid, rec.st.gid);
+      if (this.isRoot && (BigInt(rec.st.uid) !== rec.hostUid || BigInt(rec.st.gid) !== rec.hostGid)) lchownSync(rec.host, rec.st.uid, rec.st.gid);
       if (rec.kind !== 'symlink') chmodSync(rec.host, rec.st.mode & 0o7777);
     }
   }
