@@ -105,7 +105,8 @@ class Copier {
     private readonly progress: Progress,
     private readonly data: DataSource | undefined,
   ) {
-    if (data?.hostFd !== undefined) this.writer = new HostWriter(data.hostFd, opts.writers ?? defaultWriterOptions());
+    // One file alone gains nothing from a thread that takes longer to start than the copy.
+    if (data?.hostFd !== undefined && opts.recursive) this.writer = new HostWriter(data.hostFd, opts.writers ?? defaultWriterOptions());
   }
 
   private warnOnce(key: string, msg: string): void {
