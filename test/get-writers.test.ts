@@ -130,7 +130,7 @@ describe('get -r through writer threads', () => {
     assert.equal(threads.length, 300 + 1 + 11);
   });
 
-  test('a host error on a writer thread comes back as the system error; symlinks are not followed', async () => {
+  test('a host error (on a writer thread or not) comes back as the system error; symlinks are not followed', async () => {
     const dir = tmpDirPath('get-writers-err');
     writeFileSync(join(dir, 'taken'), 'old');
     const victim = join(dir, 'victim');
@@ -138,20 +138,20 @@ describe('get -r through writer threads', () => {
     symlinkSync(victim, join(dir, 'planted'));
     const imageFd = openSync('/dev/zero', 'r');
     try {
-      for (const name of ['taken', 'planted']) {
-        const w = new HostWriter(imageFd, { workers: 1, inlineFiles: 0 });
+      for (const [name, workers] of [['taken', 1], ['planted', 1], ['taken', 0], ['planted', 0]] as const) {
+        const w = new HostWriter(imageFd, { workers, inlineFiles: 0 });
         const op = (n: string): FileOp => ({
           host: Buffer.from(join(dir, n)), openMode: 0o644, sizeBytes: 10, ranges: [0, 0, 10],
           atimeSec: 1, mtimeSec: 1, uid: -1, gid: -1, chmod: -1,
         });
-        w.add(op(`ok-before-${name}`), 10);
+        w.add(op(`ok-before-${name}-${workers}`), 10);
         w.add(op(name), 10);
         try {
           await assert.rejects(w.drain(), (e: NodeJS.ErrnoException) => e.code === 'EEXIST' && e.syscall === 'open' && typeof e.errno === 'number');
         } finally {
           await w.close();
         }
-        assert.equal(lstatSync(join(dir, `ok-before-${name}`)).size, 10);
+        assert.equal(lstatSync(join(dir, `ok-before-${name}-${workers}`)).size, 10);
       }
       assert.equal(readFileSync(victim, 'utf8'), 'keep');
       assert.equal(readFileSync(join(dir, 'taken'), 'utf8'), 'old');

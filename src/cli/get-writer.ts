@@ -283,6 +283,8 @@ export class HostWriter {
   private readonly runner: FileOpRunner;
   private readonly lanes: Lane[] = [];
   private readonly batch = new OpPacker();
+  private local: FileOp[] = [];
+  private localBytes = 0;
   private batchBytes = 0;
   private queued = 0;
   private nextId = 0;
@@ -296,14 +298,24 @@ export class HostWriter {
   add(op: FileOp, dataBytes: number): void {
     if (this.failure) throw this.failure;
     if (this.opts.workers === 0 || (this.queued < this.opts.inlineFiles && dataBytes <= INLINE_MAX_BYTES)) {
+      // On this thread, in batches too (nearby small files share a pread).
       this.queued++;
-      this.runner.run(op);
+      this.local.push(op);
+      this.localBytes += dataBytes;
+      if (this.local.length >= BATCH_FILES || this.localBytes >= BATCH_BYTES) this.runLocal();
       return;
     }
     this.queued++;
     this.batch.add(op);
     this.batchBytes += dataBytes;
     if (this.batch.count >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) this.send();
+  }
+
+  private runLocal(): void {
+    const ops = this.local;
+    this.local = [];
+    this.localBytes = 0;
+    this.runner.runBatch(ops);
   }
 
   private send(): void {
@@ -354,7 +366,10 @@ export class HostWriter {
 
   /** Waits for every queued op; throws the first failure. */
   async drain(): Promise<void> {
-    if (!this.failure) this.send();
+    if (!this.failure) {
+      this.runLocal();
+      this.send();
+    }
     if (this.lanes.some((l) => l.pending > 0)) await new Promise<void>((resolve) => { this.idle = resolve; });
     if (this.failure) throw this.failure;
   }
