@@ -35,6 +35,11 @@ export function childOf(dir: ImgPath, name: Uint8Array): Uint8Array {
   return out.subarray(0, at + name.length);
 }
 
+/** `parent/name` as bytes (host paths are bytes: image names need not be UTF-8). */
 export function joinHost(parent: Buffer, name: Uint8Array): Buffer {
-  return Buffer.concat([parent, Buffer.from('/'), name]);
+  const out = Buffer.allocUnsafe(parent.length + 1 + name.length);
+  parent.copy(out, 0);
+  out[parent.length] = 0x2f;
+  out.set(name, parent.length + 1);
+  return out;
 }
