@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { Ext4, NodeFileDevice } from '../src/node.ts';
 import { getFromImage } from '../src/cli/get.ts';
 import { HostWriter, type FileOp } from '../src/cli/get-writer.ts';
+import { timeArg, tsArg, tsNs, tsSafe } from '../src/cli/get-host.ts';
+import { metaOf } from '../src/cli/get-inode.ts';
+import type { Node } from '../src/fs/mount.ts';
 import { cleanupTemp, tmpDirPath, tmpImagePath } from './support/images.ts';
 
 after(cleanupTemp);
@@ -157,6 +160,24 @@ describe('get -r through writer threads', () => {
       assert.equal(readFileSync(join(dir, 'taken'), 'utf8'), 'old');
     } finally {
       closeSync(imageFd);
+    }
+  });
+});
+
+describe('get -r times as numbers', () => {
+  test('tsArg and tsSafe give what timeArg and the BigInt range check gave, nsec folded as the BigInt sum did', () => {
+    const secs = [0, 1, 59, 1_500_000_000, 2 ** 31 - 1, 2 ** 31, 2 ** 33 + 5, -1, -2, -(2 ** 31)];
+    const nsecs = [0, 1, 999, 1000, 123_456_789, 999_999_999, 1_000_000_000, 2 ** 30 - 1];
+    for (const sec of secs) {
+      for (const raw of nsecs) {
+        const node = { ino: 12, inode: { mode: 0o100644, linksCount: 1, uid: 0, gid: 0, sizeBytes: 0, flags: 0, atime: { sec, nsec: raw }, mtime: { sec, nsec: raw } } } as unknown as Node;
+        const t = metaOf(node).atime;
+        const ns = BigInt(sec) * 1_000_000_000n + BigInt(raw);
+        assert.equal(tsNs(t), ns, `${sec}.${raw}`);
+        assert.ok(t.nsec >= 0 && t.nsec < 1e9);
+        assert.equal(tsArg(t), timeArg(ns), `${sec}.${raw}`);
+        assert.equal(tsSafe(t), ns >= 0n && ns < (1n << 31n) * 1_000_000_000n, `${sec}.${raw}`);
+      }
     }
   });
 });

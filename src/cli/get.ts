@@ -257,7 +257,7 @@ class Copier {
 
   /**
    * The same copy described for a writer thread (see get-writer.ts): mappings are validated and
-   * range-checked here, the host calls run there. Times within ±2^31 s only (no stat needed).
+   * range-checked here, the host calls run there. Times in 0…2^31 s only (no stat needed).
    */
   private async queueFile(node: Node, st: Meta, host: Buffer, direct: boolean, writer: HostWriter): Promise<void> {
     const op: FileOp = {
