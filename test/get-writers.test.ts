@@ -12,6 +12,7 @@ import { HostWriter, type FileOp } from '../src/cli/get-writer.ts';
 import { timeArg, tsArg, tsNs, tsSafe } from '../src/cli/get-host.ts';
 import { metaOf } from '../src/cli/get-inode.ts';
 import type { Node } from '../src/fs/mount.ts';
+import { NameSet } from '../src/cli/get-paths.ts';
 import { cleanupTemp, tmpDirPath, tmpImagePath } from './support/images.ts';
 
 after(cleanupTemp);
@@ -179,5 +180,20 @@ describe('get -r times as numbers', () => {
         assert.equal(tsSafe(t), ns >= 0n && ns < (1n << 31n) * 1_000_000_000n, `${sec}.${raw}`);
       }
     }
+  });
+});
+
+describe('get -r duplicate names', () => {
+  test('NameSet refuses a name met twice, and tells apart names whose hashes collide', () => {
+    const enc = (x: string) => new TextEncoder().encode(x);
+    const set = new NameSet();
+    // "costarring" and "liquid" share a 32-bit FNV-1a hash.
+    assert.equal(set.add(enc('costarring')), true);
+    assert.equal(set.add(enc('liquid')), true);
+    assert.equal(set.add(enc('liquid')), false);
+    assert.equal(set.add(enc('costarring')), false);
+    assert.equal(set.add(new Uint8Array([0xff, 0xfe])), true);
+    assert.equal(set.add(new Uint8Array([0xff, 0xfe])), false);
+    assert.equal(set.add(enc('liqui')), true);
   });
 });

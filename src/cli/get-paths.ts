@@ -43,3 +43,32 @@ export function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   out.set(name, parent.length + 1);
   return out;
 }
+
+/**
+ * The names met in one directory listing, to refuse a name listed twice: keyed by a 32-bit
+ * FNV-1a hash of the bytes (no string per name), the bytes compared only within one hash.
+ */
+export class NameSet {
+  private readonly byHash = new Map<number, Uint8Array[]>();
+
+  /** Adds `name`; false when it was there already. */
+  add(name: Uint8Array): boolean {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+    h >>>= 0;
+    const list = this.byHash.get(h);
+    if (!list) {
+      this.byHash.set(h, [name]);
+      return true;
+    }
+    for (const other of list) if (sameBytes(other, name)) return false;
+    list.push(name);
+    return true;
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

@@ -10,7 +10,7 @@ import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Mapping } from '../mapping/read-map.ts';
 import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
 import { defaultWriterOptions, HostWriter, type FileOp, type HostWriterOptions } from './get-writer.ts';
-import { checkName, ImgRef, joinHost, shownPath, type ImgPath } from './get-paths.ts';
+import { checkName, ImgRef, joinHost, NameSet, shownPath, type ImgPath } from './get-paths.ts';
 import { asArg, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
 import type { Mount, Node } from '../fs/mount.ts';
 import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
@@ -147,18 +147,16 @@ class Copier {
     if (!this.opts.recursive) return;
     const entries = await listDir(this.mount, dirNode, this.verifiedBlocks);
     const jobs: Job[] = [];
-    const seen = new Set<string>();
+    const seen = new NameSet();
     for (const d of entries) {
       const nameBytes = d.name;
       if (isDotOrDotDot(nameBytes)) continue;
       if (depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${dir.shown()}'`, { where: { path: dir.shown() } });
       checkName(nameBytes, dir);
       if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${dir.shown()}')`, { path: dir.shown() });
-      const key = Buffer.from(nameBytes.buffer, nameBytes.byteOffset, nameBytes.length).toString('latin1');
-      if (seen.has(key)) {
+      if (!seen.add(nameBytes)) {
         throw corrupt('dirent-duplicate', `directory '${dir.shown()}' holds the name '${printableName(nameBytes)}' more than once`, { path: dir.shown(), inode: d.ino });
       }
-      seen.add(key);
       const node = await this.mount.iget(d.ino);
       if (node.inode.linksCount === 0 && node.inode.mode === 0) {
         throw corrupt('dirent-unused-inode', `directory entry points to unused inode ${d.ino}`, { inode: d.ino });
