@@ -158,10 +158,21 @@ export class MkfsBuild {
 
   /** Allocates data for a file, maps it with extents (or a block map when the fs has none), and sets i_blocks. */
   mapFile(ino: number, inode: Inode, countBlocks: number, goal: number): Run[] {
+    const runs = this.alloc.alloc(countBlocks, goal);
+    this.mapRuns(ino, inode, runs, ceilDiv(countBlocks, this.R), lastRun(runs).fsBlock);
+    this.fileRuns.set(ino, runs);
+    return runs;
+  }
+
+  /**
+   * Maps allocated `runs` (sorted by file block) with extents, or a block map when the fs has
+   * none; tree blocks come from the allocator near `goal`. i_blocks counts `dataClusters` and
+   * the tree's clusters.
+   */
+  mapRuns(ino: number, inode: Inode, runs: Run[], dataClusters: number, goal: number): void {
     const { bs, alloc } = this;
-    const runs = alloc.alloc(countBlocks, goal);
     let treeClusters = 0;
-    const allocBlock = (): FsBlock => { treeClusters++; return alloc.one(lastRun(runs).fsBlock); };
+    const allocBlock = (): FsBlock => { treeClusters++; return alloc.one(goal); };
     if (this.has('incompat', INCOMPAT.extent)) {
       inode.flags |= EXTENTS_FL;
       const tree = buildExtentTree(runs, { blockSize: bs, inodeSeed: this.inodeSeed(ino), allocBlock });
@@ -173,9 +184,12 @@ export class MkfsBuild {
       inode.iBlock.set(map.iBlock);
       for (const n of map.indirectBlocks) this.writes.block(n.block, n.bytes);
     }
-    inode.blocks512 = (ceilDiv(countBlocks, this.R) + treeClusters) * this.blocks512PerCluster;
-    this.fileRuns.set(ino, runs);
-    return runs;
+    inode.blocks512 = (dataClusters + treeClusters) * this.blocks512PerCluster;
+  }
+
+  /** The runs mapFile mapped for inode `ino` (empty when none). */
+  runsOf(ino: number): readonly Run[] {
+    return this.fileRuns.get(ino) ?? [];
   }
 
   /** Queues a mapped file's contents (zero-padded to whole blocks). */

@@ -4,19 +4,22 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { INCOMPAT, RO_COMPAT } from '../format/features.ts';
 import { encodeSuperblock, SUPERBLOCK_OFFSET, type Superblock } from '../format/superblock.ts';
 import { BG_FLAGS, decodeGroupDesc, encodeGroupDesc, setGroupDescChecksum, type GroupDesc } from '../format/group-desc.ts';
-import { encodeInode } from '../format/inode.ts';
+import { encodeInode, S_IFDIR, S_IFMT } from '../format/inode.ts';
 import { crc32cUpdate } from '../util/crc.ts';
 import { ceilDiv } from '../util/checked-math.ts';
 import { groupFirstBlock, groupBlockCount, groupHasSuper, superBlockOfGroup, descriptorBlock } from '../layout/geometry.ts';
 import { padTo, type MkfsBuild } from './build.ts';
 import { type GroupTables } from './layout.ts';
-import { DIRS_IN_GROUP0 } from './inodes.ts';
 
 /** Inode tables may be left unzeroed in groups without inodes (the kernel zeroes them lazily). */
 const lazyInitOf = (b: MkfsBuild): boolean => b.csum || b.has('roCompat', RO_COMPAT.uninit_bg);
 
 /** The highest inode number in use (every lower one counts as used too). */
-const highestInode = (b: MkfsBuild): number => Math.max(...b.inodes.keys());
+function highestInode(b: MkfsBuild): number {
+  let n = 0;
+  for (const ino of b.inodes.keys()) if (ino > n) n = ino;
+  return n;
+}
 
 function tablesOf(b: MkfsBuild, g: number): GroupTables {
   const t = b.lay.tables[g];
@@ -97,21 +100,21 @@ function blockBitmapOf(b: MkfsBuild, g: number): { bitmap: Uint8Array; usedClust
   return { bitmap, usedClusters, nClusters };
 }
 
-/** Group `g`'s inode bitmap, its used-inode count and the highest used index + 1. */
-function inodeBitmapOf(b: MkfsBuild, g: number): { ibitmap: Uint8Array; inodesUsed: number; highest: number } {
+/** Each group's inode bitmap, used-inode and directory counts and highest used index + 1. */
+function inodeBitmaps(b: MkfsBuild): Array<{ ibitmap: Uint8Array; inodesUsed: number; dirs: number; highest: number }> {
   const { geo } = b;
-  const ibitmap = new Uint8Array(b.bs);
-  let inodesUsed = 0;
-  let highest = 0;
-  for (const ino of b.inodes.keys()) {
-    if (Math.floor((ino - 1) / geo.inodesPerGroup) !== g) continue;
+  const out = Array.from({ length: geo.groupCount }, () => ({ ibitmap: new Uint8Array(b.bs), inodesUsed: 0, dirs: 0, highest: 0 }));
+  for (const [ino, inode] of b.inodes) {
+    const g = out[Math.floor((ino - 1) / geo.inodesPerGroup)];
+    if (g === undefined) throw new RangeError(`mkfs: inode ${ino} beyond the last group`);
     const idx = (ino - 1) % geo.inodesPerGroup;
-    setBit(ibitmap, idx);
-    inodesUsed++;
-    highest = Math.max(highest, idx + 1);
+    setBit(g.ibitmap, idx);
+    g.inodesUsed++;
+    if ((inode.mode & S_IFMT) === S_IFDIR) g.dirs++;
+    g.highest = Math.max(g.highest, idx + 1);
   }
-  setTrailingBits(ibitmap, geo.inodesPerGroup);
-  return { ibitmap, inodesUsed, highest };
+  for (const g of out) setTrailingBits(g.ibitmap, geo.inodesPerGroup);
+  return out;
 }
 
 /**
@@ -124,6 +127,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
   const gdt = new Uint8Array(geo.gdtBlocks * bs);
   let freeClusters = 0;
   const lastGroup = geo.groupCount - 1;
+  const ibitmaps = inodeBitmaps(b);
   for (let g = 0; g < geo.groupCount; g++) {
     const { bitmap, usedClusters, nClusters } = blockBitmapOf(b, g);
     const free = nClusters - usedClusters;
@@ -132,7 +136,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
     const start = groupFirstBlock(geo, g);
     const ownClusters = re > rs ? Math.floor((re - 1) / b.R) - Math.floor(Math.max(rs, start) / b.R) + 1 : 0;
     const blockUninit = lazyInit && g !== lastGroup && usedClusters === ownClusters;
-    const { ibitmap, inodesUsed, highest } = inodeBitmapOf(b, g);
+    const { ibitmap, inodesUsed, dirs, highest } = ibitmaps[g]!;
     const inodeUninit = lazyInit && inodesUsed === 0;
 
     const tables = tablesOf(b, g);
@@ -142,7 +146,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
     gd.inodeTable = tables.inodeTable;
     gd.freeBlocksCount = free;
     gd.freeInodesCount = geo.inodesPerGroup - inodesUsed;
-    gd.usedDirsCount = g === 0 ? DIRS_IN_GROUP0 : 0;
+    gd.usedDirsCount = dirs;
     if (lazyInit) {
       gd.flags = (blockUninit ? BG_FLAGS.blockUninit : 0) | (inodeUninit ? BG_FLAGS.inodeUninit : 0) |
         (b.params.deviceZeroed || !inodeUninit ? BG_FLAGS.itableZeroed : 0);
