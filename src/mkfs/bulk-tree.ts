@@ -311,7 +311,7 @@ export class TreeBuilder {
     inode.linksCount = links >= MAX_LINKS && this.dirNlink ? 1 : links;
     if (links >= MAX_LINKS && !this.dirNlink) throw new Ext4Error('EMLINK', `mkfs: a directory with ${dir.subdirs} subdirectories needs dir_nlink`);
     const data = new Uint8Array(blocks.length * this.b.bs);
-    blocks.forEach((blk, i) => data.set(blk, i * this.b.bs));
+    for (let i = 0; i < blocks.length; i++) data.set(blocks[i]!, i * this.b.bs);
     if (ino === ROOT_INO) {
       await this.rewriteRoot(inode, data);
       return;
