@@ -8,6 +8,7 @@ import { formatBytes } from './progress.ts';
 import { applyXattrs, hasXattrsFor, hostIdentity, populateFromDir } from './copy-in.ts';
 import { buildFromHostDir, type HostTreeBuild } from './mkfs-tree.ts';
 import { mkfs } from '../mkfs/mkfs.ts';
+import { ThreadedWriteDevice } from './threaded-write-device.ts';
 import { IMAGE_OPTIONS, imageRef } from './image.ts';
 import { infoJson } from './info.ts';
 import type { BlockDevice } from '../device/block-device.ts';
@@ -218,15 +219,17 @@ export async function run(argv: string[]): Promise<number> {
     // The bulk build (mkfs/bulk-tree.ts) unless the general copy-in is asked for.
     const bulk = populate !== undefined && process.env.EXT4KIT_MKFS_D !== 'engine';
     let built: HostTreeBuild | undefined;
+    let target: BlockDevice = dev;
     try {
       if (bulk) {
         const exclude = await hostIdentity(image);
-        await mkfs(dev, mkfsOpts, async (tree) => { built = await buildFromHostDir(tree, populate, { warn: copyInWarn(), exclude }); });
+        target = new ThreadedWriteDevice(dev, image, offsetBytes || 0);
+        await mkfs(target, mkfsOpts, async (tree) => { built = await buildFromHostDir(tree, populate, { warn: copyInWarn(), exclude }); });
       } else {
         await Ext4.mkfs(dev, mkfsOpts);
       }
     } finally {
-      await dev.close();
+      await target.close();
     }
     if (built?.xattrs && await hasXattrsFor(built.xattrs, built.created)) {
       const fs = await openFs(false);
