@@ -178,10 +178,10 @@ export function startXattrScan(root: Buffer, recursive: boolean): XattrScan {
 }
 
 /**
- * Sets the xattrs a getfattr run found on the image paths the copy made (`created`: host path as
- * latin1 → image path); system.* (ACLs) and names the image refuses are skipped with a warning.
+ * Sets the xattrs a getfattr run found on the image paths the copy made (`destOf`: host path as
+ * latin1 → image path, undefined when not copied); system.* (ACLs) and names the image refuses are skipped with a warning.
  */
-export async function applyXattrs(fs: Ext4, scan: XattrScan, created: ReadonlyMap<string, string>, warnOnce: (key: string, msg: string) => void, warn: (msg: string) => void): Promise<void> {
+export async function applyXattrs(fs: Ext4, scan: XattrScan, destOf: (hostKey: string) => string | undefined, warnOnce: (key: string, msg: string) => void, warn: (msg: string) => void): Promise<void> {
   const r = await scan;
   if (!r) {
     warnOnce('getfattr', 'getfattr not found: extended attributes not copied');
@@ -190,7 +190,8 @@ export async function applyXattrs(fs: Ext4, scan: XattrScan, created: ReadonlyMa
   if (r.error) warnOnce('getfattr-error', `getfattr: ${r.error} (some extended attributes may be missing)`);
   // Directory times are already set: setxattr changes only ctime, as on Linux.
   for (const [hostKey, attrs] of r.map) {
-    const dest = created.get(hostKey);
+    if (attrs.length === 0) continue;
+    const dest = destOf(hostKey);
     if (dest === undefined) continue;
     for (const { name, value } of attrs) {
       if (!XATTR_NAMESPACES.some((p) => name.startsWith(p))) {
@@ -208,11 +209,11 @@ export async function applyXattrs(fs: Ext4, scan: XattrScan, created: ReadonlyMa
 }
 
 /** Whether a finished getfattr run found any attribute on a path the copy made. */
-export async function hasXattrsFor(scan: XattrScan, created: ReadonlyMap<string, string>): Promise<boolean> {
+export async function hasXattrsFor(scan: XattrScan, destOf: (hostKey: string) => string | undefined): Promise<boolean> {
   const r = await scan;
   if (!r) return true; // the warning comes from applyXattrs
   if (r.error) return true;
-  for (const [hostKey, attrs] of r.map) if (attrs.length > 0 && created.has(hostKey)) return true;
+  for (const [hostKey, attrs] of r.map) if (attrs.length > 0 && destOf(hostKey) !== undefined) return true;
   return false;
 }
 
@@ -291,7 +292,7 @@ export class CopyIn {
   }
 
   private async finish(): Promise<void> {
-    if (this.xattrs) await applyXattrs(this.fs, this.xattrs, this.created, (k, m) => this.warnOnce(k, m), this.warn);
+    if (this.xattrs) await applyXattrs(this.fs, this.xattrs, (k) => this.created.get(k), (k, m) => this.warnOnce(k, m), this.warn);
   }
 
   /** lchown when the owner differs from what the entry was created with. */

@@ -20,8 +20,8 @@ export interface HostTreeBuildOptions {
 
 export interface HostTreeBuild {
   result: CopyInResult;
-  /** Host path (latin1) → image path of every entry made, for the xattrs. */
-  created: Map<string, string>;
+  /** Host path (latin1) → image path of an entry made (undefined when not copied), for the xattrs. */
+  destOf: (hostKey: string) => string | undefined;
   /** The getfattr run started with the build (undefined without xattrs). */
   xattrs: XattrScan | undefined;
 }
@@ -38,15 +38,15 @@ function hostStat(path: Buffer): HostStat {
 
 const attrsOf = (st: HostStat): TreeAttrs => ({ perm: st.mode & 0o7777, uid: st.uid, gid: st.gid, atime: timeOf(st.atimeNs), mtime: timeOf(st.mtimeNs) });
 
-const joinImage = (dir: string, name: string): string => (dir === '/' ? `/${name}` : `${dir}/${name}`);
-
 /** Builds the tree below host directory `dir` into `tree`; the root takes `dir`'s own metadata. */
 export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: HostTreeBuildOptions): Promise<HostTreeBuild> {
   const root = Buffer.from(resolve(dir));
   const result: CopyInResult = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, bytes: 0, skipped: 0 };
-  const created = new Map<string, string>();
+  /** Host paths (latin1) of entries not copied: nothing at or below them was made. */
+  const skipped = new Set<string>();
   const warned = new Set<string>();
-  const skip = (key: string, msg: string): void => {
+  const skip = (host: Buffer, key: string, msg: string): void => {
+    skipped.add(host.toString('latin1'));
     result.skipped++;
     if (warned.has(key)) return;
     warned.add(key);
@@ -55,32 +55,29 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
   const xattrs = opts.xattrs === false ? undefined : startXattrScan(root, true);
   const rootSt = hostStat(root);
   tree.setRoot(attrsOf(rootSt));
-  created.set(root.toString('latin1'), '/');
   /** Host dev:ino of a multiply linked non-directory → its inode in the image. */
   const links = new Map<string, number>();
   const noFollow = constants.O_RDONLY | constants.O_NOFOLLOW;
 
-  const stack: Array<{ host: Buffer; ino: number; dest: string }> = [{ host: root, ino: 2, dest: '/' }];
+  const stack: Array<{ host: Buffer; ino: number }> = [{ host: root, ino: 2 }];
   for (let d = stack.pop(); d !== undefined; d = stack.pop()) {
     const names = readdirSync(d.host, { encoding: 'buffer' }).sort(Buffer.compare);
-    const subdirs: Array<{ host: Buffer; ino: number; dest: string }> = [];
+    const subdirs: Array<{ host: Buffer; ino: number }> = [];
     for (const raw of names) {
       const host = joinHost(d.host, raw);
       if (!isUtf8Name(raw)) {
-        skip(`name ${d.host.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
+        skip(host, `name ${d.host.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
         continue;
       }
-      const dest = joinImage(d.dest, raw.toString('utf8'));
       const st = hostStat(host);
       if (opts.exclude && st.dev === opts.exclude.dev && st.ino === opts.exclude.ino) {
-        skip(`self ${dest}`, `'${host.toString()}' is the image being written: not copied`);
+        skip(host, `self ${host.toString('latin1')}`, `'${host.toString()}' is the image being written: not copied`);
         continue;
       }
       const type = st.mode & S_IFMT;
       if (type === S_IFDIR) {
-        subdirs.push({ host, ino: tree.mkdir(d.ino, raw, attrsOf(st)), dest });
+        subdirs.push({ host, ino: tree.mkdir(d.ino, raw, attrsOf(st)) });
         result.dirs++;
-        created.set(host.toString('latin1'), dest);
         continue;
       }
       const key = st.nlink > 1 ? `${st.dev}:${st.ino}` : undefined;
@@ -88,7 +85,6 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
       if (seen !== undefined) {
         tree.link(d.ino, raw, seen);
         result.hardLinks++;
-        created.set(host.toString('latin1'), dest);
         continue;
       }
       let ino: number;
@@ -99,7 +95,7 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
       } else if (type === S_IFLNK) {
         const target = readlinkSync(host, { encoding: 'buffer' });
         if (!isUtf8Name(target)) {
-          skip(`target ${host.toString('latin1')}`, `symlink '${host.toString()}' skipped: its target is not valid UTF-8`);
+          skip(host, `target ${host.toString('latin1')}`, `symlink '${host.toString()}' skipped: its target is not valid UTF-8`);
           continue;
         }
         ino = await tree.symlink(d.ino, raw, attrsOf(st), target);
@@ -107,23 +103,31 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
       } else if (type === S_IFIFO || type === S_IFSOCK || type === S_IFCHR || type === S_IFBLK) {
         // glibc's dev_t keeps majors of 4096 and up above bit 32; ext4's i_block form has 12 bits.
         if (st.rdev > 0xffffffffn) {
-          skip(`rdev ${dest}`, `device '${host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
+          skip(host, `rdev ${host.toString('latin1')}`, `device '${host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
           continue;
         }
         ino = tree.special(d.ino, raw, type, attrsOf(st), Number(st.rdev));
         result.specials++;
       } else {
-        skip(`type ${dest}`, `'${host.toString()}' skipped: unknown file type`);
+        skip(host, `type ${host.toString('latin1')}`, `'${host.toString()}' skipped: unknown file type`);
         continue;
       }
       if (key !== undefined) links.set(key, ino);
-      created.set(host.toString('latin1'), dest);
     }
     await tree.closeDir(d.ino);
     // Depth first, in name order.
     for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
   }
-  return { result, created, xattrs };
+  const rootKey = root.toString('latin1');
+  const prefix = rootKey.endsWith('/') ? rootKey : `${rootKey}/`;
+  const destOf = (hostKey: string): string | undefined => {
+    if (hostKey === rootKey) return '/';
+    if (!hostKey.startsWith(prefix)) return undefined;
+    for (let i = hostKey.indexOf('/', prefix.length); i >= 0; i = hostKey.indexOf('/', i + 1)) if (skipped.has(hostKey.slice(0, i))) return undefined;
+    if (skipped.has(hostKey)) return undefined;
+    return `/${Buffer.from(hostKey.slice(prefix.length), 'latin1').toString('utf8')}`;
+  };
+  return { result, destOf, xattrs };
 }
 
 /** A regular file's contents, read with plain reads (O_NOFOLLOW: it must still be the file lstat saw). */

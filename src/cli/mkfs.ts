@@ -231,11 +231,11 @@ export async function run(argv: string[]): Promise<number> {
     } finally {
       await target.close();
     }
-    if (built?.xattrs && await hasXattrsFor(built.xattrs, built.created)) {
+    if (built?.xattrs && await hasXattrsFor(built.xattrs, built.destOf)) {
       const fs = await openFs(false);
       const warn = copyInWarn();
       try {
-        await applyXattrs(fs, built.xattrs, built.created, (_k, m) => warn(m), warn);
+        await applyXattrs(fs, built.xattrs, built.destOf, (_k, m) => warn(m), warn);
       } finally {
         await fs.close();
       }

@@ -39,6 +39,9 @@ const STAGE_BYTES = 4 << 20;
 /** The largest i_links_count; a directory with more subdirectories counts 1 (dir_nlink). */
 const MAX_LINKS = 65000;
 
+const DOT = new Uint8Array([0x2e]);
+const DOTDOT = new Uint8Array([0x2e, 0x2e]);
+
 type PendingEntry = { ino: number; name: Uint8Array; fileType: number };
 
 interface PendingDir { parent: number; entries: PendingEntry[]; subdirs: number }
@@ -94,15 +97,16 @@ class StagedWriter {
   }
 }
 
-/** Whether bytes [from, to) of `data` are all zero. */
-function isZero(data: Uint8Array, from: number, to: number): boolean {
+/** Whether bytes [from, to) of `bytes` are all zero; `words` views the same memory from byte 0 of its buffer. */
+function isZero(bytes: Uint8Array, words: Int32Array, from: number, to: number): boolean {
   let i = from;
-  if (((data.byteOffset + i) & 3) === 0) {
-    const words = new Int32Array(data.buffer, data.byteOffset + i, (to - i) >> 2);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
-    i += words.length * 4;
+  if (((bytes.byteOffset + i) & 3) === 0) {
+    const w0 = (bytes.byteOffset + i) >> 2;
+    const wEnd = w0 + ((to - i) >> 2);
+    for (let k = w0; k < wEnd; k++) if (words[k] !== 0) return false;
+    i += (wEnd - w0) * 4;
   }
-  for (; i < to; i++) if (data[i] !== 0) return false;
+  for (; i < to; i++) if (bytes[i] !== 0) return false;
   return true;
 }
 
@@ -111,6 +115,7 @@ export class TreeBuilder {
   private readonly dirs = new Map<number, PendingDir>();
   private readonly out: StagedWriter;
   private readonly scratch: Uint8Array;
+  private readonly scratchWords: Int32Array;
   private goal: number;
   private readonly filetype: boolean;
   private readonly extents: boolean;
@@ -121,6 +126,7 @@ export class TreeBuilder {
   constructor(private readonly b: MkfsBuild, device: BlockDevice) {
     this.out = new StagedWriter(device);
     this.scratch = new Uint8Array(Math.max(READ_CHUNK_BYTES, b.bs * b.R));
+    this.scratchWords = new Int32Array(this.scratch.buffer);
     let highest = LPF_INO;
     for (const ino of b.inodes.keys()) highest = Math.max(highest, ino);
     this.nextIno = highest + 1;
@@ -233,9 +239,9 @@ export class TreeBuilder {
       const chunk = this.scratch.subarray(0, n);
       // Runs of clusters with data, in file blocks, the last one cut at the chunk's end.
       for (let c = 0; c * clusterBytes < n;) {
-        if (isZero(chunk, c * clusterBytes, Math.min(n, (c + 1) * clusterBytes))) { c++; continue; }
+        if (isZero(chunk, this.scratchWords, c * clusterBytes, Math.min(n, (c + 1) * clusterBytes))) { c++; continue; }
         let e = c + 1;
-        while (e * clusterBytes < n && !isZero(chunk, e * clusterBytes, Math.min(n, (e + 1) * clusterBytes))) e++;
+        while (e * clusterBytes < n && !isZero(chunk, this.scratchWords, e * clusterBytes, Math.min(n, (e + 1) * clusterBytes))) e++;
         const fromBytes = c * clusterBytes;
         const toBytes = Math.min(n, e * clusterBytes);
         for (const r of await this.writeRun(chunk.subarray(fromBytes, toBytes), (pos + fromBytes) / bs)) runs.push(r);
@@ -299,10 +305,9 @@ export class TreeBuilder {
     const dir = this.dirs.get(ino);
     if (dir === undefined) throw new Error(`mkfs: directory ${ino} is not open`);
     this.dirs.delete(ino);
-    const dot = (n: string): Uint8Array => new TextEncoder().encode(n);
     const all: PendingEntry[] = [
-      { ino, name: dot('.'), fileType: this.filetype ? FT_DIR : 0 },
-      { ino: dir.parent, name: dot('..'), fileType: this.filetype ? FT_DIR : 0 },
+      { ino, name: DOT, fileType: this.filetype ? FT_DIR : 0 },
+      { ino: dir.parent, name: DOTDOT, fileType: this.filetype ? FT_DIR : 0 },
       ...dir.entries,
     ];
     const blocks = this.packDir(ino, all);
