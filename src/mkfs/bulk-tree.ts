@@ -225,7 +225,8 @@ export class TreeBuilder {
 
   /**
    * A regular file whose contents `read` returns from position 0 until it returns 0. Clusters
-   * holding only zeros become holes (as mke2fs -d and cp --sparse make them).
+   * holding only zeros become holes (as mke2fs -d and cp --sparse make them) where the file is
+   * mapped by extents; a block map (ext2/ext3) is built for a file without holes.
    */
   async file(parent: number, name: Uint8Array, attrs: TreeAttrs, read: ReadAt): Promise<number> {
     const { ino, inode } = this.newInode(S_IFREG, attrs);
@@ -237,11 +238,12 @@ export class TreeBuilder {
       const n = await read(this.scratch, pos);
       if (n === 0) break;
       const chunk = this.scratch.subarray(0, n);
+      const hole = (k: number): boolean => this.extents && isZero(chunk, this.scratchWords, k * clusterBytes, Math.min(n, (k + 1) * clusterBytes));
       // Runs of clusters with data, in file blocks, the last one cut at the chunk's end.
       for (let c = 0; c * clusterBytes < n;) {
-        if (isZero(chunk, this.scratchWords, c * clusterBytes, Math.min(n, (c + 1) * clusterBytes))) { c++; continue; }
+        if (hole(c)) { c++; continue; }
         let e = c + 1;
-        while (e * clusterBytes < n && !isZero(chunk, this.scratchWords, e * clusterBytes, Math.min(n, (e + 1) * clusterBytes))) e++;
+        while (e * clusterBytes < n && !hole(e)) e++;
         const fromBytes = c * clusterBytes;
         const toBytes = Math.min(n, e * clusterBytes);
         for (const r of await this.writeRun(chunk.subarray(fromBytes, toBytes), (pos + fromBytes) / bs)) runs.push(r);
