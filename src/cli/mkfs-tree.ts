@@ -89,7 +89,7 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
       }
       let ino: number;
       if (type === S_IFREG) {
-        ino = await copyFile(tree, d.ino, raw, host, st, noFollow);
+        ino = await copyFile(tree, d.ino, raw, host, st, noFollow, key !== undefined);
         result.files++;
         result.bytes += st.size;
       } else if (type === S_IFLNK) {
@@ -98,7 +98,7 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
           skip(host, `target ${host.toString('latin1')}`, `symlink '${host.toString()}' skipped: its target is not valid UTF-8`);
           continue;
         }
-        ino = await tree.symlink(d.ino, raw, attrsOf(st), target);
+        ino = await tree.symlink(d.ino, raw, attrsOf(st), target, key !== undefined);
         result.symlinks++;
       } else if (type === S_IFIFO || type === S_IFSOCK || type === S_IFCHR || type === S_IFBLK) {
         // glibc's dev_t keeps majors of 4096 and up above bit 32; ext4's i_block form has 12 bits.
@@ -106,7 +106,7 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
           skip(host, `rdev ${host.toString('latin1')}`, `device '${host.toString()}' skipped: its device number does not fit ext4's 32-bit form`);
           continue;
         }
-        ino = tree.special(d.ino, raw, type, attrsOf(st), Number(st.rdev));
+        ino = await tree.special(d.ino, raw, type, attrsOf(st), Number(st.rdev), key !== undefined);
         result.specials++;
       } else {
         skip(host, `type ${host.toString('latin1')}`, `'${host.toString()}' skipped: unknown file type`);
@@ -131,13 +131,13 @@ export async function buildFromHostDir(tree: TreeBuilder, dir: string, opts: Hos
 }
 
 /** A regular file's contents, read with plain reads (O_NOFOLLOW: it must still be the file lstat saw). */
-async function copyFile(tree: TreeBuilder, parent: number, name: Buffer, host: Buffer, st: HostStat, flags: number): Promise<number> {
+async function copyFile(tree: TreeBuilder, parent: number, name: Buffer, host: Buffer, st: HostStat, flags: number, mayGainLinks: boolean): Promise<number> {
   const attrs = attrsOf(st);
-  if (st.size === 0) return tree.file(parent, name, attrs, () => 0);
+  if (st.size === 0) return tree.file(parent, name, attrs, () => 0, mayGainLinks);
   const fd = openSync(host, flags);
   try {
     const read: ReadAt = (into, pos) => readSync(fd, into, 0, into.length, pos);
-    return await tree.file(parent, name, attrs, read);
+    return await tree.file(parent, name, attrs, read, mayGainLinks);
   } finally {
     closeSync(fd);
   }

@@ -14,6 +14,7 @@ import { fsBlock, type FsBlock } from '../util/brand.ts';
 import { type Geometry } from '../layout/geometry.ts';
 import { buildExtentTree, type Run } from '../mapping/extent-build.ts';
 import { buildBlockMap } from '../mapping/blockmap-build.ts';
+import { type QuotaUsage } from '../format/quota.ts';
 import { type MkfsParams } from './options.ts';
 import { type MkfsLayout } from './layout.ts';
 
@@ -122,6 +123,18 @@ export class MkfsBuild {
   /** Every inode made, by number, in the order made (inode tables and quota usage follow it). */
   readonly inodes = new Map<number, Inode>();
   readonly blocks512PerCluster: number;
+  /** Inode-table blocks holding inodes already encoded (by a bulk build) and not yet written. */
+  readonly itable = new Map<number, Uint8Array>();
+  /**
+   * Inodes a bulk build encoded and dropped from `inodes`: every inode in [first, last] is in
+   * use (in `itable`, written, or still in `inodes`); directories per group; usage per owner.
+   */
+  readonly built = {
+    first: 0, last: -1, dirsPerGroup: new Map<number, number>(),
+    byUser: new Map<number, QuotaUsage>(), byGroup: new Map<number, QuotaUsage>(),
+  };
+  /** Groups whose inode table is zeroed already (on a device that does not read as zeros). */
+  readonly zeroedTables = new Set<number>();
   private readonly fileRuns = new Map<number, Run[]>();
 
   constructor(readonly params: MkfsParams, readonly lay: MkfsLayout) {

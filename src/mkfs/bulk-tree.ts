@@ -1,8 +1,10 @@
 // Bulk build of a tree into a filesystem being made (mkfs -d): inodes numbered in the order
 // they come, data laid out one file after another from the build's allocator and written in
 // large sequential device writes, each directory's leaf blocks built once by appending (linear,
-// as mke2fs -d makes them). Inode tables, bitmaps, descriptors and the superblock are written
-// by the mkfs steps that follow, from what was built here. No mounted filesystem, no journal.
+// as mke2fs -d makes them). A finished inode is encoded into its inode-table block at once and
+// dropped (blocks whose inodes are all encoded are written as they fill), so memory does not
+// grow with the tree; bitmaps, descriptors, quota and the superblock are written by the mkfs
+// steps that follow, from what was counted here. No mounted filesystem, no journal.
 import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { encodeDeviceNumber } from '../format/device-number.ts';
@@ -17,6 +19,7 @@ import {
 import { type Run } from '../mapping/extent-build.ts';
 import { ceilDiv } from '../util/checked-math.ts';
 import { type MkfsBuild } from './build.ts';
+import { encodeInodeInto, zeroInodeTable } from './groups.ts';
 import { LPF_INO, ROOT_INO } from './inodes.ts';
 
 /** What a built entry takes from its source besides contents. */
@@ -114,6 +117,11 @@ export class TreeBuilder {
   private nextIno: number;
   private readonly dirs = new Map<number, PendingDir>();
   private readonly out: StagedWriter;
+  /** Inode-table blocks, written as they fill (consecutive ones in one write). */
+  private readonly itableOut: StagedWriter;
+  /** Inodes encoded so far into each inode-table block still in b.itable. */
+  private readonly encodedIn = new Map<number, number>();
+  private readonly quota: boolean;
   private readonly scratch: Uint8Array;
   private readonly scratchWords: Int32Array;
   private goal: number;
@@ -123,13 +131,17 @@ export class TreeBuilder {
   /** Entries made, by kind (directories include the root's own metadata only). */
   readonly counts = { files: 0, dirs: 0, symlinks: 0, specials: 0, hardLinks: 0, bytes: 0 };
 
-  constructor(private readonly b: MkfsBuild, device: BlockDevice) {
+  constructor(private readonly b: MkfsBuild, private readonly device: BlockDevice) {
     this.out = new StagedWriter(device);
+    this.itableOut = new StagedWriter(device);
+    this.quota = b.has('roCompat', RO_COMPAT.quota);
     this.scratch = new Uint8Array(Math.max(READ_CHUNK_BYTES, b.bs * b.R));
     this.scratchWords = new Int32Array(this.scratch.buffer);
     let highest = LPF_INO;
     for (const ino of b.inodes.keys()) highest = Math.max(highest, ino);
     this.nextIno = highest + 1;
+    b.built.first = this.nextIno;
+    b.built.last = this.nextIno - 1;
     this.goal = b.superAreaEnd();
     this.filetype = b.has('incompat', INCOMPAT.filetype);
     this.extents = b.has('incompat', INCOMPAT.extent);
@@ -165,6 +177,7 @@ export class TreeBuilder {
       throw new Ext4Error('ENOSPC', `mkfs: the tree needs more than the filesystem's ${this.b.geo.inodesCount} inodes`, { detail: 'mkfs-too-small' });
     }
     this.nextIno++;
+    this.b.built.last = ino;
     const inode = this.b.newInode(ino, type);
     this.setAttrs(inode, type, attrs);
     return { ino, inode };
@@ -191,25 +204,59 @@ export class TreeBuilder {
     return ino;
   }
 
-  /** Another name for inode `ino` (made earlier by this builder, not a directory). */
+  /**
+   * Encodes finished inode `ino` into its inode-table block and drops it; writes the block once
+   * every inode in it is encoded. Counts what the later mkfs steps need (directories, usage).
+   */
+  private async done(ino: number): Promise<void> {
+    const { b } = this;
+    const inode = this.inode(ino);
+    const g = Math.floor((ino - 1) / b.geo.inodesPerGroup);
+    if (!b.params.deviceZeroed && !b.zeroedTables.has(g)) await zeroInodeTable(b, this.device, g);
+    const blk = encodeInodeInto(b, b.itable, ino, inode);
+    b.inodes.delete(ino);
+    if ((inode.mode & S_IFMT) === S_IFDIR) b.built.dirsPerGroup.set(g, (b.built.dirsPerGroup.get(g) ?? 0) + 1);
+    if (this.quota) {
+      for (const [m, id] of [[b.built.byUser, inode.uid], [b.built.byGroup, inode.gid]] as const) {
+        const u = m.get(id);
+        if (u) { u.spaceBytes += inode.blocks512 * 512; u.inodes++; } else m.set(id, { spaceBytes: inode.blocks512 * 512, inodes: 1 });
+      }
+    }
+    const n = (this.encodedIn.get(blk) ?? 0) + 1;
+    if (n < b.geo.inodesPerBlock) {
+      this.encodedIn.set(blk, n);
+      return;
+    }
+    this.encodedIn.delete(blk);
+    const bytes = b.itable.get(blk)!;
+    b.itable.delete(blk);
+    await this.itableOut.put(blk * b.bs, bytes);
+  }
+
+  /** Another name for inode `ino` (made earlier by this builder with `mayGainLinks`, not a directory). */
   link(parent: number, name: Uint8Array, ino: number): void {
+    if (!this.b.inodes.has(ino)) throw new Error(`mkfs: inode ${ino} is finished: it was not made with mayGainLinks`);
     const inode = this.inode(ino);
     this.addEntry(parent, name, ino, inode.mode & S_IFMT);
     inode.linksCount++;
     this.counts.hardLinks++;
   }
 
-  /** A FIFO, socket or device node (`rdev`: Linux's dev_t). */
-  special(parent: number, name: Uint8Array, type: number, attrs: TreeAttrs, rdev: number): number {
+  /**
+   * A FIFO, socket or device node (`rdev`: Linux's dev_t). With `mayGainLinks` (here and for
+   * files and symlinks) the inode stays open for link() until finish().
+   */
+  async special(parent: number, name: Uint8Array, type: number, attrs: TreeAttrs, rdev: number, mayGainLinks = false): Promise<number> {
     const { ino, inode } = this.newInode(type, attrs);
     if (type === S_IFCHR || type === S_IFBLK) encodeDeviceNumber(inode.iBlock, rdev);
     this.addEntry(parent, name, ino, type);
     this.counts.specials++;
+    if (!mayGainLinks) await this.done(ino);
     return ino;
   }
 
   /** A symlink: the target in i_block when shorter than 60 bytes, else in one data block. */
-  async symlink(parent: number, name: Uint8Array, attrs: TreeAttrs, target: Uint8Array): Promise<number> {
+  async symlink(parent: number, name: Uint8Array, attrs: TreeAttrs, target: Uint8Array, mayGainLinks = false): Promise<number> {
     const { ino, inode } = this.newInode(S_IFLNK, attrs);
     inode.sizeBytes = target.length;
     if (target.length < inode.iBlock.length) {
@@ -220,6 +267,7 @@ export class TreeBuilder {
     }
     this.addEntry(parent, name, ino, S_IFLNK);
     this.counts.symlinks++;
+    if (!mayGainLinks) await this.done(ino);
     return ino;
   }
 
@@ -228,7 +276,7 @@ export class TreeBuilder {
    * holding only zeros become holes (as mke2fs -d and cp --sparse make them) where the file is
    * mapped by extents; a block map (ext2/ext3) is built for a file without holes.
    */
-  async file(parent: number, name: Uint8Array, attrs: TreeAttrs, read: ReadAt): Promise<number> {
+  async file(parent: number, name: Uint8Array, attrs: TreeAttrs, read: ReadAt, mayGainLinks = false): Promise<number> {
     const { ino, inode } = this.newInode(S_IFREG, attrs);
     const { bs, R } = this.b;
     const clusterBytes = bs * R;
@@ -257,6 +305,7 @@ export class TreeBuilder {
     this.addEntry(parent, name, ino, S_IFREG);
     this.counts.files++;
     this.counts.bytes += pos;
+    if (!mayGainLinks) await this.done(ino);
     return ino;
   }
 
@@ -324,6 +373,7 @@ export class TreeBuilder {
       return;
     }
     await this.placeData(ino, inode, [{ data, fileBlock: 0 }], data.length);
+    await this.done(ino);
   }
 
   /** The root keeps the block mkfs gave it (and the rest of that cluster); more blocks come after. */
@@ -370,5 +420,7 @@ export class TreeBuilder {
     if (this.dirs.size > 0) throw new Error(`mkfs: ${this.dirs.size} directories were not closed`);
     await this.out.flush();
     await this.out.settle();
+    await this.itableOut.flush();
+    await this.itableOut.settle();
   }
 }

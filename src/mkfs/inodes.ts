@@ -158,6 +158,13 @@ export function createQuotaFiles(b: MkfsBuild): void {
     charge(byUser, inode.uid, inode.blocks512 * 512);
     charge(byGroup, inode.gid, inode.blocks512 * 512);
   }
+  // Inodes a bulk build encoded already.
+  for (const [from, to] of [[b.built.byUser, byUser], [b.built.byGroup, byGroup]] as const) {
+    for (const [id, u] of from) {
+      const t = to.get(id);
+      if (t) { t.spaceBytes += u.spaceBytes; t.inodes += u.inodes; } else to.set(id, { ...u });
+    }
+  }
   const quotaInodes = [[USR_QUOTA_INO, 'user', byUser], [GRP_QUOTA_INO, 'group', byGroup]] as const;
   for (const [ino, type, usage] of quotaInodes) {
     const inode = b.newInode(ino, S_IFREG | 0o600);
