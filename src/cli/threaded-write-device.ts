@@ -8,7 +8,7 @@ import { checkRange } from '../device/block-device.ts';
 import { ioError } from '../errors/ext4-error.ts';
 
 /** Writes at least this large run on the thread pool. */
-const THREADED_MIN_BYTES = 256 << 10;
+const THREADED_MIN_BYTES = 32 << 10;
 /**
  * Bytes written between early write-outs: an fdatasync started on the pool (not waited for)
  * keeps the disk busy during the build, so that the final flush finds little left to write.
