@@ -27,7 +27,7 @@ function watchdog(dir: string, ms: number): Worker {
   `, { eval: true, workerData: { dir, ms } });
 }
 
-test('the main thread reads requests itself; an idle mount frees its event loop within milliseconds', { skip }, async () => {
+test('the main thread reads requests itself; an idle mount frees its event loop within milliseconds', { skip, timeout: 120_000 }, async () => {
   const img = tmpImagePath('transport');
   await Ext4.mkfs(img, { sizeBytes: 32 << 20, blockSize: 4096, timeSec: 1_700_000_000 });
   await withFuse(img, async (mnt, m) => {
@@ -51,4 +51,14 @@ test('the main thread reads requests itself; an idle mount frees its event loop 
     // Requests still arrive after the hand-back (the worker reads, the main thread takes over again).
     assert.equal((await shOk(`cat ${mnt}/d/f7; ls ${mnt}/d | wc -l`)).trim(), '7\n100');
   }, { cacheSeconds: 0 });
+});
+
+test('mainThreadReads: false: every request comes from the reader worker (an embedder whose event loop must never block)', { skip, timeout: 120_000 }, async () => {
+  const img = tmpImagePath('transport-worker');
+  await Ext4.mkfs(img, { sizeBytes: 32 << 20, blockSize: 4096, timeSec: 1_700_000_000 });
+  await withFuse(img, async (mnt, m) => {
+    assert.equal((await shOk(`cd ${mnt}; for i in $(seq 20); do echo $i > f$i; done; cat f* | wc -l`)).trim(), '20');
+    assert.equal(m.readsBy.main, 0, `main thread read ${m.readsBy.main} requests`);
+    assert.ok(m.readsBy.worker > 40, `worker read ${m.readsBy.worker}`);
+  }, { mainThreadReads: false });
 });

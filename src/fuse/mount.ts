@@ -32,6 +32,13 @@ export interface FuseMountOptions {
    * 5 s): bounds what a crash can lose and the memory held by inodes seen since. 0: never.
    */
   commitSeconds?: number;
+  /**
+   * Let the main thread block in read(2) on /dev/fuse while no request is in flight (default
+   * true: no thread hand-off per request; see transport.ts). An embedding program whose event
+   * loop must never block for a few milliseconds while requests flow sets false: every request
+   * then comes from the reader worker. EXT4KIT_FUSE_WORKER_READS=1 sets the default to false.
+   */
+  mainThreadReads?: boolean;
   /** Wraps the backend (fault injection in tests). */
   wrapBackend?: (b: FuseBackend) => FuseBackend;
 }
@@ -109,6 +116,7 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
   const device = await FuseDevice.mount(dir, {
     source: opts.source ?? 'ext4kit', readOnly, allowOther: opts.allowOther ?? false,
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+    ...(opts.mainThreadReads !== undefined ? { mainThreadReads: opts.mainThreadReads } : {}),
   });
   const session = new FuseSession(backend, (r, p) => device.reply(r, p), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
   let finish!: () => void;
