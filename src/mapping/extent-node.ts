@@ -2,7 +2,7 @@
 // read-only mapping walk (read-map.ts) and the tree writer (extent-tree.ts). Every node read
 // from disk passes through here, so both see the same checks in the same order.
 import { corrupt, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
-import { decodeExtentNode, EXT_MAX_LOGICAL_END, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
+import { decodeExtentNode, EXT_MAX_LOGICAL_END, type Extent, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
 
 /** What reading extent nodes of one inode needs. */
 export interface ExtentNodeSource {
@@ -16,29 +16,71 @@ export interface ExtentNodeSource {
 }
 
 /**
- * Block buffers whose extent-node checksum was verified, with the inode seed and a copy of the
- * bytes then: when a buffer comes back unchanged (random small writes re-read the same leaves
- * many times per second), a word compare replaces the CRC over the block (several times
- * cheaper); a buffer changed in place since is checked again.
+ * Block buffers whose extent node was decoded and checked (checksum included), with the bytes
+ * then and the decoded node: random small writes re-read the same few leaves many times per
+ * second, and while a buffer's bytes are unchanged (a word compare, several times cheaper than
+ * the CRC and the decode) the cached node is what decoding would return. A buffer changed in
+ * place since is decoded and checked again. Nodes the tree writer has just encoded are
+ * remembered too (rememberEncodedNode), so reading back a leaf it wrote costs no decode.
+ * `range`: the key range [lo, hi) and filesystem size the node was last checked against.
  */
-const checksumVerified = new WeakMap<Uint8Array, { seed: number; words: Int32Array }>();
+interface DecodedNode {
+  seed: number | undefined;
+  blockSize: number;
+  words: Int32Array;
+  /** Never modified: callers that change nodes get a copy (readChildNode's `shared`). */
+  node: ExtentNode;
+  range: { lo: number; hi: number; blocksCount: number } | undefined;
+}
+const decodedNodes = new WeakMap<Uint8Array, DecodedNode>();
 
 function wordsOf(bytes: Uint8Array): Int32Array | undefined {
   return bytes.byteOffset % 4 === 0 && bytes.length % 4 === 0 ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) : undefined;
 }
 
-function unchangedSinceVerified(bytes: Uint8Array, seed: number): boolean {
-  const seen = checksumVerified.get(bytes);
-  if (!seen || seen.seed !== seed) return false;
+function unchangedSinceDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number): DecodedNode | undefined {
+  const seen = decodedNodes.get(bytes);
+  if (!seen || seen.seed !== seed || seen.blockSize !== blockSize) return undefined;
   const now = wordsOf(bytes);
-  if (!now || now.length !== seen.words.length) return false;
-  for (let i = 0; i < now.length; i++) if (now[i] !== seen.words[i]) return false;
-  return true;
+  if (!now || now.length !== seen.words.length) return undefined;
+  const was = seen.words;
+  for (let i = 0; i < now.length; i++) if (now[i] !== was[i]) return undefined;
+  return seen;
 }
 
-function rememberVerified(bytes: Uint8Array, seed: number): void {
+function rememberDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number, node: ExtentNode): DecodedNode | undefined {
   const words = wordsOf(bytes);
-  if (words) checksumVerified.set(bytes, { seed, words: words.slice() });
+  if (!words) return undefined;
+  const entry: DecodedNode = { seed, blockSize, words: words.slice(), node, range: undefined };
+  decodedNodes.set(bytes, entry);
+  return entry;
+}
+
+/** A copy of a node whose entries can be changed without touching the original. */
+export function cloneExtentNode(node: ExtentNode): ExtentNode {
+  if (node.kind === 'leaf') {
+    const extents = new Array<Extent>(node.extents.length);
+    for (let i = 0; i < extents.length; i++) {
+      const e = node.extents[i]!;
+      extents[i] = { fileBlock: e.fileBlock, countBlocks: e.countBlocks, fsBlock: e.fsBlock, unwritten: e.unwritten };
+    }
+    return { kind: 'leaf', depth: 0, max: node.max, generation: node.generation, extents };
+  }
+  const indexes = new Array<ExtentIndexNode['indexes'][number]>(node.indexes.length);
+  for (let i = 0; i < indexes.length; i++) {
+    const x = node.indexes[i]!;
+    indexes[i] = { fileBlock: x.fileBlock, child: x.child };
+  }
+  return { kind: 'index', depth: node.depth, max: node.max, generation: node.generation, indexes };
+}
+
+/**
+ * The tree writer has just encoded `node` into the non-root block buffer `bytes` (with the
+ * checksum of `inodeSeed`): the next read of the unchanged buffer returns it without decoding.
+ * The writer must not change `node` afterwards (a copy is kept only by reference).
+ */
+export function rememberEncodedNode(bytes: Uint8Array, inodeSeed: number | undefined, blockSize: number, node: ExtentNode): void {
+  rememberDecoded(bytes, inodeSeed, blockSize, node);
 }
 
 /** Index of the last entry whose key is <= target, or -1. Keys are sorted (checked by decode). */
@@ -101,10 +143,11 @@ export function readRootNode(src: ExtentNodeSource, iBlock: Uint8Array): ExtentN
  * Reads and checks the child `block` of a node at `parentDepth` covering keys [lo, hi): the
  * loop guard (`seen`, when given: a block reached twice), the checksum, the depth rule (exactly
  * one less than the parent) and the node's keys and pointers. The pointer itself was checked
- * with the parent.
+ * with the parent. `shared`: the caller only reads the node, which may then be the cached
+ * decode itself (no copy); callers that change the node leave it false and get their own copy.
  */
 export async function readChildNode(
-  src: ExtentNodeSource, block: number, parentDepth: number, lo: number, hi: number, seen?: Set<number>,
+  src: ExtentNodeSource, block: number, parentDepth: number, lo: number, hi: number, seen?: Set<number>, shared = false,
 ): Promise<ExtentNode> {
   const where = { inode: src.ino, block };
   if (seen) {
@@ -112,14 +155,25 @@ export async function readChildNode(
     seen.add(block);
   }
   const bytes = await src.readBlock(block);
-  const verified = src.inodeSeed !== undefined && unchangedSinceVerified(bytes, src.inodeSeed);
-  const node = decodeExtentNode(bytes, {
-    isRoot: false, blockSize: src.blockSize, inodeSeed: verified ? undefined : src.inodeSeed, where,
-  });
-  if (!verified && src.inodeSeed !== undefined) rememberVerified(bytes, src.inodeSeed);
+  let cached = unchangedSinceDecoded(bytes, src.inodeSeed, src.blockSize);
+  if (!cached) {
+    const decoded = decodeExtentNode(bytes, { isRoot: false, blockSize: src.blockSize, inodeSeed: src.inodeSeed, where });
+    cached = rememberDecoded(bytes, src.inodeSeed, src.blockSize, decoded);
+    if (!cached) return checkChild(decoded, parentDepth, lo, hi, src.blocksCount, where);
+  }
+  const r = cached.range;
+  if (r && r.lo === lo && r.hi === hi && r.blocksCount === src.blocksCount && cached.node.depth === parentDepth - 1) {
+    return shared ? cached.node : cloneExtentNode(cached.node);
+  }
+  checkChild(cached.node, parentDepth, lo, hi, src.blocksCount, where);
+  cached.range = { lo, hi, blocksCount: src.blocksCount };
+  return shared ? cached.node : cloneExtentNode(cached.node);
+}
+
+function checkChild(node: ExtentNode, parentDepth: number, lo: number, hi: number, blocksCount: number, where: Ext4ErrorWhere): ExtentNode {
   if (node.depth !== parentDepth - 1) {
     throw corrupt('extent-depth', `extent node at depth ${node.depth} below a node at depth ${parentDepth}`, where);
   }
-  checkExtentNode(node, lo, hi, src.blocksCount, where);
+  checkExtentNode(node, lo, hi, blocksCount, where);
   return node;
 }

@@ -10,7 +10,9 @@
 // * adjacent extents inside one leaf that could be one extent are merged.
 import { assert, corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import { freePieces, keptClusters, type MappedExtents, type Piece } from './extent-free.ts';
-import { childRange, lastAtOrBelow, readChildNode, readRootNode, type ExtentNodeSource } from './extent-node.ts';
+import {
+  childRange, lastAtOrBelow, readChildNode, readRootNode, rememberEncodedNode, type ExtentNodeSource,
+} from './extent-node.ts';
 import { fileBlock as toFileBlock, fsBlock as toFsBlock } from '../util/brand.ts';
 import { setU16 } from '../util/bytes.ts';
 import {
@@ -91,6 +93,20 @@ function mergeAdjacent(list: readonly Extent[]): Extent[] {
   return out;
 }
 
+/** Merges, in place, the mergeable neighbour pairs among list[from..to] (clamped to the list). */
+function mergeAround(list: Extent[], from: number, to: number): void {
+  let i = Math.max(0, from);
+  let last = Math.min(list.length - 1, to);
+  while (i < last) {
+    const a = list[i]!;
+    const b = list[i + 1]!;
+    if (canMerge(a, b)) {
+      list[i] = mkExtent(a.fileBlock, a.countBlocks + b.countBlocks, a.fsBlock, a.unwritten);
+      list.splice(i + 1, 1);
+      last--;
+    } else i++;
+  }
+}
 
 function checkEnv(env: ExtentTreeEnv): void {
   const bs = env.blockSize;
@@ -115,11 +131,14 @@ function decodeRoot(env: ExtentTreeEnv): ExtentNode {
   return readRootNode(nodeSource(env), env.root);
 }
 
-/** Reads the child `block` of a node at `parentDepth` covering keys [lo, hi). */
+/**
+ * Reads the child `block` of a node at `parentDepth` covering keys [lo, hi). `shared`: the
+ * caller only reads the node (it may be the cached decode of the block, never to be changed).
+ */
 function readNode(
-  env: ExtentTreeEnv, block: number, parentDepth: number, lo: number, hi: number, seen?: Set<number>,
+  env: ExtentTreeEnv, block: number, parentDepth: number, lo: number, hi: number, seen?: Set<number>, shared = false,
 ): Promise<ExtentNode> {
-  return readChildNode(nodeSource(env), block, parentDepth, lo, hi, seen);
+  return readChildNode(nodeSource(env), block, parentDepth, lo, hi, seen, shared);
 }
 
 /** Writes a node: to i_block for the root, else into its block (fresh: just allocated). */
@@ -135,6 +154,8 @@ async function storeNode(env: ExtentTreeEnv, block: number | undefined, node: Ex
   const buf = fresh ? env.txn.getNew(block) : await env.txn.getWrite(block);
   buf.fill(0, 0, env.blockSize);
   encodeExtentNode(node, buf, { isRoot: false, blockSize: env.blockSize, inodeSeed: env.inodeSeed });
+  // Writers never touch a node after storing it: the next read of this block can return it.
+  rememberEncodedNode(buf, env.inodeSeed, env.blockSize, node);
 }
 
 // ---- paths ----------------------------------------------------------------------------------
@@ -151,8 +172,11 @@ interface Level {
 }
 type Path = Level[];
 
-/** Root-to-leaf path towards `target` (the first subtree when target precedes every key). */
-async function findPath(env: ExtentTreeEnv, target: number): Promise<Path> {
+/**
+ * Root-to-leaf path towards `target` (the first subtree when target precedes every key).
+ * `readOnly`: the caller changes no node of the path (lookups), so cached decodes are shared.
+ */
+async function findPath(env: ExtentTreeEnv, target: number, readOnly = false): Promise<Path> {
   const path: Path = [{ block: undefined, node: decodeRoot(env), idx: -1, hi: EXT_MAX_LOGICAL_END, dirty: false }];
   // Depth strictly decreases (readNode checks it), so this ends after at most 6 levels.
   for (;;) {
@@ -162,7 +186,7 @@ async function findPath(env: ExtentTreeEnv, target: number): Promise<Path> {
     lv.idx = i;
     const x = indexAt(lv.node, i);
     const { lo, hi } = childRange(lv.node, i, lv.hi);
-    const child = await readNode(env, x.child, lv.node.depth, lo, hi);
+    const child = await readNode(env, x.child, lv.node.depth, lo, hi, undefined, readOnly);
     path.push({ block: x.child, node: child, idx: -1, hi, dirty: false });
   }
 }
@@ -308,7 +332,7 @@ async function* walkFrom(
   const xs = node.indexes;
   for (let i = Math.max(0, lastAtOrBelow(xs, start)); i < xs.length; i++) {
     const { lo, hi: childHi } = childRange(node, i, hi);
-    const child = await readNode(env, indexAt(node, i).child, node.depth, lo, childHi, seen);
+    const child = await readNode(env, indexAt(node, i).child, node.depth, lo, childHi, seen, true);
     yield* walkFrom(env, child, childHi, start, seen);
   }
 }
@@ -333,7 +357,7 @@ export async function* extentIterate(env: ExtentTreeEnv): AsyncGenerator<Extent>
 export async function extentLookup(env: ExtentTreeEnv, fileBlock: number): Promise<Extent | undefined> {
   checkEnv(env);
   checkFileBlock(fileBlock, 'lookup of');
-  const leaf = leafOf(await findPath(env, fileBlock));
+  const leaf = leafOf(await findPath(env, fileBlock, true));
   const i = lastAtOrBelow(leaf.extents, fileBlock);
   const e = leaf.extents[i];
   return e && fileBlock < endOf(e) ? copyExtent(e) : undefined;
@@ -347,7 +371,7 @@ export async function extentLookup(env: ExtentTreeEnv, fileBlock: number): Promi
 export async function extentNextBound(env: ExtentTreeEnv, fileBlock: number): Promise<number | undefined> {
   checkEnv(env);
   checkFileBlock(fileBlock, 'lookup of');
-  const path = await findPath(env, fileBlock);
+  const path = await findPath(env, fileBlock, true);
   const leaf = leafOf(path);
   const next = leaf.extents[lastAtOrBelow(leaf.extents, fileBlock) + 1];
   if (next) return next.fileBlock;
@@ -357,7 +381,7 @@ export async function extentNextBound(env: ExtentTreeEnv, fileBlock: number): Pr
 
 /** The extent containing `fileBlock` or the nearest one before it. */
 async function extentAtOrBefore(env: ExtentTreeEnv, fileBlock: number): Promise<Extent | undefined> {
-  const leaf = leafOf(await findPath(env, fileBlock));
+  const leaf = leafOf(await findPath(env, fileBlock, true));
   const e = leaf.extents[lastAtOrBelow(leaf.extents, fileBlock)];
   return e && copyExtent(e);
 }
@@ -389,7 +413,7 @@ export async function extentTreeNodeCount(env: ExtentTreeEnv): Promise<number> {
     let n = 0;
     for (const [i, x] of node.indexes.entries()) {
       const range = childRange(node, i, hi);
-      n += 1 + await count(await readNode(env, x.child, node.depth, range.lo, range.hi, seen), range.hi);
+      n += 1 + await count(await readNode(env, x.child, node.depth, range.lo, range.hi, seen, true), range.hi);
     }
     return n;
   };
@@ -465,16 +489,22 @@ export async function extentSetUnwritten(env: ExtentTreeEnv, first: number, coun
   checkFileBlock(first, 'range start');
   assert(Number.isInteger(count) && count >= 1 && first + count <= EXT_MAX_LOGICAL_END, `range length ${count}`);
   const end = first + count;
-  let covered = first;
-  for await (const e of extentsFrom(env, first)) {
-    if (e.fileBlock > covered) break;
-    covered = endOf(e);
-    if (covered >= end) break;
+  // The common case (a write into part of one unwritten extent) needs one path: the range check
+  // walks the tree only when the first extent does not cover the whole range.
+  let path: Path | undefined = await findPath(env, first);
+  const head = leafOf(path).extents[lastAtOrBelow(leafOf(path).extents, first)];
+  if (!head || first < head.fileBlock || endOf(head) < end) {
+    let covered = first;
+    for await (const e of extentsFrom(env, first)) {
+      if (e.fileBlock > covered) break;
+      covered = endOf(e);
+      if (covered >= end) break;
+    }
+    assert(covered >= end, `range ${first}+${count} is not fully mapped (hole at ${covered})`);
   }
-  assert(covered >= end, `range ${first}+${count} is not fully mapped (hole at ${covered})`);
 
   for (let cur = first; cur < end;) {
-    const path = await findPath(env, cur);
+    path ??= await findPath(env, cur);
     const extents = leafOf(path).extents;
     const i = lastAtOrBelow(extents, cur);
     const e = extents[i];
@@ -485,9 +515,13 @@ export async function extentSetUnwritten(env: ExtentTreeEnv, first: number, coun
       if (e.fileBlock < cur) pieces.push(mkExtent(e.fileBlock, cur - e.fileBlock, e.fsBlock, e.unwritten));
       pieces.push(...chunks(cur, stop - cur, e.fsBlock + (cur - e.fileBlock), unwritten));
       if (stop < endOf(e)) pieces.push(mkExtent(stop, endOf(e) - stop, e.fsBlock + (stop - e.fileBlock), e.unwritten));
-      const list = [...extents.slice(0, i), ...pieces, ...extents.slice(i + 1)];
-      await commitLeaf(env, path, mergeAdjacent(list), false, goalOf(path, e.fsBlock));
+      // The path's leaf is this call's own copy: replace e in place and merge only around the
+      // pieces (the rest of the leaf is already merged), not a rebuild of the whole leaf.
+      extents.splice(i, 1, ...pieces);
+      mergeAround(extents, i - 1, i + pieces.length);
+      await commitLeaf(env, path, extents, false, goalOf(path, e.fsBlock));
     }
+    path = undefined;
     cur = stop;
   }
 }

@@ -110,7 +110,7 @@ async function* walkNode(src: ExtentNodeSource, node: ExtentNode, hi: number, se
   }
   for (const [i, x] of node.indexes.entries()) {
     const range = childRange(node, i, hi);
-    const child = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen);
+    const child = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen, true);
     yield* walkNode(src, child, range.hi, seen);
   }
 }
@@ -132,7 +132,7 @@ async function lookupExtent(inode: Inode, ctx: MapContext, target: number): Prom
     const x = node.indexes[i];
     if (x === undefined) return undefined;
     const range = childRange(node, i, hi);
-    node = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen);
+    node = await readChildNode(src, x.child, node.depth, range.lo, range.hi, seen, true);
     hi = range.hi;
   }
 }
