@@ -133,3 +133,93 @@ test('gather writes: small ones are coalesced, large ones reach the device as on
   assert.deepEqual(inner.gathers, [[65536, 2]]);
   assert.deepEqual([inner.bytes[0], inner.bytes[1024], inner.bytes[2048], inner.bytes[65536], inner.bytes[65536 + 32768]], [1, 2, 3, 4, 5]);
 });
+
+/** A MemoryDevice with writeDetached: each detached write waits for release(); a log of events. */
+class DetachingDevice extends MemoryDevice {
+  log: string[] = [];
+  private gates: Array<() => void> = [];
+  failNext = false;
+  override async write(offsetBytes: number, data: Uint8Array): Promise<void> {
+    this.log.push(`write ${offsetBytes}+${data.length}`);
+    await super.write(offsetBytes, data);
+  }
+  async writeDetached(offsetBytes: number, data: Uint8Array): Promise<void> {
+    const fail = this.failNext;
+    this.failNext = false;
+    this.log.push(`detach ${offsetBytes}+${data.length}`);
+    await new Promise<void>((r) => this.gates.push(r));
+    if (fail) throw new Ext4Error('EIO', 'EIO: injected detached write failure');
+    await super.write(offsetBytes, data);
+    this.log.push(`landed ${offsetBytes}`);
+  }
+  override async flush(): Promise<void> { this.log.push('flush'); }
+  release(): void { for (const g of this.gates.splice(0)) g(); }
+  get waiting(): number { return this.gates.length; }
+}
+const ticks = async (n = 10) => { for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r)); };
+
+test('write-behind: a full buffer goes out detached while new writes fill another; reads and flush wait for it', async () => {
+  const inner = new DetachingDevice(4 << 20);
+  const dev = new CoalescingDevice(inner, 128 * 1024);
+  for (let i = 0; i < 32; i++) await dev.write(i * 4096, bytes(4096, 1)); // fills the buffer
+  await dev.write(1 << 20, bytes(4096, 2)); // does not append: the full buffer goes out detached
+  assert.deepEqual(inner.log, ['detach 0+131072']);
+  assert.equal(inner.waiting, 1);
+  // The caller is not held up: more writes are buffered while the detached one is in flight.
+  await dev.write((1 << 20) + 4096, bytes(4096, 3));
+  const read = dev.read(4096, 4096); // overlaps the detached write: waits for it
+  let readDone = false;
+  void read.then(() => { readDone = true; });
+  await ticks();
+  assert.equal(readDone, false);
+  inner.release();
+  assert.ok((await read).every((b) => b === 1));
+  // An overlapping rewrite of the detached range lands after it.
+  await dev.write(0, bytes(4096, 9));
+  await dev.write(2 << 20, bytes(200 * 1024, 4)); // large: the small buffer and this go out
+  const flushed = dev.flush();
+  await ticks();
+  inner.release();
+  await flushed;
+  assert.equal(inner.log.at(-1), 'flush');
+  assert.ok(inner.log.indexOf('landed 0') < inner.log.indexOf('write 0+4096'));
+  assert.deepEqual([inner.bytes[0], inner.bytes[4096], inner.bytes[1 << 20], inner.bytes[(1 << 20) + 4096], inner.bytes[2 << 20]], [9, 1, 2, 3, 4]);
+});
+
+test('write-behind: a buffer overlapping one still in flight goes out only after it landed', async () => {
+  const inner = new DetachingDevice(4 << 20);
+  const dev = new CoalescingDevice(inner, 128 * 1024);
+  await dev.write(0, bytes(128 * 1024, 1)); // large for this buffer: written straight through
+  for (let i = 0; i < 32; i++) await dev.write(i * 4096, bytes(4096, 5));
+  await dev.write(1 << 20, bytes(4096, 6)); // [0, 128 KiB) of 5s goes out detached
+  for (let i = 0; i < 32; i++) await dev.write(i * 4096, bytes(4096, 7)); // buffered again
+  const w = dev.write(3 << 20, bytes(4096, 8)); // needs the 7s out: must wait for the 5s
+  await ticks();
+  assert.deepEqual(inner.log.filter((l) => l.startsWith('detach')), ['detach 0+131072']);
+  inner.release();
+  await ticks();
+  inner.release();
+  await w;
+  const flushed = dev.flush();
+  await ticks();
+  inner.release();
+  await flushed;
+  assert.ok(inner.log.indexOf('landed 0') < inner.log.lastIndexOf('detach 0+131072'));
+  assert.equal(inner.bytes[0], 7);
+  assert.equal(inner.bytes[131071], 7);
+});
+
+test('write-behind: a failed detached write is reported by the next flush, once', async () => {
+  const inner = new DetachingDevice(4 << 20);
+  const dev = new CoalescingDevice(inner, 128 * 1024);
+  for (let i = 0; i < 32; i++) await dev.write(i * 4096, bytes(4096, 1));
+  inner.failNext = true;
+  await dev.write(1 << 20, bytes(4096, 2));
+  const flushed = dev.flush();
+  await ticks();
+  inner.release();
+  await assert.rejects(flushed, (e: unknown) => e instanceof Ext4Error && e.code === 'EIO');
+  assert.ok(!inner.log.includes('flush'));
+  await dev.flush();
+  assert.equal(inner.bytes[1 << 20], 2);
+});
