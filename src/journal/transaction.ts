@@ -216,26 +216,40 @@ export class WriteBackJournal implements Journal {
    * handles started meanwhile change only the next commit's blocks. Resolves when this commit
    * and every earlier one are on the device (the sink decides how durable that is).
    */
-  commit(): Promise<void> {
-    return this.commitStages().done;
+  async commit(): Promise<void> {
+    await this.commitStages().done;
   }
 
   /**
    * commit(), with a second promise that resolves once the snapshot is taken (the running
    * changes belong to this commit; new handles go to the next one), while the blocks may still
-   * be on their way to the device.
+   * be on their way to the device. `done` says whether the commit wrote anything (false: there
+   * was nothing to commit, and nothing was flushed).
    */
-  commitStages(): { taken: Promise<void>; done: Promise<void> } {
+  commitStages(): { taken: Promise<void>; done: Promise<boolean> } {
+    // Group commit (as jbd2): a commit that is queued and has not taken its snapshot yet will
+    // include every change made before this call, so concurrent fsyncs share it.
+    if (this.queued) return this.queued;
     let taken!: () => void;
     const t = new Promise<void>((r) => { taken = r; });
-    const run = this.commitTail.then(() => this.commitNow(taken));
-    this.commitTail = run.catch(() => undefined);
-    run.catch(() => taken());
-    return { taken: t, done: run };
+    const stages = { taken: t, done: Promise.resolve(false) };
+    const run = this.commitTail.then(() => this.commitNow(taken, stages));
+    stages.done = run;
+    this.queued = stages;
+    this.commitTail = run.then(() => undefined, () => undefined);
+    run.catch(() => { if (this.queued === stages) this.queued = undefined; taken(); });
+    return stages;
   }
 
-  private async commitNow(taken: () => void): Promise<void> {
+  /** The commit that has been asked for and has not closed its gate yet (others join it). */
+  private queued: { taken: Promise<void>; done: Promise<boolean> } | undefined;
+  /** Commits that found nothing to write (every earlier one was durable already). */
+  emptyCommits = 0;
+
+  private async commitNow(taken: () => void, stages: { taken: Promise<void>; done: Promise<boolean> }): Promise<boolean> {
     while (this.gate) await this.gate;
+    // From here on a new commit() must start another commit: this one's snapshot may already be past.
+    if (this.queued === stages) this.queued = undefined;
     let open!: () => void;
     this.gate = new Promise<void>((r) => { open = r; });
     let blocks: Array<{ block: number; bytes: Uint8Array }>;
@@ -269,9 +283,14 @@ export class WriteBackJournal implements Journal {
     try {
       // Ordered mode: data of blocks this transaction makes reachable is written first.
       await Promise.all(ordered);
+      if (blocks.length === 0 && revokes.length === 0) {
+        this.emptyCommits++;
+        return false;
+      }
       await this.sink.commit({ blocks, revokes });
       if (!this.sink.keepsBlocks) for (const b of blocks) this.j.cache.unpin(b.block, b.bytes);
       this.commits++;
+      return true;
     } finally {
       for (const b of blocks) if (this.j.committing.get(b.block) === b.bytes) this.j.committing.delete(b.block);
       if (this.j.committingOriginals === originals) this.j.committingOriginals = new Map();
