@@ -23,7 +23,7 @@ const CRC32C_TABLE: Uint32Array[] = (() => {
 /** The 16 tables back to back (table t at t * 256), for slicing-by-16 over 32-bit words. */
 const FLAT = (() => {
   const f = new Uint32Array(16 * 256);
-  CRC32C_TABLE.forEach((t, i) => f.set(t, i * 256));
+  for (const [i, t] of CRC32C_TABLE.entries()) f.set(t, i * 256);
   return f;
 })();
 
