@@ -18,12 +18,6 @@ export interface BlockDevice {
    * write). Callers go through `writeChunks`, which falls back to one copy and write().
    */
   writev?(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void>;
-  /**
-   * Optional write that may run concurrently with requests issued after it (a host file's
-   * pwrite on a worker thread): the caller keeps `data` unchanged and issues nothing that
-   * overlaps the range until the promise settles, and awaits it before flush() or close().
-   */
-  writeDetached?(offsetBytes: number, data: Uint8Array): Promise<void>;
   /** Makes earlier writes durable. */
   flush(): Promise<void>;
   close(): Promise<void>;

@@ -32,24 +32,3 @@ test('read and readInto return the same bytes; a host file shrunk under the devi
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-test('writeDetached writes on a worker thread; close waits for it; range and read-only are checked', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'nfd-'));
-  try {
-    const path = join(dir, 'img');
-    const dev = await NodeFileDevice.create(path, 1 << 20);
-    const data = new Uint8Array(256 * 1024).map((_, i) => (i * 13 + 1) & 0xff);
-    const pending = dev.writeDetached(4096, data);
-    await dev.close(); // must not close the descriptor under the write
-    await pending;
-    const back = await NodeFileDevice.open(path, { readOnly: true });
-    assert.deepEqual(await back.read(4096, data.length), data);
-    await assert.rejects(back.writeDetached(0, new Uint8Array(1)), (e: unknown) => e instanceof Ext4Error && e.code === 'EROFS');
-    await back.close();
-    const rw = await NodeFileDevice.open(path);
-    assert.throws(() => rw.writeDetached((1 << 20) - 10, new Uint8Array(20)), (e: unknown) => e instanceof Ext4Error && e.code === 'EIO');
-    await rw.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});

@@ -5,10 +5,9 @@
 // many small (1–4 KiB) requests, for which a promise-based FileHandle costs ~5x the syscall
 // itself. Image files live on local storage, so the event loop blocks only for page-cache time.
 // Writes stay synchronous (requests complete in issue order, which the engine relies on); only
-// early write-out of written data to the disk runs on a libuv thread (see startWriteOut), and
-// writeDetached, whose caller (the coalescing device's write-behind) orders overlapping requests.
+// early write-out of written data to the disk runs on a libuv thread (see startWriteOut).
 import { Buffer } from 'node:buffer';
-import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasync, write } from 'node:fs';
+import { openSync, closeSync, fstatSync, ftruncateSync, readSync, writeSync, writevSync, fdatasync } from 'node:fs';
 import { type BlockDevice, checkRange, readOnlyError } from './block-device.ts';
 import { ioError } from '../errors/ext4-error.ts';
 
@@ -20,8 +19,6 @@ export class NodeFileDevice implements BlockDevice {
   /** Bytes written since the last flush or write-out request. */
   private unflushed = 0;
   private writeOut: Promise<void> | undefined;
-  /** writeDetached calls in flight (the descriptor must outlive them). */
-  private readonly detached = new Set<Promise<void>>();
   private writeOutError: unknown;
   private constructor(fd: number, public readonly sizeBytes: number, public readonly readOnly: boolean) {
     this.fd = fd;
@@ -118,28 +115,6 @@ export class NodeFileDevice implements BlockDevice {
     this.wrote(len);
   }
 
-  /** pwrite on a libuv thread; the caller orders it against overlapping requests. */
-  writeDetached(offsetBytes: number, data: Uint8Array): Promise<void> {
-    if (this.readOnly) return Promise.reject(readOnlyError());
-    checkRange(this, offsetBytes, data.length);
-    const fd = this.handle;
-    const p = new Promise<void>((resolve, reject) => {
-      const fail = (e: unknown) => reject(ioError(`write of ${data.length} bytes at ${offsetBytes} failed`, e));
-      const step = (done: number): void => {
-        if (done >= data.length) { this.wrote(data.length); resolve(); return; }
-        write(fd, data, done, data.length - done, offsetBytes + done, (err, n) => {
-          if (err) fail(err);
-          else if (n <= 0) fail(new Error('pwrite wrote nothing'));
-          else step(done + n);
-        });
-      };
-      step(0);
-    });
-    const tracked = p.then(() => undefined, () => undefined).finally(() => this.detached.delete(tracked));
-    this.detached.add(tracked);
-    return p;
-  }
-
   private wrote(n: number): void {
     this.unflushed += n;
     if (this.unflushed >= WRITE_OUT_BYTES && !this.writeOut) this.startWriteOut();
@@ -166,7 +141,6 @@ export class NodeFileDevice implements BlockDevice {
 
   async flush(): Promise<void> {
     if (this.readOnly) return;
-    while (this.detached.size > 0) await Promise.all(this.detached);
     while (this.writeOut) await this.writeOut;
     const err = this.writeOutError;
     this.writeOutError = undefined;
@@ -182,7 +156,6 @@ export class NodeFileDevice implements BlockDevice {
     if (this.fd === undefined) return;
     // The descriptor must outlive a write-out running on another thread.
     while (this.writeOut) await this.writeOut;
-    while (this.detached.size > 0) await Promise.all(this.detached);
     const fd = this.fd;
     this.fd = undefined;
     closeSync(fd);
