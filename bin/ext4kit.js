@@ -28,6 +28,7 @@ function bundleIsFresh() {
     const { builtAtMs, inputs } = JSON.parse(readFileSync(new URL('dist/cli.json', root), 'utf8'));
     statSync(new URL('dist/cli.mjs', root));
     statSync(new URL('dist/host-tree-worker.mjs', root));
+    statSync(new URL('dist/get-writer-worker.mjs', root));
     return inputs.every((p) => statSync(new URL(p, root)).mtimeMs < builtAtMs);
   } catch {
     return false;

@@ -16,8 +16,9 @@ mkdirSync(outdir, { recursive: true });
 const startedMs = Date.now();
 const result = await build({
   absWorkingDir: root,
-  // The host-tree reader runs on a worker thread: its own bundle, next to the CLI's.
-  entryPoints: [{ in: 'src/cli/main.ts', out: 'cli' }, { in: 'src/cli/host-tree-worker.ts', out: 'host-tree-worker' }],
+  // The host-tree reader and get's host writers run on worker threads: their own bundles, next to the CLI's.
+  entryPoints: [{ in: 'src/cli/main.ts', out: 'cli' }, { in: 'src/cli/host-tree-worker.ts', out: 'host-tree-worker' },
+    { in: 'src/cli/get-writer-worker.ts', out: 'get-writer-worker' }],
   outdir,
   outExtension: { '.js': '.mjs' },
   bundle: true,

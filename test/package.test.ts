@@ -60,7 +60,7 @@ describe('the npm package, installed from its tarball', { skip }, () => {
   after(cleanupTemp);
 
   test('the tarball holds dist/ and the bin, and no sources, tests, benchmarks or CI files', () => {
-    for (const need of ['package.json', 'bin/ext4kit.js', 'dist/index.js', 'dist/index.d.ts', 'dist/node.js', 'dist/node.d.ts', 'dist/node.js.map', 'dist/cli.mjs', 'dist/host-tree-worker.mjs', 'README.md']) {
+    for (const need of ['package.json', 'bin/ext4kit.js', 'dist/index.js', 'dist/index.d.ts', 'dist/node.js', 'dist/node.d.ts', 'dist/node.js.map', 'dist/cli.mjs', 'dist/host-tree-worker.mjs', 'dist/get-writer-worker.mjs', 'README.md']) {
       assert.ok(entries.includes(need), `${need} missing from the tarball`);
     }
     const unwanted = entries.filter((p) => /^(test|bench|src|scripts|\.ci)\//.test(p) || /\.test\.|\.ts$/.test(p.replace(/\.d\.ts$/, '')) || p === 'dist/cli.json');

@@ -1,7 +1,8 @@
 // Workload "fuse": the same programs through three mounts of the same mke2fs image: ext4kit's
 // FUSE server (`ext4kit mount -f`), fuse2fs (e2fsprogs' FUSE server) and the kernel's ext4 on a
 // loop device. Rows: dd 1 GiB write + fsync, dd 1 GiB read (cold), untar of a 20,000-file tree,
-// fio 4 KiB random writes with fsync, create/stat/unlink of 10,000 files. Every timed run
+// fio 4 KiB random writes with fsync, create/stat/unlink of 10,000 files, creation of 100,000
+// files (the memory bound: the kernel remembers every one). Every timed run
 // includes mount and unmount (for the FUSE servers, unmount waits for the server's write-back),
 // and the servers' peak RSS and CPU time (the kernel's own threads are not counted for any row).
 // Targets (issue 9): write ≥ 3× fuse2fs and ≥ 50 % of the kernel; never slower than fuse2fs;
@@ -17,6 +18,7 @@ const MKE2FS_ENV = { E2FSPROGS_LIBMAGIC_SUPPRESS: '1' };
 const FILE_MIB = Number(process.env.BENCH_FUSE_MIB ?? 1024);
 const FIO_MIB = Number(process.env.BENCH_FUSE_FIO_MIB ?? 64);
 const RSS_LIMIT_KIB = 256 * 1024;
+const MANY_FILES = Number(process.env.BENCH_FUSE_MANY_FILES ?? 100_000);
 const TREE: BenchTreeOptions = { seed: 20, dirs: 200, smallFiles: 20_000, smallMaxBytes: 8192, largeFiles: 0, largeBytes: 0, symlinks: 20 };
 
 type Kind = 'ext4kit' | 'fuse2fs' | 'kernel';
@@ -135,6 +137,12 @@ for i in range(10000): os.close(os.open(os.path.join(d, f'f{i}'), os.O_CREAT | o
 for i in range(10000): os.stat(os.path.join(d, f'f{i}'))
 for i in range(10000): os.unlink(os.path.join(d, f'f{i}'))
 PY`;
+    const manyCreates = `python3 - "$MNT" ${MANY_FILES} <<'PY'
+import os, sys
+m, n = sys.argv[1], int(sys.argv[2])
+for d in range(10): os.mkdir(os.path.join(m, 'd%d' % d))
+for i in range(n): os.close(os.open(os.path.join(m, 'd%d' % (i % 10), 'f%d' % i), os.O_CREAT | os.O_WRONLY, 0o644))
+PY`;
     return [
       section(ctx, 'fuse-write', `dd bs=1M: write ${FILE_MIB} MiB + fsync`, `dd if=/dev/zero of="$MNT/big" bs=1M count=${FILE_MIB} conv=fsync status=none`, {
         verify: (img) => e2fsckClean(img, 'write'),
@@ -160,6 +168,12 @@ PY`;
       }),
       section(ctx, 'fuse-meta', 'create, stat, unlink 10,000 empty files (python3)', creates, {
         verify: (img) => e2fsckClean(img, 'create/stat/unlink'),
+        verdicts: (s) => ratioVerdicts(s, {}),
+      }),
+      // Memory: the kernel keeps a lookup on every file created until FORGET, so the server must
+      // not keep per-file state for all of them (issue 9: RSS ≤ 256 MiB whatever is written).
+      section(ctx, 'fuse-many', `create ${MANY_FILES.toLocaleString('en-US')} empty files in 10 directories (python3), memory bound`, manyCreates, {
+        verify: (img) => e2fsckClean(img, 'many files'),
         verdicts: (s) => ratioVerdicts(s, {}),
       }),
     ];

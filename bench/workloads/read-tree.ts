@@ -87,7 +87,8 @@ export const readTree: Workload = {
           command: () => ({ cmd: cli.cmd, args: [...cli.args, '-r', input.image, '/', out], cwd: ctx.repoRoot }),
           verify: verify('ext4kit get -r'),
           cleanup,
-          note: 'spawned as `node bin/ext4kit.js get -r IMAGE / OUT` (the CLI bundle: start-up included); keeps times, owners, hard links, xattrs',
+          note: 'spawned as `node bin/ext4kit.js get -r IMAGE / OUT` (the CLI bundle: start-up included); keeps times, owners, hard links, xattrs; ' +
+            'plain files are written by two threads only when the 1-minute load average is under the CPU count (EXT4KIT_GET_WORKERS=N forces N)',
         };
 
     const debugfs: Competitor = {

@@ -76,7 +76,7 @@ const engineOf = (fs: Ext4): Engine => fs as unknown as Engine;
 /** A directory being filled, pinned in memory (a sync may otherwise drop its in-memory inode). */
 interface PinnedDir { oi: OpenInode; fs: Filesystem }
 
-function timeOf(ns: bigint): { sec: number; nsec: number } {
+export function timeOf(ns: bigint): { sec: number; nsec: number } {
   let sec = ns / NS;
   let nsec = ns % NS;
   if (nsec < 0n) {
@@ -143,11 +143,14 @@ export function parseGetfattr(out: string): XattrMap {
   return map;
 }
 
+/** A getfattr run: its map, an error it reported, or undefined when getfattr is missing. */
+export type XattrScan = Promise<{ map: XattrMap; error?: string } | undefined>;
+
 /**
  * Runs `getfattr [-R] -h -d -m - -e base64` on `root` (undefined when getfattr is missing). A root
  * path that is not UTF-8 cannot be an argument from Node: it goes through `xargs -0` as bytes.
  */
-function loadXattrs(root: Buffer, recursive: boolean): Promise<{ map: XattrMap; error?: string } | undefined> {
+export function startXattrScan(root: Buffer, recursive: boolean): XattrScan {
   const args = [...(recursive ? ['-R'] : []), '-h', '-d', '-m', '-', '--absolute-names', '-e', 'base64', '--'];
   const asText = utf8Name(root);
   return new Promise((resolvePromise) => {
@@ -174,6 +177,46 @@ function loadXattrs(root: Buffer, recursive: boolean): Promise<{ map: XattrMap; 
   });
 }
 
+/**
+ * Sets the xattrs a getfattr run found on the image paths the copy made (`destOf`: host path as
+ * latin1 → image path, undefined when not copied); system.* (ACLs) and names the image refuses are skipped with a warning.
+ */
+export async function applyXattrs(fs: Ext4, scan: XattrScan, destOf: (hostKey: string) => string | undefined, warnOnce: (key: string, msg: string) => void, warn: (msg: string) => void): Promise<void> {
+  const r = await scan;
+  if (!r) {
+    warnOnce('getfattr', 'getfattr not found: extended attributes not copied');
+    return;
+  }
+  if (r.error) warnOnce('getfattr-error', `getfattr: ${r.error} (some extended attributes may be missing)`);
+  // Directory times are already set: setxattr changes only ctime, as on Linux.
+  for (const [hostKey, attrs] of r.map) {
+    if (attrs.length === 0) continue;
+    const dest = destOf(hostKey);
+    if (dest === undefined) continue;
+    for (const { name, value } of attrs) {
+      if (!XATTR_NAMESPACES.some((p) => name.startsWith(p))) {
+        warnOnce(`xattr-ns ${name.split('.')[0]}`, `${name.split('.')[0]}.* extended attributes (e.g. '${name}' on '${dest}') not copied`);
+        continue;
+      }
+      try {
+        await fs.setxattr(dest, name, value);
+      } catch (e) {
+        if (!(e instanceof Ext4Error) || !['E2BIG', 'ENOSPC', 'ENOTSUP', 'ERANGE'].includes(e.code)) throw e;
+        warn(`extended attribute '${name}' of '${dest}' not copied: ${e.code}`);
+      }
+    }
+  }
+}
+
+/** Whether a finished getfattr run found any attribute on a path the copy made. */
+export async function hasXattrsFor(scan: XattrScan, destOf: (hostKey: string) => string | undefined): Promise<boolean> {
+  const r = await scan;
+  if (!r) return true; // the warning comes from applyXattrs
+  if (r.error) return true;
+  for (const [hostKey, attrs] of r.map) if (attrs.length > 0 && destOf(hostKey) !== undefined) return true;
+  return false;
+}
+
 export class CopyIn {
   private readonly links = new Map<string, string>();
   /** Host path (latin1) → image path, for applying xattrs at the end. */
@@ -183,7 +226,7 @@ export class CopyIn {
   private readonly chunk = Buffer.allocUnsafe(CHUNK);
   private readonly chunk2 = Buffer.allocUnsafe(CHUNK);
   private readonly blockSize: number;
-  private xattrs: Promise<{ map: XattrMap; error?: string } | undefined> | undefined;
+  private xattrs: XattrScan | undefined;
   private sinceSync = 0;
   private filesSinceSync = 0;
   private progress: Progress | undefined;
@@ -208,7 +251,7 @@ export class CopyIn {
 
   /** Starts the xattr scan and the progress bar for a copy of host path `root`. */
   private async begin(root: Buffer, st: BigIntStats): Promise<void> {
-    if (this.opts.xattrs !== false) this.xattrs = loadXattrs(root, this.opts.recursive && st.isDirectory());
+    if (this.opts.xattrs !== false) this.xattrs = startXattrScan(root, this.opts.recursive && st.isDirectory());
     if (this.opts.progressLabel && process.stderr.isTTY) {
       const total = st.isDirectory() && this.opts.recursive ? await treeBytes(root) : Number(st.size);
       this.progress = new Progress(this.opts.progressLabel, total);
@@ -249,30 +292,7 @@ export class CopyIn {
   }
 
   private async finish(): Promise<void> {
-    if (!this.xattrs) return;
-    const r = await this.xattrs;
-    if (!r) {
-      this.warnOnce('getfattr', 'getfattr not found: extended attributes not copied');
-      return;
-    }
-    if (r.error) this.warnOnce('getfattr-error', `getfattr: ${r.error} (some extended attributes may be missing)`);
-    // Directory times are already set: setxattr changes only ctime, as on Linux.
-    for (const [hostKey, attrs] of r.map) {
-      const dest = this.created.get(hostKey);
-      if (dest === undefined) continue;
-      for (const { name, value } of attrs) {
-        if (!XATTR_NAMESPACES.some((p) => name.startsWith(p))) {
-          this.warnOnce(`xattr-ns ${name.split('.')[0]}`, `${name.split('.')[0]}.* extended attributes (e.g. '${name}' on '${dest}') not copied`);
-          continue;
-        }
-        try {
-          await this.fs.setxattr(dest, name, value);
-        } catch (e) {
-          if (!(e instanceof Ext4Error) || !['E2BIG', 'ENOSPC', 'ENOTSUP', 'ERANGE'].includes(e.code)) throw e;
-          this.warn(`extended attribute '${name}' of '${dest}' not copied: ${e.code}`);
-        }
-      }
-    }
+    if (this.xattrs) await applyXattrs(this.fs, this.xattrs, (k) => this.created.get(k), (k, m) => this.warnOnce(k, m), this.warn);
   }
 
   /** lchown when the owner differs from what the entry was created with. */

@@ -2,6 +2,7 @@
 // quoting, paths as command arguments, and running those tools.
 import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
+import type { Timestamp } from '../format/inode.ts';
 
 const NS = 1_000_000_000n;
 
@@ -16,6 +17,15 @@ export function timeArg(ns: bigint): number {
   const usec = frac / 1000n;
   return Number(sec) + (Number(usec) * 1000 + 500) / 1e9;
 }
+
+/** A time of the image (0 ≤ nsec < 10^9) as nanoseconds. */
+export const tsNs = (t: Timestamp): bigint => BigInt(t.sec) * NS + BigInt(t.nsec);
+
+/** timeArg() of a time of the image, without going through BigInt. */
+export const tsArg = (t: Timestamp): number => t.sec + (Math.floor(t.nsec / 1000) * 1000 + 500) / 1e9;
+
+/** Within 0 ≤ t < 2^31 s the double tsArg() passes is exact to the microsecond (no stat to check). */
+export const tsSafe = (t: Timestamp): boolean => t.sec >= 0 && t.sec < 2 ** 31;
 
 export function touchTime(ns: bigint): string {
   const neg = ns < 0n;

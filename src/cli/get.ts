@@ -9,7 +9,9 @@ import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Mapping } from '../mapping/read-map.ts';
 import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
-import { asArg, newFileDefaults, quoteAttrPath, runTool, timeArg, touchTime, type NewFileDefaults } from './get-host.ts';
+import { defaultWriterOptions, HostWriter, type FileOp, type HostWriterOptions } from './get-writer.ts';
+import { checkName, ImgRef, joinHost, NameSet, shownPath, type ImgPath } from './get-paths.ts';
+import { asArg, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
 import type { Mount, Node } from '../fs/mount.ts';
 import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
 import { isDotOrDotDot } from '../fs/names.ts';
@@ -39,19 +41,11 @@ const CHUNK = 1 << 20;
 const MAX_DEPTH = 2048;
 const MAX_TOUCH_RUNS = 1000;
 const INLINE_DATA_FL = 0x10000000;
-const NS = 1_000_000_000n;
 const ROOT_INO = 2;
 
 type Kind = 'file' | 'dir' | 'symlink' | 'special';
 
 interface Job { src: ImgRef; node: Node; st: Meta; host: Buffer; depth: number }
-
-/** An image path, put together only when a message shows it (most entries never need it). */
-class ImgRef {
-  constructor(private readonly parent: ImgRef | undefined, private readonly leaf: ImgPath) {}
-  bytes(): Uint8Array { return this.parent ? childOf(this.parent.bytes(), bytesOf(this.leaf)) : bytesOf(this.leaf); }
-  shown(): string { return this.parent ? printableName(this.bytes()) : shownPath(this.leaf); }
-}
 
 interface Rec {
   host: Buffer;
@@ -59,11 +53,17 @@ interface Rec {
   kind: Kind;
   hostDev: bigint;
   hostIno: bigint;
+  /** The owner it was created with (lchown is left out when the image's is the same). */
+  hostUid: bigint;
+  hostGid: bigint;
 }
 
 /** Raw reads of the image (Node's file device): file data without the API's copies. */
 export interface DataSource {
   readInto(offsetBytes: number, target: Uint8Array): void;
+  /** The image file's descriptor and the image's offset in it: lets writer threads pread it. */
+  hostFd?: number;
+  baseBytes?: number;
 }
 
 interface CopyOptions {
@@ -72,36 +72,10 @@ interface CopyOptions {
   warn: (msg: string) => void;
   /** What a new host file gets without being told (see newFileDefaults). */
   host: NewFileDefaults;
+  /** Writer threads for plain files (default: defaultWriterOptions()). */
+  writers?: HostWriterOptions;
 }
 
-/** A directory entry name that can only ever name one entry inside its parent. */
-function checkName(name: Uint8Array, parent: string | ImgRef): void {
-  const bad = name.length === 0 || name.includes(0x2f) || name.includes(0) ||
-    (name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e);
-  if (!bad) return;
-  const at = typeof parent === 'string' ? parent : parent.shown();
-  throw corrupt('dirent-name', `unsafe directory entry name '${printableName(name)}' in '${at}'`, { path: at });
-}
-
-/** An image path: a string, or bytes when a name on the way is not UTF-8. */
-type ImgPath = string | Uint8Array;
-const bytesOf = (p: ImgPath): Uint8Array => (typeof p === 'string' ? new TextEncoder().encode(p) : p);
-const shownPath = (p: ImgPath): string => (typeof p === 'string' ? p : printableName(p));
-
-/** The image path of a directory entry, as bytes (only shown in messages). */
-function childOf(dir: ImgPath, name: Uint8Array): Uint8Array {
-  const d = bytesOf(dir);
-  const out = new Uint8Array(d.length + 1 + name.length);
-  out.set(d);
-  let at = d.length;
-  if (at === 0 || d[at - 1] !== 0x2f) out[at++] = 0x2f;
-  out.set(name, at);
-  return out.subarray(0, at + name.length);
-}
-
-function joinHost(parent: Buffer, name: Uint8Array): Buffer {
-  return Buffer.concat([parent, Buffer.from('/'), name]);
-}
 
 class Copier {
   private readonly links = new Map<number, Buffer>();
@@ -109,6 +83,9 @@ class Copier {
   private readonly verifiedBlocks = new Set<number>();
   private readonly records: Rec[] = [];
   private readonly timeFixes = new Map<string, Buffer[]>();
+  /** Hard links, made once every file is written (the first name may still be in a writer's queue). */
+  private readonly pendingLinks: Array<[first: Buffer, host: Buffer]> = [];
+  private readonly writer: HostWriter | undefined;
   private unfixableTimes = 0;
   /** The one read buffer (a fresh 1 MiB buffer per file cost more than the copy itself). */
   private readonly chunk = new Uint8Array(CHUNK);
@@ -127,7 +104,10 @@ class Copier {
     private readonly maxEntries: number,
     private readonly progress: Progress,
     private readonly data: DataSource | undefined,
-  ) {}
+  ) {
+    // One file alone gains nothing from a thread that takes longer to start than the copy.
+    if (data?.hostFd !== undefined && opts.recursive) this.writer = new HostWriter(data.hostFd, opts.writers ?? defaultWriterOptions());
+  }
 
   private warnOnce(key: string, msg: string): void {
     if (this.warned.has(key)) return;
@@ -167,18 +147,16 @@ class Copier {
     if (!this.opts.recursive) return;
     const entries = await listDir(this.mount, dirNode, this.verifiedBlocks);
     const jobs: Job[] = [];
-    const seen = new Set<string>();
+    const seen = new NameSet();
     for (const d of entries) {
       const nameBytes = d.name;
       if (isDotOrDotDot(nameBytes)) continue;
       if (depth > MAX_DEPTH) throw new Ext4Error('ENAMETOOLONG', `directory tree deeper than ${MAX_DEPTH} levels at '${dir.shown()}'`, { where: { path: dir.shown() } });
       checkName(nameBytes, dir);
       if (++this.entries > this.maxEntries) throw corrupt('dir-walk', `more directory entries than the image can hold (at '${dir.shown()}')`, { path: dir.shown() });
-      const key = Buffer.from(nameBytes.buffer, nameBytes.byteOffset, nameBytes.length).toString('latin1');
-      if (seen.has(key)) {
+      if (!seen.add(nameBytes)) {
         throw corrupt('dirent-duplicate', `directory '${dir.shown()}' holds the name '${printableName(nameBytes)}' more than once`, { path: dir.shown(), inode: d.ino });
       }
-      seen.add(key);
       const node = await this.mount.iget(d.ino);
       if (node.inode.linksCount === 0 && node.inode.mode === 0) {
         throw corrupt('dirent-unused-inode', `directory entry points to unused inode ${d.ino}`, { inode: d.ino });
@@ -190,7 +168,7 @@ class Copier {
 
   private record(host: Buffer, st: Meta, kind: Kind): void {
     const h = lstatSync(host, { bigint: true });
-    this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino });
+    this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino, hostUid: h.uid, hostGid: h.gid });
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
@@ -209,7 +187,7 @@ class Copier {
     if (st.nlink > 1) {
       const first = this.links.get(st.ino);
       if (first !== undefined) {
-        linkSync(first, host);
+        this.pendingLinks.push([first, host]);
         return false;
       }
     }
@@ -247,6 +225,10 @@ class Copier {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     const maybeXattrs = mayHaveXattrs(node);
     const direct = !maybeXattrs && (st.mode & 0o7000) === 0 && (st.mode & 0o777 & this.opts.host.umask) === 0;
+    if (this.writer && !maybeXattrs && tsSafe(st.atime) && tsSafe(st.mtime)) {
+      await this.queueFile(node, st, host, direct, this.writer);
+      return;
+    }
     const out = openSync(host, flags, direct ? st.mode & 0o777 : 0o600);
     try {
       let endBytes = 0;
@@ -258,9 +240,9 @@ class Copier {
       if (endBytes !== st.size) ftruncateSync(out, st.size);
       if (maybeXattrs && await this.collectXattrs(node, host)) {
         const h = fstatSync(out, { bigint: true });
-        this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino });
+        this.records.push({ host, st, kind: 'file', hostDev: h.dev, hostIno: h.ino, hostUid: h.uid, hostGid: h.gid });
       } else {
-        futimesSync(out, timeArg(st.atimeNs), timeArg(st.mtimeNs));
+        futimesSync(out, tsArg(st.atime), tsArg(st.mtime));
         this.noteTimeFixes(host, st, () => fstatSync(out, { bigint: true }));
         if (this.isRoot && (st.uid !== this.opts.host.uid || st.gid !== this.opts.host.gid)) fchownSync(out, st.uid, st.gid);
         if (!direct) fchmodSync(out, st.mode & 0o7777);
@@ -272,20 +254,65 @@ class Copier {
   }
 
   /**
+   * The same copy described for a writer thread (see get-writer.ts): mappings are validated and
+   * range-checked here, the host calls run there. Times in 0…2^31 s only (no stat needed).
+   */
+  private async queueFile(node: Node, st: Meta, host: Buffer, direct: boolean, writer: HostWriter): Promise<void> {
+    const op: FileOp = {
+      host, openMode: direct ? st.mode & 0o777 : 0o600, sizeBytes: st.size, ranges: [],
+      atimeSec: tsArg(st.atime), mtimeSec: tsArg(st.mtime),
+      uid: -1, gid: -1, chmod: direct ? -1 : st.mode & 0o7777,
+    };
+    if (this.isRoot && (st.uid !== this.opts.host.uid || st.gid !== this.opts.host.gid)) {
+      op.uid = st.uid;
+      op.gid = st.gid;
+    }
+    let dataBytes = 0;
+    if (st.size > 0) {
+      if (st.flags & INLINE_DATA_FL) {
+        op.inline = await this.mount.read(node, 0, st.size);
+        dataBytes = op.inline.length;
+      } else {
+        const bs = this.blockSize;
+        const base = this.data?.baseBytes ?? 0;
+        for (const m of await this.mount.mappings(node)) {
+          if (m.unwritten) continue;
+          const fsBlock = Number(m.fsBlock);
+          if (fsBlock < 0 || fsBlock + m.countBlocks > this.blocksCount) {
+            throw corrupt('extent-range', `file '${st.ino}' maps blocks ${fsBlock}+${m.countBlocks} outside the filesystem`, { inode: st.ino });
+          }
+          const pos = Number(m.fileBlock) * bs;
+          const lenBytes = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs) - pos;
+          if (lenBytes <= 0) continue;
+          op.ranges.push(base + fsBlock * bs, pos, lenBytes);
+          dataBytes += lenBytes;
+        }
+      }
+    }
+    writer.add(op, dataBytes);
+    this.noteTimeFixes(host, st, () => {
+      throw new Error('unreachable: times within ±2^31 s need no stat');
+    });
+    this.copiedBytes += dataBytes;
+    this.progress.tick(dataBytes);
+    this.copiedFiles++;
+  }
+
+  /**
    * Queues a touch(1) run for times that lutimes/futimes could not set (they take microseconds).
    * Within ±2^31 s the double timeArg() passes is exact to the microsecond, so only sub-microsecond
    * parts need fixing; outside that range the host's result is read back with `stat`.
    */
   private noteTimeFixes(host: Buffer, st: Meta, stat: () => { atimeNs: bigint; mtimeNs: bigint }): void {
-    const safe = (ns: bigint) => ns >= 0n && ns < (1n << 31n) * NS;
     let got: { atimeNs: bigint; mtimeNs: bigint };
-    if (safe(st.atimeNs) && safe(st.mtimeNs)) {
+    if (tsSafe(st.atime) && tsSafe(st.mtime)) {
+      if (st.atime.nsec % 1000 === 0 && st.mtime.nsec % 1000 === 0) return;
       const us = (ns: bigint) => ns - (ns % 1000n);
-      got = { atimeNs: us(st.atimeNs), mtimeNs: us(st.mtimeNs) };
+      got = { atimeNs: us(tsNs(st.atime)), mtimeNs: us(tsNs(st.mtime)) };
     } else {
       got = stat();
     }
-    for (const [which, want, have] of [['a', st.atimeNs, got.atimeNs], ['m', st.mtimeNs, got.mtimeNs]] as const) {
+    for (const [which, want, have] of [['a', tsNs(st.atime), got.atimeNs], ['m', tsNs(st.mtime), got.mtimeNs]] as const) {
       if (want === have) continue;
       if (asArg(host) === undefined) {
         this.unfixableTimes++;
@@ -413,6 +440,11 @@ class Copier {
 
   /** Applies xattrs, owners, modes and times; children before parents. */
   async finish(): Promise<void> {
+    if (this.writer) {
+      await this.writer.drain();
+      await this.writer.close();
+    }
+    for (const [first, host] of this.pendingLinks) linkSync(first, host);
     if (this.xattrDump) {
       const r = await runTool('setfattr', ['-h', '--restore=-'], this.xattrDump);
       if (r.missing) this.opts.warn('setfattr not found (package attr): user.* xattrs were not restored');
@@ -423,7 +455,7 @@ class Copier {
     for (let i = this.records.length - 1; i >= 0; i--) {
       const rec = this.records[i]!;
       this.checkSame(rec);
-      lutimesSync(rec.host, timeArg(rec.st.atimeNs), timeArg(rec.st.mtimeNs));
+      lutimesSync(rec.host, tsArg(rec.st.atime), tsArg(rec.st.mtime));
       this.noteTimeFixes(rec.host, rec.st, () => lstatSync(rec.host, { bigint: true }));
     }
     await this.fixTimes(this.timeFixes);
@@ -432,9 +464,14 @@ class Copier {
       const rec = this.records[i]!;
       this.checkSame(rec);
       // chown clears set-id bits: it goes first.
-      if (this.isRoot) lchownSync(rec.host, rec.st.uid, rec.st.gid);
+      if (this.isRoot && (BigInt(rec.st.uid) !== rec.hostUid || BigInt(rec.st.gid) !== rec.hostGid)) lchownSync(rec.host, rec.st.uid, rec.st.gid);
       if (rec.kind !== 'symlink') chmodSync(rec.host, rec.st.mode & 0o7777);
     }
+  }
+
+  /** Stops the writer threads (after finish, or when the copy failed). */
+  async stop(): Promise<void> {
+    await this.writer?.close();
   }
 
   private checkSame(rec: Rec): void {
@@ -478,7 +515,7 @@ export async function getFromImage(
   fs: Ext4,
   srcPath: string,
   dest: string,
-  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void; data?: DataSource },
+  opts: { recursive: boolean; force?: boolean; exactTimes?: boolean; warn?: (msg: string) => void; data?: DataSource; writers?: HostWriterOptions },
 ): Promise<GetResult> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
   const given = normalizeImagePath(srcPath);
@@ -513,12 +550,13 @@ export async function getFromImage(
   const progress = new Progress('get', opts.recursive ? usedBytes : st.size);
   const mount = mountOf(fs);
   const hostOwner = await newFileDefaults(destSt?.isDirectory() ? destAbs : dirname(destAbs));
-  const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner }, info.blockSize, info.blocksCount,
+  const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner, writers: opts.writers }, info.blockSize, info.blocksCount,
     Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
     await copier.copyTree(src, await mount.iget(st.ino), target, existingRoot);
     await copier.finish();
   } finally {
+    await copier.stop();
     progress.finish();
   }
   return { files: copier.copiedFiles, bytes: copier.copiedBytes };
@@ -533,7 +571,7 @@ export async function run(argv: string[]): Promise<number> {
   const ref = imageRef(image, args);
   const raw = ref.path === '-' ? undefined : await NodeFileDevice.open(ref.path, { readOnly: true }).catch(() => undefined);
   const offset = ref.offsetBytes ?? 0;
-  const data: DataSource | undefined = raw && { readInto: (at, target) => raw.readInto(at + offset, target) };
+  const data: DataSource | undefined = raw && { readInto: (at, target) => raw.readInto(at + offset, target), hostFd: raw.hostFd, baseBytes: offset };
   try {
     if (dest === '-') {
       // DEST '-': one file's bytes to standard output (symlinks followed, as cat does).

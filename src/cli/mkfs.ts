@@ -5,7 +5,10 @@ import { Ext4 } from '../node.ts';
 import type { MkfsOptions } from '../mkfs/options.ts';
 import { intOption, optionValue, parseArgs, parseSize, UsageError, type ParsedArgs } from './args.ts';
 import { formatBytes } from './progress.ts';
-import { hostIdentity, populateFromDir } from './copy-in.ts';
+import { applyXattrs, hasXattrsFor, hostIdentity, populateFromDir } from './copy-in.ts';
+import { buildFromHostDir, type HostTreeBuild } from './mkfs-tree.ts';
+import { mkfs } from '../mkfs/mkfs.ts';
+import { ThreadedWriteDevice } from './threaded-write-device.ts';
 import { IMAGE_OPTIONS, imageRef } from './image.ts';
 import { infoJson } from './info.ts';
 import type { BlockDevice } from '../device/block-device.ts';
@@ -44,6 +47,16 @@ Every option is checked before IMAGE is opened: a refused option leaves IMAGE un
 example:
   ext4kit mkfs -L data -O ^has_journal disk.img 512M
   ext4kit mkfs -q -d ./rootfs -T 0 rootfs.img 1G`;
+
+/** One warning line per distinct message on stderr, as the copy-in prints them. */
+function copyInWarn(): (msg: string) => void {
+  const seen = new Set<string>();
+  return (msg) => {
+    if (seen.has(msg)) return;
+    seen.add(msg);
+    process.stderr.write(`ext4kit: warning: ${msg}\n`);
+  };
+}
 
 function usage(args: ParsedArgs, msg: string): never {
   throw new UsageError(msg, args.usage);
@@ -202,12 +215,32 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     const dev = await openTarget(image, offsetBytes || undefined, planned.sizeBytes);
+    const mkfsOpts = { ...opts, sizeBytes: planned.sizeBytes, deviceZeroed: planned.create };
+    // The bulk build (mkfs/bulk-tree.ts) unless the general copy-in is asked for.
+    const bulk = populate !== undefined && process.env.EXT4KIT_MKFS_D !== 'engine';
+    let built: HostTreeBuild | undefined;
+    let target: BlockDevice = dev;
     try {
-      await Ext4.mkfs(dev, { ...opts, sizeBytes: planned.sizeBytes, deviceZeroed: planned.create });
+      if (bulk) {
+        const exclude = await hostIdentity(image);
+        target = new ThreadedWriteDevice(dev, image, offsetBytes || 0);
+        await mkfs(target, mkfsOpts, async (tree) => { built = await buildFromHostDir(tree, populate, { warn: copyInWarn(), exclude }); });
+      } else {
+        await Ext4.mkfs(dev, mkfsOpts);
+      }
     } finally {
-      await dev.close();
+      await target.close();
     }
-    if (populate !== undefined) {
+    if (built?.xattrs && await hasXattrsFor(built.xattrs, built.destOf)) {
+      const fs = await openFs(false);
+      const warn = copyInWarn();
+      try {
+        await applyXattrs(fs, built.xattrs, built.destOf, (_k, m) => warn(m), warn);
+      } finally {
+        await fs.close();
+      }
+    }
+    if (populate !== undefined && !bulk) {
       const self = await hostIdentity(image);
       const fs = await openFs(false);
       try {

@@ -45,6 +45,11 @@ export class NodeFileDevice implements BlockDevice {
     }
   }
 
+  /** The host descriptor, for preads on other threads (`get -r`'s writers); valid until close. */
+  get hostFd(): number {
+    return this.handle;
+  }
+
   private get handle(): number {
     if (this.fd === undefined) throw ioError('device is closed');
     return this.fd;

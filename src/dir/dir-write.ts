@@ -41,6 +41,30 @@ export interface DirWriteEnv {
   appendBlock(): Promise<number>;
   getFlags(): number;
   setFlags(flags: number): void;
+  /** Told of each change to the directory's entries once it is made (kept listings follow it). */
+  changed?: (c: DirChange) => void;
+}
+
+/** A change to a directory's entries; 'unknown': an operation failed part way. */
+export type DirChange =
+  | { kind: 'add' | 'replace'; name: Uint8Array; ino: number; fileType: number }
+  | { kind: 'remove'; name: Uint8Array }
+  | { kind: 'parent'; ino: number }
+  | { kind: 'unknown' };
+
+/** Runs a change and tells env.changed what it did (or that it failed, leaving blocks unknown). */
+async function tracked<T>(env: DirWriteEnv, run: () => Promise<T>, what: (r: T) => DirChange | undefined): Promise<T> {
+  if (!env.changed) return run();
+  let r: T;
+  try {
+    r = await run();
+  } catch (e) {
+    env.changed({ kind: 'unknown' });
+    throw e;
+  }
+  const c = what(r);
+  if (c) env.changed(c);
+  return r;
 }
 
 // ---- shared helpers ---------------------------------------------------------------------------
@@ -422,7 +446,11 @@ async function makeIndexed(env: DirWriteEnv, block0: Leaf, entry: DirEntry): Pro
 // ---- public operations ------------------------------------------------------------------------
 
 /** Writes the first block of a new directory: '.' and '..' (and the checksum tail). */
-export async function dirInit(env: DirWriteEnv, selfIno: number, parentIno: number): Promise<void> {
+export function dirInit(env: DirWriteEnv, selfIno: number, parentIno: number): Promise<void> {
+  return tracked(env, () => initDir(env, selfIno, parentIno), () => ({ kind: 'unknown' }));
+}
+
+async function initDir(env: DirWriteEnv, selfIno: number, parentIno: number): Promise<void> {
   const phys = env.blockCount() === 0 ? (await appendDirBlock(env)).phys : await physOf(env, 0);
   const end = leafEnd(env);
   const dot = newEntry(env, new Uint8Array([0x2e]), selfIno, FT_DIR, 12);
@@ -432,7 +460,11 @@ export async function dirInit(env: DirWriteEnv, selfIno: number, parentIno: numb
 }
 
 /** Adds `name` → `ino`. The caller guarantees the name is valid and not present. */
-export async function dirAddEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<void> {
+export function dirAddEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<void> {
+  return tracked(env, () => addEntry(env, name, ino, fileType), () => ({ kind: 'add', name, ino, fileType: env.filetype ? fileType & 0xff : 0 }));
+}
+
+async function addEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<void> {
   checkName(name);
   refuseDots(name);
   assert(Number.isInteger(ino) && ino > 0, `bad inode number ${ino}`);
@@ -469,7 +501,11 @@ async function linearAdd(env: DirWriteEnv, entry: DirEntry): Promise<void> {
 }
 
 /** Removes `name`; returns what it pointed to, or undefined when absent. */
-export async function dirRemoveEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ ino: number; fileType: number } | undefined> {
+export function dirRemoveEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ ino: number; fileType: number } | undefined> {
+  return tracked(env, () => removeEntry(env, name), (r) => (r ? { kind: 'remove', name } : undefined));
+}
+
+async function removeEntry(env: DirWriteEnv, name: Uint8Array): Promise<{ ino: number; fileType: number } | undefined> {
   refuseDots(name);
   const found = await findEntry(env, name);
   if (!found) return undefined;
@@ -481,7 +517,11 @@ export async function dirRemoveEntry(env: DirWriteEnv, name: Uint8Array): Promis
 }
 
 /** Points the existing `name` at `ino`; returns the inode it pointed to. ENOENT when absent. */
-export async function dirReplaceEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<number> {
+export function dirReplaceEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<number> {
+  return tracked(env, () => replaceEntry(env, name, ino, fileType), () => ({ kind: 'replace', name, ino, fileType: env.filetype ? fileType & 0xff : 0 }));
+}
+
+async function replaceEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<number> {
   refuseDots(name);
   assert(Number.isInteger(ino) && ino > 0, `bad inode number ${ino}`);
   const found = await findEntry(env, name);
@@ -494,7 +534,11 @@ export async function dirReplaceEntry(env: DirWriteEnv, name: Uint8Array, ino: n
 }
 
 /** Rewrites '..' (in the dx_root of an indexed directory, else in block 0). */
-export async function dirSetParent(env: DirWriteEnv, parentIno: number): Promise<void> {
+export function dirSetParent(env: DirWriteEnv, parentIno: number): Promise<void> {
+  return tracked(env, () => setParent(env, parentIno), () => ({ kind: 'parent', ino: parentIno }));
+}
+
+async function setParent(env: DirWriteEnv, parentIno: number): Promise<void> {
   assert(Number.isInteger(parentIno) && parentIno > 0, `bad inode number ${parentIno}`);
   if (modeOf(env) === 'indexed') {
     const f = await readRootFrame(env);

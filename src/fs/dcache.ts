@@ -2,8 +2,11 @@
 // A directory listed in full is `complete`, so its misses are answered too.
 import { nameKey } from './names.ts';
 
-/** Entries kept before the cache starts over (a bound on memory, not a tuning knob). */
-const MAX_ENTRIES = 1 << 20;
+/**
+ * Entries kept before the cache starts over (a bound on memory, not a tuning knob): about 70
+ * bytes each, so at most ~18 MiB of a FUSE server's 256 MiB.
+ */
+const MAX_ENTRIES = 1 << 18;
 
 export class NameCache {
   private readonly dirs = new Map<number, { names: Map<string, number>; complete: boolean }>();

@@ -125,7 +125,7 @@ export class Filesystem {
     oi.refs--;
     // The last close ends the file's preallocation window; with data still to write back, the
     // window lasts until that writeback (mapDirtyPages) so the data continues the file's run.
-    if (oi.refs === 0 && oi.pages.dirtyCount === 0) this.clusters.releaseWindow(oi.ino);
+    if (oi.refs === 0 && oi.dirtyPageCount === 0) this.clusters.releaseWindow(oi.ino);
     if (oi.refs === 0 && oi.inode.linksCount === 0 && this.orphans.has(oi.ino)) await releaseOrphan(this, oi);
   }
 

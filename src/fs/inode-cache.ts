@@ -10,12 +10,27 @@ import type { SpaceAccounting } from '../alloc/space-accounting.ts';
 import { createDelallocState, type DelallocState } from '../mapping/delalloc.ts';
 import { FilePages, type DirtyCounter } from '../pagecache/file-pages.ts';
 import type { Volume } from './volume.ts';
+import type { LiveListing } from './readdir.ts';
 
-/** One in-memory inode. Locks in the kernel's order: io (i_rwsem) → handle → data (i_data_sem). */
+/** What an OpenInode needs to build its per-file state when first used. */
+export interface InodeHome {
+  readonly blockSize: number;
+  readonly space: SpaceAccounting;
+  readonly dirtyPages: DirtyCounter;
+}
+
+/**
+ * One in-memory inode. Locks in the kernel's order: io (i_rwsem) → handle → data (i_data_sem).
+ * An inode that is only looked up or listed holds its number, the decoded inode and a few
+ * counters; the locks, the page map and the delayed-allocation state are made on first use
+ * (an inode the kernel merely remembers costs a few hundred bytes, not a file's machinery).
+ */
 export class OpenInode {
-  readonly io = new Mutex();
-  readonly data = new RwLock();
-  readonly writeback = new Mutex();
+  #io: Mutex | undefined;
+  #data: RwLock | undefined;
+  #writeback: Mutex | undefined;
+  #pages: FilePages | undefined;
+  #state: DelallocState | undefined;
   /** Open file handles. */
   refs = 0;
   /** References a FUSE kernel holds through LOOKUP replies (dropped by FORGET). */
@@ -24,8 +39,6 @@ export class OpenInode {
   /** Cached checksum seed (it depends on the generation only). */
   seed: number | undefined;
   seedFor = -1;
-  readonly pages: FilePages;
-  state: DelallocState;
   /**
    * The size the inode table gets at commit (the kernel's i_disksize), when it lags the
    * in-memory size: a buffered write past it moves only `inode.sizeBytes`; writeback moves this
@@ -33,41 +46,136 @@ export class OpenInode {
    * `inode.sizeBytes` (every inode that is not a regular file written through the page cache).
    */
   diskSizeBytes: number | undefined;
-  constructor(readonly ino: number, public inode: Inode, blockSize: number, space: SpaceAccounting, dirty: DirtyCounter) {
-    this.pages = new FilePages(blockSize, dirty);
-    this.state = createDelallocState(space, inodeNo(ino), inode.uid, inode.gid);
+  /** A large linear directory's sorted listing, while a paged listing uses it (fs/readdir.ts). */
+  listing: LiveListing | undefined;
+  constructor(readonly ino: number, public inode: Inode, private readonly home: InodeHome) {}
+
+  get io(): Mutex {
+    if (!this.#io) this.#io = new Mutex();
+    return this.#io;
+  }
+  get data(): RwLock {
+    if (!this.#data) this.#data = new RwLock();
+    return this.#data;
+  }
+  get writeback(): Mutex {
+    if (!this.#writeback) this.#writeback = new Mutex();
+    return this.#writeback;
+  }
+  get pages(): FilePages {
+    if (!this.#pages) this.#pages = new FilePages(this.home.blockSize, this.home.dirtyPages);
+    return this.#pages;
+  }
+  get state(): DelallocState {
+    if (!this.#state) this.#state = createDelallocState(this.home.space, inodeNo(this.ino), this.inode.uid, this.inode.gid);
+    return this.#state;
+  }
+  set state(s: DelallocState) { this.#state = s; }
+
+  /** Dirty pages, without making a page map for an inode that has none. */
+  get dirtyPageCount(): number { return this.#pages?.dirtyCount ?? 0; }
+  /** Clusters reserved for delayed writes, without making the state of an inode that has none. */
+  get reservedClusters(): number { return this.#state?.reservation.reservedClusters ?? 0; }
+  /** Whether the locks, page map or delayed-allocation state were made (tests count these). */
+  get materialized(): boolean {
+    return this.#io !== undefined || this.#data !== undefined || this.#writeback !== undefined || this.#pages !== undefined || this.#state !== undefined;
+  }
+
+  /** No lock held or awaited, no dirty page, no delayed allocation (clean pages and cached extents may go). */
+  get idle(): boolean {
+    const mutexIdle = (l: Mutex | undefined) => l === undefined || (!l.locked && l.waiting === 0);
+    const rwIdle = (l: RwLock | undefined) => l === undefined || (!l.writing && l.readers === 0 && l.waiting === 0);
+    return mutexIdle(this.#io) && rwIdle(this.#data) && mutexIdle(this.#writeback) && this.dirtyPageCount === 0
+      && (this.#state === undefined || (this.#state.reservation.reservedClusters === 0 && this.#state.pending.size === 0));
   }
 
   /** Nothing in memory depends on this inode staying cached. */
-  get evictable(): boolean { return this.refs === 0 && this.nlookup === 0 && this.pages.dirtyCount === 0; }
+  get evictable(): boolean { return this.refs === 0 && this.nlookup === 0 && this.dirtyPageCount === 0; }
+
+  /** Releases the clean pages (the inode stays cached). */
+  shrinkPages(): void { this.#pages?.shrink(); }
 }
 
+/** Clean, unreferenced inodes kept in memory at most (least recently used go first). */
+export const DEFAULT_MAX_CACHED_INODES = 16_384;
+
 export class InodeCache {
+  /** Cached inodes, least recently used first. */
   readonly open = new Map<number, OpenInode>();
   readonly dirty = new Set<OpenInode>();
   /** Test hook (crash harness broken variant): the inode table gets the in-memory size, as before i_disksize. */
   sizeAheadForTest = false;
-  constructor(private readonly vol: Volume, private readonly space: SpaceAccounting, private readonly dirtyPages: DirtyCounter) {}
+  /** Test hook (broken variant of the memory test): never evict on insertion. */
+  unboundedForTest = false;
+  private readonly home: InodeHome;
+  /** The cache size at which the next eviction pass runs (raised when a pass found too few to evict). */
+  private nextPassAt: number;
+  constructor(private readonly vol: Volume, space: SpaceAccounting, dirtyPages: DirtyCounter, private maxCached = DEFAULT_MAX_CACHED_INODES) {
+    this.home = { blockSize: vol.geo.blockSize, space, dirtyPages };
+    this.nextPassAt = this.passAt(0);
+  }
+
+  /** How many clean, unreferenced inodes stay in memory (an embedder's or a test's choice). */
+  setMaxCached(count: number): void {
+    if (!Number.isSafeInteger(count) || count < 1) throw new RangeError(`bad inode cache size ${count}`);
+    this.maxCached = count;
+    this.nextPassAt = this.passAt(this.open.size);
+  }
+
+  private passAt(size: number): number { return Math.max(size, this.maxCached) + Math.max(16, this.maxCached >> 3); }
 
   /** The in-memory inode, loaded from the inode table on first use (iget). */
   async get(ino: number): Promise<OpenInode> {
     let oi = this.open.get(ino);
-    if (!oi) {
-      const inode = await this.vol.readInode(ino);
-      oi = this.open.get(ino);
-      if (!oi) {
-        oi = new OpenInode(ino, inode, this.vol.geo.blockSize, this.space, this.dirtyPages);
-        this.open.set(ino, oi);
-      }
+    if (oi) {
+      // Most recently used last.
+      this.open.delete(ino);
+      this.open.set(ino, oi);
+      return oi;
     }
+    const inode = await this.vol.readInode(ino);
+    oi = this.open.get(ino);
+    if (!oi) oi = this.insert(new OpenInode(ino, inode, this.home));
     return oi;
   }
 
   /** A new inode enters the cache. */
   add(ino: number, inode: Inode): OpenInode {
-    const oi = new OpenInode(ino, inode, this.vol.geo.blockSize, this.space, this.dirtyPages);
-    this.open.set(ino, oi);
+    return this.insert(new OpenInode(ino, inode, this.home));
+  }
+
+  private insert(oi: OpenInode): OpenInode {
+    this.open.set(oi.ino, oi);
+    if (this.open.size >= this.nextPassAt && !this.unboundedForTest) this.evictLru(oi);
     return oi;
+  }
+
+  /**
+   * Whether an inode can leave memory now: nobody holds it (handles, kernel lookups through
+   * `lookup`), its changes are in the inode table's next commit (not dirty), it has no dirty
+   * page, delayed allocation or lock in use, it is not an orphan (link count 0) and its
+   * on-disk size does not lag. It is read again from the inode table when next needed.
+   */
+  private canEvict(oi: OpenInode): boolean {
+    return oi.evictable && !this.dirty.has(oi) && oi.idle && oi.inode.linksCount !== 0 && oi.diskSizeBytes === undefined;
+  }
+
+  /** Evicts least recently used inodes down to maxCached (never `keep`, the one just inserted). */
+  private evictLru(keep: OpenInode): void {
+    for (const [ino, oi] of this.open) {
+      if (this.open.size <= this.maxCached) break;
+      if (oi === keep || !this.canEvict(oi)) continue;
+      oi.shrinkPages();
+      this.open.delete(ino);
+    }
+    this.nextPassAt = this.passAt(this.open.size);
+  }
+
+  /** Inodes whose locks, page map or delayed-allocation state exist (tests bound this). */
+  materializedCount(): number {
+    let n = 0;
+    for (const oi of this.open.values()) if (oi.materialized) n++;
+    return n;
   }
 
   drop(ino: number): void { this.open.delete(ino); }
@@ -112,7 +220,9 @@ export class InodeCache {
   /** Releases cached inodes nobody holds (after a commit). */
   shrink(keep: (oi: OpenInode) => boolean): void {
     for (const [ino, oi] of this.open) {
-      if (oi.refs === 0 && oi.nlookup === 0 && oi.pages.dirtyCount === 0 && !keep(oi)) { oi.pages.shrink(); this.open.delete(ino); }
+      // A dirty inode stays: dropping it would let the next iget read the stale on-disk copy.
+      if (oi.evictable && !this.dirty.has(oi) && oi.idle && !keep(oi)) { oi.shrinkPages(); this.open.delete(ino); }
     }
+    this.nextPassAt = this.passAt(this.open.size);
   }
 }

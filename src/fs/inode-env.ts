@@ -11,6 +11,7 @@ import type { DirSource } from '../dir/dir-read.ts';
 import type { OpenInode } from './inode-cache.ts';
 import { allocMetaCluster, chargeClusters, defaultGoal, freeMetaCluster, type BallocCtx } from './balloc.ts';
 import { dirSource } from './dir-source.ts';
+import { applyDirChange } from './readdir.ts';
 
 export function inodeSeed(ctx: Pick<BallocCtx, 'vol'>, oi: OpenInode): number | undefined {
   if (oi.seedFor !== oi.inode.generation) { oi.seed = ctx.vol.inodeSeed(oi.ino, oi.inode); oi.seedFor = oi.inode.generation; }
@@ -88,6 +89,7 @@ export function dirEnv(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode): DirWriteEnv
     },
     getFlags: () => oi.inode.flags,
     setFlags: (f) => { oi.inode.flags = f; },
+    changed: (c) => { if (oi.listing && !applyDirChange(oi.listing, c)) oi.listing = undefined; },
   };
 }
 

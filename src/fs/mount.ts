@@ -21,7 +21,7 @@ import type { OpenInode } from './inode-cache.ts';
 import { dirSourceOf } from './inode-env.ts';
 import { lookup as lookupWritable, releaseOrphanList } from './namei.ts';
 import { read as readCached, readlink as readlinkCached } from './file.ts';
-import { readdirFrom, linearHashVersion, LinearListings, type DirPage } from './readdir.ts';
+import { readdirFrom, linearHashVersion, LinearListings, LiveListings, type DirPage } from './readdir.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { WalkSource } from './path-walk.ts';
 import { Filesystem, writeBlocker } from './filesystem.ts';
@@ -46,6 +46,8 @@ export class Mount implements WalkSource<Node> {
   private readonly roNames = new NameCache();
   /** Read-only mounts: sorted listings of linear directories, for resumed listings. */
   private readonly roListings = new LinearListings();
+  /** Sorted listings of large linear directories on a writable mount, changed with them. */
+  private readonly liveListings = new LiveListings();
 
   private constructor(
     readonly vol: Volume,
@@ -195,13 +197,13 @@ export class Mount implements WalkSource<Node> {
     const version = linearHashVersion(this.vol.sb.defHashVersion, this.vol.sb.flags);
     if (!this.fs) return readdirFrom(dirSource(this.vol, dir.ino, dir.inode, { verified: this.verified }), cookie, maxEntries, version, this.roListings);
     const oi = dir as OpenInode;
-    return oi.data.withRead(() => readdirFrom(dirSourceOf(this.fs!, oi), cookie, maxEntries, version));
+    return oi.data.withRead(() => readdirFrom(dirSourceOf(this.fs!, oi), cookie, maxEntries, version, undefined, { listings: this.liveListings, holder: oi }));
   }
 
   /** Delayed (reserved, not yet allocated) 512-byte units, which st_blocks counts as the kernel does. */
   delayedBlocks512(node: Node): number {
     if (!this.fs) return 0;
-    return (node as OpenInode).state.reservation.reservedClusters * this.vol.geo.clusterSize / 512;
+    return (node as OpenInode).reservedClusters * this.vol.geo.clusterSize / 512;
   }
 
   async close(): Promise<void> {

@@ -2,9 +2,11 @@
 // depends on its name only (its directory hash, as ext4's htree cookies are), so a listing
 // continued from a cookie after inserts and deletes returns every entry that stayed exactly
 // once. An htree directory is read from the leaf holding the cookie's hash onwards, so a page
-// costs the leaves it spans; a linear directory (one block when dir_index is on) is read whole.
+// costs the leaves it spans; a linear directory (one block when dir_index is on) is read whole,
+// and a large one is kept sorted across pages (LinearListings, LiveListings).
 import { dirHash, effectiveHashVersion, DX_HASH_HALF_MD4_UNSIGNED, DX_HASH_TEA, DX_HASH_TEA_UNSIGNED } from '../format/dir-hash.ts';
 import { listDirectory, type DirSource, type RawDirEntry } from '../dir/dir-read.ts';
+import type { DirChange } from '../dir/dir-write.ts';
 import { htreeLeavesFrom, isHashOrdered, readHtreeRoot, HASH_END, type HashedEntry } from '../dir/htree-order.ts';
 import { isDot, isDotDot, nameKey } from './names.ts';
 
@@ -68,6 +70,22 @@ export function pageAfter(all: readonly RawDirEntry[], cookie: number, maxEntrie
   return { entries, done: entries.length === keyed.length };
 }
 
+/** The page after `cookie` of a sorted listing: a binary search, then at most a page of entries. */
+function pageOfSorted(keyed: readonly CookieEntry[], cookie: number, maxEntries: number): DirPage {
+  let lo = 0, hi = keyed.length;
+  while (lo < hi) { const mid = (lo + hi) >>> 1; if (keyed[mid]!.cookie <= cookie) lo = mid + 1; else hi = mid; }
+  const rest = keyed.slice(lo, lo + Math.max(1, maxEntries) + 64);
+  const entries = takePage(rest, maxEntries);
+  return { entries, done: lo + entries.length === keyed.length };
+}
+
+async function sortedListing(src: DirSource, version: number): Promise<CookieEntry[]> {
+  const keyed: CookieEntry[] = [];
+  for await (const e of listDirectory(src)) keyed.push({ ...e, cookie: entryCookie(e.name, src.hashSeed, version) });
+  keyed.sort(byCookie);
+  return keyed;
+}
+
 /**
  * Sorted listings of linear directories on a read-only mount, whose directories never change:
  * a listing in pages then reads and sorts a large unindexed directory (ext2 without dir_index)
@@ -80,27 +98,112 @@ export class LinearListings {
   async page(src: DirSource, cookie: number, maxEntries: number, version: number): Promise<DirPage> {
     let keyed = this.sorted.get(src.ino);
     if (!keyed) {
-      keyed = [];
-      for await (const e of listDirectory(src)) keyed.push({ ...e, cookie: entryCookie(e.name, src.hashSeed, version) });
-      keyed.sort(byCookie);
+      keyed = await sortedListing(src, version);
       if (this.sorted.size >= this.maxDirs) this.sorted.delete(this.sorted.keys().next().value as number);
     } else this.sorted.delete(src.ino);
     this.sorted.set(src.ino, keyed);
-    let lo = 0, hi = keyed.length;
-    while (lo < hi) { const mid = (lo + hi) >>> 1; if (keyed[mid]!.cookie <= cookie) lo = mid + 1; else hi = mid; }
-    const rest = keyed.slice(lo, lo + Math.max(1, maxEntries) + 64);
-    const entries = takePage(rest, maxEntries);
-    return { entries, done: lo + entries.length === keyed.length };
+    return pageOfSorted(keyed, cookie, maxEntries);
   }
+}
+
+/** A linear directory's sorted listing, kept on its in-memory inode and changed with it. */
+export interface LiveListing {
+  readonly entries: CookieEntry[];
+  readonly seed: readonly number[];
+  readonly version: number;
+}
+
+/** Where a live listing is kept (the directory's in-memory inode). */
+export interface ListingHolder { listing: LiveListing | undefined }
+
+/** The index of the first entry not below (cookie, name). */
+function lowerBound(entries: readonly CookieEntry[], cookie: number, key: string): number {
+  let lo = 0, hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const m = entries[mid]!;
+    if (m.cookie < cookie || (m.cookie === cookie && nameKey(m.name) < key)) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Applies one change of the directory to its kept listing (a sorted insert or removal).
+ * Returns false when the listing can no longer be trusted and must be dropped.
+ */
+export function applyDirChange(l: LiveListing, c: DirChange): boolean {
+  if (c.kind === 'unknown') return false;
+  if (c.kind === 'parent') {
+    const dd = l.entries.find((e) => e.cookie === 2);
+    if (!dd) return false;
+    dd.ino = c.ino;
+    return true;
+  }
+  const cookie = entryCookie(c.name, l.seed, l.version);
+  const key = nameKey(c.name);
+  const i = lowerBound(l.entries, cookie, key);
+  const at = l.entries[i];
+  const found = at !== undefined && at.cookie === cookie && nameKey(at.name) === key;
+  if (c.kind === 'add') {
+    if (found) return false;
+    l.entries.splice(i, 0, { ino: c.ino, name: c.name.slice(), fileType: c.fileType, cookie });
+    return true;
+  }
+  if (!found) return false;
+  if (c.kind === 'remove') l.entries.splice(i, 1);
+  else { at.ino = c.ino; at.fileType = c.fileType; }
+  return true;
+}
+
+/**
+ * Sorted listings of linear directories on a writable mount (large ones exist without
+ * dir_index, or with the index flag cleared): made once when a listing needs a second page,
+ * then kept on the directory's in-memory inode and changed with each insert and unlink
+ * (applyDirChange, through DirWriteEnv.changed), so every page is a binary search instead of
+ * a relisting of the whole directory. A few directories at a time.
+ */
+export class LiveListings {
+  private readonly holders = new Set<ListingHolder>();
+  /** At most `maxDirs` listings of `maxEntries` entries in all (about 150 bytes each). */
+  constructor(private readonly maxDirs = 8, private readonly maxEntries = 262_144) {}
+
+  async page(holder: ListingHolder, src: DirSource, cookie: number, maxEntries: number, version: number): Promise<DirPage> {
+    let l = holder.listing;
+    if (!l || l.version !== version) {
+      const entries = await sortedListing(src, version);
+      const page = pageOfSorted(entries, cookie, maxEntries);
+      // A listing that fits in its first page is not worth keeping, one over the budget cannot be.
+      if ((cookie === 0 && page.done) || entries.length > this.maxEntries) return page;
+      l = { entries, seed: src.hashSeed, version };
+      holder.listing = l;
+    }
+    this.holders.delete(holder);
+    this.holders.add(holder);
+    let total = 0;
+    for (const h of this.holders) total += h.listing?.entries.length ?? 0;
+    while (this.holders.size > this.maxDirs || total > this.maxEntries) {
+      const oldest = this.holders.values().next().value as ListingHolder;
+      if (oldest === holder) break;
+      total -= oldest.listing?.entries.length ?? 0;
+      oldest.listing = undefined;
+      this.holders.delete(oldest);
+    }
+    return pageOfSorted(l.entries, cookie, maxEntries);
+  }
+
+  /** Listings kept now (tests). */
+  get size(): number { return this.holders.size; }
 }
 
 /**
  * One page of `src` after `cookie` (see pageAfter); `linearVersion` from linearHashVersion.
- * `readOnly`: listings of linear directories kept sorted across pages (their blocks never change).
+ * `readOnly`: listings of linear directories kept sorted across pages (their blocks never change);
+ * `live`: the same on a writable mount, kept on the directory's inode and changed with it.
  */
-export async function readdirFrom(src: DirSource, cookie: number, maxEntries: number, linearVersion: number, readOnly?: LinearListings): Promise<DirPage> {
+export async function readdirFrom(src: DirSource, cookie: number, maxEntries: number, linearVersion: number, readOnly?: LinearListings, live?: { listings: LiveListings; holder: ListingHolder }): Promise<DirPage> {
   if (!isHashOrdered(src)) {
     if (readOnly) return readOnly.page(src, cookie, maxEntries, linearVersion);
+    if (live) return live.listings.page(live.holder, src, cookie, maxEntries, linearVersion);
     const all: RawDirEntry[] = [];
     for await (const e of listDirectory(src)) all.push(e);
     return pageAfter(all, cookie, maxEntries, src.hashSeed, linearVersion);

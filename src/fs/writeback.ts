@@ -163,9 +163,9 @@ export class Writeback {
     let pages = 0;
     const limit = Math.max(1, (64 << 20) / this.ctx.vol.geo.blockSize);
     for (const oi of [...this.ctx.icache.open.values()]) {
-      if (!oi.pages.dirtyCount) continue;
+      if (!oi.dirtyPageCount) continue;
       batch.push(oi);
-      pages += oi.pages.dirtyCount;
+      pages += oi.dirtyPageCount;
       if (pages >= limit || batch.length >= 4096) { await this.inodes(batch); batch = []; pages = 0; }
     }
     if (batch.length) await this.inodes(batch);

@@ -1,7 +1,6 @@
-// FuseBackend over the engine as it is today: inode-level reads and data operations go
-// straight to Filesystem (getInode, lookupIn, read, write, truncate, fallocate, fsync);
-// namespace changes are still path-based there, so this adapter keeps each known inode's
-// (parent, name) to build the path. Lookup counts are kept here; an inode whose last name goes
+// FuseBackend over the engine: inode-level reads, data operations and namespace changes go
+// straight to Filesystem and namei. Lookup counts are kept here (a number per inode the kernel
+// remembers, nothing more); an inode whose last name goes
 // while the kernel still knows it is pinned (refs) first, so it lives on as an orphan until
 // FORGET (and the release of its handles). Inodes merely looked up are not pinned: the engine
 // may drop them from memory, so memory stays bounded by what is open, not by what was seen.
@@ -71,8 +70,6 @@ export class Ext4Backend implements FuseBackend {
   private readonly known = new Map<number, number>();
   /** Inodes pinned because they lost their last name while the kernel knew them. */
   private readonly pins = new Map<number, OpenInode>();
-  /** One name of each inode the kernel knows: enough to build a path to it. */
-  private readonly names = new Map<number, { parent: number; nameBytes: Uint8Array }>();
   private readonly files = new Map<number, FileHandle>();
   private readonly dirs = new Map<number, DirHandle>();
   private nextFh = 1;
@@ -101,13 +98,12 @@ export class Ext4Backend implements FuseBackend {
 
   attrOf(oi: OpenInode): NodeAttr {
     const geo = engineOf(this.ext4).vol.geo;
-    return inodeAttr(oi.ino, oi.inode, geo.blockSize, oi.state.reservation.reservedClusters * geo.clusterSize / 512, this.shown);
+    return inodeAttr(oi.ino, oi.inode, geo.blockSize, oi.reservedClusters * geo.clusterSize / 512, this.shown);
   }
 
   /** Counts one kernel lookup of `oi`. */
-  private remember(oi: OpenInode, parent: number, nameBytes: Uint8Array): void {
+  private remember(oi: OpenInode): void {
     this.known.set(oi.ino, (this.known.get(oi.ino) ?? 0) + 1);
-    if (oi.ino !== ROOT_INO) this.names.set(oi.ino, { parent, nameBytes: nameBytes.slice() });
   }
 
   /**
@@ -130,8 +126,8 @@ export class Ext4Backend implements FuseBackend {
     await this.fs.release(victim);
   }
 
-  private entry(oi: OpenInode, parent: number, nameBytes: Uint8Array): { attr: NodeAttr; generation: number } {
-    this.remember(oi, parent, nameBytes);
+  private entry(oi: OpenInode): { attr: NodeAttr; generation: number } {
+    this.remember(oi);
     return { attr: this.attrOf(oi), generation: oi.inode.generation };
   }
 
@@ -180,7 +176,7 @@ export class Ext4Backend implements FuseBackend {
     const oi = await namei.lookup(this.fs, dir, nameBytes);
     if (!oi) return undefined;
     if (oi.inode.mode === 0) throw new Ext4Error('EUCLEAN', `directory entry points to unused inode ${oi.ino}`, { detail: 'dirent-unused-inode', where: { inode: oi.ino } });
-    return this.entry(oi, parentIno, nameBytes);
+    return this.entry(oi);
   }
 
   async forget(ino: number, count: number): Promise<void> {
@@ -188,7 +184,6 @@ export class Ext4Backend implements FuseBackend {
     if (left > 0) { this.known.set(ino, left); return; }
     this.known.delete(ino);
     if (ino === ROOT_INO) return;
-    this.names.delete(ino);
     const pinned = this.pins.get(ino);
     if (pinned) {
       this.pins.delete(ino);
@@ -249,9 +244,9 @@ export class Ext4Backend implements FuseBackend {
   }
 
   /** READDIRPLUS: the lookup of one listed entry (counted like LOOKUP). */
-  async lookupListed(dirIno: number, e: DirListing): Promise<{ attr: NodeAttr; generation: number }> {
+  async lookupListed(_dirIno: number, e: DirListing): Promise<{ attr: NodeAttr; generation: number }> {
     const oi = await this.inode(e.ino);
-    return this.entry(oi, dirIno, e.nameBytes);
+    return this.entry(oi);
   }
 
   // ---- files -----------------------------------------------------------------------------
@@ -274,7 +269,7 @@ export class Ext4Backend implements FuseBackend {
     oi.refs++;
     const fh = this.nextFh++;
     this.files.set(fh, { oi, flags });
-    return { fh, ...this.entry(oi, parentIno, nameBytes) };
+    return { fh, ...this.entry(oi) };
   }
 
   async read(fh: number, offset: number, lenBytes: number): Promise<Uint8Array> {
@@ -392,13 +387,10 @@ export class Ext4Backend implements FuseBackend {
     const moving = await namei.lookup(this.fs, dir, nameBytes);
     if (!moving) throw posixError('ENOENT', 'rename');
     const exchange = (flags & RENAME_EXCHANGE) !== 0;
-    const other = exchange ? await namei.lookup(this.fs, newDir, newNameBytes) : undefined;
     const victim = exchange ? undefined : await this.pinVictim(newParentIno, newNameBytes);
     try {
       await namei.rename(this.fs, dir, nameBytes, newDir, newNameBytes, { noReplace: (flags & RENAME_NOREPLACE) !== 0, exchange }, { syscall: 'rename' });
     } finally { if (victim !== undefined) await this.unpinIfLinked(victim); }
-    if (this.names.has(moving.ino) || isDirMode(moving.inode.mode)) this.names.set(moving.ino, { parent: newParentIno, nameBytes: newNameBytes.slice() });
-    if (other && (this.names.has(other.ino) || isDirMode(other.inode.mode))) this.names.set(other.ino, { parent: parentIno, nameBytes: nameBytes.slice() });
   }
 
   // ---- filesystem and xattrs -------------------------------------------------------------

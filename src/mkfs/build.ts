@@ -14,6 +14,7 @@ import { fsBlock, type FsBlock } from '../util/brand.ts';
 import { type Geometry } from '../layout/geometry.ts';
 import { buildExtentTree, type Run } from '../mapping/extent-build.ts';
 import { buildBlockMap } from '../mapping/blockmap-build.ts';
+import { type QuotaUsage } from '../format/quota.ts';
 import { type MkfsParams } from './options.ts';
 import { type MkfsLayout } from './layout.ts';
 
@@ -122,6 +123,18 @@ export class MkfsBuild {
   /** Every inode made, by number, in the order made (inode tables and quota usage follow it). */
   readonly inodes = new Map<number, Inode>();
   readonly blocks512PerCluster: number;
+  /** Inode-table blocks holding inodes already encoded (by a bulk build) and not yet written. */
+  readonly itable = new Map<number, Uint8Array>();
+  /**
+   * Inodes a bulk build encoded and dropped from `inodes`: every inode in [first, last] is in
+   * use (in `itable`, written, or still in `inodes`); directories per group; usage per owner.
+   */
+  readonly built = {
+    first: 0, last: -1, dirsPerGroup: new Map<number, number>(),
+    byUser: new Map<number, QuotaUsage>(), byGroup: new Map<number, QuotaUsage>(),
+  };
+  /** Groups whose inode table is zeroed already (on a device that does not read as zeros). */
+  readonly zeroedTables = new Set<number>();
   private readonly fileRuns = new Map<number, Run[]>();
 
   constructor(readonly params: MkfsParams, readonly lay: MkfsLayout) {
@@ -158,10 +171,21 @@ export class MkfsBuild {
 
   /** Allocates data for a file, maps it with extents (or a block map when the fs has none), and sets i_blocks. */
   mapFile(ino: number, inode: Inode, countBlocks: number, goal: number): Run[] {
+    const runs = this.alloc.alloc(countBlocks, goal);
+    this.mapRuns(ino, inode, runs, ceilDiv(countBlocks, this.R), lastRun(runs).fsBlock);
+    this.fileRuns.set(ino, runs);
+    return runs;
+  }
+
+  /**
+   * Maps allocated `runs` (sorted by file block) with extents, or a block map when the fs has
+   * none; tree blocks come from the allocator near `goal`. i_blocks counts `dataClusters` and
+   * the tree's clusters.
+   */
+  mapRuns(ino: number, inode: Inode, runs: Run[], dataClusters: number, goal: number): void {
     const { bs, alloc } = this;
-    const runs = alloc.alloc(countBlocks, goal);
     let treeClusters = 0;
-    const allocBlock = (): FsBlock => { treeClusters++; return alloc.one(lastRun(runs).fsBlock); };
+    const allocBlock = (): FsBlock => { treeClusters++; return alloc.one(goal); };
     if (this.has('incompat', INCOMPAT.extent)) {
       inode.flags |= EXTENTS_FL;
       const tree = buildExtentTree(runs, { blockSize: bs, inodeSeed: this.inodeSeed(ino), allocBlock });
@@ -173,9 +197,12 @@ export class MkfsBuild {
       inode.iBlock.set(map.iBlock);
       for (const n of map.indirectBlocks) this.writes.block(n.block, n.bytes);
     }
-    inode.blocks512 = (ceilDiv(countBlocks, this.R) + treeClusters) * this.blocks512PerCluster;
-    this.fileRuns.set(ino, runs);
-    return runs;
+    inode.blocks512 = (dataClusters + treeClusters) * this.blocks512PerCluster;
+  }
+
+  /** The runs mapFile mapped for inode `ino` (empty when none). */
+  runsOf(ino: number): readonly Run[] {
+    return this.fileRuns.get(ino) ?? [];
   }
 
   /** Queues a mapped file's contents (zero-padded to whole blocks). */

@@ -4,19 +4,22 @@ import { type BlockDevice } from '../device/block-device.ts';
 import { INCOMPAT, RO_COMPAT } from '../format/features.ts';
 import { encodeSuperblock, SUPERBLOCK_OFFSET, type Superblock } from '../format/superblock.ts';
 import { BG_FLAGS, decodeGroupDesc, encodeGroupDesc, setGroupDescChecksum, type GroupDesc } from '../format/group-desc.ts';
-import { encodeInode } from '../format/inode.ts';
+import { encodeInode, S_IFDIR, S_IFMT, type Inode } from '../format/inode.ts';
 import { crc32cUpdate } from '../util/crc.ts';
 import { ceilDiv } from '../util/checked-math.ts';
 import { groupFirstBlock, groupBlockCount, groupHasSuper, superBlockOfGroup, descriptorBlock } from '../layout/geometry.ts';
 import { padTo, type MkfsBuild } from './build.ts';
 import { type GroupTables } from './layout.ts';
-import { DIRS_IN_GROUP0 } from './inodes.ts';
 
 /** Inode tables may be left unzeroed in groups without inodes (the kernel zeroes them lazily). */
 const lazyInitOf = (b: MkfsBuild): boolean => b.csum || b.has('roCompat', RO_COMPAT.uninit_bg);
 
 /** The highest inode number in use (every lower one counts as used too). */
-const highestInode = (b: MkfsBuild): number => Math.max(...b.inodes.keys());
+function highestInode(b: MkfsBuild): number {
+  let n = b.built.last;
+  for (const ino of b.inodes.keys()) if (ino > n) n = ino;
+  return n;
+}
 
 function tablesOf(b: MkfsBuild, g: number): GroupTables {
   const t = b.lay.tables[g];
@@ -31,20 +34,8 @@ function tablesOf(b: MkfsBuild, g: number): GroupTables {
  */
 export async function writeInodeTables(b: MkfsBuild, device: BlockDevice): Promise<void> {
   const { geo, bs } = b;
-  const hugeFile = b.has('roCompat', RO_COMPAT.huge_file);
-  const itableBytes = new Map<number, Uint8Array>();
-  for (const [ino, inode] of b.inodes) {
-    const g = Math.floor((ino - 1) / geo.inodesPerGroup);
-    const idx = (ino - 1) % geo.inodesPerGroup;
-    const blk = tablesOf(b, g).inodeTable + Math.floor(idx / geo.inodesPerBlock);
-    let block = itableBytes.get(blk);
-    if (!block) { block = new Uint8Array(bs); itableBytes.set(blk, block); }
-    const off = (idx % geo.inodesPerBlock) * geo.inodeSize;
-    encodeInode(inode, block.subarray(off, off + geo.inodeSize), {
-      ino, inodeSize: geo.inodeSize, fsCsumSeed: b.csum ? geo.csumSeed : undefined, hugeFile, blockSize: bs,
-      has64bit: b.has('incompat', INCOMPAT['64bit']),
-    });
-  }
+  const itableBytes = b.itable;
+  for (const [ino, inode] of b.inodes) encodeInodeInto(b, itableBytes, ino, inode);
   if (!b.params.deviceZeroed) {
     const lazyInit = lazyInitOf(b);
     const usedInodes = highestInode(b);
@@ -52,7 +43,7 @@ export async function writeInodeTables(b: MkfsBuild, device: BlockDevice): Promi
     const zero = new Uint8Array(Math.min(tableBytes, 1 << 20));
     for (let g = 0; g < geo.groupCount; g++) {
       const groupHasInodes = g * geo.inodesPerGroup < usedInodes;
-      if (lazyInit && !groupHasInodes) continue;
+      if ((lazyInit && !groupHasInodes) || b.zeroedTables.has(g)) continue;
       for (let done = 0; done < tableBytes; done += zero.length) {
         const len = Math.min(zero.length, tableBytes - done);
         await device.write(tablesOf(b, g).inodeTable * bs + done, zero.subarray(0, len));
@@ -60,6 +51,34 @@ export async function writeInodeTables(b: MkfsBuild, device: BlockDevice): Promi
     }
   }
   for (const [blk, bytes] of itableBytes) b.writes.block(blk, bytes);
+  itableBytes.clear();
+}
+
+/** Encodes `inode` into its slot of its inode-table block in `itable` (made when missing); returns the block. */
+export function encodeInodeInto(b: MkfsBuild, itable: Map<number, Uint8Array>, ino: number, inode: Inode): number {
+  const { geo, bs } = b;
+  const g = Math.floor((ino - 1) / geo.inodesPerGroup);
+  const idx = (ino - 1) % geo.inodesPerGroup;
+  const blk = tablesOf(b, g).inodeTable + Math.floor(idx / geo.inodesPerBlock);
+  let block = itable.get(blk);
+  if (!block) { block = new Uint8Array(bs); itable.set(blk, block); }
+  const off = (idx % geo.inodesPerBlock) * geo.inodeSize;
+  encodeInode(inode, block.subarray(off, off + geo.inodeSize), {
+    ino, inodeSize: geo.inodeSize, fsCsumSeed: b.csum ? geo.csumSeed : undefined, hugeFile: b.has('roCompat', RO_COMPAT.huge_file),
+    blockSize: bs, has64bit: b.has('incompat', INCOMPAT['64bit']),
+  });
+  return blk;
+}
+
+/** Zeroes group `g`'s inode table now (before any of its blocks is written). */
+export async function zeroInodeTable(b: MkfsBuild, device: BlockDevice, g: number): Promise<void> {
+  const { geo, bs } = b;
+  const tableBytes = geo.inodeTableBlocks * bs;
+  const zero = new Uint8Array(Math.min(tableBytes, 1 << 20));
+  for (let done = 0; done < tableBytes; done += zero.length) {
+    await device.write(tablesOf(b, g).inodeTable * bs + done, zero.subarray(0, Math.min(zero.length, tableBytes - done)));
+  }
+  b.zeroedTables.add(g);
 }
 
 /** Sets every bit from `from` to the end of the bitmap block (the padding e2fsck expects). */
@@ -97,21 +116,27 @@ function blockBitmapOf(b: MkfsBuild, g: number): { bitmap: Uint8Array; usedClust
   return { bitmap, usedClusters, nClusters };
 }
 
-/** Group `g`'s inode bitmap, its used-inode count and the highest used index + 1. */
-function inodeBitmapOf(b: MkfsBuild, g: number): { ibitmap: Uint8Array; inodesUsed: number; highest: number } {
+/** Each group's inode bitmap, used-inode and directory counts and highest used index + 1. */
+function inodeBitmaps(b: MkfsBuild): Array<{ ibitmap: Uint8Array; inodesUsed: number; dirs: number; highest: number }> {
   const { geo } = b;
-  const ibitmap = new Uint8Array(b.bs);
-  let inodesUsed = 0;
-  let highest = 0;
-  for (const ino of b.inodes.keys()) {
-    if (Math.floor((ino - 1) / geo.inodesPerGroup) !== g) continue;
+  const out = Array.from({ length: geo.groupCount }, (_, g) => ({ ibitmap: new Uint8Array(b.bs), inodesUsed: 0, dirs: b.built.dirsPerGroup.get(g) ?? 0, highest: 0 }));
+  const mark = (ino: number): void => {
+    const g = out[Math.floor((ino - 1) / geo.inodesPerGroup)];
+    if (g === undefined) throw new RangeError(`mkfs: inode ${ino} beyond the last group`);
     const idx = (ino - 1) % geo.inodesPerGroup;
-    setBit(ibitmap, idx);
-    inodesUsed++;
-    highest = Math.max(highest, idx + 1);
+    const byte = g.ibitmap[idx >> 3]!;
+    if (byte & (1 << (idx & 7))) return;
+    g.ibitmap[idx >> 3] = byte | (1 << (idx & 7));
+    g.inodesUsed++;
+    g.highest = Math.max(g.highest, idx + 1);
+  };
+  for (const [ino, inode] of b.inodes) {
+    mark(ino);
+    if ((inode.mode & S_IFMT) === S_IFDIR) out[Math.floor((ino - 1) / geo.inodesPerGroup)]!.dirs++;
   }
-  setTrailingBits(ibitmap, geo.inodesPerGroup);
-  return { ibitmap, inodesUsed, highest };
+  for (let ino = b.built.first; ino <= b.built.last; ino++) mark(ino);
+  for (const g of out) setTrailingBits(g.ibitmap, geo.inodesPerGroup);
+  return out;
 }
 
 /**
@@ -124,6 +149,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
   const gdt = new Uint8Array(geo.gdtBlocks * bs);
   let freeClusters = 0;
   const lastGroup = geo.groupCount - 1;
+  const ibitmaps = inodeBitmaps(b);
   for (let g = 0; g < geo.groupCount; g++) {
     const { bitmap, usedClusters, nClusters } = blockBitmapOf(b, g);
     const free = nClusters - usedClusters;
@@ -132,7 +158,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
     const start = groupFirstBlock(geo, g);
     const ownClusters = re > rs ? Math.floor((re - 1) / b.R) - Math.floor(Math.max(rs, start) / b.R) + 1 : 0;
     const blockUninit = lazyInit && g !== lastGroup && usedClusters === ownClusters;
-    const { ibitmap, inodesUsed, highest } = inodeBitmapOf(b, g);
+    const { ibitmap, inodesUsed, dirs, highest } = ibitmaps[g]!;
     const inodeUninit = lazyInit && inodesUsed === 0;
 
     const tables = tablesOf(b, g);
@@ -142,7 +168,7 @@ export function writeGroupDescriptors(b: MkfsBuild): { gdt: Uint8Array; freeClus
     gd.inodeTable = tables.inodeTable;
     gd.freeBlocksCount = free;
     gd.freeInodesCount = geo.inodesPerGroup - inodesUsed;
-    gd.usedDirsCount = g === 0 ? DIRS_IN_GROUP0 : 0;
+    gd.usedDirsCount = dirs;
     if (lazyInit) {
       gd.flags = (blockUninit ? BG_FLAGS.blockUninit : 0) | (inodeUninit ? BG_FLAGS.inodeUninit : 0) |
         (b.params.deviceZeroed || !inodeUninit ? BG_FLAGS.itableZeroed : 0);

@@ -13,11 +13,10 @@ import { groupFirstBlock, groupHasSuper, superBlockOfGroup } from '../layout/geo
 import { firstRun, lastRun, type MkfsBuild } from './build.ts';
 
 export const ROOT_INO = 2;
-const USR_QUOTA_INO = 3, GRP_QUOTA_INO = 4, RESIZE_INO = 7, JOURNAL_INO = 8, LPF_INO = 11;
+const USR_QUOTA_INO = 3, GRP_QUOTA_INO = 4, RESIZE_INO = 7, JOURNAL_INO = 8;
+export const LPF_INO = 11;
 export const ORPHAN_INO = 12;
 const ORPHAN_BLOCK_MAGIC = 0x0b10ca04;
-/** Directories mkfs makes, all in group 0: root and lost+found. */
-export const DIRS_IN_GROUP0 = 2;
 
 /** mke2fs's default orphan file size in blocks. */
 function defaultOrphanBlocks(blocks: number, blockSize: number): number {
@@ -45,8 +44,11 @@ export function createReservedInodes(b: MkfsBuild): void {
   }
 }
 
-/** Root directory and lost+found, right after group 0's metadata. Returns lost+found's last block. */
-export function createRootAndLostFound(b: MkfsBuild): number {
+/**
+ * Root directory and lost+found, right after group 0's metadata. Returns lost+found's last
+ * block. With `rootFilledLater` the root's block is allocated but written by the tree build.
+ */
+export function createRootAndLostFound(b: MkfsBuild, rootFilledLater = false): number {
   const { bs } = b;
   const root = b.newInode(ROOT_INO, S_IFDIR | 0o755);
   root.linksCount = 3;
@@ -57,7 +59,7 @@ export function createRootAndLostFound(b: MkfsBuild): number {
   const lpfBlocks = lostFoundBlocks(bs);
   lpf.sizeBytes = lpfBlocks * bs;
   const lpfRuns = b.mapFile(LPF_INO, lpf, lpfBlocks, rootBlock + 1);
-  b.writes.block(rootBlock, b.dirBlock(ROOT_INO, [[ROOT_INO, '.', FT_DIR], [ROOT_INO, '..', FT_DIR], [LPF_INO, 'lost+found', FT_DIR]]));
+  if (!rootFilledLater) b.writes.block(rootBlock, b.dirBlock(ROOT_INO, [[ROOT_INO, '.', FT_DIR], [ROOT_INO, '..', FT_DIR], [LPF_INO, 'lost+found', FT_DIR]]));
   for (const r of lpfRuns) {
     for (let k = 0; k < r.countBlocks; k++) {
       const first = r.fileBlock + k === 0;
@@ -139,27 +141,39 @@ export function createOrphanFile(b: MkfsBuild): void {
 }
 
 /**
- * Quota files: user and group usage of the files mkfs made (root owns everything). Their size
- * is known before the usage (one id), so they are mapped first and counted in the usage.
+ * Quota files: user and group usage of the files mkfs made, per owner. Their size follows from
+ * the ids, known before the usage is final; quota inodes are not charged.
  */
 export function createQuotaFiles(b: MkfsBuild): void {
   if (!b.has('roCompat', RO_COMPAT.quota)) return;
-  const quotaInodes = [[USR_QUOTA_INO, 'user'], [GRP_QUOTA_INO, 'group']] as const;
-  for (const [ino, type] of quotaInodes) {
-    const inode = b.newInode(ino, S_IFREG | 0o600);
-    inode.flags |= IMMUTABLE_FL;
-    const size = encodeQuotaFile(type, new Map([[0, { spaceBytes: 1, inodes: 1 }]])).length;
-    inode.sizeBytes = size;
-    b.mapFile(ino, inode, ceilDiv(size, b.bs), b.superAreaEnd());
-  }
-  const usage: QuotaUsage = { spaceBytes: 0, inodes: 0 };
+  const byUser = new Map<number, QuotaUsage>();
+  const byGroup = new Map<number, QuotaUsage>();
+  const charge = (m: Map<number, QuotaUsage>, id: number, spaceBytes: number): void => {
+    const u = m.get(id);
+    if (u) { u.spaceBytes += spaceBytes; u.inodes++; } else m.set(id, { spaceBytes, inodes: 1 });
+  };
   for (const [ino, inode] of b.inodes) {
     // e2fsck charges root and ordinary inodes; reserved, quota and orphan-file inodes are not counted.
     if ((ino !== ROOT_INO && ino < 11) || ino === ORPHAN_INO) continue;
-    usage.spaceBytes += inode.blocks512 * 512;
-    usage.inodes++;
+    charge(byUser, inode.uid, inode.blocks512 * 512);
+    charge(byGroup, inode.gid, inode.blocks512 * 512);
   }
-  for (const [ino, type] of quotaInodes) b.writeFileData(ino, encodeQuotaFile(type, new Map([[0, usage]])));
+  // Inodes a bulk build encoded already.
+  for (const [from, to] of [[b.built.byUser, byUser], [b.built.byGroup, byGroup]] as const) {
+    for (const [id, u] of from) {
+      const t = to.get(id);
+      if (t) { t.spaceBytes += u.spaceBytes; t.inodes += u.inodes; } else to.set(id, { ...u });
+    }
+  }
+  const quotaInodes = [[USR_QUOTA_INO, 'user', byUser], [GRP_QUOTA_INO, 'group', byGroup]] as const;
+  for (const [ino, type, usage] of quotaInodes) {
+    const inode = b.newInode(ino, S_IFREG | 0o600);
+    inode.flags |= IMMUTABLE_FL;
+    const bytes = encodeQuotaFile(type, usage);
+    inode.sizeBytes = bytes.length;
+    b.mapFile(ino, inode, ceilDiv(bytes.length, b.bs), b.superAreaEnd());
+    b.writeFileData(ino, bytes);
+  }
   b.sb.usrQuotaInum = USR_QUOTA_INO;
   b.sb.grpQuotaInum = GRP_QUOTA_INO;
 }

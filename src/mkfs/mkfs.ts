@@ -6,13 +6,14 @@
 import { type BlockDevice } from '../device/block-device.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { allFeatureNames } from '../format/features.ts';
-import { featureSet } from '../format/superblock.ts';
+import { featureSet, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE } from '../format/superblock.ts';
 import { resolveMkfsOptions, type MkfsOptions } from './options.ts';
 import { planLayout } from './layout.ts';
 import { MkfsBuild } from './build.ts';
 import {
   createJournal, createOrphanFile, createQuotaFiles, createReservedInodes, createResizeInode, createRootAndLostFound,
 } from './inodes.ts';
+import { TreeBuilder } from './bulk-tree.ts';
 import { finishSuperblock, writeGroupDescriptors, writeInodeTables, writeSuperblocksAndGdt } from './groups.ts';
 
 export type { MkfsOptions } from './options.ts';
@@ -27,16 +28,27 @@ export interface MkfsResult {
   uuid: Uint8Array;
 }
 
-export async function mkfs(device: BlockDevice, options: MkfsOptions = {}): Promise<MkfsResult> {
+/**
+ * Makes the filesystem. With `populate`, a tree is built into it before the quota files and the
+ * metadata are written (mkfs -d); a failure there leaves the device without a valid superblock.
+ */
+export async function mkfs(device: BlockDevice, options: MkfsOptions = {}, populate?: (tree: TreeBuilder) => Promise<void>): Promise<MkfsResult> {
   if (device.readOnly) throw new Ext4Error('EROFS', 'mkfs: device is read-only');
   const params = resolveMkfsOptions(options, device.sizeBytes);
   const b = new MkfsBuild(params, planLayout(params));
 
   createReservedInodes(b);
-  const lostFoundEnd = createRootAndLostFound(b);
+  const lostFoundEnd = createRootAndLostFound(b, populate !== undefined);
   createResizeInode(b, lostFoundEnd);
   createJournal(b);
   createOrphanFile(b);
+  if (populate) {
+    // The tree's data goes to the device before the superblock: an old one must not survive a failure.
+    await device.write(SUPERBLOCK_OFFSET, new Uint8Array(SUPERBLOCK_SIZE));
+    const tree = new TreeBuilder(b, device);
+    await populate(tree);
+    await tree.finish();
+  }
   createQuotaFiles(b);
 
   await writeInodeTables(b, device);
