@@ -404,7 +404,8 @@ export class CopyIn {
           this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
           continue;
         }
-        const e = await this.reader.entry(host);
+        const got = this.reader.entry(host);
+        const e = got instanceof Promise ? await got : got; // no await (a microtask turn) when it has arrived
         if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
         else await this.copyEntry(e, joinImage(dest, name), dir && { dir, name: raw });
       }
