@@ -50,7 +50,15 @@ export interface SessionStats {
 
 export class FuseSession {
   readonly stats: SessionStats = { requests: 0, inFlight: 0, maxInFlight: 0, failed: 0, mutations: 0, byOpcode: {} };
-  private readonly pending = new Set<Promise<void>>();
+  /** Requests taken and not answered yet, and who waits for that count to reach 0 (drain). */
+  private pendingCount = 0;
+  private drained: Array<() => void> = [];
+  private readonly settle = (): void => {
+    if (--this.pendingCount > 0 || this.drained.length === 0) return;
+    const waiting = this.drained;
+    this.drained = [];
+    for (const resolve of waiting) resolve();
+  };
   private readonly reported = new Set<string>();
   private degraded = false;
   private readonly valid: Validity;
@@ -87,14 +95,15 @@ export class FuseSession {
     this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
     const body = raw.subarray(40, h.lenBytes);
     const p = this.run(h, body);
-    this.pending.add(p);
-    void p.finally(() => this.pending.delete(p));
+    // One counter and a shared callback: no Set entry or closure per request (settled either way).
+    this.pendingCount++;
+    void p.then(this.settle, this.settle);
     return p;
   }
 
   /** Resolves when every request taken so far has been answered. */
   async drain(): Promise<void> {
-    while (this.pending.size) await Promise.all([...this.pending]);
+    while (this.pendingCount > 0) await new Promise<void>((resolve) => { this.drained.push(resolve); });
   }
 
   get isDestroyed(): boolean { return this.destroyed; }
