@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Reader, Writer, ProtocolError } from '../src/fuse/wire.ts';
-import { decodeRequestHeader, encodeReply, encodeReplyHeader } from '../src/fuse/header.ts';
+import { decodeRequestHeader, encodeReply, encodeReplyHeader, replyInto } from '../src/fuse/header.ts';
 
 /** Integers around every power of two up to 2^53, both signs, plus a seeded random sample. */
 function samples(): number[] {
@@ -81,4 +81,18 @@ test('request header decode and reply encode carry the 64-bit unique and node id
   // A unique beyond 2^53 cannot be echoed exactly: the request is refused as malformed.
   v.setBigUint64(8, 2n ** 60n, true);
   assert.throws(() => decodeRequestHeader(raw), ProtocolError);
+});
+
+test('replyInto builds in a reused buffer the very bytes encodeReply builds', () => {
+  const scratch = new DataView(new ArrayBuffer(4096));
+  new Uint8Array(scratch.buffer).fill(0xaa);
+  const cases: Array<[number, number, Uint8Array | undefined]> = [
+    [2 ** 40 + 6, 0, new Uint8Array(104).map((_, i) => i)], [8, 2, undefined], [10, 0, undefined], [12, 61, new Uint8Array([1, 2, 3])],
+    [14, 0, new Uint8Array([5])],
+  ];
+  for (const [unique, errno, payload] of cases) {
+    const got = replyInto(scratch, unique, errno, payload);
+    assert.equal(got.buffer, scratch.buffer, 'no new buffer');
+    assert.deepEqual(got, encodeReply(unique, errno, payload), `unique ${unique} errno ${errno}`);
+  }
 });

@@ -35,6 +35,20 @@ export function encodeReply(unique: number, errno: number, payload?: Uint8Array)
   return out;
 }
 
+/**
+ * encodeReply into `scratch` (a reused buffer, at least as large as the reply): the returned
+ * view is valid until the next call with the same buffer.
+ */
+export function replyInto(scratch: DataView, unique: number, errno: number, payload?: Uint8Array): Uint8Array {
+  const lenBytes = OUT_HEADER_BYTES + (errno === 0 && payload ? payload.length : 0);
+  scratch.setUint32(0, lenBytes, true);
+  scratch.setInt32(4, -errno, true);
+  setU64(scratch, 8, unique);
+  const out = new Uint8Array(scratch.buffer, scratch.byteOffset, lenBytes);
+  if (errno === 0 && payload) out.set(payload, OUT_HEADER_BYTES);
+  return out;
+}
+
 /** The header of a successful reply whose `payloadBytes` follow in the same writev (no copy). */
 export function encodeReplyHeader(unique: number, payloadBytes: number): Uint8Array {
   const out = new Uint8Array(OUT_HEADER_BYTES);
