@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { haveE2fsprogs, loopMountSupport } from './support/oracles.ts';
 import { runCrashPoints, type CrashRunResult } from './support/crash-run.ts';
-import { smallFiles, renames, founding, fillDisk, growingFiles, type Workload } from './support/crash-workloads.ts';
+import { smallFiles, renames, founding, fillDisk, growingFiles, sharedFsyncs, unwrittenWrites, type Workload } from './support/crash-workloads.ts';
 import type { Ext4 } from '../src/api/ext4.ts';
 import type { Jbd2Log } from '../src/journal/jbd2-log.ts';
 import type { RecEvent } from './support/recording-device.ts';
@@ -18,8 +18,8 @@ const SEED = Number(process.env.CRASH_SEED ?? 4242);
 
 const workloads: Workload[] = FULL
   ? [smallFiles(1024, 96), smallFiles(4096, 96), renames(1024, 60), renames(4096, 60), founding(1024, 80), founding(4096, 80), fillDisk(1024), fillDisk(4096),
-    growingFiles(1024, 24), growingFiles(4096, 24)]
-  : [smallFiles(4096), renames(1024), founding(1024, 40), founding(4096, 40), fillDisk(4096), growingFiles(1024)];
+    growingFiles(1024, 24), growingFiles(4096, 24), sharedFsyncs(1024, 30), sharedFsyncs(4096, 30), unwrittenWrites(1024, 30), unwrittenWrites(4096, 30)]
+  : [smallFiles(4096), renames(1024), founding(1024, 40), founding(4096, 40), fillDisk(4096), growingFiles(1024), sharedFsyncs(4096), unwrittenWrites(4096)];
 
 for (const [i, w] of workloads.entries()) {
   test(`crash points: ${w.name}`, { skip, timeout: FULL ? 3_600_000 : 240_000 }, async (t) => {
@@ -40,7 +40,7 @@ for (const [i, w] of workloads.entries()) {
   });
 }
 
-type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean } } };
+type Internals = { fs: { log: Jbd2Log | undefined; icache: { sizeAheadForTest: boolean }; jbd: { noDataFlushForTest: boolean }; writeback: { convertBeforeDataForTest: boolean } } };
 
 // Lazy checkpointing: when the rest of the log is too short for a transaction, everything goes
 // home, the journal superblock points back at the log's first block, and the log restarts
@@ -83,12 +83,14 @@ test('crash points around a log wrap catch a broken variant: the log restarts be
 // writes), blocks written home before the log, no flush between the log copies and the commit
 // block, a checkpoint writing blocks home before their commit record is durable, and sizes
 // committed ahead of their data (no i_disksize, the code before it).
-const broken: Array<{ name: string; workload: Workload; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest']; sizeAhead?: boolean }> = [
+const broken: Array<{ name: string; workload: Workload; openOpts?: { journal: 'bypass' }; hook?: Jbd2Log['brokenForTest']; sizeAhead?: boolean; noDataFlush?: boolean; convertEarly?: boolean }> = [
   { name: 'no log (in-place metadata, as before)', workload: renames(4096, 16), openOpts: { journal: 'bypass' } },
   { name: 'blocks written home before the log', workload: renames(4096, 16), hook: 'home-first' },
   { name: 'no flush before the commit block', workload: renames(4096, 16), hook: 'no-commit-flush' },
   { name: 'checkpoint writes home before the commit is durable', workload: renames(4096, 16), hook: 'early-checkpoint' },
   { name: 'in-memory sizes committed ahead of the data (no i_disksize)', workload: growingFiles(4096, 8), sizeAhead: true },
+  { name: 'an fsync with nothing to commit does not flush its data', workload: sharedFsyncs(4096, 8), noDataFlush: true },
+  { name: 'unwritten extents converted before their data is written', workload: unwrittenWrites(4096, 8), convertEarly: true },
 ];
 for (const b of broken) {
   test(`crash points catch a broken variant: ${b.name}`, { skip, timeout: 240_000 }, async (t) => {
@@ -99,6 +101,8 @@ for (const b of broken) {
         const inner = (fs as unknown as Internals).fs;
         if (b.hook) inner.log!.brokenForTest = b.hook;
         if (b.sizeAhead) inner.icache.sizeAheadForTest = true;
+        if (b.noDataFlush) inner.jbd.noDataFlushForTest = true;
+        if (b.convertEarly) inner.writeback.convertBeforeDataForTest = true;
       },
     });
     t.diagnostic(`${r.tally.states} crash states: ${r.tally.summary()}`);

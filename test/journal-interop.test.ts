@@ -189,6 +189,43 @@ test('create+fsync per file: commits leave their blocks in the log until a check
   assert.deepEqual(Buffer.from(got.get(`/d/f${FILES - 1}`)!), Buffer.from(fillPattern(100 + FILES - 1, FILES - 1)));
 });
 
+// Group commit: fsyncs issued together share a commit (jbd2 joins a transaction that has not
+// started committing); an fsync with nothing left to commit flushes the device once, no commit.
+test('concurrent fsyncs share commits; an fsync with nothing to commit only flushes', async (t) => {
+  const mem = new MemoryDevice(32 << 20);
+  await Ext4.mkfs(mem, { sizeBytes: 32 << 20, blockSize: 4096, timeSec: 1_700_000_000 });
+  let deviceFlushes = 0;
+  const flush = mem.flush.bind(mem);
+  mem.flush = async () => { deviceFlushes++; await flush(); };
+  const fs = await Ext4.open(mem);
+  const stats = statsOf(fs);
+  const FILES = 16;
+  const handles = [];
+  for (let i = 0; i < FILES; i++) {
+    const fh = await fs.open(`/c${i}`, 'w');
+    await fh.write(fillPattern(5000 + i, i), 0, 5000 + i, 0);
+    handles.push(fh);
+  }
+  const before = { ...stats };
+  const flushesBefore = deviceFlushes;
+  await Promise.all(handles.map((fh) => fh.sync()));
+  const shared = stats.commits - before.commits;
+  const flushed = deviceFlushes - flushesBefore;
+  t.diagnostic(`${FILES} concurrent fsyncs: ${shared} commits, ${flushed} device flushes`);
+  assert.ok(shared >= 1 && shared <= 3, `${shared} commits for ${FILES} concurrent fsyncs`);
+  // Without group commit each fsync waits for its own (empty, data-only) commit and flush.
+  assert.ok(flushed <= 2 * shared + 2, `${flushed} device flushes for ${FILES} concurrent fsyncs in ${shared} commits`);
+  const again = { commits: stats.commits, flushes: deviceFlushes };
+  await handles[3]!.sync();
+  assert.equal(stats.commits, again.commits, 'an fsync with nothing to commit wrote a transaction');
+  assert.equal(deviceFlushes - again.flushes, 1, 'an fsync with nothing to commit must flush the device once');
+  for (const fh of handles) await fh.close();
+  await fs.close();
+  const back = await Ext4.open(new MemoryDevice(mem.bytes.slice()), { readOnly: true });
+  for (let i = 0; i < FILES; i++) assert.deepEqual(await back.readFile(`/c${i}`), fillPattern(5000 + i, i));
+  await back.close();
+});
+
 /**
  * A directory's blocks are journaled, then the directory is removed (its blocks revoked) and a
  * file fills the disk, reusing them for data; the image is taken with all of it still in the

@@ -389,6 +389,44 @@ describe('journal replay fidelity', { skip: skipTools }, () => {
     } finally { groupCountTestHooks.keepDescriptors = false; }
   });
 
+  test('a log with a new directory but without its group descriptor: used-directory counts recounted, as e2fsck -fy fixes them', async () => {
+    const dir = tmpDirPath('usedirs-src');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'seed'), 'seed\n');
+    const a = await makeImage({ blockSize: 1024, sizeBytes: 8 << 20, dir, features: '^metadata_csum', type: 'ext4' });
+    // B = A plus two directories (one with a file) made by debugfs; A's log gets every changed
+    // block except the superblock and the group descriptors.
+    const b = await copyImage(a, 'usedirs-b');
+    const payload = tmpImagePath('usedirs-payload');
+    await writeFile(payload, Buffer.alloc(3000, 0x62));
+    await debugfs(b, 'mkdir d1', { write: true });
+    await debugfs(b, 'mkdir d2', { write: true });
+    await debugfs(b, `write ${payload} d2/f`, { write: true });
+    const [ab, bb] = [await readFile(a), await readFile(b)];
+    const changed: number[] = [];
+    for (let blk = 3; blk < ab.length / 1024; blk++) {
+      if (!ab.subarray(blk * 1024, (blk + 1) * 1024).equals(bb.subarray(blk * 1024, (blk + 1) * 1024))) changed.push(blk);
+    }
+    const cmds = ['jo'];
+    for (const blk of changed) {
+      const f = tmpImagePath(`usedirs-${blk}`);
+      await writeFile(f, bb.subarray(blk * 1024, (blk + 1) * 1024));
+      cmds.push(`jw -b ${blk} ${f}`);
+    }
+    cmds.push('jc');
+    await debugfsWrite(a, cmds);
+    await debugfs(a, 'feature needs_recovery', { write: true });
+    const fy = await copyImage(a, 'usedirs-fy');
+    const fix = await runTool(toolPath('e2fsck'), ['-fy', fy]);
+    assert.match(fix.stdout, /Directories count wrong for group/, 'e2fsck sees the stale used-directory count');
+    const r = await checkFidelity(a, { kernel: false, writable: 'clean' });
+    assert.ok(r.ours.some((l) => l.startsWith('/d2/f ')), 'the logged tree is visible');
+    groupCountTestHooks.keepUsedDirs = true;
+    try {
+      await assert.rejects(checkFidelity(a, { kernel: false, writable: 'clean' }), 'used-directory counts left stale fail the checks');
+    } finally { groupCountTestHooks.keepUsedDirs = false; }
+  });
+
   test('e2fsprogs f_orphquot (an orphan on a quota filesystem): released read-only and writable as e2fsck -fy does', { skip: corpus.ok ? false : `corpus: ${corpus.reason}` }, async () => {
     const img = await extractCorpusImage('f_orphquot');
     const r = await checkFidelity(img, { kernel: false, writable: 'clean', needsRecovery: false });

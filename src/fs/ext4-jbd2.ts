@@ -6,7 +6,7 @@
 // needs_recovery is set on the first write and cleared at close, after the log is emptied
 // (checkpointed; sync() checkpoints too, commits alone leave their blocks in the log).
 import { Ext4Error } from '../errors/ext4-error.ts';
-import { encodeSuperblock, SUPERBLOCK_OFFSET, SB_STATE } from '../format/superblock.ts';
+import { encodeSuperblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, SB_STATE } from '../format/superblock.ts';
 import { COMPAT, INCOMPAT } from '../format/features.ts';
 import type { Handle, Journal } from '../journal/transaction.ts';
 import { Jbd2Log } from '../journal/jbd2-log.ts';
@@ -21,7 +21,7 @@ import { nowSec } from './clock.ts';
 export type FsJournal = Journal & {
   isDirty(block: number): boolean;
   /** commit() in two stages: snapshot taken, then on the device (optional for injected journals). */
-  commitStages?(): { taken: Promise<void>; done: Promise<void> };
+  commitStages?(): { taken: Promise<void>; done: Promise<boolean> };
   preCommit: ((h: Handle) => Promise<void>) | undefined;
   orderedData(): () => void;
 };
@@ -75,6 +75,8 @@ export function creditsFor(kind: OpKind, vol: Volume, n = 0): number {
 
 export class Jbd2 {
   closed = false;
+  /** Test hook: an fsync with nothing to commit returns without flushing the data it wrote. */
+  noDataFlushForTest = false;
   /** The superblock says "not cleanly unmounted" (or, with the log, needs_recovery) on disk. */
   markedDirty = false;
   constructor(
@@ -135,14 +137,24 @@ export class Jbd2 {
       // snapshot is taken while the log writes and flushes proceed; the next commit, sync or
       // close waits for them (commits are serialized) and reports their failure.
       const { taken, done } = this.journal.commitStages();
-      this.background = done.catch((e: unknown) => { this.backgroundError ??= e; });
+      this.background = done.then(() => undefined, (e: unknown) => { this.backgroundError ??= e; });
       await taken;
       return;
     }
-    await this.journal.commit();
+    // Joins a commit that has not taken its snapshot yet (group commit). With the log, a commit
+    // that wrote a transaction flushed after this call (so the caller's data is durable); one
+    // that found nothing to commit (an fsync of a file whose metadata is committed) flushes the
+    // data only: one device flush instead of a transaction's two.
+    const ticket = this.log?.flushTicket ?? 0;
+    let wrote = true;
+    if (this.journal.commitStages) wrote = await this.journal.commitStages().done;
+    else await this.journal.commit();
     await this.background;
     this.takeBackgroundError();
-    if (!this.log && durable) await this.vol.device.flush();
+    if (!durable) return;
+    if (!this.log) await this.vol.device.flush();
+    // Concurrent data-only fsyncs share one flush (any flush issued after this call covers the data).
+    else if (!wrote && !this.noDataFlushForTest) await this.log.flushAfter(ticket);
   }
 
   /** A commit left running in the background (commit with durable false). */
@@ -164,21 +176,28 @@ export class Jbd2 {
     await this.log?.checkpoint();
   }
 
-  private superblockBytes(): Uint8Array {
+  private superblockBytes(touch = true): Uint8Array {
     const { sb, geo } = this.vol;
     const { freeClusters, freeInodes } = this.counts();
     sb.freeBlocksCount = freeClusters * geo.clusterRatio;
     sb.freeInodesCount = freeInodes;
-    sb.wtime = nowSec();
+    if (touch) sb.wtime = nowSec();
     return encodeSuperblock(sb);
   }
 
-  /** Encodes the superblock (with the allocators' free counts) into its block through `h`. */
+  /**
+   * Encodes the superblock (with the allocators' free counts) into its block through `h`,
+   * unless only its write time would change: a commit with nothing else in it is then empty.
+   */
   async writeSuperblock(h: Handle): Promise<void> {
     const { geo } = this.vol;
     const block = Math.floor(SUPERBLOCK_OFFSET / geo.blockSize);
+    const at = SUPERBLOCK_OFFSET % geo.blockSize;
+    const current = (await h.read(block)).subarray(at, at + SUPERBLOCK_SIZE);
+    const same = this.superblockBytes(false);
+    if (same.length === current.length && same.every((b, i) => b === current[i])) return;
     const bytes = await h.getWrite(block);
-    bytes.set(this.superblockBytes(), SUPERBLOCK_OFFSET % geo.blockSize);
+    bytes.set(this.superblockBytes(), at);
   }
 
   /** The superblock straight to its home (with the log: only when no transaction holds it). */

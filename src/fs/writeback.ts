@@ -63,6 +63,11 @@ export class Writeback {
   private background: Promise<void> | undefined;
   private ageTimer: ReturnType<typeof setTimeout> | undefined;
   private backgroundError: unknown;
+  /**
+   * Test hook: unwritten extents are converted in the handle that maps them, and commits stop
+   * waiting for the data (a commit may then make them written before their data is on disk).
+   */
+  convertBeforeDataForTest = false;
   constructor(private readonly ctx: WritebackCtx, readonly dirtyPages: DirtyCounter) {}
 
   get dirtyBytes(): number { return this.dirtyPages.pages * this.ctx.vol.geo.blockSize; }
@@ -89,6 +94,11 @@ export class Writeback {
       const blocks: WbRun[] = [];
       const converts: Convert[] = [];
       for (const oi of sorted) await this.mapDirtyPages(oi, blocks, converts);
+      if (this.convertBeforeDataForTest) {
+        // ...and the data comes late: a commit meanwhile makes the stale blocks readable.
+        orderedDone();
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await writeBlocks(ctx.vol, this.dirtyPages, blocks);
       orderedDone();
       // The next commit lets the on-disk size catch up over what was just written.
@@ -122,17 +132,26 @@ export class Writeback {
       const count = j - i;
       i = j;
       await ctx.jbd.withHandle(creditsFor('writeback', ctx.vol, count), (h) => oi.data.withWrite(async () => {
+        // Overwrites of written blocks change nothing in the inode: it stays clean (an fsync
+        // whose metadata another commit already carried then has nothing to commit).
+        const diskSizeBefore = oi.diskSizeBytes;
+        let allocated = false;
         for (const seg of await lookupRange(fileMap(ctx, oi), h, first, count)) {
+          if (seg.state === 'delayed') allocated = true;
           const pieces = seg.state === 'delayed' ? await allocateDelayed(fileMap(ctx, oi), h, seg.first, seg.count)
             : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
           for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
-          if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
+          if (seg.state === 'unwritten' && this.convertBeforeDataForTest) {
+            await setUnwritten(fileMap(ctx, oi), h, seg.first, seg.count, false);
+            raiseDiskSize(oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
+            allocated = true;
+          } else if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
           // Mapped data reaches the disk before the commit holding this handle (ordered mode),
           // so the on-disk size may cover it now; unwritten ranges only once converted.
           else if (pieces.length) raiseDiskSize(oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
         }
-        ctx.icache.markDirty(oi);
+        if (allocated || oi.diskSizeBytes !== diskSizeBefore) ctx.icache.markDirty(oi);
       }), { mayCommit: false });
     }
     if (oi.refs === 0) ctx.clusters.releaseWindow(oi.ino);

@@ -140,9 +140,35 @@ export class Jbd2Log implements CommitSink {
   get maxTransactionBlocks(): number { return Math.floor(this.logBlocks / 4); }
   get nextTid(): number { return this.tid; }
 
+  /** Device flushes issued so far, and the newest one completed (each covers writes completed before it was issued). */
+  private flushIssued = 0;
+  private flushDone = 0;
+  private readonly flushesInFlight = new Map<number, Promise<void>>();
+
   private async flush(): Promise<void> {
+    const seq = ++this.flushIssued;
     this.stats.flushes++;
-    await this.device.flush();
+    const p = this.device.flush();
+    this.flushesInFlight.set(seq, p);
+    try {
+      await p;
+      this.flushDone = Math.max(this.flushDone, seq);
+    } finally {
+      this.flushesInFlight.delete(seq);
+    }
+  }
+
+  /** A ticket for flushAfter: writes completed before this call are covered by later flushes. */
+  get flushTicket(): number { return this.flushIssued; }
+
+  /**
+   * Makes every write completed before `ticket` was taken durable, sharing a device flush
+   * issued since (a commit's, or another fsync's) instead of issuing one per caller.
+   */
+  async flushAfter(ticket: number): Promise<void> {
+    if (this.flushDone > ticket) return;
+    for (const [seq, p] of this.flushesInFlight) if (seq > ticket) return p;
+    await this.flush();
   }
 
   private async writeJsb(start: number): Promise<void> {

@@ -67,8 +67,8 @@ interface JournalState {
   readonly committing: Map<number, Uint8Array>;
   /** Contents before the running transaction of the blocks it changed (see busyViews). */
   originals: Map<number, Uint8Array>;
-  /** The same for the committing transaction, until it is durable. */
-  committingOriginals: Map<number, Uint8Array>;
+  /** The same for each committing transaction (at most two), until it is durable. */
+  readonly committingOriginals: Array<Map<number, Uint8Array>>;
   /** Handles that may write and have not stopped. */
   writers: number;
   idleWaiters: Array<() => void>;
@@ -152,8 +152,10 @@ class WriteBackHandle implements Handle {
     const out: Uint8Array[] = [];
     const a = this.j.originals.get(block);
     if (a) out.push(a);
-    const b = this.j.committingOriginals.get(block);
-    if (b) out.push(b);
+    for (const m of this.j.committingOriginals) {
+      const b = m.get(block);
+      if (b) out.push(b);
+    }
     return out;
   }
 
@@ -168,8 +170,14 @@ export class WriteBackJournal implements Journal {
   private readonly j: JournalState;
   /** Closed (a pending promise) while a commit waits for writers and takes its snapshot. */
   private gate: Promise<void> | undefined;
-  /** The previous commit: each commit starts after it has finished (durable in order). */
+  /**
+   * When the next commit may take its snapshot: once the previous one has taken its own and
+   * the one before that has finished. So a commit's snapshot (and a bulk copy waiting for it)
+   * does not wait for the previous commit's log writes and flushes; at most two are in flight.
+   */
   private commitTail: Promise<void> = Promise.resolve();
+  /** The previous commit, finished (or failed): a commit goes to the sink only after it. */
+  private prevDone: Promise<void> = Promise.resolve();
   /** Data writes to newly allocated blocks in flight (ordered mode): a commit waits for those started before its snapshot. */
   private readonly ordered = new Set<Promise<void>>();
   /** Commits handed to the sink. */
@@ -183,7 +191,7 @@ export class WriteBackJournal implements Journal {
 
   constructor(cache: BlockCache, readonly sink: CommitSink = new InPlaceSink(cache.device, cache.blockSize)) {
     this.j = { cache, dirty: new Map(), finalizers: new Map(), writers: 0, idleWaiters: [], revokes: new Set(), committing: new Map(),
-      originals: new Map(), committingOriginals: new Map() };
+      originals: new Map(), committingOriginals: [] };
   }
 
   async begin(credits: number): Promise<Handle> {
@@ -216,26 +224,42 @@ export class WriteBackJournal implements Journal {
    * handles started meanwhile change only the next commit's blocks. Resolves when this commit
    * and every earlier one are on the device (the sink decides how durable that is).
    */
-  commit(): Promise<void> {
-    return this.commitStages().done;
+  async commit(): Promise<void> {
+    await this.commitStages().done;
   }
 
   /**
    * commit(), with a second promise that resolves once the snapshot is taken (the running
    * changes belong to this commit; new handles go to the next one), while the blocks may still
-   * be on their way to the device.
+   * be on their way to the device. `done` says whether the commit wrote anything (false: there
+   * was nothing to commit, and nothing was flushed).
    */
-  commitStages(): { taken: Promise<void>; done: Promise<void> } {
+  commitStages(): { taken: Promise<void>; done: Promise<boolean> } {
+    // Group commit (as jbd2): a commit that is queued and has not taken its snapshot yet will
+    // include every change made before this call, so concurrent fsyncs share it.
+    if (this.queued) return this.queued;
     let taken!: () => void;
     const t = new Promise<void>((r) => { taken = r; });
-    const run = this.commitTail.then(() => this.commitNow(taken));
-    this.commitTail = run.catch(() => undefined);
-    run.catch(() => taken());
-    return { taken: t, done: run };
+    const stages = { taken: t, done: Promise.resolve(false) };
+    const prevDone = this.prevDone;
+    const run = this.commitTail.then(() => this.commitNow(taken, stages, prevDone));
+    stages.done = run;
+    this.queued = stages;
+    this.prevDone = run.then(() => undefined, () => undefined);
+    this.commitTail = Promise.all([t, prevDone]).then(() => undefined);
+    run.catch(() => { if (this.queued === stages) this.queued = undefined; taken(); });
+    return stages;
   }
 
-  private async commitNow(taken: () => void): Promise<void> {
+  /** The commit that has been asked for and has not closed its gate yet (others join it). */
+  private queued: { taken: Promise<void>; done: Promise<boolean> } | undefined;
+  /** Commits that found nothing to write (every earlier one was durable already). */
+  emptyCommits = 0;
+
+  private async commitNow(taken: () => void, stages: { taken: Promise<void>; done: Promise<boolean> }, prevDone: Promise<void>): Promise<boolean> {
     while (this.gate) await this.gate;
+    // From here on a new commit() must start another commit: this one's snapshot may already be past.
+    if (this.queued === stages) this.queued = undefined;
     let open!: () => void;
     this.gate = new Promise<void>((r) => { open = r; });
     let blocks: Array<{ block: number; bytes: Uint8Array }>;
@@ -258,7 +282,8 @@ export class WriteBackJournal implements Journal {
       revokes = [...this.j.revokes].sort((a, b) => a - b);
       this.j.dirty.clear();
       this.j.revokes.clear();
-      this.j.committingOriginals = originals = this.j.originals;
+      originals = this.j.originals;
+      this.j.committingOriginals.push(originals);
       this.j.originals = new Map();
       ordered = [...this.ordered];
     } finally {
@@ -269,12 +294,20 @@ export class WriteBackJournal implements Journal {
     try {
       // Ordered mode: data of blocks this transaction makes reachable is written first.
       await Promise.all(ordered);
+      // On the device in commit order: this commit's blocks go after the previous commit's.
+      await prevDone;
+      if (blocks.length === 0 && revokes.length === 0) {
+        this.emptyCommits++;
+        return false;
+      }
       await this.sink.commit({ blocks, revokes });
       if (!this.sink.keepsBlocks) for (const b of blocks) this.j.cache.unpin(b.block, b.bytes);
       this.commits++;
+      return true;
     } finally {
       for (const b of blocks) if (this.j.committing.get(b.block) === b.bytes) this.j.committing.delete(b.block);
-      if (this.j.committingOriginals === originals) this.j.committingOriginals = new Map();
+      const at = this.j.committingOriginals.indexOf(originals);
+      if (at >= 0) this.j.committingOriginals.splice(at, 1);
     }
   }
 }

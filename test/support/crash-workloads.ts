@@ -150,6 +150,123 @@ export const growingFiles = (blockSize: 1024 | 4096, rounds = 12): Workload => (
 });
 
 /**
+ * Concurrent fsyncs (they share commits: group commit) and in-place overwrites of one block at a
+ * time. Each round also overwrites X and Y, fsyncs Y (its commit carries X's new times too), then
+ * X: X's fsync then has no metadata left to commit and must still make X's data durable.
+ */
+export const sharedFsyncs = (blockSize: 1024 | 4096, rounds = 10): Workload => ({
+  name: `concurrent fsyncs sharing commits, overwrites in place, ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const BLOCKS = 8;
+    const files = [0, 1, 2, 3].map((k) => ({ path: `/s${k}`, value: fillPattern(BLOCKS * blockSize, seed + k), fh: undefined as Handle | undefined }));
+    for (const f of files) {
+      rec.change(f.path, 'set', f.value);
+      f.fh = await fs.open(f.path, 'w+') as Handle;
+      await f.fh.write(f.value, 0, f.value.length, 0);
+    }
+    const fsyncAll = (list: typeof files, label: string) => Promise.all(list.map(async (f) => {
+      const since = rec.now;
+      const value = f.value.slice();
+      await f.fh!.sync();
+      rec.ack(since, [{ path: f.path, kind: 'exact', value }], `${label} ${f.path}`);
+    }));
+    const overwrite = async (f: (typeof files)[number], salt: number) => {
+      const b = rng.int(0, BLOCKS - 1);
+      const data = fillPattern(blockSize, salt);
+      const next = f.value.slice();
+      next.set(data, b * blockSize);
+      rec.change(f.path, 'set', next);
+      await f.fh!.write(data, 0, blockSize, b * blockSize);
+      f.value = next;
+    };
+    await fsyncAll(files, 'initial fsync');
+    for (let r = 0; r < rounds; r++) {
+      const movers = files.filter(() => rng.next() < 0.75);
+      for (const [k, f] of movers.entries()) await overwrite(f, seed * 13 + r * 8 + k);
+      await fsyncAll(files, `round ${r} concurrent fsync`);
+      const x = files[r % files.length]!;
+      const y = files[(r + 1) % files.length]!;
+      await overwrite(x, seed * 17 + r * 2);
+      await overwrite(y, seed * 17 + r * 2 + 1);
+      await fsyncAll([y], `round ${r} fsync`);
+      await fsyncAll([x], `round ${r} fsync after another's commit`);
+    }
+    for (const f of files) await f.fh!.close();
+    return files.map((f) => ({ path: f.path, kind: 'exact' as const, value: f.value.slice() }));
+  },
+});
+
+/**
+ * Writes into fallocated (unwritten) ranges whose blocks held another file's data: a deleted
+ * file leaves patterned blocks behind, two files are fallocated over the freed space, then
+ * single blocks are written into both and fsynced, F first: F's commit carries G's new times
+ * while G's block is unwritten and not converted. After a crash every fsynced block is there
+ * and an unsynced one reads as zeros or its new data, never the old file's bytes (the
+ * conversion to written must come after the data, in a later commit).
+ */
+export const unwrittenWrites = (blockSize: 1024 | 4096, rounds = 10): Workload => ({
+  name: `writes into fallocated ranges over freed blocks, ${blockSize}-byte blocks`,
+  sizeBytes: 16 << 20,
+  mkfs: { blockSize, timeSec: 1_700_000_000 },
+  async run(fs, rec, seed) {
+    const rng = new Prng(seed);
+    const BLOCKS = 48;
+    const len = BLOCKS * blockSize;
+    const model = new Map<string, Uint8Array | null>();
+    // Stale data: a file written, made durable, deleted, and the delete made durable.
+    const junk = fillPattern(2 * len, seed ^ 0x5a5a);
+    rec.change('/junk', 'set', junk);
+    await fs.writeFile('/junk', junk);
+    model.set('/junk', junk);
+    await syncAck(fs, rec, model, 'junk written');
+    rec.change('/junk', 'set', null);
+    await fs.unlink('/junk');
+    model.set('/junk', null);
+    await syncAck(fs, rec, model, 'junk deleted');
+    const files = ['/F', '/G'].map((path) => ({ path, value: new Uint8Array(len), fh: undefined as Handle | undefined }));
+    for (const f of files) {
+      rec.change(f.path, 'set', f.value);
+      f.fh = await fs.open(f.path, 'w+') as Handle;
+      await f.fh.fallocate(0, 0, len);
+      model.set(f.path, f.value);
+    }
+    await syncAck(fs, rec, model, 'fallocated');
+    const [F, G] = files as [typeof files[0], typeof files[0]];
+    const written = new Set<number>();
+    for (let r = 0; r < rounds; r++) {
+      for (const f of [F, G]) {
+        // Each block at most once: any subset of the unsynced writes is then some earlier 'set' value's block set.
+        let b = rng.int(0, BLOCKS - 1);
+        while (written.has((f === F ? 0 : BLOCKS) + b)) b = (b + 1) % BLOCKS;
+        written.add((f === F ? 0 : BLOCKS) + b);
+        const data = fillPattern(blockSize, seed * 31 + r * 2 + (f === F ? 0 : 1));
+        const next = f.value.slice();
+        next.set(data, b * blockSize);
+        rec.change(f.path, 'set', next);
+        await f.fh!.write(data, 0, blockSize, b * blockSize);
+        f.value = next;
+      }
+      // Odd rounds: F first, its commit carries G's new times while G's block is still
+      // unwritten and unconverted. Even rounds: both at once, one's commit may come while the
+      // other's data is being written.
+      const fsyncOne = async (f: typeof F) => {
+        const since = rec.now;
+        const value = f.value.slice();
+        await f.fh!.sync();
+        rec.ack(since, [{ path: f.path, kind: 'exact', value }], `fsync ${f.path} round ${r}`);
+      };
+      if (r % 2) { await fsyncOne(F); await fsyncOne(G); } else await Promise.all([fsyncOne(G), fsyncOne(F)]);
+      if (r % 3 === 2) await fs.sync({ durable: false });
+    }
+    for (const f of files) await f.fh!.close();
+    return [{ path: F.path, kind: 'exact' as const, value: F.value.slice() }, { path: G.path, kind: 'exact' as const, value: G.value.slice() }];
+  },
+});
+
+/**
  * The founding scenario, small: dd-style appenders on shared bigalloc clusters, each with its
  * own fsync loop, background writeback passes, and truncate/punch/zero-range/fallocate on
  * another file. fsync acknowledges the prefix the appender had written when fsync started.

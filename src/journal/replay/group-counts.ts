@@ -3,15 +3,48 @@
 // from them: Linux journals descriptors with their bitmaps, so this normally changes nothing,
 // but a log written by another tool (or a descriptor logged without its bitmap) cannot leave
 // counts that disagree with the bitmaps, which the write path rejects. Groups whose bitmaps are
-// not initialised (BLOCK_UNINIT / INODE_UNINIT) keep their counts; used-directory counts would
-// need an inode-table scan and are kept.
+// not initialised (BLOCK_UNINIT / INODE_UNINIT) keep their counts. A group whose free-inode
+// count disagreed with its bitmap (its descriptor was not logged with the bitmap) also gets its
+// used-directory count recounted from the inode table (the inodes marked used, up to the last
+// one); other groups keep it (a full inode-table scan on every replay would cost gigabytes on a
+// large filesystem).
 import { type BlockDevice } from '../../device/block-device.ts';
 import { Ext4Error } from '../../errors/ext4-error.ts';
 import { BG_FLAGS, decodeGroupDesc, encodeGroupDesc, setGroupDescChecksum } from '../../format/group-desc.ts';
 import { descriptorBlock, groupBlockCount, type Geometry } from '../../layout/geometry.ts';
 
 /** Test hook: a deliberately broken recovery that sums the descriptors as they are (the checks must catch it). */
-export const groupCountTestHooks = { keepDescriptors: false };
+export const groupCountTestHooks = { keepDescriptors: false, keepUsedDirs: false };
+
+/** Inode-table bytes read at a time when counting directories. */
+const ITABLE_CHUNK_BYTES = 256 * 1024;
+const S_IFMT = 0xf000;
+const S_IFDIR = 0x4000;
+
+/** Directories among the inodes marked used in `bits` (the group's inode bitmap), read from its inode table; undefined when the table lies outside the filesystem. */
+async function countDirs(device: BlockDevice, geo: Geometry, gd: { inodeTable: number; itableUnused: number }, bits: Uint8Array): Promise<number | undefined> {
+  const lazy = geo.gdCsum.kind !== 'none';
+  let last = -1;
+  const limit = lazy ? Math.max(0, geo.inodesPerGroup - Math.min(gd.itableUnused, geo.inodesPerGroup)) : geo.inodesPerGroup;
+  for (let i = 0; i < limit; i++) if (bits[i >> 3]! & (1 << (i & 7))) last = i;
+  if (last < 0) return 0;
+  const tableEnd = gd.inodeTable + geo.inodeTableBlocks;
+  // A table outside the filesystem keeps the count: the volume's descriptor checks report it.
+  if (!Number.isSafeInteger(gd.inodeTable) || gd.inodeTable < geo.firstDataBlock || tableEnd > geo.blocksCount) return undefined;
+  const perChunk = Math.max(1, Math.floor(ITABLE_CHUNK_BYTES / geo.inodeSize));
+  let dirs = 0;
+  for (let first = 0; first <= last; first += perChunk) {
+    const n = Math.min(perChunk, last + 1 - first);
+    const bytes = await device.read(gd.inodeTable * geo.blockSize + first * geo.inodeSize, n * geo.inodeSize);
+    for (let k = 0; k < n; k++) {
+      const i = first + k;
+      if (!(bits[i >> 3]! & (1 << (i & 7)))) continue;
+      const mode = bytes[k * geo.inodeSize]! | (bytes[k * geo.inodeSize + 1]! << 8);
+      if ((mode & S_IFMT) === S_IFDIR) dirs++;
+    }
+  }
+  return dirs;
+}
 
 /** Zero bits among the first `end` bits. */
 function zeroBits(bits: Uint8Array, end: number): number {
@@ -55,7 +88,12 @@ export async function recountGroups(device: BlockDevice, geo: Geometry): Promise
       if (!(lazy && gd.flags & BG_FLAGS.inodeUninit) && inside(gd.inodeBitmap)) {
         const bits = await device.read(gd.inodeBitmap * geo.blockSize, geo.blockSize);
         const n = zeroBits(bits, geo.inodesPerGroup);
-        if (n !== gd.freeInodesCount) { gd.freeInodesCount = n; fixed = true; }
+        if (n !== gd.freeInodesCount) {
+          gd.freeInodesCount = n;
+          fixed = true;
+          const dirs = await countDirs(device, geo, gd, bits);
+          if (dirs !== undefined && !groupCountTestHooks.keepUsedDirs) gd.usedDirsCount = dirs;
+        }
       }
       if (fixed && !groupCountTestHooks.keepDescriptors) {
         encodeGroupDesc(gd, at, geo.descSize);
