@@ -52,36 +52,54 @@ export class InodeAllocator {
       const G = geo.groupCount;
       const parentGroup = Number.isInteger(parentIno) && parentIno >= 1 && parentIno <= geo.inodesCount
         ? Math.floor((parentIno - 1) / geo.inodesPerGroup) : 0;
-      // Groups in search order, from the parent's, walked lazily: a file's inode is almost
-      // always in the first group or two, and a 2 TiB image has 16,384 groups.
-      const candidates = function* (table: GroupTable): Generator<number> {
-        if (isDir) {
-          let freeInodes = 0;
-          let freeClusters = 0;
-          for (const gd of table.groups) { freeInodes += gd.freeInodesCount; freeClusters += gd.freeBlocksCount; }
-          const avgInodes = freeInodes / G;
-          const avgClusters = freeClusters / G;
-          let best: number | undefined;
-          for (let i = 0; i < G; i++) {
-            const gd = table.desc((parentGroup + i) % G);
-            if (gd.freeInodesCount === 0 || gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgClusters) continue;
-            if (best === undefined || gd.usedDirsCount < table.desc(best).usedDirsCount) best = (parentGroup + i) % G;
-          }
-          if (best !== undefined) yield best;
-        }
-        for (let i = 0; i < G; i++) if (table.desc((parentGroup + i) % G).freeInodesCount > 0) yield (parentGroup + i) % G;
-      };
-      for (const g of candidates(this.#table)) {
-        const bits = await this.#view(txn, g);
-        const from = Math.max(g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0, this.#noneFreeBelow.get(g) ?? 0);
-        const idx = findBit(bits, from, geo.inodesPerGroup, 0);
-        if (idx === geo.inodesPerGroup) continue;
-        this.#noneFreeBelow.set(g, idx + 1);
-        await this.#markUsed(txn, g, idx, isDir);
-        return g * geo.inodesPerGroup + idx + 1;
+      // Groups in search order, from the parent's: a file's inode is almost always in the first
+      // group or two, and a 2 TiB image has 16,384 groups (plain loops: this runs once per file).
+      const spread = isDir ? this.#dirGroup(parentGroup) : undefined;
+      if (spread !== undefined) {
+        const ino = await this.#takeIn(txn, spread, isDir);
+        if (ino !== 0) return ino;
+      }
+      for (let i = 0; i < G; i++) {
+        const g = (parentGroup + i) % G;
+        if (this.#table.desc(g).freeInodesCount === 0) continue;
+        const ino = await this.#takeIn(txn, g, isDir);
+        if (ino !== 0) return ino;
       }
       throw new Ext4Error('ENOSPC', 'no free inodes', { detail: 'no-free-inodes' });
     });
+  }
+
+  /**
+   * For a new directory: the group, searched from the parent's, with at least the average free
+   * inodes and free clusters and the fewest directories (undefined when none qualifies).
+   */
+  #dirGroup(parentGroup: number): number | undefined {
+    const table = this.#table;
+    const G = this.#geo.groupCount;
+    let freeInodes = 0;
+    let freeClusters = 0;
+    for (const gd of table.groups) { freeInodes += gd.freeInodesCount; freeClusters += gd.freeBlocksCount; }
+    const avgInodes = freeInodes / G;
+    const avgClusters = freeClusters / G;
+    let best: number | undefined;
+    for (let i = 0; i < G; i++) {
+      const gd = table.desc((parentGroup + i) % G);
+      if (gd.freeInodesCount === 0 || gd.freeInodesCount < avgInodes || gd.freeBlocksCount < avgClusters) continue;
+      if (best === undefined || gd.usedDirsCount < table.desc(best).usedDirsCount) best = (parentGroup + i) % G;
+    }
+    return best;
+  }
+
+  /** Takes the first free inode of group `g` (its number), or 0 when the bitmap has none. */
+  async #takeIn(txn: MetaTxn, g: number, isDir: boolean): Promise<number> {
+    const geo = this.#geo;
+    const bits = await this.#view(txn, g);
+    const from = Math.max(g === 0 ? Math.min(this.#firstIno - 1, geo.inodesPerGroup) : 0, this.#noneFreeBelow.get(g) ?? 0);
+    const idx = findBit(bits, from, geo.inodesPerGroup, 0);
+    if (idx === geo.inodesPerGroup) return 0;
+    this.#noneFreeBelow.set(g, idx + 1);
+    await this.#markUsed(txn, g, idx, isDir);
+    return g * geo.inodesPerGroup + idx + 1;
   }
 
   /**

@@ -221,6 +221,11 @@ export class CopyIn {
   private readonly links = new Map<string, string>();
   /** Host path (latin1) → image path, for applying xattrs at the end. */
   private readonly created = new Map<string, string>();
+  /**
+   * False once nothing can need `created`: no xattr copy, or the scan (which overlaps the copy and
+   * usually ends first) found no attribute. A 20,000-file copy then builds no 20,000-entry map.
+   */
+  private recordCreated = true;
   private readonly warned = new Set<string>();
   private readonly warn: (msg: string) => void;
   private readonly chunk = Buffer.allocUnsafe(CHUNK);
@@ -251,7 +256,17 @@ export class CopyIn {
 
   /** Starts the xattr scan and the progress bar for a copy of host path `root`. */
   private async begin(root: Buffer, st: BigIntStats): Promise<void> {
-    if (this.opts.xattrs !== false) this.xattrs = startXattrScan(root, this.opts.recursive && st.isDirectory());
+    if (this.opts.xattrs === false) this.recordCreated = false;
+    else {
+      const scan = startXattrScan(root, this.opts.recursive && st.isDirectory());
+      this.xattrs = scan;
+      this.recordCreated = true;
+      void scan.then((r) => {
+        if (this.xattrs !== scan || (r && (r.error !== undefined || [...r.map.values()].some((attrs) => attrs.length > 0)))) return;
+        this.recordCreated = false;
+        this.created.clear();
+      });
+    }
     if (this.opts.progressLabel && process.stderr.isTTY) {
       const total = st.isDirectory() && this.opts.recursive ? await treeBytes(root) : Number(st.size);
       this.progress = new Progress(this.opts.progressLabel, total);
@@ -276,7 +291,7 @@ export class CopyIn {
     try {
       await this.fs.chmod(dest, Number(st.mode) & 0o7777);
       await this.setOwner(dest, hostStatOf(st), 0, 0);
-      this.created.set(src.toString('latin1'), dest);
+      this.noteCreated(src, dest);
       await this.copyChildren(src, dest);
       await this.finish();
       await this.fs.lutimes(dest, timeOf(st.atimeNs), timeOf(st.mtimeNs));
@@ -293,6 +308,10 @@ export class CopyIn {
 
   private async finish(): Promise<void> {
     if (this.xattrs) await applyXattrs(this.fs, this.xattrs, (k) => this.created.get(k), (k, m) => this.warnOnce(k, m), this.warn);
+  }
+
+  private noteCreated(host: Buffer, dest: string): void {
+    if (this.recordCreated) this.created.set(host.toString('latin1'), dest);
   }
 
   /** lchown when the owner differs from what the entry was created with. */
@@ -332,7 +351,7 @@ export class CopyIn {
     } else if (!(await this.copySpecial(e, dest))) {
       return;
     }
-    this.created.set(e.host.toString('latin1'), dest);
+    this.noteCreated(e.host, dest);
   }
 
   /**
@@ -384,7 +403,7 @@ export class CopyIn {
     if (created && (mode & 0o7000) !== 0) await this.fs.chmod(dest, mode);
     this.result.dirs++;
     this.progress?.tick(0, true);
-    this.created.set(e.host.toString('latin1'), dest);
+    this.noteCreated(e.host, dest);
     await this.copyChildren(e.host, dest);
     await this.fs.lutimes(dest, timeOf(e.st.atimeNs), timeOf(e.st.mtimeNs));
   }
@@ -404,7 +423,8 @@ export class CopyIn {
           this.skip(`name ${hostDir.toString('latin1')}`, `'${host.toString()}' skipped: the name is not valid UTF-8`);
           continue;
         }
-        const e = await this.reader.entry(host);
+        const got = this.reader.entry(host);
+        const e = got instanceof Promise ? await got : got; // no await (a microtask turn) when it has arrived
         if (isDirStat(e.st) && this.opts.recursive) subdirs.push({ e, name });
         else await this.copyEntry(e, joinImage(dest, name), dir && { dir, name: raw });
       }

@@ -3,12 +3,12 @@
 // subdirectory in turn), reads small regular files whole, and posts the results in batches.
 // Host I/O (which waits on the disk when the tree is not cached) thus overlaps with building the
 // image on the main thread. At most MAX_BATCHES_AHEAD unconsumed batches exist: the main thread
-// counts them down in a shared counter, and the walker sleeps on it (Atomics.wait) when ahead.
+// counts them down in a shared counter, and the walker sleeps on it (Atomics.wait) when ahead,
+// until only RESUME_AHEAD are left.
 import { closeSync, lstatSync, openSync, read, readdirSync, readSync, type BigIntStats } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { hostStatOf, isUtf8Name, joinHost, S_IFDIR, S_IFMT, type HostError, type HostRecord, type HostTreeWorkerData, type HostBatch } from './host-tree.ts';
+import { hostStatOf, isUtf8Name, joinHost, MAX_BATCHES_AHEAD, RESUME_AHEAD, S_IFDIR, S_IFMT, type HostError, type HostRecord, type HostTreeWorkerData, type HostBatch } from './host-tree.ts';
 
-const MAX_BATCHES_AHEAD = 4;
 const BATCH_RECORDS = 512;
 const BATCH_DATA_BYTES = 2 << 20;
 /** Files read at once, and how many entries (or bytes of contents) are read as one group. */
@@ -34,8 +34,10 @@ function post(done: boolean): void {
   parentPort!.postMessage(batch, [buffer]);
   records = [];
   dataLen = 0;
-  Atomics.add(ahead, 0, 1);
-  for (let n = Atomics.load(ahead, 0); n >= MAX_BATCHES_AHEAD; n = Atomics.load(ahead, 0)) Atomics.wait(ahead, 0, n, 1000);
+  if (Atomics.add(ahead, 0, 1) + 1 < MAX_BATCHES_AHEAD) return;
+  // Far enough ahead: sleep until the main thread is down to RESUME_AHEAD batches (it wakes us
+  // then; a wait on a value already changed returns at once; the timeout is a safety net).
+  for (let n = Atomics.load(ahead, 0); n > RESUME_AHEAD; n = Atomics.load(ahead, 0)) Atomics.wait(ahead, 0, n, 1000);
 }
 
 function push(r: HostRecord): void {

@@ -36,6 +36,15 @@ export const isDirStat = (st: HostStat): boolean => (st.mode & S_IFMT) === S_IFD
 export const isFileStat = (st: HostStat): boolean => (st.mode & S_IFMT) === 0o100000;
 export const isSymlinkStat = (st: HostStat): boolean => (st.mode & S_IFMT) === 0o120000;
 
+/**
+ * The walker stops when this many posted batches are unconsumed, and goes on once the main
+ * thread has consumed all but RESUME_AHEAD of them: one wake-up per few batches. A wake-up
+ * (Atomics.notify on a sleeping thread) can cost the main thread milliseconds of wall time on a
+ * busy host, where the scheduler runs the woken walker at once.
+ */
+export const MAX_BATCHES_AHEAD = 4;
+export const RESUME_AHEAD = 1;
+
 export interface HostError { code?: string; message: string }
 
 export interface HostRecord {
@@ -119,29 +128,48 @@ export class HostTreeReader {
     });
   }
 
-  /** The next record, which must be of `kind` for host path `host`. */
-  private async take(kind: HostRecord['kind'], host: Buffer): Promise<HostRecord> {
-    while (this.next >= this.records.length) {
-      const b = this.batches.shift();
-      if (b) {
-        this.records = b.records;
-        this.data = new Uint8Array(b.data);
-        this.next = 0;
-        this.done = b.done;
-        Atomics.sub(this.ahead, 0, 1);
-        Atomics.notify(this.ahead, 0);
-        continue;
-      }
-      if (this.failure) throw this.failure;
-      if (this.done) break;
-      await new Promise<void>((r) => { this.wake = r; });
-      this.wake = undefined;
-    }
+  /**
+   * The next record, which must be of `kind` for host path `host`: at once (no promise) when its
+   * batch has arrived, which is nearly always, as the walker runs ahead. Two async layers per
+   * entry cost more main-thread CPU than the record itself.
+   */
+  private take(kind: HostRecord['kind'], host: Buffer): HostRecord | Promise<HostRecord> {
+    if (this.next >= this.records.length && !this.nextBatch() && (!this.done || this.failure)) return this.takeLater(kind, host);
+    return this.check(kind, host);
+  }
+
+  /** The record at the cursor (undefined past the end), checked against what copy-in expects. */
+  private check(kind: HostRecord['kind'], host: Buffer): HostRecord {
     const r = this.records[this.next++];
     if (!r || r.kind !== kind || Buffer.compare(r.host, host) !== 0) {
       throw new Error(`host tree reader out of step: wanted ${kind} of '${host.toString()}', got ${r ? `${r.kind} of '${asBuffer(r.host).toString()}'` : 'the end'}`);
     }
     return r;
+  }
+
+  /** Moves to the next arrived batch with records; false when none has arrived (or the walk is over). */
+  private nextBatch(): boolean {
+    while (this.next >= this.records.length) {
+      const b = this.batches.shift();
+      if (!b) return false;
+      this.records = b.records;
+      this.data = new Uint8Array(b.data);
+      this.next = 0;
+      this.done = b.done;
+      // Only the drop to RESUME_AHEAD wakes the walker (it sleeps until then, see host-tree-worker.ts).
+      if (Atomics.sub(this.ahead, 0, 1) === RESUME_AHEAD + 1) Atomics.notify(this.ahead, 0);
+    }
+    return true;
+  }
+
+  private async takeLater(kind: HostRecord['kind'], host: Buffer): Promise<HostRecord> {
+    while (!this.nextBatch()) {
+      if (this.failure) throw this.failure;
+      if (this.done) break;
+      await new Promise<void>((r) => { this.wake = r; });
+      this.wake = undefined;
+    }
+    return this.check(kind, host);
   }
 
   /** readdir of `dir` (names as bytes). */
@@ -151,9 +179,13 @@ export class HostTreeReader {
     return r.names!.map(asBuffer);
   }
 
-  /** lstat of `host`, with the contents of a small regular file. */
-  async entry(host: Buffer): Promise<HostEntry> {
-    const r = await this.take('entry', host);
+  /** lstat of `host`, with the contents of a small regular file (at once when the walker is ahead). */
+  entry(host: Buffer): HostEntry | Promise<HostEntry> {
+    const r = this.take('entry', host);
+    return r instanceof Promise ? r.then((rec) => this.entryOf(rec, host)) : this.entryOf(r, host);
+  }
+
+  private entryOf(r: HostRecord, host: Buffer): HostEntry {
     if (r.error || !r.st) throw hostError(r.error ?? { message: 'no stat' }, 'lstat', host);
     const e: HostEntry = { host, st: r.st };
     if (r.dataOffset !== undefined) e.data = this.data.subarray(r.dataOffset, r.dataOffset + r.dataLen!);
