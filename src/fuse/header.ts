@@ -1,12 +1,12 @@
 // Codec of the request and reply headers (fuse_in_header, fuse_out_header): pure.
 import { IN_HEADER_BYTES, OUT_HEADER_BYTES } from './protocol.ts';
-import { ProtocolError } from './wire.ts';
+import { ProtocolError, Reader, setU64 } from './wire.ts';
 
 export interface RequestHeader {
   lenBytes: number;
   opcode: number;
-  /** Request id, echoed in the reply. */
-  unique: bigint;
+  /** Request id, echoed in the reply (a counter: a number, refused beyond 2^53). */
+  unique: number;
   nodeId: number;
   uid: number;
   gid: number;
@@ -15,33 +15,46 @@ export interface RequestHeader {
 
 export function decodeRequestHeader(buf: Uint8Array): RequestHeader {
   if (buf.length < IN_HEADER_BYTES) throw new ProtocolError(`request of ${buf.length} bytes is shorter than its header`);
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const lenBytes = v.getUint32(0, true);
+  const r = new Reader(buf);
+  const lenBytes = r.u32();
   if (lenBytes !== buf.length) throw new ProtocolError(`request header says ${lenBytes} bytes, read returned ${buf.length}`);
-  return {
-    lenBytes, opcode: v.getUint32(4, true), unique: v.getBigUint64(8, true),
-    nodeId: Number(v.getBigUint64(16, true)), uid: v.getUint32(24, true), gid: v.getUint32(28, true),
-    pid: v.getUint32(32, true),
-  };
+  const opcode = r.u32();
+  const unique = r.u64();
+  const nodeId = r.u64();
+  return { lenBytes, opcode, unique, nodeId, uid: r.u32(), gid: r.u32(), pid: r.u32() };
 }
 
 /** One reply buffer: header then payload. `errno` > 0 means failure (sent negated). */
-export function encodeReply(unique: bigint, errno: number, payload?: Uint8Array): Uint8Array {
+export function encodeReply(unique: number, errno: number, payload?: Uint8Array): Uint8Array {
   const out = new Uint8Array(OUT_HEADER_BYTES + (errno === 0 && payload ? payload.length : 0));
   const v = new DataView(out.buffer);
   v.setUint32(0, out.length, true);
   v.setInt32(4, -errno, true);
-  v.setBigUint64(8, unique, true);
+  setU64(v, 8, unique);
+  if (errno === 0 && payload) out.set(payload, OUT_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * encodeReply into `scratch` (a reused buffer, at least as large as the reply): the returned
+ * view is valid until the next call with the same buffer.
+ */
+export function replyInto(scratch: DataView, unique: number, errno: number, payload?: Uint8Array): Uint8Array {
+  const lenBytes = OUT_HEADER_BYTES + (errno === 0 && payload ? payload.length : 0);
+  scratch.setUint32(0, lenBytes, true);
+  scratch.setInt32(4, -errno, true);
+  setU64(scratch, 8, unique);
+  const out = new Uint8Array(scratch.buffer, scratch.byteOffset, lenBytes);
   if (errno === 0 && payload) out.set(payload, OUT_HEADER_BYTES);
   return out;
 }
 
 /** The header of a successful reply whose `payloadBytes` follow in the same writev (no copy). */
-export function encodeReplyHeader(unique: bigint, payloadBytes: number): Uint8Array {
+export function encodeReplyHeader(unique: number, payloadBytes: number): Uint8Array {
   const out = new Uint8Array(OUT_HEADER_BYTES);
   const v = new DataView(out.buffer);
   v.setUint32(0, OUT_HEADER_BYTES + payloadBytes, true);
-  v.setBigUint64(8, unique, true);
+  setU64(v, 8, unique);
   return out;
 }
 

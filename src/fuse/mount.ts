@@ -118,7 +118,7 @@ export async function mount(ext4: Ext4, dir: string, opts: FuseMountOptions = {}
     uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
     ...(opts.mainThreadReads !== undefined ? { mainThreadReads: opts.mainThreadReads } : {}),
   });
-  const session = new FuseSession(backend, (r, p) => device.reply(r, p), { log, cacheSeconds: opts.cacheSeconds ?? 1 });
+  const session = new FuseSession(backend, (r, p) => device.reply(r, p), { log, cacheSeconds: opts.cacheSeconds ?? 1, sendConsumesBytes: true });
   let finish!: () => void;
   const gone = new Promise<void>((resolve) => { finish = resolve; });
   // The main thread reads requests itself only while this function and commits are not waiting.
