@@ -108,7 +108,9 @@ function ratioVerdicts(s: SectionResult, targets: { vsFuse2fs?: number; vsKernel
     out.push(`${pass(x >= targets.vsKernel)} speed vs the kernel: ${(x * 100).toFixed(0)} % (target ≥ ${targets.vsKernel * 100} %)`);
   }
   if (me?.medianCpuMs && f2?.medianCpuMs) out.push(`info CPU time vs fuse2fs: ext4kit ${(me.medianCpuMs / 1000).toFixed(2)} s, fuse2fs ${(f2.medianCpuMs / 1000).toFixed(2)} s (${(f2.medianCpuMs / me.medianCpuMs).toFixed(2)}×)`);
-  if (me?.peakRssKiB) out.push(`${pass(me.peakRssKiB <= RSS_LIMIT_KIB)} ext4kit peak RSS ${(me.peakRssKiB / 1024).toFixed(0)} MiB (target ≤ 256 MiB)`);
+  // The bound holds for every run: the largest over the cold and the warm rows.
+  const rssKiB = Math.max(0, ...s.results.filter((r) => r.name.startsWith('ext4kit')).map((r) => r.peakRssKiB ?? 0));
+  if (rssKiB > 0) out.push(`${pass(rssKiB <= RSS_LIMIT_KIB)} ext4kit peak RSS ${(rssKiB / 1024).toFixed(0)} MiB, largest over cold and warm runs (target ≤ 256 MiB)`);
   return out;
 }
 
