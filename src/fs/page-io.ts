@@ -13,18 +13,27 @@ const WRITEBACK_IO_BYTES = 8 << 20;
  * onwards; pages[k] is the page of block fileBlock + k when it was mapped, versions[k] its
  * version then.
  */
-export interface WbRun { oi: OpenInode; fileBlock: number; fsBlock: number; pages: Page[]; versions: number[] }
+export interface WbRun {
+  oi: OpenInode; fileBlock: number; fsBlock: number; pages: Page[]; versions: number[];
+  /** The blocks are unwritten extents: the caller cleans the pages once they are converted (cleanRun). */
+  unwritten: boolean;
+}
 
-export /** Records the pages of file blocks [first, first + count) → fsBlock…, split where a page is missing. */
-function pushWbRuns(runs: WbRun[], oi: OpenInode, first: number, count: number, fsBlock: number): void {
+/** Records the pages of file blocks [first, first + count) → fsBlock…, split where a page is missing. */
+export function pushWbRuns(runs: WbRun[], oi: OpenInode, first: number, count: number, fsBlock: number, unwritten = false): void {
   let run: WbRun | undefined;
   for (let k = 0; k < count; k++) {
     const page = oi.pages.get(first + k);
     if (!page) { run = undefined; continue; }
-    if (!run) { run = { oi, fileBlock: first + k, fsBlock: fsBlock + k, pages: [], versions: [] }; runs.push(run); }
+    if (!run) { run = { oi, fileBlock: first + k, fsBlock: fsBlock + k, pages: [], versions: [], unwritten }; runs.push(run); }
     run.pages.push(page);
     run.versions.push(page.version);
   }
+}
+
+/** Drops the run's pages that nobody rewrote since they were mapped (caller holds the data lock). */
+export function cleanRun(r: WbRun): void {
+  for (let k = 0; k < r.versions.length; k++) r.oi.pages.cleaned(r.fileBlock + k, r.versions[k]!);
 }
 
 /**
@@ -87,15 +96,18 @@ export async function writeBlocks(vol: Volume, dirtyPages: DirtyCounter, runs: W
   for (const store of held) dirtyPages.release(store);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
   // Written pages leave the cache under each inode's data lock: a reader holds it (shared)
-  // from looking a block up as delayed until it has copied the page.
+  // from looking a block up as delayed until it has copied the page. Pages over unwritten
+  // extents stay until the extent is converted: dropped before, a read or a partial write in
+  // between would find an unwritten block without a page and take it for zeros.
   const byInode = new Map<OpenInode, WbRun[]>();
   for (const r of runs) {
+    if (r.unwritten) continue;
     const list = byInode.get(r.oi);
     if (list) list.push(r); else byInode.set(r.oi, [r]);
   }
   for (const [oi, list] of byInode) {
     await oi.data.withWrite(async () => {
-      for (const r of list) for (let k = 0; k < r.versions.length; k++) oi.pages.cleaned(r.fileBlock + k, r.versions[k]!);
+      for (const r of list) cleanRun(r);
     });
   }
 }

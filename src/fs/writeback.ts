@@ -7,7 +7,7 @@ import type { InodeCache, OpenInode } from './inode-cache.ts';
 import { creditsFor, type Jbd2 } from './ext4-jbd2.ts';
 import type { BallocCtx } from './balloc.ts';
 import { fileMap } from './inode-env.ts';
-import { pushWbRuns, writeBlocks, type WbRun } from './page-io.ts';
+import { cleanRun, pushWbRuns, writeBlocks, type WbRun } from './page-io.ts';
 
 /**
  * Background writeback starts when this many bytes are dirty in the page cache; writers wait
@@ -24,7 +24,8 @@ export interface WritebackCtx extends BallocCtx {
   readonly icache: InodeCache;
 }
 
-type Convert = { oi: OpenInode; first: number; count: number; fsBlock: number };
+/** An unwritten range whose pages are being written: runs[runFrom, runTo) hold its pages. */
+type Convert = { oi: OpenInode; first: number; count: number; fsBlock: number; runFrom: number; runTo: number };
 
 // i_disksize (the kernel's name): the size the inode table holds lags the in-memory size while
 // data past it is only in the page cache, so a crash leaves a file shorter, never with zeros
@@ -99,11 +100,13 @@ export class Writeback {
         orderedDone();
         await new Promise((r) => setTimeout(r, 20));
       }
+      // writeBlocks sorts the runs: keep the converts' runs by identity.
+      const convertRuns = converts.map((c) => blocks.slice(c.runFrom, c.runTo));
       await writeBlocks(ctx.vol, this.dirtyPages, blocks);
       orderedDone();
       // The next commit lets the on-disk size catch up over what was just written.
       for (const oi of sorted) if (oi.diskSizeBytes !== undefined) ctx.icache.markDirty(oi);
-      for (const c of converts) {
+      for (const [i, c] of converts.entries()) {
         await ctx.jbd.withHandle(creditsFor('convert', ctx.vol, c.count), (h) => c.oi.data.withWrite(async () => {
           // A truncate, punch or zero-range since the mapping may have removed or replaced part
           // of the range: convert only what is still the unwritten extent whose data was written.
@@ -112,6 +115,8 @@ export class Writeback {
             await setUnwritten(fileMap(ctx, c.oi), h, seg.first, seg.count, false);
             raiseDiskSize(c.oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
           }
+          // Only now may the written pages go: the extent reads as written.
+          for (const r of convertRuns[i]!) cleanRun(r);
           ctx.icache.markDirty(c.oi);
         }), { mayCommit: false });
       }
@@ -141,12 +146,13 @@ export class Writeback {
           const pieces = seg.state === 'delayed' ? await allocateDelayed(fileMap(ctx, oi), h, seg.first, seg.count)
             : seg.state === 'written' || seg.state === 'unwritten' ? [{ first: seg.first, count: seg.count, fsBlock: seg.fsBlock! }]
             : []; // a dirty page over a hole was truncated away after it was dirtied: nothing to write
-          for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock);
+          const runFrom = blocks.length;
+          for (const p of pieces) pushWbRuns(blocks, oi, p.first, p.count, p.fsBlock, seg.state === 'unwritten' && !this.convertBeforeDataForTest);
           if (seg.state === 'unwritten' && this.convertBeforeDataForTest) {
             await setUnwritten(fileMap(ctx, oi), h, seg.first, seg.count, false);
             raiseDiskSize(oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
             allocated = true;
-          } else if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock! });
+          } else if (seg.state === 'unwritten') converts.push({ oi, first: seg.first, count: seg.count, fsBlock: seg.fsBlock!, runFrom, runTo: blocks.length });
           // Mapped data reaches the disk before the commit holding this handle (ordered mode),
           // so the on-disk size may cover it now; unwritten ranges only once converted.
           else if (pieces.length) raiseDiskSize(oi, (seg.first + seg.count) * ctx.vol.geo.blockSize);
