@@ -29,7 +29,7 @@ export class FileHandle implements Ext4FileHandle {
   ) {
     // O_APPEND starts at 0 like any open: only writes go to the end ('a+' reads from the start).
     this.position = 0;
-    if (mount.fs) (node as OpenInode).refs++;
+    mount.fs?.icache.hold(node as OpenInode);
   }
 
   private check(syscall: string, need?: 'read' | 'write'): void {

@@ -330,7 +330,7 @@ export class CopyIn {
     const eng = engineOf(this.fs);
     if (!eng.fs) return undefined;
     const oi = (await walk(eng.mount, Buffer.from(dest), true, { syscall: 'open', path: dest })) as OpenInode;
-    oi.refs++;
+    eng.fs.icache.hold(oi);
     return { oi, fs: eng.fs };
   }
 

@@ -71,7 +71,7 @@ export class Importer {
     const bs = ctx.vol.geo.blockSize;
     const oi = await ctx.ns.withLock(() => ctx.jbd.withHandle(creditsFor('create', ctx.vol), async (h) => {
       const created = await this.create(h, dir, name, attrs, cred, at);
-      created.refs++; // held like an open file until the last piece
+      ctx.icache.hold(created); // held like an open file until the last piece
       return created;
     }));
     let size = 0;

@@ -94,6 +94,20 @@ export class OpenInode {
 
   /** Releases the clean pages (the inode stays cached). */
   shrinkPages(): void { this.#pages?.shrink(); }
+
+  /**
+   * Leaving the cache (idle: no lock in use, nothing dirty or delayed): clean pages, locks,
+   * page map and delayed-allocation state go, so an evicted inode that comes back is as small
+   * as one read anew.
+   */
+  dematerialize(): void {
+    this.#pages?.shrink();
+    if (this.#pages?.size === 0) this.#pages = undefined;
+    this.#io = undefined;
+    this.#data = undefined;
+    this.#writeback = undefined;
+    this.#state = undefined;
+  }
 }
 
 /** Clean, unreferenced inodes kept in memory at most (least recently used go first). */
@@ -103,10 +117,19 @@ export class InodeCache {
   /** Cached inodes, least recently used first. */
   readonly open = new Map<number, OpenInode>();
   readonly dirty = new Set<OpenInode>();
+  /**
+   * Inodes evicted while something may still hold them: an operation between its lookup and
+   * its reference (an open, a FUSE request) or a caller keeping an inode across awaits. Until
+   * the garbage collector takes them, get(), hold() and markDirty() bring back the same
+   * object, so an inode never has two live copies (writes to the evicted one would be lost).
+   */
+  private readonly evicted = new Map<number, WeakRef<OpenInode>>();
   /** Test hook (crash harness broken variant): the inode table gets the in-memory size, as before i_disksize. */
   sizeAheadForTest = false;
   /** Test hook (broken variant of the memory test): never evict on insertion. */
   unboundedForTest = false;
+  /** Test hook (broken variant of test/cache-races): eviction forgets the object, as before. */
+  forgetEvictedForTest = false;
   private readonly home: InodeHome;
   /** The cache size at which the next eviction pass runs (raised when a pass found too few to evict). */
   private nextPassAt: number;
@@ -133,10 +156,35 @@ export class InodeCache {
       this.open.set(ino, oi);
       return oi;
     }
+    oi = this.takeEvicted(ino);
+    if (oi) return this.insert(oi);
     const inode = await this.vol.readInode(ino);
-    oi = this.open.get(ino);
-    if (!oi) oi = this.insert(new OpenInode(ino, inode, this.home));
+    oi = this.open.get(ino) ?? this.takeEvicted(ino);
+    if (!oi) return this.insert(new OpenInode(ino, inode, this.home));
+    if (this.open.get(ino) !== oi) this.insert(oi);
     return oi;
+  }
+
+  private takeEvicted(ino: number): OpenInode | undefined {
+    const ref = this.evicted.get(ino);
+    if (!ref) return undefined;
+    this.evicted.delete(ino);
+    return ref.deref();
+  }
+
+  /** Brings an evicted inode back (a no-op for a cached one; never for one freed since). */
+  revive(oi: OpenInode): void {
+    if (this.open.get(oi.ino) === oi) return;
+    if (!this.open.has(oi.ino) && this.evicted.get(oi.ino)?.deref() === oi) {
+      this.evicted.delete(oi.ino);
+      this.insert(oi);
+    }
+  }
+
+  /** An open file handle takes its reference (brought back first if evicted since its lookup). */
+  hold(oi: OpenInode): void {
+    this.revive(oi);
+    oi.refs++;
   }
 
   /** A new inode enters the cache. */
@@ -162,13 +210,25 @@ export class InodeCache {
 
   /** Evicts least recently used inodes down to maxCached (never `keep`, the one just inserted). */
   private evictLru(keep: OpenInode): void {
-    for (const [ino, oi] of this.open) {
+    for (const oi of this.open.values()) {
       if (this.open.size <= this.maxCached) break;
       if (oi === keep || !this.canEvict(oi)) continue;
-      oi.shrinkPages();
-      this.open.delete(ino);
+      this.evict(oi);
     }
+    this.sweepEvicted();
     this.nextPassAt = this.passAt(this.open.size);
+  }
+
+  private evict(oi: OpenInode): void {
+    oi.dematerialize();
+    this.open.delete(oi.ino);
+    if (!this.forgetEvictedForTest) this.evicted.set(oi.ino, new WeakRef(oi));
+  }
+
+  /** Forgets evicted inodes the garbage collector has taken (their map entries would pile up). */
+  private sweepEvicted(): void {
+    if (this.evicted.size < 2 * this.maxCached) return;
+    for (const [ino, ref] of this.evicted) if (!ref.deref()) this.evicted.delete(ino);
   }
 
   /** Inodes whose locks, page map or delayed-allocation state exist (tests bound this). */
@@ -178,7 +238,8 @@ export class InodeCache {
     return n;
   }
 
-  drop(ino: number): void { this.open.delete(ino); }
+  /** The inode was freed: it leaves the cache for good. */
+  drop(ino: number): void { this.open.delete(ino); this.evicted.delete(ino); }
 
   /** A LOOKUP reply handed the inode to the kernel (FUSE): it stays cached until forget. */
   async lookup(ino: number, count = 1): Promise<OpenInode> {
@@ -199,7 +260,10 @@ export class InodeCache {
    * Records that an inode changed. Like the kernel's dirty-inode list, the on-disk copy is
    * encoded at commit (writeInode); readers of a writable mount use the in-memory inode.
    */
-  markDirty(oi: OpenInode): void { this.dirty.add(oi); }
+  markDirty(oi: OpenInode): void {
+    if (this.open.get(oi.ino) !== oi) this.revive(oi);
+    this.dirty.add(oi);
+  }
 
   /** Encodes the in-memory inode into its inode-table block (through the handle). */
   async writeInode(txn: MetaTxn, oi: OpenInode): Promise<void> {
@@ -219,10 +283,11 @@ export class InodeCache {
 
   /** Releases cached inodes nobody holds (after a commit). */
   shrink(keep: (oi: OpenInode) => boolean): void {
-    for (const [ino, oi] of this.open) {
+    for (const oi of this.open.values()) {
       // A dirty inode stays: dropping it would let the next iget read the stale on-disk copy.
-      if (oi.evictable && !this.dirty.has(oi) && oi.idle && !keep(oi)) { oi.shrinkPages(); this.open.delete(ino); }
+      if (oi.evictable && !this.dirty.has(oi) && oi.idle && !keep(oi)) this.evict(oi);
     }
+    this.sweepEvicted();
     this.nextPassAt = this.passAt(this.open.size);
   }
 }

@@ -27,26 +27,38 @@ export interface InvariantsCtx extends BallocCtx {
 
 /** Throws an Error worded like the kernel's warnings when a running counter disagrees. */
 export async function checkInvariants(ctx: InvariantsCtx): Promise<void> {
-  // A consistent view: no namespace change, no mapping change on any open inode, no
-  // allocation in flight (same lock order as writers: ns → data → allocator).
+  // A consistent view: no namespace change, no mapping change on any cached inode, no
+  // allocation in flight (same lock order as writers: ns → data → allocator). An inode loaded
+  // while the data locks were taken (a path walk needs no ns lock) would be unlocked: take them
+  // again, a few times, before settling for the counters read in one synchronous step.
   await ctx.ns.withLock(async () => {
-    const inodes = [...ctx.icache.open.values()].sort((a, b) => a.ino - b.ino);
-    const releases = [];
-    try {
-      for (const oi of inodes) releases.push(await oi.data.acquireRead());
-      await ctx.allocLock.withLock(() => checkLocked(ctx));
-    } finally {
-      for (const r of releases) r();
+    for (let attempt = 0; ; attempt++) {
+      const inodes = [...ctx.icache.open.values()].sort((a, b) => a.ino - b.ino);
+      const releases = [];
+      try {
+        for (const oi of inodes) releases.push(await oi.data.acquireRead());
+        const moved = ctx.icache.open.size !== inodes.length || inodes.some((oi) => ctx.icache.open.get(oi.ino) !== oi);
+        if (moved && attempt < 8) continue;
+        await ctx.allocLock.withLock(() => checkLocked(ctx));
+        return;
+      } finally {
+        for (const r of releases) r();
+      }
     }
   });
 }
 
 async function checkLocked(ctx: InvariantsCtx): Promise<void> {
   const R = ctx.vol.geo.clusterRatio;
+  // One snapshot, taken synchronously: iterating the live cache across awaits would visit an
+  // inode twice when a lookup moves it to the most-recently-used end meanwhile.
+  const inodes = [...ctx.icache.open.values()];
+  const reserved = inodes.map((oi) => oi.state.reservation.reservedClusters);
+  const dirtyClusters = ctx.space.dirtyClusters;
   const h = ctx.journal.start(0);
   try {
     const views = [];
-    for (const oi of ctx.icache.open.values()) {
+    for (const [i, oi] of inodes.entries()) {
       const env = treeEnv(ctx, h, oi);
       const mapped = new Map<number, boolean>();
       const extents = (oi.inode.flags & EXTENTS_FL) !== 0 && !(oi.inode.flags & INLINE_DATA_FL);
@@ -55,12 +67,12 @@ async function checkLocked(ctx: InvariantsCtx): Promise<void> {
       }
       views.push({
         ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, es: oi.state.es, pending: oi.state.pending,
-        reservedClusters: oi.state.reservation.reservedClusters, clusterMapped: (c: number) => mapped.get(c) ?? false,
+        reservedClusters: reserved[i]!, clusterMapped: (c: number) => mapped.get(c) ?? false,
       });
     }
     checkAccounting({
       clusterRatio: R, blockSizeBytes: ctx.vol.geo.blockSize, totalClusters: ctx.vol.geo.clustersCount,
-      freeClusters: ctx.space.freeClusters, dirtyClusters: ctx.space.dirtyClusters,
+      freeClusters: ctx.space.freeClusters, dirtyClusters,
       bitmapFreeClusters: await ctx.clusters.countFreeInBitmaps(h), inodes: views,
       ...(ctx.quota ? { quota: ctx.quota } : {}),
     });

@@ -114,7 +114,7 @@ export class Ext4Backend implements FuseBackend {
     const dir = await this.inode(parentIno);
     const victim = await namei.lookup(this.fs, dir, nameBytes);
     if (!victim || !this.known.has(victim.ino) || this.pins.has(victim.ino)) return undefined;
-    victim.refs++;
+    this.fs.icache.hold(victim);
     this.pins.set(victim.ino, victim);
     return victim;
   }
@@ -157,7 +157,7 @@ export class Ext4Backend implements FuseBackend {
   /** Runs `fn` with the inode pinned, so that a concurrent sync cannot drop it from the inode table. */
   private async pinned<T>(ino: number, fn: (oi: OpenInode) => Promise<T>): Promise<T> {
     const oi = await this.inode(ino);
-    oi.refs++;
+    this.fs.icache.hold(oi);
     try { return await fn(oi); } finally { await this.fs.release(oi); }
   }
 
@@ -200,7 +200,7 @@ export class Ext4Backend implements FuseBackend {
     // Pinned like pinned() does, without a closure (tar sends three SETATTRs per file). The
     // change set is built field by field: no spread objects per request.
     const oi = await this.inode(ino);
-    oi.refs++;
+    this.fs.icache.hold(oi);
     try {
       if (ch.sizeBytes !== undefined) {
         if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'truncate');
@@ -268,7 +268,7 @@ export class Ext4Backend implements FuseBackend {
     const oi = await this.inode(ino);
     if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
     if ((flags & O_ACCMODE) !== 0) this.writable();
-    oi.refs++;
+    this.fs.icache.hold(oi);
     const fh = this.nextFh++;
     this.files.set(fh, { oi, flags });
     return fh;
@@ -279,7 +279,7 @@ export class Ext4Backend implements FuseBackend {
     const owner = await this.newOwner(parentIno, caller, S_IFREG | (mode & 0o7777));
     const oi = await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 }, { syscall: 'open' });
     if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
-    oi.refs++;
+    this.fs.icache.hold(oi);
     const fh = this.nextFh++;
     this.files.set(fh, { oi, flags });
     return { fh, ...this.entry(oi) };
