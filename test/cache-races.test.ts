@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { Ext4, MemoryDevice } from '../src/node.ts';
 import type { Ext4WritableHandle } from '../src/api/ext4.ts';
 import type { Filesystem } from '../src/fs/filesystem.ts';
-import { read, write } from '../src/fs/file.ts';
+import { write } from '../src/fs/file.ts';
 import { FileModel, fillPattern, assertBytes } from './support/byte-model.ts';
 
 const root = { uid: 0, gid: 0 };
