@@ -25,37 +25,49 @@ export interface AttrCtx extends WritebackCtx {
   readonly writeback: Writeback;
 }
 
-export async function setattr(ctx: AttrCtx, oi: OpenInode, attr: SetAttr): Promise<void> {
+/**
+ * Applies `attr`. Synchronous (returns undefined) when a journal handle is available at once and
+ * no delayed data must be allocated first; otherwise a promise.
+ */
+export function setattr(ctx: AttrCtx, oi: OpenInode, attr: SetAttr): Promise<void> | undefined {
   const uid = attr.owner?.uid ?? oi.inode.uid;
   const gid = attr.owner?.gid ?? oi.inode.gid;
   const ownerChanges = uid !== oi.inode.uid || gid !== oi.inode.gid;
   // Quota moves whole allocations between owners: delayed blocks are allocated first.
-  if (ctx.quota && ownerChanges && oi.state.reservation.reservedClusters > 0) await ctx.writeback.inode(oi);
-  await ctx.jbd.withHandle(creditsFor('setattr', ctx.vol), async () => {
-    const { inode } = oi;
-    if (ctx.quota && (uid !== inode.uid || gid !== inode.gid)) {
-      if (oi.state.reservation.reservedClusters) throw new Ext4Error('EBUSY', 'chown raced with a write of delayed data; retry');
-      const bytes = inode.blocks512 * 512;
-      ctx.quota.freeUsage(inode.uid, inode.gid, bytes);
-      ctx.quota.addInodes(inode.uid, inode.gid, -1);
-      ctx.quota.addUsage(uid, gid, bytes, { force: true });
-      ctx.quota.addInodes(uid, gid, 1);
-      oi.state = createDelallocState(ctx.space, inodeNo(oi.ino), uid, gid);
-    }
-    inode.uid = uid;
-    inode.gid = gid;
-    if (attr.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
-    // chown(2) on ext4 (even with -1, -1): a non-directory loses S_ISUID, and S_ISGID when it is
-    // group-executable (S_ISGID without group-exec means mandatory locking and stays).
-    if (attr.owner && attr.mode === undefined && !isDirMode(inode.mode)) {
-      inode.mode &= ~0o4000;
-      if (inode.mode & 0o010) inode.mode &= ~0o2000;
-    }
-    if (attr.atime) inode.atime = storableTs(attr.atime, inode, ctx.vol.geo.inodeSize);
-    if (attr.mtime) inode.mtime = storableTs(attr.mtime, inode, ctx.vol.geo.inodeSize);
-    inode.ctime = nowTs();
-    ctx.icache.markDirty(oi);
-  });
+  if (ctx.quota && ownerChanges && oi.state.reservation.reservedClusters > 0) return setattrAfterWriteback(ctx, oi, attr, uid, gid);
+  return ctx.jbd.runNow(creditsFor('setattr', ctx.vol), () => apply(ctx, oi, attr, uid, gid));
+}
+
+async function setattrAfterWriteback(ctx: AttrCtx, oi: OpenInode, attr: SetAttr, uid: number, gid: number): Promise<void> {
+  await ctx.writeback.inode(oi);
+  await ctx.jbd.runNow(creditsFor('setattr', ctx.vol), () => apply(ctx, oi, attr, uid, gid));
+}
+
+function apply(ctx: AttrCtx, oi: OpenInode, attr: SetAttr, uid: number, gid: number): undefined {
+  const { inode } = oi;
+  if (ctx.quota && (uid !== inode.uid || gid !== inode.gid)) {
+    if (oi.state.reservation.reservedClusters) throw new Ext4Error('EBUSY', 'chown raced with a write of delayed data; retry');
+    const bytes = inode.blocks512 * 512;
+    ctx.quota.freeUsage(inode.uid, inode.gid, bytes);
+    ctx.quota.addInodes(inode.uid, inode.gid, -1);
+    ctx.quota.addUsage(uid, gid, bytes, { force: true });
+    ctx.quota.addInodes(uid, gid, 1);
+    oi.state = createDelallocState(ctx.space, inodeNo(oi.ino), uid, gid);
+  }
+  inode.uid = uid;
+  inode.gid = gid;
+  if (attr.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
+  // chown(2) on ext4 (even with -1, -1): a non-directory loses S_ISUID, and S_ISGID when it is
+  // group-executable (S_ISGID without group-exec means mandatory locking and stays).
+  if (attr.owner && attr.mode === undefined && !isDirMode(inode.mode)) {
+    inode.mode &= ~0o4000;
+    if (inode.mode & 0o010) inode.mode &= ~0o2000;
+  }
+  if (attr.atime) inode.atime = storableTs(attr.atime, inode, ctx.vol.geo.inodeSize);
+  if (attr.mtime) inode.mtime = storableTs(attr.mtime, inode, ctx.vol.geo.inodeSize);
+  inode.ctime = nowTs();
+  ctx.icache.markDirty(oi);
+  return undefined;
 }
 
 /**

@@ -95,15 +95,40 @@ export class Jbd2 {
    * transaction near the log's limit is committed first; not from inside writeback
    * (`mayCommit: false`: it holds ordered-data tokens the commit would wait for).
    */
-  async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>, opts: { mayCommit?: boolean } = {}): Promise<T> {
+  async withHandle<T>(credits: number, fn: (h: Handle) => Promise<T>, opts?: { mayCommit?: boolean }): Promise<T> {
+    const h = this.handleNow(credits, opts?.mayCommit) ?? await this.handleLater(credits, opts?.mayCommit);
+    try { return await fn(h); } finally { h.stop(); }
+  }
+
+  /**
+   * withHandle for a synchronous `fn`: when a handle is available at once (the usual case) it
+   * runs and returns synchronously, with no promise at all (a FUSE SETATTR is one of these);
+   * otherwise it goes through withHandle and returns its promise.
+   */
+  runNow<T>(credits: number, fn: (h: Handle) => T, opts?: { mayCommit?: boolean }): T | Promise<T> {
+    const h = this.handleNow(credits, opts?.mayCommit);
+    if (!h) return this.withHandle(credits, async (later) => fn(later), opts);
+    try { return fn(h); } finally { h.stop(); }
+  }
+
+  /** Whether a handle must first wait for a commit that makes room in the log. */
+  private commitDue(mayCommit: boolean | undefined): boolean {
+    return this.log !== undefined && mayCommit !== false &&
+      this.journal.dirtyBlocks + this.deferredBlocks() + 64 > this.log.maxTransactionBlocks;
+  }
+
+  /** A handle without waiting: none when closed, not marked dirty yet, a commit is due or one is taking its snapshot. */
+  private handleNow(credits: number, mayCommit: boolean | undefined): Handle | undefined {
+    if (this.closed || !this.markedDirty || this.commitDue(mayCommit)) return undefined;
+    return this.journal.tryBegin?.(credits);
+  }
+
+  /** The waiting path of withHandle: the first write marks the superblock, a full log commits, a closed gate is waited for. */
+  private async handleLater(credits: number, mayCommit: boolean | undefined): Promise<Handle> {
     if (this.closed) throw new Ext4Error('EBADF', 'filesystem is closed');
     if (!this.markedDirty) await this.markDirty();
-    if (this.log && opts.mayCommit !== false &&
-        this.journal.dirtyBlocks + this.deferredBlocks() + 64 > this.log.maxTransactionBlocks) {
-      await this.commit();
-    }
-    const h = await this.journal.begin(credits);
-    try { return await fn(h); } finally { h.stop(); }
+    if (this.commitDue(mayCommit)) await this.commit();
+    return this.journal.begin(credits);
   }
 
   /**

@@ -147,15 +147,21 @@ export class InodeCache {
 
   private passAt(size: number): number { return Math.max(size, this.maxCached) + Math.max(16, this.maxCached >> 3); }
 
-  /** The in-memory inode, loaded from the inode table on first use (iget). */
-  async get(ino: number): Promise<OpenInode> {
-    let oi = this.open.get(ino);
+  /** get() of an inode that is in memory now, without a promise (undefined: get() must load it). */
+  getCached(ino: number): OpenInode | undefined {
+    const oi = this.open.get(ino);
     if (oi) {
       // Most recently used last.
       this.open.delete(ino);
       this.open.set(ino, oi);
-      return oi;
     }
+    return oi;
+  }
+
+  /** The in-memory inode, loaded from the inode table on first use (iget). */
+  async get(ino: number): Promise<OpenInode> {
+    let oi = this.getCached(ino);
+    if (oi) return oi;
     oi = this.takeEvicted(ino);
     if (oi) return this.insert(oi);
     const inode = await this.vol.readInode(ino);

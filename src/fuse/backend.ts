@@ -39,8 +39,10 @@ export interface FuseBackend {
   lookup(parentIno: number, nameBytes: Uint8Array): Promise<{ attr: NodeAttr; generation: number } | undefined>;
   /** The kernel dropped `count` lookups of `ino`. */
   forget(ino: number, count: number): Promise<void>;
-  getattr(ino: number): Promise<NodeAttr>;
-  setattr(ino: number, changes: AttrChanges, caller: Caller): Promise<NodeAttr>;
+  // getattr, setattr, release and listxattr may answer without a promise (the inode was in
+  // memory and nothing had to wait): the session then replies without an await.
+  getattr(ino: number): NodeAttr | Promise<NodeAttr>;
+  setattr(ino: number, changes: AttrChanges, caller: Caller): NodeAttr | Promise<NodeAttr>;
   readlink(ino: number): Promise<Uint8Array>;
 
   opendir(ino: number): Promise<number>;
@@ -58,7 +60,7 @@ export interface FuseBackend {
   read(fh: number, offset: number, lenBytes: number): Promise<Uint8Array>;
   write(fh: number, offset: number, data: Uint8Array, caller: Caller): Promise<number>;
   flush(fh: number): Promise<void>;
-  release(fh: number): Promise<void>;
+  release(fh: number): undefined | Promise<void>;
   fsync(ino: number, fh: number | undefined): Promise<void>;
   fallocate(fh: number, offset: number, lenBytes: number, flags: FallocateFlags, caller: Caller): Promise<void>;
   /** SEEK_DATA / SEEK_HOLE. */
@@ -74,7 +76,7 @@ export interface FuseBackend {
 
   statfs(): Promise<StatfsOut>;
   getxattr(ino: number, name: string): Promise<Uint8Array>;
-  listxattr(ino: number): Promise<string[]>;
+  listxattr(ino: number): readonly string[] | Promise<readonly string[]>;
   setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void>;
   removexattr(ino: number, name: string): Promise<void>;
 

@@ -25,9 +25,11 @@ import type { NodeAttr } from './attr.ts';
 import type { AttrChanges, Caller, DirListing, FallocateFlags, FuseBackend } from './backend.ts';
 import type { StatfsOut } from './xattr.ts';
 import { FuseErrno } from './errno.ts';
+import { XATTR_MAGIC } from '../format/xattr.ts';
 import { SEEK_DATA, SEEK_HOLE, RENAME_NOREPLACE, RENAME_EXCHANGE, XATTR_CREATE, XATTR_REPLACE } from './protocol.ts';
 
 const ROOT_INO = 2;
+const NO_NAMES: readonly string[] = Object.freeze([]);
 const O_ACCMODE = 3;
 const O_EXCL = 0o200;
 /** ext4 dirent file type → DT_*. */
@@ -90,7 +92,19 @@ export class Ext4Backend implements FuseBackend {
 
   // ---- helpers -------------------------------------------------------------------------
 
-  private async inode(ino: number): Promise<OpenInode> {
+  /** The inode, without a promise when it is in memory. */
+  private inode(ino: number): OpenInode | Promise<OpenInode> {
+    return this.inodeNow(ino) ?? this.inodeLoaded(ino);
+  }
+
+  /** The inode if it is in memory now (undefined: it must be read). */
+  private inodeNow(ino: number): OpenInode | undefined {
+    const oi = this.fs.icache.getCached(ino);
+    if (oi && oi.inode.mode === 0) throw new FuseErrno('ESTALE', 'stale inode');
+    return oi;
+  }
+
+  private async inodeLoaded(ino: number): Promise<OpenInode> {
     const oi = await this.fs.getInode(ino);
     if (oi.inode.mode === 0) throw new FuseErrno('ESTALE', 'stale inode');
     return oi;
@@ -191,14 +205,41 @@ export class Ext4Backend implements FuseBackend {
     }
   }
 
-  async getattr(ino: number): Promise<NodeAttr> {
-    return this.attrOf(await this.inode(ino));
+  getattr(ino: number): NodeAttr | Promise<NodeAttr> {
+    const oi = this.inodeNow(ino);
+    return oi ? this.attrOf(oi) : this.getattrLoaded(ino);
   }
 
-  async setattr(ino: number, ch: AttrChanges, _caller: Caller): Promise<NodeAttr> {
+  private async getattrLoaded(ino: number): Promise<NodeAttr> { return this.attrOf(await this.inodeLoaded(ino)); }
+
+  /**
+   * tar sends three SETATTRs per file (owner, mode, times): with the inode in memory and no
+   * truncate, the change is applied and answered without a promise when the engine needs no
+   * wait (see fs/attr.ts), and the inode is pinned only if it does wait.
+   */
+  setattr(ino: number, ch: AttrChanges, _caller: Caller): NodeAttr | Promise<NodeAttr> {
     this.writable();
-    // Pinned like pinned() does, without a closure (tar sends three SETATTRs per file). The
-    // change set is built field by field: no spread objects per request.
+    const oi = ch.sizeBytes === undefined ? this.inodeNow(ino) : undefined;
+    if (!oi) return this.setattrPinned(ino, ch);
+    const attr = this.setAttrOf(ch);
+    // Nothing awaits between the change's synchronous part and hold(): no sync can drop the inode in between.
+    const pending = attr ? setAttrs(this.fs, oi, attr) : undefined;
+    return pending ? this.attrAfter(oi, pending) : this.attrOf(oi);
+  }
+
+  /** The attributes once `pending` (a change to `oi` in progress) is done; `oi` pinned meanwhile. */
+  private async attrAfter(oi: OpenInode, pending: Promise<void>): Promise<NodeAttr> {
+    this.fs.icache.hold(oi);
+    try {
+      await pending;
+      return this.attrOf(oi);
+    } finally {
+      await this.fs.release(oi);
+    }
+  }
+
+  private async setattrPinned(ino: number, ch: AttrChanges): Promise<NodeAttr> {
+    // Pinned like pinned() does, without a closure.
     const oi = await this.inode(ino);
     this.fs.icache.hold(oi);
     try {
@@ -206,27 +247,33 @@ export class Ext4Backend implements FuseBackend {
         if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'truncate');
         await truncateFile(this.fs, oi, ch.sizeBytes);
       }
-      const attr: SetAttr = {};
-      let other = false;
-      if (ch.mode !== undefined) { attr.mode = ch.mode; other = true; }
-      if (ch.uid !== undefined || ch.gid !== undefined) {
-        const owner: { uid?: number; gid?: number } = {};
-        if (ch.uid !== undefined) owner.uid = ch.uid;
-        if (ch.gid !== undefined) owner.gid = ch.gid;
-        attr.owner = owner;
-        other = true;
-      }
-      if (ch.atime !== undefined || ch.mtime !== undefined || ch.ctime !== undefined) {
-        const now = ch.atime === 'now' || ch.mtime === 'now' ? nowTimestamp() : undefined;
-        if (ch.atime !== undefined) attr.atime = this.storable(ch.atime === 'now' ? now! : ch.atime);
-        if (ch.mtime !== undefined) attr.mtime = this.storable(ch.mtime === 'now' ? now! : ch.mtime);
-        other = true;
-      }
-      if (other) await setAttrs(this.fs, oi, attr);
+      const attr = this.setAttrOf(ch);
+      if (attr) await setAttrs(this.fs, oi, attr);
       return this.attrOf(oi);
     } finally {
       await this.fs.release(oi);
     }
+  }
+
+  /** The engine's change set for everything but the size (undefined: nothing else changes), built field by field. */
+  private setAttrOf(ch: AttrChanges): SetAttr | undefined {
+    const attr: SetAttr = {};
+    let other = false;
+    if (ch.mode !== undefined) { attr.mode = ch.mode; other = true; }
+    if (ch.uid !== undefined || ch.gid !== undefined) {
+      const owner: { uid?: number; gid?: number } = {};
+      if (ch.uid !== undefined) owner.uid = ch.uid;
+      if (ch.gid !== undefined) owner.gid = ch.gid;
+      attr.owner = owner;
+      other = true;
+    }
+    if (ch.atime !== undefined || ch.mtime !== undefined || ch.ctime !== undefined) {
+      const now = ch.atime === 'now' || ch.mtime === 'now' ? nowTimestamp() : undefined;
+      if (ch.atime !== undefined) attr.atime = this.storable(ch.atime === 'now' ? now! : ch.atime);
+      if (ch.mtime !== undefined) attr.mtime = this.storable(ch.mtime === 'now' ? now! : ch.mtime);
+      other = true;
+    }
+    return other ? attr : undefined;
   }
 
   async readlink(ino: number): Promise<Uint8Array> {
@@ -299,11 +346,11 @@ export class Ext4Backend implements FuseBackend {
     this.file(fh);
   }
 
-  async release(fh: number): Promise<void> {
+  release(fh: number): undefined | Promise<void> {
     const h = this.files.get(fh);
-    if (!h) return;
+    if (!h) return undefined;
     this.files.delete(fh);
-    await this.fs.release(h.oi);
+    return this.fs.release(h.oi);
   }
 
   async fsync(ino: number, fh: number | undefined): Promise<void> {
@@ -420,9 +467,33 @@ export class Ext4Backend implements FuseBackend {
     return e.value;
   }
 
-  async listxattr(ino: number): Promise<string[]> {
+  listxattr(ino: number): readonly string[] | Promise<readonly string[]> {
+    // The kernel asks for security.capability before each new file's first write and chown:
+    // an inode in memory with no xattr area and no xattr block answers without reading.
+    const oi = this.inodeNow(ino);
+    if (oi && this.hasNoXattrs(oi.inode)) return NO_NAMES;
+    return this.listxattrRead(ino);
+  }
+
+  private async listxattrRead(ino: number): Promise<string[]> {
     const oi = await this.inode(ino);
     return (await this.xattrsOf(oi)).filter((x) => !(x.nameIndex === 7 && x.name === 'data')).map((x) => x.fullName);
+  }
+
+  /**
+   * No xattr block and no in-inode xattr area (its magic word right after i_extra_isize):
+   * exactly the inodes for which readXattrs finds nothing, read from the same fields.
+   */
+  private hasNoXattrs(inode: Inode): boolean {
+    if (inode.fileAcl !== 0) return false;
+    const { inodeSize } = this.fs.vol.geo;
+    if (inodeSize <= 128 || inode.extraIsize === 0) return true;
+    // An i_extra_isize readXattrs rejects as corrupt takes the reading path (which reports it).
+    const at = 128 + inode.extraIsize;
+    if ((inode.extraIsize & 3) !== 0 || at > inodeSize) return false;
+    const raw = inode.raw;
+    if (at + 4 > Math.min(inodeSize, raw.length)) return true;
+    return (raw[at]! | raw[at + 1]! << 8 | raw[at + 2]! << 16 | raw[at + 3]! << 24) >>> 0 !== XATTR_MAGIC;
   }
 
   async setxattr(ino: number, name: string, value: Uint8Array, flags: number): Promise<void> {

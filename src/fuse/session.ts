@@ -4,7 +4,7 @@
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
 import { decodeRequestHeader, encodeNotifyInvalAttr, encodeReply, encodeReplyHeader, replyInto, type RequestHeader } from './header.ts';
 import { OP, OUT_HEADER_BYTES, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE, WRITE_KILL_SUIDGID, ERRNO } from './protocol.ts';
-import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type Validity } from './attr.ts';
+import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type SetattrIn, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
 import { decodeAccessIn, decodeCreateIn, decodeFallocateIn, decodeFh, decodeFsyncIn, decodeLseekIn, decodeOpenIn, decodeReadIn, decodeWriteIn, encodeLseekOut, encodeOpenOut, encodeWriteOut } from './io.ts';
@@ -109,6 +109,8 @@ export class FuseSession {
     this.stats.byOpcode[name] = (this.stats.byOpcode[name] ?? 0) + 1;
     const body = raw.subarray(40, h.lenBytes);
     const p = this.run(h, body);
+    // Answered already (the handler needed no await): nothing to track, `raw` is free.
+    if (p === undefined) return undefined;
     // One counter and a shared callback: no Set entry or closure per request (settled either way).
     this.pendingCount++;
     void p.then(this.settle, this.settle);
@@ -143,7 +145,7 @@ export class FuseSession {
 
   // run and dispatch are split into small functions on purpose: an async function's suspended
   // state holds all of its registers, so one big async switch allocated ~800 bytes per request.
-  private run(h: RequestHeader, body: Uint8Array): Promise<void> {
+  private run(h: RequestHeader, body: Uint8Array): Promise<void> | undefined {
     // FORGET and INTERRUPT get no reply.
     if (h.opcode === OP.FORGET || h.opcode === OP.BATCH_FORGET || h.opcode === OP.INTERRUPT) return this.forget(h, body);
     return this.serve(h, body);
@@ -166,7 +168,12 @@ export class FuseSession {
     }
   }
 
-  private async serve(h: RequestHeader, body: Uint8Array): Promise<void> {
+  /**
+   * Runs one request. A handler that needed no await (most SETATTR, GETATTR, GETXATTR and
+   * RELEASE requests: the inode is in memory and a journal handle was free) has replied when
+   * this returns undefined, without any promise; otherwise the promise settles once it replied.
+   */
+  private serve(h: RequestHeader, body: Uint8Array): Promise<void> | undefined {
     this.stats.inFlight++;
     if (this.stats.inFlight > this.stats.maxInFlight) this.stats.maxInFlight = this.stats.inFlight;
     try {
@@ -174,14 +181,29 @@ export class FuseSession {
         if (this.degraded) throw new FuseErrno('EROFS', 'remounted read-only after a corrupt structure');
         this.stats.mutations++;
       }
-      const payload = await this.dispatch(h, body);
-      if (payload !== null) this.ok(h, payload);
-      if (h.opcode === OP.INIT) this.initDone();
+      const r = this.dispatch(h, body);
+      if (r instanceof Promise) return this.finish(h, r);
+      this.replied(h, r);
+    } catch (e) {
+      this.failed(h, e);
+    }
+    this.stats.inFlight--;
+    return undefined;
+  }
+
+  private async finish(h: RequestHeader, p: Promise<Reply>): Promise<void> {
+    try {
+      this.replied(h, await p);
     } catch (e) {
       this.failed(h, e);
     } finally {
       this.stats.inFlight--;
     }
+  }
+
+  private replied(h: RequestHeader, payload: Reply): void {
+    if (payload !== null) this.ok(h, payload);
+    if (h.opcode === OP.INIT) this.initDone();
   }
 
   private failed(h: RequestHeader, e: unknown): void {
@@ -256,7 +278,10 @@ export class FuseSession {
       }
       case OP.WRITE: return this.write(h, ino, body);
       case OP.STATFS: return this.statfs();
-      case OP.RELEASE: return this.empty(b.release(decodeFh(body)));
+      case OP.RELEASE: {
+        const r = b.release(decodeFh(body));
+        return r ? this.empty(r) : undefined;
+      }
       case OP.FLUSH:
         // close() has nothing to do here (data reaches the image at fsync, commit and unmount;
         // no POSIX locks are held): ENOSYS makes the kernel stop sending FLUSH for this
@@ -276,7 +301,11 @@ export class FuseSession {
       case OP.OPENDIR: return this.opendir(ino);
       case OP.READDIR: case OP.READDIRPLUS: return this.readdir(ino, body, h.opcode === OP.READDIRPLUS);
       case OP.RELEASEDIR: return this.empty(b.releasedir(decodeFh(body)));
-      case OP.ACCESS: decodeAccessIn(body); return this.empty(b.getattr(ino));
+      case OP.ACCESS: {
+        decodeAccessIn(body);
+        const a = b.getattr(ino);
+        return a instanceof Promise ? this.empty(a) : undefined;
+      }
       case OP.FALLOCATE: {
         const f = decodeFallocateIn(body);
         if (f.mode & ~(FALLOC.KEEP_SIZE | FALLOC.PUNCH_HOLE | FALLOC.ZERO_RANGE)) throw new FuseErrno('EOPNOTSUPP', 'fallocate mode');
@@ -305,16 +334,26 @@ export class FuseSession {
     return e ? this.entry(e) : encodeEntryOut(0, 0, undefined, this.valid, this.valid);
   }
 
-  private async getattr(ino: number): Promise<Uint8Array> { return encodeAttrOut(await this.backend.getattr(ino), this.valid); }
+  private getattr(ino: number): Uint8Array | Promise<Uint8Array> { return this.attrReply(this.backend.getattr(ino)); }
 
-  private async setattr(h: RequestHeader, ino: number, body: Uint8Array): Promise<Uint8Array> {
-    const ch = this.attrChanges(body);
-    if (ch.killSuidgid && ch.mode === undefined) {
-      const a = await this.backend.getattr(ino);
-      const mode = killedMode(a.mode, a.gid, (gid) => callerInGroup(h, gid));
-      if (mode !== undefined) ch.mode = mode;
-    }
-    delete ch.killSuidgid;
+  private attrReply(a: NodeAttr | Promise<NodeAttr>): Uint8Array | Promise<Uint8Array> {
+    return a instanceof Promise ? this.attrReplyLater(a) : encodeAttrOut(a, this.valid);
+  }
+
+  private async attrReplyLater(a: Promise<NodeAttr>): Promise<Uint8Array> { return encodeAttrOut(await a, this.valid); }
+
+  private setattr(h: RequestHeader, ino: number, body: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    const s = decodeSetattrIn(body);
+    const ch = attrChanges(s);
+    if (s.valid & FATTR.KILL_SUIDGID && ch.mode === undefined) return this.setattrKilling(h, ino, ch);
+    return this.attrReply(this.backend.setattr(ino, ch, this.caller(h)));
+  }
+
+  /** SETATTR with FATTR_KILL_SUIDGID and no mode of its own: the set-id bits the change drops are found first. */
+  private async setattrKilling(h: RequestHeader, ino: number, ch: AttrChanges): Promise<Uint8Array> {
+    const a = await this.backend.getattr(ino);
+    const mode = killedMode(a.mode, a.gid, (gid) => callerInGroup(h, gid));
+    if (mode !== undefined) ch.mode = mode;
     return encodeAttrOut(await this.backend.setattr(ino, ch, this.caller(h)), this.valid);
   }
 
@@ -341,17 +380,32 @@ export class FuseSession {
 
   private async statfs(): Promise<Uint8Array> { return encodeStatfsOut(await this.backend.statfs()); }
 
-  private async getxattr(h: RequestHeader, ino: number, body: Uint8Array): Promise<Uint8Array | null> {
+  private getxattr(h: RequestHeader, ino: number, body: Uint8Array): Reply | Promise<Reply> {
     const g = decodeGetxattrIn(body, true);
     const name = xattrName(g.nameBytes);
+    const names = this.backend.listxattr(ino);
+    if (names instanceof Promise) return this.getxattrListed(h, ino, name, g.sizeBytes, names);
+    return this.getxattrOf(h, ino, name, g.sizeBytes, names);
+  }
+
+  private async getxattrListed(h: RequestHeader, ino: number, name: string, sizeBytes: number, names: Promise<readonly string[]>): Promise<Reply> {
+    return this.getxattrOf(h, ino, name, sizeBytes, await names);
+  }
+
+  private getxattrOf(h: RequestHeader, ino: number, name: string, sizeBytes: number, names: readonly string[]): null | Promise<Uint8Array> {
     // The kernel asks for security.capability on the first write to each file and on every
-    // chown: answer a missing name without building an exception (a stack trace each).
-    if (!(await this.backend.listxattr(ino)).includes(name)) {
+    // chown: answer a missing name without building an exception (a stack trace each), and
+    // without an await when the inode is in memory.
+    if (!names.includes(name)) {
       this.stats.failed++;
       this.fail(h, ERRNO.ENODATA);
       return null;
     }
-    return this.sized(await this.backend.getxattr(ino, name), g.sizeBytes);
+    return this.xattrValue(ino, name, sizeBytes);
+  }
+
+  private async xattrValue(ino: number, name: string, sizeBytes: number): Promise<Uint8Array> {
+    return this.sized(await this.backend.getxattr(ino, name), sizeBytes);
   }
 
   private async listxattr(ino: number, body: Uint8Array): Promise<Uint8Array> {
@@ -399,23 +453,6 @@ export class FuseSession {
     return value;
   }
 
-  private attrChanges(body: Uint8Array): AttrChanges & { killSuidgid?: boolean } {
-    const s = decodeSetattrIn(body);
-    const c: AttrChanges & { killSuidgid?: boolean } = {};
-    if (s.valid & FATTR.KILL_SUIDGID) c.killSuidgid = true;
-    if (s.valid & FATTR.MODE) c.mode = s.mode;
-    if (s.valid & FATTR.UID) c.uid = s.uid;
-    if (s.valid & FATTR.GID) c.gid = s.gid;
-    if (s.valid & FATTR.SIZE) c.sizeBytes = s.sizeBytes;
-    if (s.valid & FATTR.ATIME_NOW) c.atime = 'now';
-    else if (s.valid & FATTR.ATIME) c.atime = { sec: s.atimeSec, nsec: s.atimeNsec };
-    if (s.valid & FATTR.MTIME_NOW) c.mtime = 'now';
-    else if (s.valid & FATTR.MTIME) c.mtime = { sec: s.mtimeSec, nsec: s.mtimeNsec };
-    if (s.valid & FATTR.CTIME) c.ctime = { sec: s.ctimeSec, nsec: s.ctimeNsec };
-    if (s.valid & FATTR.FH) c.fh = s.fh;
-    return c;
-  }
-
   private async readdir(ino: number, body: Uint8Array, plus: boolean): Promise<Uint8Array> {
     const r = decodeReadIn(body);
     // Smallest records: 32 bytes (a name of up to 8 bytes), 160 with READDIRPLUS's entry_out.
@@ -455,4 +492,20 @@ export class FuseSession {
     }
     return encodeDirents(out, plus, this.valid);
   }
+}
+
+/** The changes a SETATTR asks for (FATTR_KILL_SUIDGID is read from `s.valid` by the caller). */
+function attrChanges(s: SetattrIn): AttrChanges {
+  const c: AttrChanges = {};
+  if (s.valid & FATTR.MODE) c.mode = s.mode;
+  if (s.valid & FATTR.UID) c.uid = s.uid;
+  if (s.valid & FATTR.GID) c.gid = s.gid;
+  if (s.valid & FATTR.SIZE) c.sizeBytes = s.sizeBytes;
+  if (s.valid & FATTR.ATIME_NOW) c.atime = 'now';
+  else if (s.valid & FATTR.ATIME) c.atime = { sec: s.atimeSec, nsec: s.atimeNsec };
+  if (s.valid & FATTR.MTIME_NOW) c.mtime = 'now';
+  else if (s.valid & FATTR.MTIME) c.mtime = { sec: s.mtimeSec, nsec: s.mtimeNsec };
+  if (s.valid & FATTR.CTIME) c.ctime = { sec: s.ctimeSec, nsec: s.ctimeNsec };
+  if (s.valid & FATTR.FH) c.fh = s.fh;
+  return c;
 }

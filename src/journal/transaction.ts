@@ -50,6 +50,8 @@ export interface Journal {
   begin(credits: number): Promise<Handle>;
   /** A handle at once (for reads: a 0-credit handle never blocks or waits for a commit). */
   start(credits: number): Handle;
+  /** begin() without waiting: the handle when no commit is taking its snapshot, else undefined (then call begin). */
+  tryBegin?(credits: number): Handle | undefined;
   /** Writes every committed change to the device (after the caller wrote file data). */
   commit(): Promise<void>;
   /** Number of metadata blocks waiting for commit. */
@@ -197,6 +199,10 @@ export class WriteBackJournal implements Journal {
   async begin(credits: number): Promise<Handle> {
     while (this.gate) await this.gate;
     return this.start(credits);
+  }
+
+  tryBegin(credits: number): Handle | undefined {
+    return this.gate ? undefined : this.start(credits);
   }
 
   isDirty(block: number): boolean { return this.j.dirty.has(block); }
