@@ -1,6 +1,6 @@
 // Codec of the request and reply headers (fuse_in_header, fuse_out_header): pure.
 import { IN_HEADER_BYTES, OUT_HEADER_BYTES } from './protocol.ts';
-import { ProtocolError, Reader, setU64 } from './wire.ts';
+import { ProtocolError, setU64, u32At, u64At } from './wire.ts';
 
 export interface RequestHeader {
   lenBytes: number;
@@ -15,13 +15,10 @@ export interface RequestHeader {
 
 export function decodeRequestHeader(buf: Uint8Array): RequestHeader {
   if (buf.length < IN_HEADER_BYTES) throw new ProtocolError(`request of ${buf.length} bytes is shorter than its header`);
-  const r = new Reader(buf);
-  const lenBytes = r.u32();
+  // Read in place (no Reader or DataView per request).
+  const lenBytes = u32At(buf, 0);
   if (lenBytes !== buf.length) throw new ProtocolError(`request header says ${lenBytes} bytes, read returned ${buf.length}`);
-  const opcode = r.u32();
-  const unique = r.u64();
-  const nodeId = r.u64();
-  return { lenBytes, opcode, unique, nodeId, uid: r.u32(), gid: r.u32(), pid: r.u32() };
+  return { lenBytes, opcode: u32At(buf, 4), unique: u64At(buf, 8), nodeId: u64At(buf, 16), uid: u32At(buf, 24), gid: u32At(buf, 28), pid: u32At(buf, 32) };
 }
 
 /** One reply buffer: header then payload. `errno` > 0 means failure (sent negated). */

@@ -4,15 +4,16 @@
 // turns the mount read-only (like ext4's errors=remount-ro) without ending the server.
 import { decodeRequestHeader, encodeNotifyInvalAttr, encodeReply, encodeReplyHeader, replyInto, type RequestHeader } from './header.ts';
 import { OP, OUT_HEADER_BYTES, opName, INIT, FATTR, FOPEN, FALLOC, FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR_VERSION, MAX_WRITE_BYTES, MAX_PAGES, RENAME_NOREPLACE, RENAME_EXCHANGE, WRITE_KILL_SUIDGID, ERRNO } from './protocol.ts';
-import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, type NodeAttr, type SetattrIn, type Validity } from './attr.ts';
+import { decodeGetattrIn, decodeSetattrIn, encodeAttrOut, encodeEntryOut, entryOutInto, ENTRY_OUT_BYTES, type NodeAttr, type SetattrIn, type Validity } from './attr.ts';
 import { decodeInitIn, encodeInitOut } from './init.ts';
 import { encodeDirents, direntBytes, type DirentOut } from './dirent.ts';
-import { decodeAccessIn, decodeCreateIn, decodeFallocateIn, decodeFh, decodeFsyncIn, decodeLseekIn, decodeOpenIn, decodeReadIn, decodeWriteIn, encodeLseekOut, encodeOpenOut, encodeWriteOut } from './io.ts';
+import { decodeAccessIn, decodeCreateIn, decodeFallocateIn, decodeFh, decodeFsyncIn, decodeLseekIn, decodeOpenIn, decodeReadIn, decodeWriteIn, encodeLseekOut, encodeOpenOut, encodeWriteOut, OPEN_OUT_BYTES } from './io.ts';
 import { decodeBatchForgetIn, decodeForgetIn, decodeLinkIn, decodeMkdirIn, decodeMknodIn, decodeName, decodeRenameIn, decodeSymlinkIn } from './names.ts';
 import { decodeGetxattrIn, decodeSetxattrIn, encodeStatfsOut, encodeXattrSizeOut, xattrNameError } from './xattr.ts';
 import { errnoOf, FuseErrno } from './errno.ts';
 import type { Caller, FuseBackend, AttrChanges } from './backend.ts';
 import { decodeUtf8, encodeUtf8 } from '../util/bytes.ts';
+import { Writer } from './wire.ts';
 import { callerInGroup, killedMode } from './killpriv.ts';
 
 const ROOT_NODE = 1;
@@ -349,12 +350,22 @@ export class FuseSession {
     return this.attrReply(this.backend.setattr(ino, ch, this.caller(h)));
   }
 
-  /** SETATTR with FATTR_KILL_SUIDGID and no mode of its own: the set-id bits the change drops are found first. */
-  private async setattrKilling(h: RequestHeader, ino: number, ch: AttrChanges): Promise<Uint8Array> {
-    const a = await this.backend.getattr(ino);
+  /** SETATTR with FATTR_KILL_SUIDGID and no mode of its own (chown): the set-id bits the change drops are found first. */
+  private setattrKilling(h: RequestHeader, ino: number, ch: AttrChanges): Uint8Array | Promise<Uint8Array> {
+    const a = this.backend.getattr(ino);
+    if (a instanceof Promise) return this.setattrKillingLater(h, ino, ch, a);
+    this.killInto(h, a, ch);
+    return this.attrReply(this.backend.setattr(ino, ch, this.caller(h)));
+  }
+
+  private async setattrKillingLater(h: RequestHeader, ino: number, ch: AttrChanges, a: Promise<NodeAttr>): Promise<Uint8Array> {
+    this.killInto(h, await a, ch);
+    return encodeAttrOut(await this.backend.setattr(ino, ch, this.caller(h)), this.valid);
+  }
+
+  private killInto(h: RequestHeader, a: NodeAttr, ch: AttrChanges): void {
     const mode = killedMode(a.mode, a.gid, (gid) => callerInGroup(h, gid));
     if (mode !== undefined) ch.mode = mode;
-    return encodeAttrOut(await this.backend.setattr(ino, ch, this.caller(h)), this.valid);
   }
 
   private async open(h: RequestHeader, ino: number, body: Uint8Array): Promise<Uint8Array> {
@@ -364,11 +375,13 @@ export class FuseSession {
   private async create(h: RequestHeader, ino: number, body: Uint8Array): Promise<Uint8Array> {
     const c = decodeCreateIn(body);
     const r = await this.backend.create(ino, c.nameBytes, c.mode, c.flags, this.caller(h));
-    const e = this.entry(r);
-    const out = new Uint8Array(e.length + 16);
-    out.set(e);
-    out.set(encodeOpenOut(r.fh, FOPEN.KEEP_CACHE), e.length);
-    return out;
+    // fuse_entry_out then fuse_open_out, built in one buffer.
+    const node = this.node(r.attr.ino);
+    if ((r.attr.mode & S_IFMT) === S_IFREG) this.lastFileNode = node;
+    const w = new Writer(ENTRY_OUT_BYTES + OPEN_OUT_BYTES);
+    entryOutInto(w, node, r.generation, r.attr, this.valid, this.valid);
+    w.u64(r.fh).u32(FOPEN.KEEP_CACHE).u32(0);
+    return w.bytes;
   }
 
   private async write(h: RequestHeader, ino: number, body: Uint8Array): Promise<Uint8Array> {

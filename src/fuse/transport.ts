@@ -237,13 +237,15 @@ export class FuseDevice {
     const p = this.onRequest(req);
     if (!p) return undefined;
     this.inFlight++;
-    const settled = () => {
-      this.inFlight--;
-      if (this.inFlight === 0) this.next();
-    };
-    p.then(settled, settled);
+    p.then(this.settled, this.settled);
     return p;
   }
+
+  /** One request taken by take() was answered (one shared callback, no closure per request). */
+  private readonly settled = (): void => {
+    this.inFlight--;
+    if (this.inFlight === 0) this.next();
+  };
 
   private get workerGranted(): boolean { return Atomics.load(this.ctl, CTL.GRANT) === 1; }
 

@@ -16,29 +16,37 @@ export function setU64(v: DataView, pos: number, x: number): void {
   v.setUint32(pos + 4, Math.floor(x / TWO_32) >>> 0, true);
 }
 
+/** The little-endian u32 at `pos` of `b` (the caller checked the bounds). */
+export function u32At(b: Uint8Array, pos: number): number {
+  return (b[pos]! | b[pos + 1]! << 8 | b[pos + 2]! << 16 | b[pos + 3]! << 24) >>> 0;
+}
+
+/** The little-endian u64 at `pos` of `b` as a number; ProtocolError beyond 2^53 (the caller checked the bounds). */
+export function u64At(b: Uint8Array, pos: number): number {
+  const hi = u32At(b, pos + 4);
+  if (hi > HI_SAFE_MAX) throw new ProtocolError(`64-bit field 0x${hi.toString(16)}${u32At(b, pos).toString(16).padStart(8, '0')} is beyond 2^53`);
+  return hi * TWO_32 + u32At(b, pos);
+}
+
+/** Reads fields in place from the request's bytes (no DataView: one of these per request). */
 export class Reader {
-  private readonly v: DataView;
-  constructor(readonly bytes: Uint8Array, public pos = 0) {
-    this.v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
+  constructor(readonly bytes: Uint8Array, public pos = 0) {}
   private need(n: number): void {
     if (this.pos + n > this.bytes.length) throw new ProtocolError(`request body too short (${this.bytes.length} bytes, need ${this.pos + n})`);
   }
-  u32(): number { this.need(4); const x = this.v.getUint32(this.pos, true); this.pos += 4; return x; }
+  u32(): number { this.need(4); const x = u32At(this.bytes, this.pos); this.pos += 4; return x; }
   /** An unsigned 64-bit field, read as two 32-bit halves (no BigInt per field: this runs several times per request). */
   u64(): number {
     this.need(8);
-    const lo = this.v.getUint32(this.pos, true);
-    const hi = this.v.getUint32(this.pos + 4, true);
+    const x = u64At(this.bytes, this.pos);
     this.pos += 8;
-    if (hi > HI_SAFE_MAX) throw new ProtocolError(`64-bit field 0x${hi.toString(16)}${lo.toString(16).padStart(8, '0')} is beyond 2^53`);
-    return hi * TWO_32 + lo;
+    return x;
   }
   /** A signed 64-bit field (times before 1970); beyond ±2^53 it is rounded like Number(bigint). */
   i64(): number {
     this.need(8);
-    const lo = this.v.getUint32(this.pos, true);
-    const hi = this.v.getInt32(this.pos + 4, true);
+    const lo = u32At(this.bytes, this.pos);
+    const hi = u32At(this.bytes, this.pos + 4) | 0;
     this.pos += 8;
     return hi * TWO_32 + lo;
   }
@@ -55,24 +63,35 @@ export class Reader {
   take(n: number): Uint8Array { this.need(n); const s = this.bytes.subarray(this.pos, this.pos + n); this.pos += n; return s; }
 }
 
+/** Writes `x` as a little-endian u32 at `pos` of `b`. */
+function putU32(b: Uint8Array, pos: number, x: number): void {
+  b[pos] = x; b[pos + 1] = x >>> 8; b[pos + 2] = x >>> 16; b[pos + 3] = x >>> 24;
+}
+
+/** Builds a reply body in place (no DataView: one of these per reply). */
 export class Writer {
   readonly bytes: Uint8Array;
-  private readonly v: DataView;
   pos = 0;
   constructor(lenBytes: number) {
     this.bytes = new Uint8Array(lenBytes);
-    this.v = new DataView(this.bytes.buffer);
   }
-  u16(x: number): this { this.v.setUint16(this.pos, x, true); this.pos += 2; return this; }
-  u32(x: number): this { this.v.setUint32(this.pos, x >>> 0, true); this.pos += 4; return this; }
+  u16(x: number): this { this.bytes[this.pos] = x; this.bytes[this.pos + 1] = x >>> 8; this.pos += 2; return this; }
+  u32(x: number): this { putU32(this.bytes, this.pos, x >>> 0); this.pos += 4; return this; }
   /** A 64-bit field; a negative number is stored as its two's complement (as BigInt.asUintN would). */
   u64(x: number | bigint): this {
-    if (typeof x === 'bigint') this.v.setBigUint64(this.pos, BigInt.asUintN(64, x), true);
-    else setU64(this.v, this.pos, x);
+    if (typeof x !== 'bigint') return this.i64(x);
+    const u = BigInt.asUintN(64, x);
+    putU32(this.bytes, this.pos, Number(u & 0xffff_ffffn));
+    putU32(this.bytes, this.pos + 4, Number(u >> 32n));
     this.pos += 8;
     return this;
   }
-  i64(x: number): this { setU64(this.v, this.pos, x); this.pos += 8; return this; }
+  i64(x: number): this {
+    putU32(this.bytes, this.pos, x >>> 0);
+    putU32(this.bytes, this.pos + 4, Math.floor(x / TWO_32) >>> 0);
+    this.pos += 8;
+    return this;
+  }
   bytesAt(b: Uint8Array): this { this.bytes.set(b, this.pos); this.pos += b.length; return this; }
   skip(n: number): this { this.pos += n; return this; }
 }
