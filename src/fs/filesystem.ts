@@ -121,12 +121,16 @@ export class Filesystem {
   getInode(ino: number): Promise<OpenInode> { return this.icache.get(ino); }
 
   /** A file handle closed. */
-  async release(oi: OpenInode): Promise<void> {
+  async release(oi: OpenInode): Promise<void> { await this.releaseNow(oi); }
+
+  /** release() that returns a promise only when an orphan's last reference went (its blocks are freed then). */
+  releaseNow(oi: OpenInode): Promise<void> | undefined {
     oi.refs--;
     // The last close ends the file's preallocation window; with data still to write back, the
     // window lasts until that writeback (mapDirtyPages) so the data continues the file's run.
     if (oi.refs === 0 && oi.dirtyPageCount === 0) this.clusters.releaseWindow(oi.ino);
-    if (oi.refs === 0 && oi.inode.linksCount === 0 && this.orphans.has(oi.ino)) await releaseOrphan(this, oi);
+    if (oi.refs === 0 && oi.inode.linksCount === 0 && this.orphans.has(oi.ino)) return releaseOrphan(this, oi);
+    return undefined;
   }
 
   /** Sets block limits for one user or group (kept in the quota files at the next commit). */

@@ -350,7 +350,7 @@ export class Ext4Backend implements FuseBackend {
     const h = this.files.get(fh);
     if (!h) return undefined;
     this.files.delete(fh);
-    return this.fs.release(h.oi);
+    return this.fs.releaseNow(h.oi);
   }
 
   async fsync(ino: number, fh: number | undefined): Promise<void> {

@@ -105,6 +105,8 @@ for (;;) {
 const LEND_FROM_BYTES = 64 * 1024;
 /** Pool buffers the reader keeps (each READ_BUFFER_BYTES). */
 const POOL_MAX = 8;
+/** Requests the main thread may read and answer synchronously in one event-loop turn (see decide). */
+const SYNC_BATCH = 16;
 /** How long the main thread may sit in read(2) with nothing arriving before it is woken. */
 const IDLE_POKE_MS = 10;
 
@@ -261,18 +263,29 @@ export class FuseDevice {
     setImmediate(this.decide);
   }
 
-  /** Grants the worker the next read, or reads it on this thread (see the file comment). */
+  /**
+   * Grants the worker the next read, or reads it on this thread (see the file comment). A
+   * request answered synchronously (no promise: most SETATTR, GETATTR, GETXATTR, RELEASE) is
+   * followed by the next read in the same turn, up to SYNC_BATCH of them: an event-loop turn
+   * (and its epoll_wait) less per request, while timers and I/O callbacks still run between batches.
+   */
   private readonly decide = (): void => {
     this.loopQueued = false;
-    if (this.closed || this.gone || this.workerGranted) return;
+    for (let i = 0; i < SYNC_BATCH; i++) if (!this.readOne()) return;
+    this.next();
+  };
+
+  /** One turn of decide: true when a request was read and answered synchronously, so the main thread may read again. */
+  private readOne(): boolean {
+    if (this.closed || this.gone || this.workerGranted) return false;
     if (Atomics.load(this.ctl, CTL.YIELD) === 1) {
       Atomics.store(this.ctl, CTL.YIELD, 0);
       this.grantWorker();
-      return;
+      return false;
     }
     // Without a regular file to poke with, the main thread does not block (see the file comment).
     const pokeNode = this.mainReads ? this.pokeNode() : 0;
-    if (pokeNode === 0 || this.inFlight > 0 || this.busy()) { this.grantWorker(); return; }
+    if (pokeNode === 0 || this.inFlight > 0 || this.busy()) { this.grantWorker(); return false; }
     this.mainBuf ??= new Uint8Array(READ_BUFFER_BYTES);
     const buf = this.mainBuf;
     let n: number;
@@ -283,9 +296,9 @@ export class FuseDevice {
     } catch (e) {
       Atomics.store(this.ctl, CTL.MAIN_READING, 0);
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT') { this.next(); return; }
+      if (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT') { this.next(); return false; }
       this.ended(String(code ?? (e as Error).message));
-      return;
+      return false;
     }
     Atomics.store(this.ctl, CTL.MAIN_READING, 0);
     Atomics.add(this.ctl, CTL.MAIN_SEQ, 1);
@@ -293,9 +306,11 @@ export class FuseDevice {
     // Large WRITEs are used in place (the buffer is read again only once nothing is in flight);
     // anything else is copied out, as handlers may keep pieces of small requests (names).
     const isWrite = buf[4] === 16 && buf[5] === 0 && buf[6] === 0 && buf[7] === 0;
-    this.take(n >= LEND_FROM_BYTES && isWrite ? buf.subarray(0, n) : buf.slice(0, n));
+    const pending = this.take(n >= LEND_FROM_BYTES && isWrite ? buf.subarray(0, n) : buf.slice(0, n));
+    if (pending === undefined && this.inFlight === 0) return true;
     this.next();
-  };
+    return false;
+  }
 
   /**
    * Sends one reply (with `payload`: `bytes` is its header, both go out in one writev, which
