@@ -159,8 +159,7 @@ export class Ext4Backend implements FuseBackend {
   private cred(caller: Caller): Credentials { return { uid: caller.uid, gid: caller.gid }; }
 
   /** Owner of a new inode: a setgid directory passes its group on (and its setgid bit to subdirectories). */
-  private async newOwner(parentIno: number, caller: Caller, mode: number): Promise<{ cred: Credentials; mode: number }> {
-    const parent = await this.inode(parentIno);
+  private newOwner(parent: OpenInode, caller: Caller, mode: number): { cred: Credentials; mode: number } {
     if (!isDirMode(parent.inode.mode)) throw posixError('ENOTDIR', 'open');
     if (parent.inode.mode & S_ISGID) {
       return { cred: { uid: caller.uid, gid: parent.inode.gid }, mode: isDirMode(mode) ? mode | S_ISGID : mode };
@@ -323,8 +322,9 @@ export class Ext4Backend implements FuseBackend {
 
   async create(parentIno: number, nameBytes: Uint8Array, mode: number, flags: number, caller: Caller): Promise<{ fh: number; attr: NodeAttr; generation: number }> {
     this.writable();
-    const owner = await this.newOwner(parentIno, caller, S_IFREG | (mode & 0o7777));
-    const oi = await namei.create(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 }, { syscall: 'open' });
+    const parent = await this.inode(parentIno);
+    const owner = this.newOwner(parent, caller, S_IFREG | (mode & 0o7777));
+    const oi = await namei.create(this.fs, parent, nameBytes, owner.mode & 0o7777, owner.cred, { exclusive: (flags & O_EXCL) !== 0 }, { syscall: 'open' });
     if (isDirMode(oi.inode.mode)) throw posixError('EISDIR', 'open');
     this.fs.icache.hold(oi);
     const fh = this.nextFh++;
@@ -396,8 +396,9 @@ export class Ext4Backend implements FuseBackend {
 
   async mkdir(parentIno: number, nameBytes: Uint8Array, mode: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const owner = await this.newOwner(parentIno, caller, S_IFDIR | (mode & 0o7777));
-    await namei.mkdir(this.fs, await this.inode(parentIno), nameBytes, owner.mode & 0o7777, owner.cred, { syscall: 'mkdir' });
+    const parent = await this.inode(parentIno);
+    const owner = this.newOwner(parent, caller, S_IFDIR | (mode & 0o7777));
+    await namei.mkdir(this.fs, parent, nameBytes, owner.mode & 0o7777, owner.cred, { syscall: 'mkdir' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
@@ -409,15 +410,17 @@ export class Ext4Backend implements FuseBackend {
 
   async mknod(parentIno: number, nameBytes: Uint8Array, mode: number, rdev: number, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const owner = await this.newOwner(parentIno, caller, mode);
-    await namei.mknod(this.fs, await this.inode(parentIno), nameBytes, owner.mode, rdev, owner.cred, { syscall: 'mknod' });
+    const parent = await this.inode(parentIno);
+    const owner = this.newOwner(parent, caller, mode);
+    await namei.mknod(this.fs, parent, nameBytes, owner.mode, rdev, owner.cred, { syscall: 'mknod' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
   async symlink(parentIno: number, nameBytes: Uint8Array, target: Uint8Array, caller: Caller): Promise<{ attr: NodeAttr; generation: number }> {
     this.writable();
-    const owner = await this.newOwner(parentIno, caller, 0);
-    await namei.symlink(this.fs, await this.inode(parentIno), nameBytes, target, owner.cred, { syscall: 'symlink' });
+    const parent = await this.inode(parentIno);
+    const owner = this.newOwner(parent, caller, 0);
+    await namei.symlink(this.fs, parent, nameBytes, target, owner.cred, { syscall: 'symlink' });
     return this.lookedUpNew(parentIno, nameBytes);
   }
 
