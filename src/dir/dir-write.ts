@@ -35,8 +35,8 @@ export interface DirWriteEnv {
   txn: MetaTxn;
   /** Current size of the directory in blocks. */
   blockCount(): number;
-  /** Physical block of a directory block; undefined for a hole. */
-  mapBlock(fileBlock: number): Promise<number | undefined>;
+  /** Physical block of a directory block; undefined for a hole (at once when it is known). */
+  mapBlock(fileBlock: number): number | undefined | Promise<number | undefined>;
   /** Grows the directory by one block at its end; returns the physical block (contents unset). */
   appendBlock(): Promise<number>;
   getFlags(): number;
