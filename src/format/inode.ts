@@ -297,7 +297,7 @@ export function encodeInode(inode: Inode, bytes: Uint8Array, opts: InodeCodecOpt
   assert(inode.iBlock.length === I_BLOCK_SIZE, 'i_block must be 60 bytes');
   const extra = size > GOOD_OLD_INODE_SIZE ? inode.extraIsize : 0;
   if (extra % 4 !== 0 || GOOD_OLD_INODE_SIZE + extra > size) assert(false, `i_extra_isize ${extra}`);
-  if (bytes !== inode.raw) bytes.set(inode.raw.subarray(0, size), 0);
+  if (bytes !== inode.raw) bytes.set(inode.raw.length === size ? inode.raw : inode.raw.subarray(0, size), 0);
 
   setU16(bytes, i_mode, inode.mode);
   assert(inode.uid >= 0 && inode.uid <= 0xffff_ffff && inode.gid >= 0 && inode.gid <= 0xffff_ffff, 'uid/gid range');
