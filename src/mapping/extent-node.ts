@@ -2,7 +2,7 @@
 // read-only mapping walk (read-map.ts) and the tree writer (extent-tree.ts). Every node read
 // from disk passes through here, so both see the same checks in the same order.
 import { corrupt, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
-import { decodeExtentNode, EXT_MAX_LOGICAL_END, type Extent, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
+import { decodeExtentNode, EXT_MAX_LOGICAL_END, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
 
 /** What reading extent nodes of one inode needs. */
 export interface ExtentNodeSource {
@@ -51,20 +51,23 @@ function unchangedSinceDecoded(bytes: Uint8Array, seed: number | undefined, bloc
 function rememberDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number, node: ExtentNode): DecodedNode | undefined {
   const words = wordsOf(bytes);
   if (!words) return undefined;
+  // Leaf entries are shared with every owned copy (cloneExtentNode): frozen, so that a writer
+  // changing one in place instead of replacing it fails at once rather than corrupting the cache.
+  if (node.kind === 'leaf') for (const e of node.extents) Object.freeze(e);
   const entry: DecodedNode = { seed, blockSize, words: words.slice(), node, range: undefined };
   decodedNodes.set(bytes, entry);
   return entry;
 }
 
-/** A copy of a node whose entries can be changed without touching the original. */
+/**
+ * A copy of a node that can be changed without touching the original: its own header and entry
+ * list. A leaf's extents themselves are shared and frozen (writers replace an extent, never
+ * change it: one conversion per random write would otherwise copy the whole leaf); an index
+ * node's entries are copied (key propagation rewrites them in place).
+ */
 export function cloneExtentNode(node: ExtentNode): ExtentNode {
   if (node.kind === 'leaf') {
-    const extents = new Array<Extent>(node.extents.length);
-    for (let i = 0; i < extents.length; i++) {
-      const e = node.extents[i]!;
-      extents[i] = { fileBlock: e.fileBlock, countBlocks: e.countBlocks, fsBlock: e.fsBlock, unwritten: e.unwritten };
-    }
-    return { kind: 'leaf', depth: 0, max: node.max, generation: node.generation, extents };
+    return { kind: 'leaf', depth: 0, max: node.max, generation: node.generation, extents: node.extents.slice() };
   }
   const indexes = new Array<ExtentIndexNode['indexes'][number]>(node.indexes.length);
   for (let i = 0; i < indexes.length; i++) {
