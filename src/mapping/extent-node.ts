@@ -53,7 +53,7 @@ function rememberDecoded(bytes: Uint8Array, seed: number | undefined, blockSize:
   if (!words) return undefined;
   // Leaf entries are shared with every owned copy (cloneExtentNode): frozen, so that a writer
   // changing one in place instead of replacing it fails at once rather than corrupting the cache.
-  if (node.kind === 'leaf') for (const e of node.extents) Object.freeze(e);
+  if (node.kind === 'leaf') for (const e of node.extents) if (!Object.isFrozen(e)) Object.freeze(e);
   const entry: DecodedNode = { seed, blockSize, words: words.slice(), node, range: undefined };
   decodedNodes.set(bytes, entry);
   return entry;
