@@ -27,6 +27,9 @@ export interface ExtentNodeSource {
 interface DecodedNode {
   seed: number | undefined;
   blockSize: number;
+  /** The buffer itself, as words (made once per buffer). */
+  view: Int32Array;
+  /** The buffer's words when the node was decoded or encoded (refreshed in place). */
   words: Int32Array;
   /** Never modified: callers that change nodes get a copy (readChildNode's `shared`). */
   node: ExtentNode;
@@ -41,20 +44,30 @@ function wordsOf(bytes: Uint8Array): Int32Array | undefined {
 function unchangedSinceDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number): DecodedNode | undefined {
   const seen = decodedNodes.get(bytes);
   if (!seen || seen.seed !== seed || seen.blockSize !== blockSize) return undefined;
-  const now = wordsOf(bytes);
-  if (!now || now.length !== seen.words.length) return undefined;
+  const now = seen.view;
+  if (now.length !== seen.words.length) return undefined;
   const was = seen.words;
   for (let i = 0; i < now.length; i++) if (now[i] !== was[i]) return undefined;
   return seen;
 }
 
 function rememberDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number, node: ExtentNode): DecodedNode | undefined {
-  const words = wordsOf(bytes);
-  if (!words) return undefined;
+  const prev = decodedNodes.get(bytes);
+  const view = prev?.view ?? wordsOf(bytes);
+  if (!view) return undefined;
   // Leaf entries are shared with every owned copy (cloneExtentNode): frozen, so that a writer
   // changing one in place instead of replacing it fails at once rather than corrupting the cache.
   if (node.kind === 'leaf') for (const e of node.extents) if (!Object.isFrozen(e)) Object.freeze(e);
-  const entry: DecodedNode = { seed, blockSize, words: words.slice(), node, range: undefined };
+  if (prev && prev.words.length === view.length) {
+    // A node rewritten in the same buffer (every conversion): no new snapshot allocated.
+    prev.words.set(view);
+    prev.seed = seed;
+    prev.blockSize = blockSize;
+    prev.node = node;
+    prev.range = undefined;
+    return prev;
+  }
+  const entry: DecodedNode = { seed, blockSize, view, words: view.slice(), node, range: undefined };
   decodedNodes.set(bytes, entry);
   return entry;
 }
