@@ -8,7 +8,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Mapping } from '../mapping/read-map.ts';
-import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
+import { fmtOf, InodeReader, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
 import { defaultWriterOptions, HostWriter, type FileOp, type HostWriterOptions } from './get-writer.ts';
 import { checkName, ImgRef, joinHost, NameSet, shownPath, type ImgPath } from './get-paths.ts';
 import { asArg, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
@@ -86,6 +86,7 @@ class Copier {
   /** Hard links, made once every file is written (the first name may still be in a writer's queue). */
   private readonly pendingLinks: Array<[first: Buffer, host: Buffer]> = [];
   private readonly writer: HostWriter | undefined;
+  readonly inodes: InodeReader;
   private unfixableTimes = 0;
   /** The one read buffer (a fresh 1 MiB buffer per file cost more than the copy itself). */
   private readonly chunk = new Uint8Array(CHUNK);
@@ -106,6 +107,7 @@ class Copier {
     private readonly data: DataSource | undefined,
   ) {
     // One file alone gains nothing from a thread that takes longer to start than the copy.
+    this.inodes = new InodeReader(mount);
     if (data?.hostFd !== undefined && opts.recursive) this.writer = new HostWriter(data.hostFd, opts.writers ?? defaultWriterOptions());
   }
 
@@ -157,7 +159,7 @@ class Copier {
       if (!seen.add(nameBytes)) {
         throw corrupt('dirent-duplicate', `directory '${dir.shown()}' holds the name '${printableName(nameBytes)}' more than once`, { path: dir.shown(), inode: d.ino });
       }
-      const node = await this.mount.iget(d.ino);
+      const node = await this.inodes.iget(d.ino);
       if (node.inode.linksCount === 0 && node.inode.mode === 0) {
         throw corrupt('dirent-unused-inode', `directory entry points to unused inode ${d.ino}`, { inode: d.ino });
       }
@@ -553,7 +555,7 @@ export async function getFromImage(
   const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner, writers: opts.writers }, info.blockSize, info.blocksCount,
     Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
-    await copier.copyTree(src, await mount.iget(st.ino), target, existingRoot);
+    await copier.copyTree(src, await copier.inodes.iget(st.ino), target, existingRoot);
     await copier.finish();
   } finally {
     await copier.stop();
