@@ -21,7 +21,7 @@ const MAX_INODES = 1 << 14;
 
 type Outcome = { inode: unknown } | { error: string };
 
-async function outcome(get: () => Promise<Node>): Promise<Outcome> {
+async function outcome(get: () => Node | Promise<Node>): Promise<Outcome> {
   try {
     const n = await get();
     const { raw, iBlock, ...rest } = n.inode;
@@ -33,7 +33,7 @@ async function outcome(get: () => Promise<Node>): Promise<Outcome> {
 }
 
 /** Inode numbers where `iget` differs from the volume's own decode. */
-async function mismatches(mount: Mount, iget: (ino: number) => Promise<Node>): Promise<number[]> {
+async function mismatches(mount: Mount, iget: (ino: number) => Node | Promise<Node>): Promise<number[]> {
   const bad: number[] = [];
   const count = Math.min(mount.vol.geo.inodesCount, MAX_INODES);
   for (let ino = 1; ino <= count + 1; ino++) {

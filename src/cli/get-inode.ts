@@ -96,7 +96,8 @@ export class InodeReader {
     };
   }
 
-  async iget(ino: number): Promise<Node> {
+  /** The inode, without an await when its part of the table is already read (most calls). */
+  iget(ino: number): Node | Promise<Node> {
     const { vol } = this.mount;
     const { geo } = vol;
     if (this.mount.fs || !Number.isInteger(ino) || ino < 1 || ino > geo.inodesCount) return this.mount.iget(ino);
@@ -111,16 +112,20 @@ export class InodeReader {
     const tableBlock = Math.floor(idx / geo.inodesPerBlock);
     const runStart = tableBlock - (tableBlock % TABLE_RUN_BLOCKS);
     const first = gd.inodeTable + runStart;
-    let run = this.runs.get(first);
-    if (run === undefined) {
-      const countBlocks = Math.min(TABLE_RUN_BLOCKS, Math.ceil(usedInodes / geo.inodesPerBlock) - runStart);
-      run = await vol.device.read(first * geo.blockSize, countBlocks * geo.blockSize);
-      this.runs.set(first, run);
-      if (this.runs.size > TABLE_RUNS_KEPT) this.runs.delete(this.runs.keys().next().value!);
-    }
     const off = (tableBlock - runStart) * geo.blockSize + (idx % geo.inodesPerBlock) * geo.inodeSize;
+    const run = this.runs.get(first);
+    if (run !== undefined) return this.decode(ino, run, off);
+    const countBlocks = Math.min(TABLE_RUN_BLOCKS, Math.ceil(usedInodes / geo.inodesPerBlock) - runStart);
+    return vol.device.read(first * geo.blockSize, countBlocks * geo.blockSize).then((bytes) => {
+      this.runs.set(first, bytes);
+      if (this.runs.size > TABLE_RUNS_KEPT) this.runs.delete(this.runs.keys().next().value!);
+      return this.decode(ino, bytes, off);
+    });
+  }
+
+  private decode(ino: number, run: Uint8Array, off: number): Node {
     // decodeInode keeps nothing of its options: one object serves every call.
     this.opts.ino = ino;
-    return { ino, inode: decodeInode(run.subarray(off, off + geo.inodeSize), this.opts) };
+    return { ino, inode: decodeInode(run.subarray(off, off + this.opts.inodeSize), this.opts) };
   }
 }

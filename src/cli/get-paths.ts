@@ -38,7 +38,8 @@ export function childOf(dir: ImgPath, name: Uint8Array): Uint8Array {
 /** `parent/name` as bytes (host paths are bytes: image names need not be UTF-8). */
 export function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(parent.length + 1 + name.length);
-  parent.copy(out, 0);
+  // set(), not Buffer#copy: copy makes a Uint8Array view of the source on every call.
+  out.set(parent, 0);
   out[parent.length] = 0x2f;
   out.set(name, parent.length + 1);
   return out;
