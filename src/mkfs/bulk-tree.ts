@@ -39,6 +39,8 @@ export type ReadAt = (into: Uint8Array, posBytes: number) => number | Promise<nu
 const READ_CHUNK_BYTES = 1 << 20;
 /** Size of each of the two staging buffers that gather consecutive blocks into one device write. */
 const STAGE_BYTES = 4 << 20;
+/** A file is read into the staging buffer only where at least this much of it is free. */
+const MIN_TAIL_BYTES = 64 << 10;
 /** The largest i_links_count; a directory with more subdirectories counts 1 (dir_nlink). */
 const MAX_LINKS = 65000;
 
@@ -57,6 +59,7 @@ const FT_BY_TYPE = new Map<number, number>([
 /** Consecutive block writes gathered into large device writes; two buffers, one write in flight. */
 class StagedWriter {
   private bufs = [new Uint8Array(STAGE_BYTES), new Uint8Array(STAGE_BYTES)];
+  private words = this.bufs.map((b) => new Int32Array(b.buffer));
   private cur = 0;
   private startOff = 0;
   private lenBytes = 0;
@@ -73,6 +76,27 @@ class StagedWriter {
     if (this.lenBytes === 0) this.startOff = offBytes;
     this.bufs[this.cur]!.set(bytes, this.lenBytes);
     this.lenBytes += bytes.length;
+  }
+
+  /**
+   * The free end of the staging buffer for bytes going to `offBytes`, so that a caller can read
+   * them straight into place (no copy): a whole number of `unitBytes`, at most `maxBytes`, at
+   * least `unitBytes` (writes what is staged first when it does not continue there or the
+   * buffer is nearly full). `commit` then takes what was filled. `words` views the buffer.
+   */
+  async tail(offBytes: number, maxBytes: number, unitBytes: number): Promise<{ view: Uint8Array; words: Int32Array }> {
+    if (this.lenBytes > 0 && (offBytes !== this.startOff + this.lenBytes || STAGE_BYTES - this.lenBytes < Math.max(unitBytes, MIN_TAIL_BYTES))) await this.flush();
+    if (this.lenBytes === 0) this.startOff = offBytes;
+    const room = Math.floor((STAGE_BYTES - this.lenBytes) / unitBytes) * unitBytes;
+    return { view: this.bufs[this.cur]!.subarray(this.lenBytes, this.lenBytes + Math.min(maxBytes, room)), words: this.words[this.cur]! };
+  }
+
+  /** Byte offset the next staged byte goes to (meaningful right after tail()). */
+  get endOff(): number { return this.startOff + this.lenBytes; }
+
+  /** Takes `lenBytes` filled in place at the start of the view tail() gave. */
+  commit(lenBytes: number): void {
+    this.lenBytes += lenBytes;
   }
 
   /** Zeros up to `lenBytes` (the padding after a file's last byte in its last block). */
@@ -278,27 +302,28 @@ export class TreeBuilder {
    */
   async file(parent: number, name: Uint8Array, attrs: TreeAttrs, read: ReadAt, mayGainLinks = false): Promise<number> {
     const { ino, inode } = this.newInode(S_IFREG, attrs);
-    const { bs, R } = this.b;
-    const clusterBytes = bs * R;
     const runs: Run[] = [];
     let pos = 0;
-    for (;;) {
-      const n = await read(this.scratch, pos);
-      if (n === 0) break;
-      const chunk = this.scratch.subarray(0, n);
-      const hole = (k: number): boolean => this.extents && isZero(chunk, this.scratchWords, k * clusterBytes, Math.min(n, (k + 1) * clusterBytes));
-      // Runs of clusters with data, in file blocks, the last one cut at the chunk's end.
-      for (let c = 0; c * clusterBytes < n;) {
-        if (hole(c)) { c++; continue; }
-        let e = c + 1;
-        while (e * clusterBytes < n && !hole(e)) e++;
-        const fromBytes = c * clusterBytes;
-        const toBytes = Math.min(n, e * clusterBytes);
-        for (const r of await this.writeRun(chunk.subarray(fromBytes, toBytes), (pos + fromBytes) / bs)) runs.push(r);
-        c = e;
+    if (this.b.bs * this.b.R <= MIN_TAIL_BYTES) {
+      for (;;) {
+        // Read straight into the staging buffer where the data goes when it continues the
+        // previous file's (nearly always): no copy between the host's bytes and the image write.
+        const { bs, R } = this.b;
+        const { view, words } = await this.out.tail(ceilDiv(this.goal, R) * R * bs, READ_CHUNK_BYTES, bs * R);
+        const n = await read(view, pos);
+        if (n === 0) break;
+        await this.placeStaged(view, words, n, pos, runs);
+        pos += n;
+        if (n < view.length) break; // a regular file's short read is its end
       }
-      pos += n;
-      if (n < this.scratch.length) break; // a regular file's short read is its end
+    } else {
+      for (;;) {
+        const n = await read(this.scratch, pos);
+        if (n === 0) break;
+        await this.placeChunk(this.scratch.subarray(0, n), this.scratchWords, pos, runs);
+        pos += n;
+        if (n < this.scratch.length) break; // a regular file's short read is its end
+      }
     }
     inode.sizeBytes = pos;
     this.mapRuns(ino, inode, runs);
@@ -309,11 +334,68 @@ export class TreeBuilder {
     return ino;
   }
 
+  /**
+   * Writes `chunk` (file bytes from `posBytes`, a multiple of the cluster size) where it holds
+   * data, leaving clusters of zeros as holes; appends the runs. `words` views chunk's buffer.
+   */
+  private async placeChunk(chunk: Uint8Array, words: Int32Array, posBytes: number, runs: Run[]): Promise<void> {
+    const { bs, R } = this.b;
+    const clusterBytes = bs * R;
+    const n = chunk.length;
+    const hole = (k: number): boolean => this.extents && isZero(chunk, words, k * clusterBytes, Math.min(n, (k + 1) * clusterBytes));
+    // Runs of clusters with data, in file blocks, the last one cut at the chunk's end.
+    for (let c = 0; c * clusterBytes < n;) {
+      if (hole(c)) { c++; continue; }
+      let e = c + 1;
+      while (e * clusterBytes < n && !hole(e)) e++;
+      const fromBytes = c * clusterBytes;
+      const toBytes = Math.min(n, e * clusterBytes);
+      for (const r of await this.writeRun(chunk.subarray(fromBytes, toBytes), (posBytes + fromBytes) / bs)) runs.push(r);
+      c = e;
+    }
+  }
+
+  /**
+   * `n` bytes of a file from `posBytes`, read into `view` (from out.tail()): kept in place when
+   * they hold no cluster of zeros and their blocks are allocated exactly there; else copied out
+   * and placed as any other chunk (holes, or the allocator went elsewhere). Appends the runs.
+   */
+  private async placeStaged(view: Uint8Array, words: Int32Array, n: number, posBytes: number, runs: Run[]): Promise<void> {
+    const { bs, R } = this.b;
+    const clusterBytes = bs * R;
+    const data = view.subarray(0, n);
+    let holes = false;
+    if (this.extents) for (let k = 0; k * clusterBytes < n && !holes; k++) holes = isZero(data, words, k * clusterBytes, Math.min(n, (k + 1) * clusterBytes));
+    if (!holes) {
+      const countBlocks = ceilDiv(n, bs);
+      const at = this.out.endOff;
+      const got = this.b.alloc.alloc(countBlocks, this.goal);
+      const r = got[0]!;
+      if (got.length === 1 && r.fsBlock * bs === at) {
+        view.fill(0, n, countBlocks * bs);
+        this.out.commit(countBlocks * bs);
+        r.fileBlock += posBytes / bs;
+        this.goal = r.fsBlock + r.countBlocks;
+        runs.push(r);
+        return;
+      }
+      // Allocated elsewhere: copy out (the staged bytes' place is taken by what comes next).
+      this.scratch.set(data);
+      for (const x of await this.writeAllocated(this.scratch.subarray(0, n), got, posBytes / bs)) runs.push(x);
+      return;
+    }
+    this.scratch.set(data);
+    await this.placeChunk(this.scratch.subarray(0, n), this.scratchWords, posBytes, runs);
+  }
+
   /** Allocates blocks for `bytes` at file block `firstBlock` (cluster-aligned), writes them, returns the runs. */
   private async writeRun(bytes: Uint8Array, firstBlock: number): Promise<Run[]> {
+    return this.writeAllocated(bytes, this.b.alloc.alloc(ceilDiv(bytes.length, this.b.bs), this.goal), firstBlock);
+  }
+
+  /** Writes `bytes` to `runs` (allocated for them, file blocks from 0) and moves the runs to `firstBlock`. */
+  private async writeAllocated(bytes: Uint8Array, runs: Run[], firstBlock: number): Promise<Run[]> {
     const { bs } = this.b;
-    const countBlocks = ceilDiv(bytes.length, bs);
-    const runs = this.b.alloc.alloc(countBlocks, this.goal);
     for (const r of runs) {
       const from = r.fileBlock * bs;
       const to = Math.min(bytes.length, (r.fileBlock + r.countBlocks) * bs);
