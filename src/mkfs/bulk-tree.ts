@@ -202,7 +202,7 @@ export class TreeBuilder {
     }
     this.nextIno++;
     this.b.built.last = ino;
-    const inode = this.b.newInode(ino, type);
+    const inode = this.b.newBulkInode(ino, type);
     this.setAttrs(inode, type, attrs);
     return { ino, inode };
   }
