@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, truncateSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeFileDevice } from './node-file-device.ts';
+import { CoalescingDevice } from './coalescing-device.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 
 test('read and readInto return the same bytes; a host file shrunk under the device reads zeros past its end', async () => {
@@ -72,4 +73,42 @@ test('broken variant: without the overlap check a read overtakes the write in fl
   const r = await orderingRun(true);
   // The read sees the old zeros, or the big write lands over the small one.
   assert.ok(r.readLast === 0 || !r.smallWins, `the ordering bug went unnoticed: ${JSON.stringify(r)}`);
+});
+
+// Through the coalescing device (as a mount uses it): it no longer holds its queue for a large
+// write, so the ordering rests on the device below.
+async function coalescedRun(ignoreOverlaps: boolean): Promise<{ readLast: number; last: number; bigDoneFirst: boolean }> {
+  const dir = mkdtempSync(join(tmpdir(), 'nfd-'));
+  try {
+    const bigBytes = 64 << 20;
+    const file = await NodeFileDevice.create(join(dir, 'img'), bigBytes + (1 << 20));
+    file.ignoreOverlapsForTest = ignoreOverlaps;
+    const dev = new CoalescingDevice(file, 1 << 20);
+    assert.equal(dev.ordersOverlaps, true);
+    let bigDone = false;
+    const big = dev.writev(0, Array.from({ length: 64 }, () => new Uint8Array(1 << 20).fill(0xaa))).then(() => { bigDone = true; });
+    // A small write elsewhere is not held behind the large one (the queue moved on once it was issued).
+    const elsewhere = dev.write(bigBytes, new Uint8Array(4096).fill(0xcc));
+    const read = dev.read(bigBytes - 4096, 4096);
+    const small = dev.write(bigBytes - 4096, new Uint8Array(4096).fill(0xbb));
+    await elsewhere;
+    const bigDoneFirst = bigDone;
+    await dev.flush();
+    await Promise.all([big, small]);
+    const got = await read;
+    const after = await dev.read(bigBytes - 4096, 4096);
+    await dev.close();
+    return { readLast: got[4095]!, last: after[0]!, bigDoneFirst };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('through the coalescing device: requests after a large write keep their order, unrelated ones do not wait', async () => {
+  assert.deepEqual(await coalescedRun(false), { readLast: 0xaa, last: 0xbb, bigDoneFirst: false });
+});
+
+test('broken variant through the coalescing device: without the overlap check the order is lost', async () => {
+  const r = await coalescedRun(true);
+  assert.ok(r.readLast === 0 || r.last !== 0xbb, `the ordering bug went unnoticed: ${JSON.stringify(r)}`);
 });
