@@ -154,7 +154,9 @@ test('a 20,000-entry directory listed through the mount while entries are added 
     assert.equal(rounds.length, 4, out);
     for (const r of rounds) assert.equal(r.split(' ')[2], String(STABLE), out);
     const churned = Number(/churned (\d+)/.exec(out)?.[1]);
-    assert.ok(churned > 100, `entries were added and removed during the listings (${churned})`);
+    // At least 50 creates, so churn entries were unlinked too (a loaded host manages fewer than
+    // 100 in the listings' time: 95 at load 20).
+    assert.ok(churned > 50, `entries were added and removed during the listings (${churned})`);
   });
   const r = await e2fsck(img);
   assert.equal(r.exitCode, 0, r.output);

@@ -140,6 +140,11 @@ export interface InodeCodecOptions {
   blockSize: number;
   /** The 64bit feature; when false, l_i_file_acl_high is ignored as the kernel does. Default true. */
   has64bit?: boolean | undefined;
+  /**
+   * Decode only: `raw` and `iBlock` are views of `bytes` instead of copies (the caller keeps
+   * `bytes` unchanged for as long as the inode is used: read-only walks over immutable buffers).
+   */
+  shareBytes?: boolean | undefined;
 }
 
 /** EXT4_FITS_IN_INODE: a field beyond 128 bytes exists only if i_extra_isize covers it. */
@@ -260,7 +265,7 @@ export function decodeInode(bytes: Uint8Array, opts: InodeCodecOptions): Inode {
   if (!Number.isSafeInteger(version)) throw unsupported('inode-version-too-large', 'i_version exceeds 2^53', where);
 
   return {
-    raw: bytes.slice(0, size),
+    raw: opts.shareBytes ? bytes.subarray(0, size) : bytes.slice(0, size),
     mode: u16(bytes, i_mode),
     uid: (u16(bytes, i_uid) | (u16(bytes, l_i_uid_high) << 16)) >>> 0,
     gid: (u16(bytes, i_gid) | (u16(bytes, l_i_gid_high) << 16)) >>> 0,
@@ -275,7 +280,7 @@ export function decodeInode(bytes: Uint8Array, opts: InodeCodecOptions): Inode {
     flags,
     generation: u32(bytes, i_generation),
     fileAcl: hiLo(fileAclHi, u32(bytes, i_file_acl_lo)),
-    iBlock: bytes.slice(i_block, i_block + I_BLOCK_SIZE),
+    iBlock: opts.shareBytes ? bytes.subarray(i_block, i_block + I_BLOCK_SIZE) : bytes.slice(i_block, i_block + I_BLOCK_SIZE),
     extraIsize,
     version,
     projectId: fits(extraIsize, i_projid, 4) ? u32(bytes, i_projid) : 0,
