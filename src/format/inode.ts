@@ -155,7 +155,7 @@ const TWO_ZERO_BYTES = new Uint8Array(2);
 
 function checkGeometry(opts: { inodeSize: number }): void {
   const s = opts.inodeSize;
-  assert(Number.isInteger(s) && s >= GOOD_OLD_INODE_SIZE && (s & (s - 1)) === 0, `inode size ${s}`);
+  if (!(Number.isInteger(s) && s >= GOOD_OLD_INODE_SIZE && (s & (s - 1)) === 0)) assert(false, `inode size ${s}`);
 }
 
 function readExtraIsize(bytes: Uint8Array, inodeSize: number): number {
@@ -301,8 +301,8 @@ export function encodeInode(inode: Inode, bytes: Uint8Array, opts: InodeCodecOpt
   assert(inode.raw.length >= size, 'inode.raw shorter than the inode size');
   assert(inode.iBlock.length === I_BLOCK_SIZE, 'i_block must be 60 bytes');
   const extra = size > GOOD_OLD_INODE_SIZE ? inode.extraIsize : 0;
-  assert(extra % 4 === 0 && GOOD_OLD_INODE_SIZE + extra <= size, `i_extra_isize ${extra}`);
-  if (bytes !== inode.raw) bytes.set(inode.raw.subarray(0, size), 0);
+  if (extra % 4 !== 0 || GOOD_OLD_INODE_SIZE + extra > size) assert(false, `i_extra_isize ${extra}`);
+  if (bytes !== inode.raw) bytes.set(inode.raw.length === size ? inode.raw : inode.raw.subarray(0, size), 0);
 
   setU16(bytes, i_mode, inode.mode);
   assert(inode.uid >= 0 && inode.uid <= 0xffff_ffff && inode.gid >= 0 && inode.gid <= 0xffff_ffff, 'uid/gid range');
