@@ -173,7 +173,8 @@ export class MkfsBuild {
    * decoded), so no buffer is allocated per inode.
    */
   newBulkInode(ino: number, mode: number): Inode {
-    const tpl = (this.bulkTemplate ??= blankInode(this.geo.inodeSize, this.geo.inodeSize > 128 ? 32 : 0));
+    this.bulkTemplate ??= blankInode(this.geo.inodeSize, this.geo.inodeSize > 128 ? 32 : 0);
+    const tpl = this.bulkTemplate;
     const t = { sec: this.now, nsec: 0 };
     const inode: Inode = {
       ...tpl, iBlock: new Uint8Array(I_BLOCK_SIZE), mode, atime: t, ctime: { ...t }, mtime: { ...t },
