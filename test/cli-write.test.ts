@@ -4,7 +4,7 @@
 // mounts work, with the kernel, and compared with the host tree they came from.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { lstat, mkdir, open, readFile, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -187,6 +187,22 @@ describe('put of single files', { skip: noE2fsprogs, timeout: TIMEOUT }, () => {
     assert.equal(await ok('cat', image, '/tree/a'), 'new a, longer');
     assert.equal(await ok('cat', image, '/tree/sub/b'), 'new b');
     assert.equal(await ok('cat', image, '/tree/sub/c'), 'c');
+  });
+
+  test('put -r starts reading the tree before opening the image: an image that fails to open still ends the command at once (the reader is closed)', async () => {
+    // More entries than the reader's worker keeps ahead (4 batches of 512): unclosed, it would
+    // sleep waiting for the main thread forever and keep the process alive.
+    const src = tmpDirPath('put-r-bad-image');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    for (let i = 0; i < 3000; i++) await writeFile(join(src, 'sub', `f${i}`), '');
+    const bad = tmpImagePath('put-r-bad-image');
+    await writeFile(bad, Buffer.alloc(64 * 1024));
+    for (const [code, image] of [['EUCLEAN', bad], ['ENOENT', `${bad}-missing`]] as const) {
+      const r = spawnSync(process.execPath, [BIN, 'put', '-r', image, `${src}/.`, '/'], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 1, `put -r into ${code === 'ENOENT' ? 'a missing' : 'an invalid'} image: exit ${r.status} (signal ${r.signal}: killed after 60 s?)\n${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`^ext4kit: ${code}: `));
+    }
+    assert.deepEqual(await readFile(bad), Buffer.alloc(64 * 1024), 'the image that failed validation was written to');
   });
 
   test('a directory without -r is EISDIR', async () => {

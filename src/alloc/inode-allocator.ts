@@ -25,6 +25,8 @@ export class InodeAllocator {
   /** Per group, an index below which no inode is free (the search starts there, not at 0). */
   readonly #noneFreeBelow = new Map<number, number>();
   #lock: Promise<unknown> = Promise.resolve();
+  /** Calls to #exclusive not finished yet. */
+  #pending = 0;
 
   constructor(geo: Geometry, table: GroupTable, opts: InodeAllocatorOptions = {}) {
     this.#geo = geo;
@@ -217,10 +219,17 @@ export class InodeAllocator {
     return buf;
   }
 
+  /**
+   * Runs `fn` after every earlier call has finished. With none pending (the usual case: callers
+   * hold the filesystem's allocation lock) it starts at once, without a turn through the chain.
+   */
   #exclusive<T>(txn: MetaTxn, fn: () => Promise<T>): Promise<T> {
     this.#lastTxn = txn;
-    const run = this.#lock.then(fn, fn);
-    this.#lock = run.catch(() => undefined);
+    this.#pending++;
+    const run = this.#pending === 1 ? fn() : this.#lock.then(fn, fn);
+    this.#lock = run.then(this.#settled, this.#settled);
     return run;
   }
+
+  readonly #settled = (): void => { this.#pending--; };
 }

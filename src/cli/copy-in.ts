@@ -18,7 +18,7 @@
 //  - ctime cannot be set (as with cp -a); directories get their times after their contents;
 //  - an existing destination directory is merged into; an existing non-directory is replaced.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, read, readlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, lstatSync, openSync, read, readlinkSync, type BigIntStats } from 'node:fs';
 import * as hostfs from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import type { Ext4 } from '../node.ts';
@@ -54,6 +54,11 @@ export interface CopyInOptions {
   xattrs?: boolean;
   /** Host dev/ino of a file never to copy (the image itself, when it lives inside the source). */
   exclude?: { dev: bigint; ino: bigint };
+  /**
+   * The source tree's reader, started before the image was opened (startTreeReader): its worker
+   * thread boots and reads ahead meanwhile. Closed by the copy.
+   */
+  reader?: HostTreeReader;
 }
 
 export interface CopyInResult {
@@ -240,6 +245,7 @@ export class CopyIn {
 
   constructor(private readonly fs: Ext4, private readonly opts: CopyInOptions) {
     this.warn = opts.warn ?? ((m: string) => process.stderr.write(`ext4kit: warning: ${m}\n`));
+    this.reader = opts.reader;
     this.blockSize = fs.info().blockSize;
   }
 
@@ -344,7 +350,7 @@ export class CopyIn {
       if (!this.opts.recursive) throw new Ext4Error('EISDIR', `EISDIR: '${e.host.toString()}' is a directory (use -r)`);
       await this.copyDir(e, dest);
     } else if (isFileStat(st)) {
-      if (await this.linkIfSeen(st, dest)) return;
+      if (st.nlink > 1 && await this.linkIfSeen(st, dest)) return;
       await this.copyFile(e, dest, at);
     } else if (isSymlinkStat(st)) {
       await this.copySymlink(e, dest);
@@ -493,21 +499,24 @@ export class CopyIn {
       // Large: streamed in chunks, each written straight to the image.
       await this.replacing(dest, () => this.fs.importFile(dest, this.hostChunks(e.host, (n) => { bytes += n; }), attrs));
     }
-    await this.fileCopied(bytes);
+    const sync = this.fileCopied(bytes);
+    if (sync) await sync;
   }
 
-  /** Counts a copied file; syncs now and then to bound the memory the library holds. */
-  private async fileCopied(bytes: number): Promise<void> {
+  /**
+   * Counts a copied file; syncs now and then to bound the memory the library holds (the sync's
+   * promise then; nothing to wait for, and no promise made, otherwise).
+   */
+  private fileCopied(bytes: number): Promise<void> | undefined {
     this.result.files++;
     this.result.bytes += bytes;
     this.progress?.tick(0, true);
     this.sinceSync += bytes;
     this.filesSinceSync++;
-    if (this.sinceSync >= SYNC_EVERY_BYTES || this.filesSinceSync >= SYNC_EVERY_FILES) {
-      this.sinceSync = 0;
-      this.filesSinceSync = 0;
-      await this.fs.sync({ durable: false });
-    }
+    if (this.sinceSync < SYNC_EVERY_BYTES && this.filesSinceSync < SYNC_EVERY_FILES) return undefined;
+    this.sinceSync = 0;
+    this.filesSinceSync = 0;
+    return this.fs.sync({ durable: false });
   }
 
   /**
@@ -564,6 +573,22 @@ async function treeBytes(root: Buffer): Promise<number> {
     }));
   }
   return total;
+}
+
+/**
+ * For `put -r SRC`: the reader of host directory SRC, started now so that its worker thread boots
+ * (tens of milliseconds) and reads ahead while the caller opens the image. Undefined when SRC is
+ * not a directory. Pass it as CopyInOptions.reader, or close it.
+ */
+export function startTreeReader(src: string): HostTreeReader | undefined {
+  const abs = resolve(src);
+  let isDir: boolean;
+  try {
+    isDir = lstatSync(abs).isDirectory();
+  } catch {
+    return undefined; // the copy reports it
+  }
+  return isDir ? new HostTreeReader(Buffer.from(abs), SMALL_FILE) : undefined;
 }
 
 /** Host dev/ino of a file, to keep an image from copying itself. */

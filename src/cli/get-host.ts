@@ -84,3 +84,29 @@ export async function newFileDefaults(landing: string): Promise<NewFileDefaults>
   const noDefaultAcl = !acl.ok && !acl.missing && /No such attribute|not supported/i.test(acl.stderr);
   return { umask: noDefaultAcl ? umask : 0o777, uid, gid };
 }
+
+/** Distinct times set with touch(1) at most, unless asked for exact times. */
+const MAX_TOUCH_RUNS = 1000;
+
+/** Sets nanosecond times with GNU touch, one run per distinct (kind, time): `fixes` maps '[am] @time' to paths. */
+export async function fixTimes(fixes: Map<string, Buffer[]>, exactTimes: boolean, warn: (msg: string) => void): Promise<void> {
+  if (fixes.size > MAX_TOUCH_RUNS && !exactTimes) {
+    warn(`${fixes.size} distinct sub-microsecond times: kept to the microsecond (use --exact-times for nanoseconds)`);
+  } else if (fixes.size > 0) {
+    for (const [key, paths] of fixes) {
+      const [which, time] = key.split(' ') as [string, string];
+      for (let i = 0; i < paths.length; i += 500) {
+        const batch = paths.slice(i, i + 500).map((p) => asArg(p)!);
+        const r = await runTool('touch', ['-h', `-${which}`, '-d', time, '--', ...batch]);
+        if (r.missing) {
+          warn('touch not found: times kept to the microsecond');
+          return;
+        }
+        if (!r.ok) {
+          warn(`touch failed, times kept to the microsecond: ${r.stderr.split('\n')[0]}`);
+          return;
+        }
+      }
+    }
+  }
+}

@@ -38,7 +38,8 @@ export function childOf(dir: ImgPath, name: Uint8Array): Uint8Array {
 /** `parent/name` as bytes (host paths are bytes: image names need not be UTF-8). */
 export function joinHost(parent: Buffer, name: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(parent.length + 1 + name.length);
-  parent.copy(out, 0);
+  // set(), not Buffer#copy: copy makes a Uint8Array view of the source on every call.
+  out.set(parent, 0);
   out[parent.length] = 0x2f;
   out.set(name, parent.length + 1);
   return out;
@@ -49,20 +50,26 @@ export function joinHost(parent: Buffer, name: Uint8Array): Buffer {
  * FNV-1a hash of the bytes (no string per name), the bytes compared only within one hash.
  */
 export class NameSet {
-  private readonly byHash = new Map<number, Uint8Array[]>();
+  /** A hash's one name, or its names when several share it (rare: no array per name). */
+  private readonly byHash = new Map<number, Uint8Array | Uint8Array[]>();
 
   /** Adds `name`; false when it was there already. */
   add(name: Uint8Array): boolean {
     let h = 0x811c9dc5;
     for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
     h >>>= 0;
-    const list = this.byHash.get(h);
-    if (!list) {
-      this.byHash.set(h, [name]);
+    const had = this.byHash.get(h);
+    if (had === undefined) {
+      this.byHash.set(h, name);
       return true;
     }
-    for (const other of list) if (sameBytes(other, name)) return false;
-    list.push(name);
+    if (had instanceof Uint8Array) {
+      if (sameBytes(had, name)) return false;
+      this.byHash.set(h, [had, name]);
+      return true;
+    }
+    for (const other of had) if (sameBytes(other, name)) return false;
+    had.push(name);
     return true;
   }
 }

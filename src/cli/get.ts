@@ -8,16 +8,18 @@ import { basename, dirname, resolve } from 'node:path';
 import { NodeFileDevice } from '../node.ts';
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
 import type { Mapping } from '../mapping/read-map.ts';
-import { fmtOf, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
+import { rootLeafMappings } from '../fs/readpage.ts';
+import { fmtOf, InodeReader, listDir, mayHaveXattrs, metaOf, mountOf, type Meta } from './get-inode.ts';
 import { defaultWriterOptions, HostWriter, type FileOp, type HostWriterOptions } from './get-writer.ts';
 import { checkName, ImgRef, joinHost, NameSet, shownPath, type ImgPath } from './get-paths.ts';
-import { asArg, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
+import { asArg, fixTimes, newFileDefaults, quoteAttrPath, runTool, touchTime, tsArg, tsNs, tsSafe, type NewFileDefaults } from './get-host.ts';
+import { makeSpecial } from './get-special.ts';
 import type { Mount, Node } from '../fs/mount.ts';
-import { S_IFREG, S_IFDIR, S_IFLNK, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK, } from '../format/inode.ts';
+import { S_IFREG, S_IFDIR, S_IFLNK } from '../format/inode.ts';
 import { isDotOrDotDot } from '../fs/names.ts';
 import { parseArgs, UsageError } from './args.ts';
 import { pipeToWritable } from './cat.ts';
-import { devMajorMinor, normalizeImagePath, printableName } from './ls.ts';
+import { normalizeImagePath, printableName } from './ls.ts';
 import { Progress } from './progress.ts';
 import type { Ext4 } from '../node.ts';
 import { IMAGE_OPTIONS, IMAGE_USAGE, imageRef, openImage } from './image.ts';
@@ -39,13 +41,17 @@ example:
 
 const CHUNK = 1 << 20;
 const MAX_DEPTH = 2048;
-const MAX_TOUCH_RUNS = 1000;
 const INLINE_DATA_FL = 0x10000000;
 const ROOT_INO = 2;
 
 type Kind = 'file' | 'dir' | 'symlink' | 'special';
 
 interface Job { src: ImgRef; node: Node; st: Meta; host: Buffer; depth: number }
+
+const NO_MAPPINGS: readonly Mapping[] = [];
+const unreachableStat = (): never => {
+  throw new Error('unreachable: times within ±2^31 s need no stat');
+};
 
 interface Rec {
   host: Buffer;
@@ -86,6 +92,7 @@ class Copier {
   /** Hard links, made once every file is written (the first name may still be in a writer's queue). */
   private readonly pendingLinks: Array<[first: Buffer, host: Buffer]> = [];
   private readonly writer: HostWriter | undefined;
+  readonly inodes: InodeReader;
   private unfixableTimes = 0;
   /** The one read buffer (a fresh 1 MiB buffer per file cost more than the copy itself). */
   private readonly chunk = new Uint8Array(CHUNK);
@@ -106,6 +113,7 @@ class Copier {
     private readonly data: DataSource | undefined,
   ) {
     // One file alone gains nothing from a thread that takes longer to start than the copy.
+    this.inodes = new InodeReader(mount);
     if (data?.hostFd !== undefined && opts.recursive) this.writer = new HostWriter(data.hostFd, opts.writers ?? defaultWriterOptions());
   }
 
@@ -128,6 +136,7 @@ class Copier {
     }
     while (stack.length > 0) {
       const job = stack.pop()!;
+      if (this.queuePlain(job)) continue;
       const isDir = await this.copyEntry(job);
       if (isDir) await this.pushChildren(stack, job.src, job.node, job.host, job.depth + 1);
     }
@@ -157,7 +166,8 @@ class Copier {
       if (!seen.add(nameBytes)) {
         throw corrupt('dirent-duplicate', `directory '${dir.shown()}' holds the name '${printableName(nameBytes)}' more than once`, { path: dir.shown(), inode: d.ino });
       }
-      const node = await this.mount.iget(d.ino);
+      const got = this.inodes.iget(d.ino);
+      const node = got instanceof Promise ? await got : got;
       if (node.inode.linksCount === 0 && node.inode.mode === 0) {
         throw corrupt('dirent-unused-inode', `directory entry points to unused inode ${d.ino}`, { inode: d.ino });
       }
@@ -169,6 +179,31 @@ class Copier {
   private record(host: Buffer, st: Meta, kind: Kind): void {
     const h = lstatSync(host, { bigint: true });
     this.records.push({ host, st, kind, hostDev: h.dev, hostIno: h.ino, hostUid: h.uid, hostGid: h.gid });
+  }
+
+  /**
+   * Most entries without an await: a regular file for the writer threads whose extents are all
+   * in its inode (its first name, or a further name of a file already queued). False: the
+   * entry is left to copyEntry.
+   */
+  private queuePlain(job: Job): boolean {
+    const { node, st, host } = job;
+    const writer = this.writer;
+    if (!writer || fmtOf(st) !== S_IFREG || st.flags & INLINE_DATA_FL || !tsSafe(st.atime) || !tsSafe(st.mtime) || mayHaveXattrs(node)) return false;
+    if (st.nlink > 1) {
+      const first = this.links.get(st.ino);
+      if (first !== undefined) {
+        this.progress.tick(0, true);
+        this.pendingLinks.push([first, host]);
+        return true;
+      }
+    }
+    const maps = st.size > 0 ? rootLeafMappings(this.mount.vol, node.ino, node.inode) : NO_MAPPINGS;
+    if (maps === undefined) return false;
+    this.progress.tick(0, true);
+    this.describeFile(st, host, this.directMode(st, false), writer, maps);
+    if (st.nlink > 1) this.links.set(st.ino, host);
+    return true;
   }
 
   /** Creates one host entry; returns true when it is a directory whose children are to follow. */
@@ -205,7 +240,7 @@ class Copier {
       symlinkSync(Buffer.from(target), host);
       kind = 'symlink';
     } else {
-      if (!(await this.makeSpecial(src, st, host))) return false;
+      if (!(await makeSpecial(st, host, src.shown(), this.isRoot, (k, m) => this.warnOnce(k, m)))) return false;
       kind = 'special';
     }
     if (st.nlink > 1) this.links.set(st.ino, host);
@@ -224,7 +259,7 @@ class Copier {
   private async copyFile(node: Node, st: Meta, host: Buffer): Promise<void> {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
     const maybeXattrs = mayHaveXattrs(node);
-    const direct = !maybeXattrs && (st.mode & 0o7000) === 0 && (st.mode & 0o777 & this.opts.host.umask) === 0;
+    const direct = this.directMode(st, maybeXattrs);
     if (this.writer && !maybeXattrs && tsSafe(st.atime) && tsSafe(st.mtime)) {
       await this.queueFile(node, st, host, direct, this.writer);
       return;
@@ -253,11 +288,25 @@ class Copier {
     this.copiedFiles++;
   }
 
+  /** Whether the mode given at creation is final (no set-id or sticky bit, the umask keeps it whole, no xattrs pending). */
+  private directMode(st: Meta, maybeXattrs: boolean): boolean {
+    return !maybeXattrs && (st.mode & 0o7000) === 0 && (st.mode & 0o777 & this.opts.host.umask) === 0;
+  }
+
   /**
    * The same copy described for a writer thread (see get-writer.ts): mappings are validated and
    * range-checked here, the host calls run there. Times in 0…2^31 s only (no stat needed).
    */
   private async queueFile(node: Node, st: Meta, host: Buffer, direct: boolean, writer: HostWriter): Promise<void> {
+    if (st.size > 0 && st.flags & INLINE_DATA_FL) {
+      this.describeFile(st, host, direct, writer, NO_MAPPINGS, await this.mount.read(node, 0, st.size));
+    } else {
+      this.describeFile(st, host, direct, writer, st.size > 0 ? await this.mount.mappings(node) : NO_MAPPINGS);
+    }
+  }
+
+  /** queueFile's op from the file's mappings (range-checked here) or its inline bytes. */
+  private describeFile(st: Meta, host: Buffer, direct: boolean, writer: HostWriter, maps: readonly Mapping[], inline?: Uint8Array): void {
     const op: FileOp = {
       host, openMode: direct ? st.mode & 0o777 : 0o600, sizeBytes: st.size, ranges: [],
       atimeSec: tsArg(st.atime), mtimeSec: tsArg(st.mtime),
@@ -268,31 +317,28 @@ class Copier {
       op.gid = st.gid;
     }
     let dataBytes = 0;
-    if (st.size > 0) {
-      if (st.flags & INLINE_DATA_FL) {
-        op.inline = await this.mount.read(node, 0, st.size);
-        dataBytes = op.inline.length;
-      } else {
-        const bs = this.blockSize;
-        const base = this.data?.baseBytes ?? 0;
-        for (const m of await this.mount.mappings(node)) {
-          if (m.unwritten) continue;
-          const fsBlock = Number(m.fsBlock);
-          if (fsBlock < 0 || fsBlock + m.countBlocks > this.blocksCount) {
-            throw corrupt('extent-range', `file '${st.ino}' maps blocks ${fsBlock}+${m.countBlocks} outside the filesystem`, { inode: st.ino });
-          }
-          const pos = Number(m.fileBlock) * bs;
-          const lenBytes = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs) - pos;
-          if (lenBytes <= 0) continue;
-          op.ranges.push(base + fsBlock * bs, pos, lenBytes);
-          dataBytes += lenBytes;
+    if (inline) {
+      op.inline = inline;
+      dataBytes = inline.length;
+    } else if (st.size > 0) {
+      const bs = this.blockSize;
+      const base = this.data?.baseBytes ?? 0;
+      for (const m of maps) {
+        if (m.unwritten) continue;
+        const fsBlock = Number(m.fsBlock);
+        if (fsBlock < 0 || fsBlock + m.countBlocks > this.blocksCount) {
+          throw corrupt('extent-range', `file '${st.ino}' maps blocks ${fsBlock}+${m.countBlocks} outside the filesystem`, { inode: st.ino });
         }
+        const pos = Number(m.fileBlock) * bs;
+        const lenBytes = Math.min(st.size, (Number(m.fileBlock) + m.countBlocks) * bs) - pos;
+        if (lenBytes <= 0) continue;
+        op.ranges.push(base + fsBlock * bs, pos, lenBytes);
+        dataBytes += lenBytes;
       }
     }
     writer.add(op, dataBytes);
-    this.noteTimeFixes(host, st, () => {
-      throw new Error('unreachable: times within ±2^31 s need no stat');
-    });
+    // Times within 0…2^31 s (checked before queueing): no stat is needed.
+    if (st.atime.nsec % 1000 !== 0 || st.mtime.nsec % 1000 !== 0) this.noteTimeFixes(host, st, unreachableStat);
     this.copiedBytes += dataBytes;
     this.progress.tick(dataBytes);
     this.copiedFiles++;
@@ -382,41 +428,6 @@ class Copier {
     return endBytes;
   }
 
-  private async makeSpecial(src: ImgRef, st: Meta, host: Buffer): Promise<boolean> {
-    const shown = src.shown();
-    const arg = asArg(host);
-    const fmt = fmtOf(st);
-    if (fmt === S_IFSOCK) {
-      this.warnOnce('socket', `skipping sockets (first: '${shown}')`);
-      return false;
-    }
-    if (arg === undefined) {
-      this.warnOnce('special-name', `skipping special files whose host path is not UTF-8 (first: '${shown}')`);
-      return false;
-    }
-    if (fmt === S_IFIFO) {
-      const r = await runTool('mkfifo', ['-m', '600', '--', arg]);
-      if (r.ok) return true;
-      if (r.missing) this.warnOnce('mkfifo', `mkfifo not found: skipping FIFOs (first: '${shown}')`);
-      else throw new Ext4Error('EIO', `mkfifo '${arg}' failed: ${r.stderr}`);
-      return false;
-    }
-    if (fmt === S_IFBLK || fmt === S_IFCHR) {
-      if (!this.isRoot) {
-        this.warnOnce('device', `not root: skipping device files (first: '${shown}')`);
-        return false;
-      }
-      const [major, minor] = devMajorMinor(st.rdev);
-      const r = await runTool('mknod', ['-m', '600', '--', arg, fmt === S_IFBLK ? 'b' : 'c', String(major), String(minor)]);
-      if (r.ok) return true;
-      if (r.missing) this.warnOnce('mknod', `mknod not found: skipping device files (first: '${shown}')`);
-      else this.warnOnce('mknod-failed', `mknod failed, skipping device files (first: '${shown}': ${r.stderr})`);
-      return false;
-    }
-    this.warnOnce('unknown-type', `skipping entries of unknown type (first: '${shown}')`);
-    return false;
-  }
-
   /** Queues the entry's user.* xattrs for setfattr; true when there are any. */
   private async collectXattrs(node: Node, host: Buffer): Promise<boolean> {
     if (!mayHaveXattrs(node)) return false;
@@ -458,7 +469,7 @@ class Copier {
       lutimesSync(rec.host, tsArg(rec.st.atime), tsArg(rec.st.mtime));
       this.noteTimeFixes(rec.host, rec.st, () => lstatSync(rec.host, { bigint: true }));
     }
-    await this.fixTimes(this.timeFixes);
+    await fixTimes(this.timeFixes, this.opts.exactTimes, this.opts.warn);
     if (this.unfixableTimes > 0) this.opts.warn(`${this.unfixableTimes} times on paths that are not UTF-8 kept to the microsecond`);
     for (let i = this.records.length - 1; i >= 0; i--) {
       const rec = this.records[i]!;
@@ -478,29 +489,6 @@ class Copier {
     const h = lstatSync(rec.host, { bigint: true });
     if (h.dev !== rec.hostDev || h.ino !== rec.hostIno) {
       throw new Ext4Error('EIO', `host entry '${rec.host.toString('utf8')}' was replaced during the copy`);
-    }
-  }
-
-  /** Sets nanosecond times with GNU touch, one run per distinct (kind, time). */
-  private async fixTimes(fixes: Map<string, Buffer[]>): Promise<void> {
-    if (fixes.size > MAX_TOUCH_RUNS && !this.opts.exactTimes) {
-      this.opts.warn(`${fixes.size} distinct sub-microsecond times: kept to the microsecond (use --exact-times for nanoseconds)`);
-    } else if (fixes.size > 0) {
-      for (const [key, paths] of fixes) {
-        const [which, time] = key.split(' ') as [string, string];
-        for (let i = 0; i < paths.length; i += 500) {
-          const batch = paths.slice(i, i + 500).map((p) => asArg(p)!);
-          const r = await runTool('touch', ['-h', `-${which}`, '-d', time, '--', ...batch]);
-          if (r.missing) {
-            this.opts.warn('touch not found: times kept to the microsecond');
-            return;
-          }
-          if (!r.ok) {
-            this.opts.warn(`touch failed, times kept to the microsecond: ${r.stderr.split('\n')[0]}`);
-            return;
-          }
-        }
-      }
     }
   }
 }
@@ -553,7 +541,7 @@ export async function getFromImage(
   const copier = new Copier(mount, { recursive: opts.recursive, exactTimes: opts.exactTimes ?? false, warn, host: hostOwner, writers: opts.writers }, info.blockSize, info.blocksCount,
     Math.max(1024, Math.floor((info.blocksCount * info.blockSize) / 12)), progress, opts.data);
   try {
-    await copier.copyTree(src, await mount.iget(st.ino), target, existingRoot);
+    await copier.copyTree(src, await copier.inodes.iget(st.ino), target, existingRoot);
     await copier.finish();
   } finally {
     await copier.stop();

@@ -2,7 +2,7 @@
 import { parseArgs, type ParsedArgs } from './args.ts';
 import { Ext4Error } from '../errors/ext4-error.ts';
 import { normalizeImagePath } from './ls.ts';
-import { hostIdentity, putIntoImage } from './copy-in.ts';
+import { hostIdentity, putIntoImage, startTreeReader } from './copy-in.ts';
 import { IMAGE_OPTIONS, IMAGE_USAGE, imageRef, openImage } from './image.ts';
 
 export const PUT_USAGE = `usage: ext4kit put [-r] IMAGE SRC PATH
@@ -41,16 +41,19 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { options: [...IMAGE_OPTIONS], flags: ['r', 'R'], minPositionals: 3, maxPositionals: 3, usage: PUT_USAGE });
   const [image, src, dest] = args.positionals as [string, string, string];
   if (src === '-') return putStdin(image, dest, args);
-  const self = await hostIdentity(imageRef(image, args).path);
-  const fs = await openImage(image, args);
+  const recursive = args.flags.has('r') || args.flags.has('R');
+  // The tree reader's worker boots and reads ahead while the image opens.
+  const reader = recursive ? startTreeReader(src) : undefined;
   try {
-    await putIntoImage(fs, src, dest, {
-      recursive: args.flags.has('r') || args.flags.has('R'),
-      progressLabel: 'put',
-      ...(self ? { exclude: self } : {}),
-    });
+    const self = await hostIdentity(imageRef(image, args).path);
+    const fs = await openImage(image, args);
+    try {
+      await putIntoImage(fs, src, dest, { recursive, progressLabel: 'put', ...(self ? { exclude: self } : {}), ...(reader ? { reader } : {}) });
+    } finally {
+      await fs.close();
+    }
   } finally {
-    await fs.close();
+    await reader?.close();
   }
   return 0;
 }

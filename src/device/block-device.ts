@@ -18,6 +18,15 @@ export interface BlockDevice {
    * write). Callers go through `writeChunks`, which falls back to one copy and write().
    */
   writev?(offsetBytes: number, chunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Set by a device whose requests may overlap in time (large writes on another thread) but
+   * which orders them itself: a request issued while an earlier one is still in flight waits
+   * for it when their ranges overlap (a read sees every write issued before it, a later write
+   * lands last), and flush() covers every write issued before it. Writes to disjoint ranges
+   * may complete in any order. A wrapper may then issue a large write and go on without
+   * waiting for it. Unset: the device completes requests in the order they were issued.
+   */
+  readonly ordersOverlaps?: boolean;
   /** Makes earlier writes durable. */
   flush(): Promise<void>;
   close(): Promise<void>;

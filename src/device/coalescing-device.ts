@@ -30,6 +30,7 @@ export class CoalescingDevice implements BlockDevice {
 
   get sizeBytes(): number { return this.inner.sizeBytes; }
   get readOnly(): boolean { return this.inner.readOnly; }
+  get ordersOverlaps(): boolean | undefined { return this.inner.ordersOverlaps; }
 
   async read(offsetBytes: number, lenBytes: number): Promise<Uint8Array> {
     if (this.queued === 0 && !this.buffers(offsetBytes, lenBytes)) return this.inner.read(offsetBytes, lenBytes);
@@ -66,10 +67,21 @@ export class CoalescingDevice implements BlockDevice {
       await Promise.all(all);
       return;
     }
-    return this.enqueue(async () => {
+    if (!this.inner.ordersOverlaps) {
+      return this.enqueue(async () => {
+        await this.writeOut();
+        await writeChunks(this.inner, offsetBytes, chunks);
+      });
+    }
+    // The inner device orders overlapping requests itself: the queue moves on once the write
+    // is issued (later requests may run while it is in flight, e.g. more writeback data).
+    let issued: Promise<void> | undefined;
+    await this.enqueue(async () => {
       await this.writeOut();
-      await writeChunks(this.inner, offsetBytes, chunks);
+      issued = writeChunks(this.inner, offsetBytes, chunks);
+      issued.catch(() => undefined);
     });
+    await issued;
   }
 
   flush(): Promise<void> {

@@ -35,8 +35,8 @@ export interface DirWriteEnv {
   txn: MetaTxn;
   /** Current size of the directory in blocks. */
   blockCount(): number;
-  /** Physical block of a directory block; undefined for a hole. */
-  mapBlock(fileBlock: number): Promise<number | undefined>;
+  /** Physical block of a directory block; undefined for a hole (at once when it is known). */
+  mapBlock(fileBlock: number): number | undefined | Promise<number | undefined>;
   /** Grows the directory by one block at its end; returns the physical block (contents unset). */
   appendBlock(): Promise<number>;
   getFlags(): number;
@@ -104,7 +104,7 @@ const whereOf = (env: DirWriteEnv, block?: number): Ext4ErrorWhere =>
 const leafEnd = (env: DirWriteEnv): number => env.blockSize - (env.metadataCsum ? DIR_TAIL_LEN : 0);
 
 function checkName(name: Uint8Array): void {
-  assert(name.length >= 1 && name.length <= EXT4_NAME_LEN, `directory entry name of ${name.length} bytes`);
+  if (name.length < 1 || name.length > EXT4_NAME_LEN) assert(false, `directory entry name of ${name.length} bytes`);
   assert(!name.includes(0) && !name.includes(0x2f), 'directory entry name contains NUL or /');
 }
 
@@ -114,8 +114,13 @@ function refuseDots(name: Uint8Array): void {
   }
 }
 
-async function physOf(env: DirWriteEnv, fileBlock: number): Promise<number> {
-  const p = await env.mapBlock(fileBlock);
+/** The physical block of directory block `fileBlock` (at once when the env knows it); EUCLEAN for a hole. */
+function physOf(env: DirWriteEnv, fileBlock: number): number | Promise<number> {
+  const p = env.mapBlock(fileBlock);
+  return p instanceof Promise ? p.then((v) => notHole(env, fileBlock, v)) : notHole(env, fileBlock, p);
+}
+
+function notHole(env: DirWriteEnv, fileBlock: number, p: number | undefined): number {
   if (p === undefined) throw corrupt('dir-hole', `directory block ${fileBlock} is a hole`, whereOf(env));
   return p;
 }
@@ -467,7 +472,7 @@ export function dirAddEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fil
 async function addEntry(env: DirWriteEnv, name: Uint8Array, ino: number, fileType: number): Promise<void> {
   checkName(name);
   refuseDots(name);
-  assert(Number.isInteger(ino) && ino > 0, `bad inode number ${ino}`);
+  if (!(Number.isInteger(ino) && ino > 0)) assert(false, `bad inode number ${ino}`);
   const mode = modeOf(env);
   const entry = newEntry(env, name, ino, fileType, 0);
   if (mode === 'indexed') return dxAdd(env, entry);

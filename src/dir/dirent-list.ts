@@ -7,7 +7,7 @@ import { dirHash } from '../format/dir-hash.ts';
 /** Element `i` of a list the caller indexes within its bounds (an internal invariant). */
 export function itemAt<T>(list: readonly T[], i: number): T {
   const v = list[i];
-  assert(v !== undefined, `index ${i} outside a list of ${list.length}`);
+  if (v === undefined) assert(false, `index ${i} outside a list of ${list.length}`);
   return v;
 }
 
@@ -66,7 +66,7 @@ export function pack(live: readonly DirEntry[], end: number): DirEntry[] {
     out.push({ ...e, recLen: len, offset: off });
     off += len;
   }
-  assert(off <= end, `packed records need ${off} bytes, ${end} available`);
+  if (off > end) assert(false, `packed records need ${off} bytes, ${end} available`);
   itemAt(out, out.length - 1).recLen += end - off;
   return out;
 }

@@ -442,6 +442,29 @@ describe('inode codec rules (synthetic records)', () => {
     }
   });
 
+  test('shareBytes: raw and iBlock are views of the record, every field the same as a copying decode', () => {
+    const seed = fsCsumSeed(new Uint8Array(16).fill(3));
+    const o = { ...base(), fsCsumSeed: seed };
+    const inode = blankInode(256, 32);
+    inode.mode = S_IFREG | 0o640;
+    inode.sizeBytes = 12345;
+    inode.mtime = { sec: 1_700_000_000, nsec: 123_456_789 };
+    inode.iBlock.fill(0xab);
+    // The record at offset 256 of a larger buffer, as in an inode-table block.
+    const table = new Uint8Array(1024);
+    const rec = table.subarray(256, 512);
+    encodeInode(inode, rec, o);
+    const copied = decodeInode(rec, o);
+    const shared = decodeInode(rec, { ...o, shareBytes: true });
+    assert.deepEqual(shared, copied);
+    assert.equal(shared.raw.buffer, table.buffer);
+    assert.equal(shared.raw.byteOffset, 256);
+    assert.equal(shared.iBlock.byteOffset, 256 + 0x28);
+    assert.notEqual(copied.raw.buffer, table.buffer);
+    rec[200] = rec[200]! ^ 0x10;
+    expectCode(() => decodeInode(rec, { ...o, shareBytes: true }), 'EBADMSG', 'inode-checksum');
+  });
+
   test('fast symlink with a bad length is EUCLEAN symlink-fast-length', () => {
     const inode = blankInode(256);
     inode.mode = S_IFLNK | 0o777;

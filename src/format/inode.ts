@@ -140,6 +140,11 @@ export interface InodeCodecOptions {
   blockSize: number;
   /** The 64bit feature; when false, l_i_file_acl_high is ignored as the kernel does. Default true. */
   has64bit?: boolean | undefined;
+  /**
+   * Decode only: `raw` and `iBlock` are views of `bytes` instead of copies (the caller keeps
+   * `bytes` unchanged for as long as the inode is used: read-only walks over immutable buffers).
+   */
+  shareBytes?: boolean | undefined;
 }
 
 /** EXT4_FITS_IN_INODE: a field beyond 128 bytes exists only if i_extra_isize covers it. */
@@ -150,7 +155,7 @@ const TWO_ZERO_BYTES = new Uint8Array(2);
 
 function checkGeometry(opts: { inodeSize: number }): void {
   const s = opts.inodeSize;
-  assert(Number.isInteger(s) && s >= GOOD_OLD_INODE_SIZE && (s & (s - 1)) === 0, `inode size ${s}`);
+  if (!(Number.isInteger(s) && s >= GOOD_OLD_INODE_SIZE && (s & (s - 1)) === 0)) assert(false, `inode size ${s}`);
 }
 
 function readExtraIsize(bytes: Uint8Array, inodeSize: number): number {
@@ -260,7 +265,7 @@ export function decodeInode(bytes: Uint8Array, opts: InodeCodecOptions): Inode {
   if (!Number.isSafeInteger(version)) throw unsupported('inode-version-too-large', 'i_version exceeds 2^53', where);
 
   return {
-    raw: bytes.slice(0, size),
+    raw: opts.shareBytes ? bytes.subarray(0, size) : bytes.slice(0, size),
     mode: u16(bytes, i_mode),
     uid: (u16(bytes, i_uid) | (u16(bytes, l_i_uid_high) << 16)) >>> 0,
     gid: (u16(bytes, i_gid) | (u16(bytes, l_i_gid_high) << 16)) >>> 0,
@@ -275,7 +280,7 @@ export function decodeInode(bytes: Uint8Array, opts: InodeCodecOptions): Inode {
     flags,
     generation: u32(bytes, i_generation),
     fileAcl: hiLo(fileAclHi, u32(bytes, i_file_acl_lo)),
-    iBlock: bytes.slice(i_block, i_block + I_BLOCK_SIZE),
+    iBlock: opts.shareBytes ? bytes.subarray(i_block, i_block + I_BLOCK_SIZE) : bytes.slice(i_block, i_block + I_BLOCK_SIZE),
     extraIsize,
     version,
     projectId: fits(extraIsize, i_projid, 4) ? u32(bytes, i_projid) : 0,
@@ -296,8 +301,8 @@ export function encodeInode(inode: Inode, bytes: Uint8Array, opts: InodeCodecOpt
   assert(inode.raw.length >= size, 'inode.raw shorter than the inode size');
   assert(inode.iBlock.length === I_BLOCK_SIZE, 'i_block must be 60 bytes');
   const extra = size > GOOD_OLD_INODE_SIZE ? inode.extraIsize : 0;
-  assert(extra % 4 === 0 && GOOD_OLD_INODE_SIZE + extra <= size, `i_extra_isize ${extra}`);
-  if (bytes !== inode.raw) bytes.set(inode.raw.subarray(0, size), 0);
+  if (extra % 4 !== 0 || GOOD_OLD_INODE_SIZE + extra > size) assert(false, `i_extra_isize ${extra}`);
+  if (bytes !== inode.raw) bytes.set(inode.raw.length === size ? inode.raw : inode.raw.subarray(0, size), 0);
 
   setU16(bytes, i_mode, inode.mode);
   assert(inode.uid >= 0 && inode.uid <= 0xffff_ffff && inode.gid >= 0 && inode.gid <= 0xffff_ffff, 'uid/gid range');

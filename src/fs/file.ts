@@ -12,6 +12,7 @@ import { growSize, type Writeback, type WritebackCtx } from './writeback.ts';
 import { heldClusters, type Credentials } from './ialloc.ts';
 import { InodeData } from './readpage.ts';
 import { nowTs } from './clock.ts';
+import { fileBlock } from '../util/brand.ts';
 
 /** The kernel's page size (x86-64, arm64 default): a punched hole past EOF ends at this boundary. */
 const PUNCH_PAGE_BYTES = 4096;
@@ -112,9 +113,14 @@ export async function write(ctx: FileCtx, oi: OpenInode, posIn: number | 'append
     if (end > MAX_FILE_BLOCK * bs) throw posixError('EFBIG', 'write');
     const first = Math.floor(pos / bs);
     const last = Math.floor((end - 1) / bs);
-    await ctx.jbd.withHandle(creditsFor('write', ctx.vol, last - first + 1), async (h) => {
-      await oi.data.withWrite(() => reserveDelayed(fileMap(ctx, oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
-    });
+    // Space is reserved for holes only. A range the es tree shows all delayed or mapped needs no
+    // reservation and stays so while the inode lock is held (only truncate, punch and zero-range
+    // make holes, and they take it): an overwrite skips the handle and the exclusive data lock.
+    if (!coveredInEs(oi, first, last)) {
+      await ctx.jbd.withHandle(creditsFor('write', ctx.vol, last - first + 1), async (h) => {
+        await oi.data.withWrite(() => reserveDelayed(fileMap(ctx, oi), h, first, last - first + 1, { useRootReserve: cred.uid === 0 }));
+      });
+    }
     // Pages are prepared and filled under the data lock: writeback drops written pages only
     // under it (exclusive), so a page loaded here cannot vanish before the copy.
     await oi.data.withRead(async () => {
@@ -144,6 +150,17 @@ export async function write(ctx: FileCtx, oi: OpenInode, posIn: number | 'append
   });
   await ctx.writeback.balanceDirty();
   return at;
+}
+
+/** Whether every block of [first, last] has a delayed, written or unwritten es entry. */
+function coveredInEs(oi: OpenInode, first: number, last: number): boolean {
+  let next = first;
+  for (const e of oi.state.es.overlapping(fileBlock(first), fileBlock(last))) {
+    if (e.first > next || e.status === 'hole') return false;
+    next = e.first + e.countBlocks;
+    if (next > last) return true;
+  }
+  return false;
 }
 
 /** Zeroes [from, to) inside block b's page (loading it first), marking it dirty. */

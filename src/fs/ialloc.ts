@@ -28,8 +28,15 @@ export interface IallocCtx extends BallocCtx {
 function newInodeFields(inodeSize: number, mode: number, cred: Credentials, flags: number): Inode {
   const inode = blankInode(inodeSize, inodeSize > 128 ? 32 : 0);
   const t = nowTs();
-  Object.assign(inode, { mode, uid: cred.uid, gid: cred.gid, atime: t, ctime: { ...t }, mtime: { ...t }, linksCount: 1, flags });
-  if (inode.crtime) inode.crtime = { ...t };
+  inode.mode = mode;
+  inode.uid = cred.uid;
+  inode.gid = cred.gid;
+  inode.atime = t;
+  inode.ctime = { sec: t.sec, nsec: t.nsec };
+  inode.mtime = { sec: t.sec, nsec: t.nsec };
+  inode.linksCount = 1;
+  inode.flags = flags;
+  if (inode.crtime) inode.crtime = { sec: t.sec, nsec: t.nsec };
   inode.generation = (Math.random() * 0x1_0000_0000) >>> 0;
   return inode;
 }

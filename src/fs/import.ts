@@ -126,9 +126,11 @@ export class Importer {
     const bs = ctx.vol.geo.blockSize;
     const runs = attrs.sparse ? nonZeroBlockRuns(data, bs) : data.length ? [{ first: 0, count: Math.ceil(data.length / bs) }] : [];
     if (!oi.goal) oi.goal = this.goal;
+    const map = runs.length ? fileMap(ctx, oi) : undefined;
+    const opts = { useRootReserve: cred.uid === 0 };
     for (const run of runs) {
       h.extend(creditsFor('import', ctx.vol, run.count));
-      for (const p of await allocateWritten(fileMap(ctx, oi), h, firstBlock + run.first, run.count, { useRootReserve: cred.uid === 0 })) {
+      for (const p of await allocateWritten(map!, h, firstBlock + run.first, run.count, opts)) {
         await this.writeBlocksOf(data, p.first - firstBlock, p.count, p.fsBlock);
       }
     }
@@ -154,9 +156,10 @@ export class Importer {
 }
 
 function setImportTimes(inode: Inode, attrs: ImportAttrs): void {
-  const now = nowTs();
-  inode.atime = attrs.atime ? { ...attrs.atime } : now;
-  inode.mtime = attrs.mtime ? { ...attrs.mtime } : { ...now };
+  // The clock only when a time is missing (a clock read is a system call on some hosts).
+  const now = attrs.atime && attrs.mtime ? undefined : nowTs();
+  inode.atime = attrs.atime ? { sec: attrs.atime.sec, nsec: attrs.atime.nsec } : now!;
+  inode.mtime = attrs.mtime ? { sec: attrs.mtime.sec, nsec: attrs.mtime.nsec } : { ...now! };
 }
 
 /** Runs of blocks of `data` holding a non-zero byte (the last block may be partial). */

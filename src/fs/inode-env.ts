@@ -33,7 +33,21 @@ export function treeEnv(ctx: BallocCtx, txn: MetaTxn, oi: OpenInode): ExtentTree
   };
 }
 
+/**
+ * One FileMap per in-memory inode and filesystem, made at first use: a write asks for it several
+ * times (reservation, writeback, conversion), each time a dozen closures before.
+ */
+const fileMaps = new WeakMap<OpenInode, { ctx: BallocCtx; map: FileMap }>();
+
 export function fileMap(ctx: BallocCtx, oi: OpenInode): FileMap {
+  const known = fileMaps.get(oi);
+  if (known?.ctx === ctx && known.map.state === oi.state) return known.map;
+  const map = makeFileMap(ctx, oi);
+  fileMaps.set(oi, { ctx, map });
+  return map;
+}
+
+function makeFileMap(ctx: BallocCtx, oi: OpenInode): FileMap {
   const { clusters, allocLock, vol } = ctx;
   const lockedAlloc: FileMap['alloc'] = {
     allocRun: (txn, goal, want, min, opts) => allocLock.withLock(() => clusters.allocRun(txn, goal, want, min, opts)),
@@ -41,7 +55,9 @@ export function fileMap(ctx: BallocCtx, oi: OpenInode): FileMap {
     releaseWindow: (owner) => clusters.releaseWindow(owner),
   };
   return {
-    ino: inodeNo(oi.ino), uid: oi.inode.uid, gid: oi.inode.gid, clusterRatio: vol.geo.clusterRatio, blockSize: vol.geo.blockSize,
+    // The owner is read at each use: chown changes it while the map lives on.
+    ino: inodeNo(oi.ino), get uid() { return oi.inode.uid; }, get gid() { return oi.inode.gid; },
+    clusterRatio: vol.geo.clusterRatio, blockSize: vol.geo.blockSize,
     state: oi.state, space: ctx.space, alloc: lockedAlloc,
     treeEnv: (txn) => treeEnv(ctx, txn, oi),
     goal: () => oi.goal || defaultGoal(vol, oi.ino),

@@ -12,7 +12,8 @@ import { logicalClusterMapped } from '../mapping/extent-tree.ts';
 import type { InodeCache } from './inode-cache.ts';
 import type { FsJournal } from './ext4-jbd2.ts';
 import type { BallocCtx } from './balloc.ts';
-import { treeEnv } from './inode-env.ts';
+import { fileMap, treeEnv } from './inode-env.ts';
+import { checkMappingCache } from '../mapping/map-blocks.ts';
 import type { Orphans } from './orphan.ts';
 import { ROOT_INO } from './names.ts';
 
@@ -62,6 +63,8 @@ async function checkLocked(ctx: InvariantsCtx): Promise<void> {
       const env = treeEnv(ctx, h, oi);
       const mapped = new Map<number, boolean>();
       const extents = (oi.inode.flags & EXTENTS_FL) !== 0 && !(oi.inode.flags & INLINE_DATA_FL);
+      // Mappings the es tree caches must be what the extent tree says.
+      if (extents) await checkMappingCache(fileMap(ctx, oi), h);
       for (const c of [...oi.state.es.delayedClusters(R), ...oi.state.pending]) {
         if (!mapped.has(c)) mapped.set(c, extents && (await logicalClusterMapped(env, logicalCluster(c))) !== undefined);
       }

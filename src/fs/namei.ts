@@ -9,7 +9,8 @@ import type { Handle } from '../journal/transaction.ts';
 import type { Mutex } from '../util/rw-lock.ts';
 import { fileBlock, fsBlock } from '../util/brand.ts';
 import { extentInsert } from '../mapping/extent-tree.ts';
-import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent } from '../dir/dir-write.ts';
+import { DirBlockMapHint, withMapHint } from '../dir/block-map-hint.ts';
+import { dirAddEntry, dirInit, dirIsEmpty, dirRemoveEntry, dirReplaceEntry, dirSetParent, type DirWriteEnv } from '../dir/dir-write.ts';
 import { lookupName } from '../dir/dir-read.ts';
 import type { OpenInode } from './inode-cache.ts';
 import { creditsFor, type Jbd2 } from './ext4-jbd2.ts';
@@ -74,9 +75,24 @@ function checkParent(dir: OpenInode, name: Uint8Array, at: ErrAt): void {
   checkNewName(name, at.syscall, at.path ?? '');
 }
 
+/** Per extent-mapped directory, where its blocks were found by earlier inserts. */
+const mapHints = new WeakMap<OpenInode, DirBlockMapHint>();
+
+/** The env an insert into `dir` uses (under its data lock): block mappings remembered between inserts. */
+function addEnv(ctx: NameiCtx, h: Handle, dir: OpenInode): DirWriteEnv {
+  const env = dirEnv(ctx, h, dir);
+  if (!(dir.inode.flags & EXTENTS_FL)) return env;
+  let hint = mapHints.get(dir);
+  if (!hint) {
+    hint = new DirBlockMapHint();
+    mapHints.set(dir, hint);
+  }
+  return withMapHint(env, hint, () => dir.inode.iBlock);
+}
+
 async function addEntry(ctx: NameiCtx, h: Handle, dir: OpenInode, name: Uint8Array, ino: number, fileType: number): Promise<void> {
   if (dir.inode.flags & INLINE_DATA_FL) throw new Ext4Error('ENOTSUP', 'ENOTSUP: writing inline-data directories is not supported yet');
-  await dir.data.withWrite(() => dirAddEntry(dirEnv(ctx, h, dir), name, ino, ctx.vol.filetype ? fileType : 0));
+  await dir.data.withWrite(() => dirAddEntry(addEnv(ctx, h, dir), name, ino, ctx.vol.filetype ? fileType : 0));
   ctx.names.put(dir.ino, name, ino, { onlyIfCached: true });
   touchDir(ctx, dir);
 }

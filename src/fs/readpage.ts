@@ -1,9 +1,12 @@
 // Reading an inode's bytes from disk (what the page cache falls back to): mapped extents and block maps (holes and unwritten extents read as
 // zeros), inline data, and symlink targets. Physically contiguous ranges become one device read.
 import { corrupt, Ext4Error } from '../errors/ext4-error.ts';
-import { INLINE_DATA_FL, isFastSymlink, fastSymlinkTarget, isSymlinkMode, type Inode } from '../format/inode.ts';
+import {
+  EXTENTS_FL, INLINE_DATA_FL, S_IFDIR, S_IFMT, S_IFREG, isFastSymlink, fastSymlinkTarget, isSymlinkMode, type Inode,
+} from '../format/inode.ts';
 import { I_BLOCK_SIZE } from '../format/inode.ts';
 import { iterateMappings, type Mapping } from '../mapping/read-map.ts';
+import { readRootNode } from '../mapping/extent-node.ts';
 import type { Volume } from './volume.ts';
 import { inlineDataXattr } from './inline-data.ts';
 
@@ -11,6 +14,21 @@ import { inlineDataXattr } from './inline-data.ts';
 const MAX_MAPPINGS = 1 << 22;
 /** Largest single device read for file data. */
 const MAX_READ_BYTES = 8 << 20;
+
+/**
+ * The extents of a file or directory whose whole extent tree is its root in i_block (most
+ * files), decoded and checked as the tree walk does, synchronously and without the walk's
+ * per-extent async steps and context. Undefined when the tree has index nodes, or when the
+ * inode maps its blocks otherwise (or none): then `InodeData.mappings` walks.
+ */
+export function rootLeafMappings(vol: Volume, ino: number, inode: Inode): Mapping[] | undefined {
+  const type = inode.mode & S_IFMT;
+  if ((inode.flags & (EXTENTS_FL | INLINE_DATA_FL)) !== EXTENTS_FL || (type !== S_IFREG && type !== S_IFDIR)) return undefined;
+  const { geo } = vol;
+  const root = readRootNode({ blockSize: geo.blockSize, blocksCount: geo.blocksCount, ino, readBlock: vol.readBlock }, inode.iBlock);
+  // A fresh decode: its extents are this file's own (Extent has Mapping's fields).
+  return root.kind === 'leaf' ? root.extents : undefined;
+}
 
 export class InodeData {
   private maps: Mapping[] | undefined;
@@ -20,6 +38,11 @@ export class InodeData {
 
   async mappings(): Promise<readonly Mapping[]> {
     if (this.maps) return this.maps;
+    const leaf = rootLeafMappings(this.vol, this.ino, this.inode);
+    if (leaf) {
+      this.maps = leaf;
+      return leaf;
+    }
     const out: Mapping[] = [];
     if (!(this.inode.flags & INLINE_DATA_FL) && !isFastSymlink(this.inode, { clusterSize: this.vol.geo.clusterSize })) {
       for await (const m of iterateMappings(this.inode, this.vol.mapContext(this.ino, this.inode))) {

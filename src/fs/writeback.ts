@@ -18,6 +18,8 @@ import { cleanRun, pushWbRuns, writeBlocks, type WbRun } from './page-io.ts';
 const DIRTY_THRESHOLD_BYTES = 16 << 20;
 /** ...and dirty data older than this is written back (the kernel's dirty_expire is 30 s; ours is shorter). */
 const DIRTY_EXPIRE_MS = 5000;
+/** Writeback passes one background run makes at most while dirty data stays over the threshold. */
+const BACKGROUND_PASSES_MAX = 4;
 
 export interface WritebackCtx extends BallocCtx {
   readonly jbd: Jbd2;
@@ -64,6 +66,8 @@ export class Writeback {
   private background: Promise<void> | undefined;
   private ageTimer: ReturnType<typeof setTimeout> | undefined;
   private backgroundError: unknown;
+  /** Writers throttled until the current background pass ends. */
+  private readonly passWaiters: Array<() => void> = [];
   /**
    * Test hook: unwritten extents are converted in the handle that maps them, and commits stop
    * waiting for the data (a commit may then make them written before their data is on disk).
@@ -182,7 +186,14 @@ export class Writeback {
     this.maybeStartBackground();
     // Throttle writers (the kernel's balance_dirty_pages): past twice the threshold a writer
     // waits for writeback, so dirty memory stays bounded whatever the write rate.
-    while (this.background && this.dirtyBytes >= 2 * DIRTY_THRESHOLD_BYTES) await this.background;
+    // A background run may make several passes: the writer goes on after the pass that brought
+    // dirty data under the limit, not after the whole run.
+    while (this.background && this.dirtyBytes >= 2 * DIRTY_THRESHOLD_BYTES) await new Promise<void>((r) => this.passWaiters.push(r));
+  }
+
+  /** Wakes writers waiting for a background pass to end. */
+  private passEnded(): void {
+    for (const w of this.passWaiters.splice(0)) w();
   }
 
   private maybeStartBackground(): void {
@@ -202,12 +213,21 @@ export class Writeback {
   private startBackground(): void {
     this.background = (async () => {
       try {
-        await this.all();
+        // Data writes run on another thread (large device writes): while one pass's data is on
+        // its way, the writer dirties more, and the next pass starts as soon as this one ends
+        // (not at the writer's next call), so the device always has the next data queued.
+        // Bounded, so that a sync waiting for this background run is not starved by a writer.
+        for (let pass = 0; pass < BACKGROUND_PASSES_MAX; pass++) {
+          await this.all();
+          if (this.ctx.jbd.closed || this.dirtyBytes < DIRTY_THRESHOLD_BYTES) break;
+          this.passEnded();
+        }
       } catch (e) {
         // Reported by the next sync/fsync, as the kernel reports writeback errors (errseq).
         this.backgroundError ??= e;
       } finally {
         this.background = undefined;
+        this.passEnded();
       }
     })();
   }

@@ -53,7 +53,9 @@ export function geometryOf(sb: Superblock): Geometry {
   const csumSeed = fsChecksumSeed(sb);
   const gdCsum: GdCsumMode = metadataCsum ? { kind: 'crc32c', fsSeed: csumSeed }
     : sb.featureRoCompat & RO_COMPAT.uninit_bg ? { kind: 'crc16', uuid: sb.uuid } : { kind: 'none' };
-  const inodesPerBlock = blockSize / sb.inodeSize;
+  // Revision 0 superblocks leave s_inode_size zero: their records are 128 bytes.
+  const inodeSize = sb.revLevel === 0 ? 128 : sb.inodeSize;
+  const inodesPerBlock = blockSize / inodeSize;
   return {
     blockSize, clusterSize, clusterRatio, clusterBits: log2(clusterRatio),
     blocksCount: sb.blocksCount,
@@ -63,7 +65,7 @@ export function geometryOf(sb: Superblock): Geometry {
     clustersPerGroup: sb.blocksPerGroup / clusterRatio,
     inodesPerGroup: sb.inodesPerGroup,
     inodesCount: sb.inodesCount,
-    inodeSize: sb.revLevel === 0 ? 128 : sb.inodeSize,
+    inodeSize,
     groupCount, descSize, descPerBlock,
     gdtBlocks: Math.ceil(groupCount / descPerBlock),
     reservedGdtBlocks: sb.featureCompat & COMPAT.resize_inode ? sb.reservedGdtBlocks : 0,

@@ -49,7 +49,9 @@ test('shared reads return the cached node, owned reads a copy that can change fr
   const own = await read(src);
   assert.notEqual(own, a);
   assert.deepEqual(own, a);
-  extentsOf(own)[0]!.countBlocks = 99;
+  // Its entry list is its own; the extents in it are shared with the cache and frozen.
+  assert.throws(() => { extentsOf(own)[0]!.countBlocks = 99; }, TypeError);
+  extentsOf(own)[0] = ext(0, 99, 1000);
   extentsOf(own).pop();
   assert.deepEqual(extentsOf(await read(src, true)), [ext(0, 4, 1000), ext(10, 2, 2000, true)]);
   assert.equal(src.reads, 4);

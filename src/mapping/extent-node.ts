@@ -2,7 +2,7 @@
 // read-only mapping walk (read-map.ts) and the tree writer (extent-tree.ts). Every node read
 // from disk passes through here, so both see the same checks in the same order.
 import { corrupt, type Ext4ErrorWhere } from '../errors/ext4-error.ts';
-import { decodeExtentNode, EXT_MAX_LOGICAL_END, type Extent, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
+import { decodeExtentNode, EXT_MAX_LOGICAL_END, type ExtentIndexNode, type ExtentNode } from '../format/extent.ts';
 
 /** What reading extent nodes of one inode needs. */
 export interface ExtentNodeSource {
@@ -27,6 +27,9 @@ export interface ExtentNodeSource {
 interface DecodedNode {
   seed: number | undefined;
   blockSize: number;
+  /** The buffer itself, as words (made once per buffer). */
+  view: Int32Array;
+  /** The buffer's words when the node was decoded or encoded (refreshed in place). */
   words: Int32Array;
   /** Never modified: callers that change nodes get a copy (readChildNode's `shared`). */
   node: ExtentNode;
@@ -41,30 +44,43 @@ function wordsOf(bytes: Uint8Array): Int32Array | undefined {
 function unchangedSinceDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number): DecodedNode | undefined {
   const seen = decodedNodes.get(bytes);
   if (!seen || seen.seed !== seed || seen.blockSize !== blockSize) return undefined;
-  const now = wordsOf(bytes);
-  if (!now || now.length !== seen.words.length) return undefined;
+  const now = seen.view;
+  if (now.length !== seen.words.length) return undefined;
   const was = seen.words;
   for (let i = 0; i < now.length; i++) if (now[i] !== was[i]) return undefined;
   return seen;
 }
 
 function rememberDecoded(bytes: Uint8Array, seed: number | undefined, blockSize: number, node: ExtentNode): DecodedNode | undefined {
-  const words = wordsOf(bytes);
-  if (!words) return undefined;
-  const entry: DecodedNode = { seed, blockSize, words: words.slice(), node, range: undefined };
+  const prev = decodedNodes.get(bytes);
+  const view = prev?.view ?? wordsOf(bytes);
+  if (!view) return undefined;
+  // Leaf entries are shared with every owned copy (cloneExtentNode): frozen, so that a writer
+  // changing one in place instead of replacing it fails at once rather than corrupting the cache.
+  if (node.kind === 'leaf') for (const e of node.extents) if (!Object.isFrozen(e)) Object.freeze(e);
+  if (prev && prev.words.length === view.length) {
+    // A node rewritten in the same buffer (every conversion): no new snapshot allocated.
+    prev.words.set(view);
+    prev.seed = seed;
+    prev.blockSize = blockSize;
+    prev.node = node;
+    prev.range = undefined;
+    return prev;
+  }
+  const entry: DecodedNode = { seed, blockSize, view, words: view.slice(), node, range: undefined };
   decodedNodes.set(bytes, entry);
   return entry;
 }
 
-/** A copy of a node whose entries can be changed without touching the original. */
+/**
+ * A copy of a node that can be changed without touching the original: its own header and entry
+ * list. A leaf's extents themselves are shared and frozen (writers replace an extent, never
+ * change it: one conversion per random write would otherwise copy the whole leaf); an index
+ * node's entries are copied (key propagation rewrites them in place).
+ */
 export function cloneExtentNode(node: ExtentNode): ExtentNode {
   if (node.kind === 'leaf') {
-    const extents = new Array<Extent>(node.extents.length);
-    for (let i = 0; i < extents.length; i++) {
-      const e = node.extents[i]!;
-      extents[i] = { fileBlock: e.fileBlock, countBlocks: e.countBlocks, fsBlock: e.fsBlock, unwritten: e.unwritten };
-    }
-    return { kind: 'leaf', depth: 0, max: node.max, generation: node.generation, extents };
+    return { kind: 'leaf', depth: 0, max: node.max, generation: node.generation, extents: node.extents.slice() };
   }
   const indexes = new Array<ExtentIndexNode['indexes'][number]>(node.indexes.length);
   for (let i = 0; i < indexes.length; i++) {

@@ -175,20 +175,33 @@ export class ExtentStatusTree {
     const mapped = status === 'written' || status === 'unwritten';
     if (mapped !== (fsBlock !== undefined)) throw new Error(`es tree: ${status} entry ${mapped ? 'needs' : 'takes no'} physical block`);
     if (mapped && (!Number.isSafeInteger(fsBlock) || fsBlock! < 0)) throw new Error(`es tree: bad physical block ${fsBlock}`);
-    let i = this.#removeRange(first, last as FileBlock);
+    // One splice: entries [lo, hi) (those overlapping the range, then the neighbours merged
+    // in) give way to what is left of them around the new entry.
+    const entries = this.#entries;
+    let lo = this.#indexFrom(first);
+    let hi = lo;
+    while (hi < entries.length && entries[hi]!.first <= last) hi++;
+    const cutHead = hi > lo && entries[lo]!.first < first ? entries[lo]! : undefined;
+    const cutTail = hi > lo && entryLast(entries[hi - 1]!) > last ? entries[hi - 1]! : undefined;
     let entry = makeEntry(first, countBlocks, status, fsBlock);
-    const left = this.#entries[i - 1];
+    const out: EsEntry[] = [];
+    const left = cutHead !== undefined
+      ? makeEntry(cutHead.first, first - cutHead.first, cutHead.status, cutHead.fsBlock)
+      : entries[lo - 1];
     if (left !== undefined && canMerge(left, entry)) {
       entry = makeEntry(left.first, left.countBlocks + entry.countBlocks, status, left.fsBlock);
-      i--;
-      this.#entries.splice(i, 1);
-    }
-    const right = this.#entries[i];
+      if (cutHead === undefined) lo--;
+    } else if (cutHead !== undefined) out.push(left!);
+    const right = cutTail !== undefined
+      ? makeEntry(last + 1, entryLast(cutTail) - last, cutTail.status,
+        cutTail.fsBlock === undefined ? undefined : cutTail.fsBlock + (last + 1 - cutTail.first))
+      : entries[hi];
+    out.push(entry);
     if (right !== undefined && canMerge(entry, right)) {
-      entry = makeEntry(entry.first, entry.countBlocks + right.countBlocks, status, entry.fsBlock);
-      this.#entries.splice(i, 1);
-    }
-    this.#entries.splice(i, 0, entry);
+      out[out.length - 1] = makeEntry(entry.first, entry.countBlocks + right.countBlocks, status, entry.fsBlock);
+      if (cutTail === undefined) hi++;
+    } else if (cutTail !== undefined) out.push(right!);
+    entries.splice(lo, hi - lo, ...out);
   }
 
   /** Forgets [first, last]; entries straddling an end are trimmed. */

@@ -15,9 +15,10 @@ import type { SpaceAccounting } from '../alloc/space-accounting.ts';
 import {
   completeAllocation, insertDelayed, onPhysicalClusterFreed, removeRange, type DelallocState,
 } from './delalloc.ts';
-import { clusterOf, logicalCluster } from './extent-status.ts';
+import { clusterOf, entryLast, logicalCluster, type EsEntry } from './extent-status.ts';
 import { extentLookup, extentNextBound, extentRemoveRange, extentSetUnwritten, type ExtentTreeEnv } from './extent-tree.ts';
 import { impliedCluster, mapRun, type MappedRun } from './map-run.ts';
+import type { Extent } from '../format/extent.ts';
 
 /**
  * Files shorter than this (in blocks, counting the range being written back) are placed like
@@ -56,7 +57,9 @@ export interface Segment { first: number; count: number; state: BlockState; fsBl
 /** Splits [first, first+count) into runs by what backs them (es tree for delayed, extent tree otherwise). */
 export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count: number): Promise<Segment[]> {
   const out: Segment[] = [];
-  const env = f.treeEnv(txn);
+  // Built at the first miss: most lookups are answered by the es tree.
+  let envOnce: ExtentTreeEnv | undefined;
+  const env = (): ExtentTreeEnv => (envOnce ??= f.treeEnv(txn));
   const end = first + count;
   for (let b = first; b < end;) {
     const es = f.state.es.lookup(fb(b));
@@ -66,15 +69,23 @@ export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count
       b += n;
       continue;
     }
-    const ext = await extentLookup(env, fb(b));
+    if (es && (es.status === 'written' || es.status === 'unwritten')) {
+      // Known from an earlier lookup or allocation: no tree walk (see rememberExtent).
+      const n = Math.min(end, es.first + es.countBlocks) - b;
+      push(out, { first: b, count: n, state: es.status, fsBlock: es.fsBlock + (b - es.first) });
+      b += n;
+      continue;
+    }
+    const ext = await extentLookup(env(), fb(b));
     if (ext) {
+      rememberExtent(f.state.es, ext);
       const n = Math.min(end, ext.fileBlock + ext.countBlocks) - b;
       push(out, { first: b, count: n, state: ext.unwritten ? 'unwritten' : 'written', fsBlock: ext.fsBlock + (b - ext.fileBlock) });
       b += n;
       continue;
     }
     // A hole up to the next delayed or mapped block (one tree walk bounds the mapped side).
-    const bound = await extentNextBound(env, b);
+    const bound = await extentNextBound(env(), b);
     const limit = bound === undefined ? end : Math.min(end, bound);
     let n = 1;
     while (b + n < limit && !f.state.es.lookup(fb(b + n))) n++;
@@ -82,6 +93,51 @@ export async function lookupRange(f: FileMap, txn: MetaTxn, first: number, count
     b += n;
   }
   return out;
+}
+
+/**
+ * The es tree caches written and unwritten mappings (as the kernel's extent-status tree does), so
+ * that the lookups of one write — reservation, writeback, conversion — walk the on-disk tree once.
+ * Coherence: every change of an inode's data mapping goes through this file (allocation records
+ * its result, setUnwritten its conversion, removeBlocks forgets the range first); the extent
+ * inserts outside it (directories, symlinks, fast-commit replay) only map holes, which are never
+ * cached. An extent overlapping any entry is not cached (delayed blocks never lie over a mapping,
+ * so that only happens to a range cached in part).
+ */
+function rememberExtent(es: DelallocState['es'], ext: Extent): void {
+  if (es.size >= ES_CACHE_MAX_ENTRIES) return;
+  const last = fb(ext.fileBlock + ext.countBlocks - 1);
+  if (es.findFirst(ext.fileBlock, last, ALL_STATUSES) !== undefined) return;
+  es.insert(ext.fileBlock, ext.countBlocks, ext.unwritten ? 'unwritten' : 'written', ext.fsBlock);
+}
+
+const ALL_STATUSES = ['written', 'unwritten', 'delayed', 'hole'] as const;
+const isMapped = (e: EsEntry): e is EsEntry & { status: 'written' | 'unwritten'; fsBlock: FsBlock } =>
+  e.status === 'written' || e.status === 'unwritten';
+/**
+ * Lookups stop adding entries to an es tree this large (a file with that many extents read at
+ * random); allocation and conversion still record theirs, and the shrinker drops mapped entries.
+ */
+const ES_CACHE_MAX_ENTRIES = 16384;
+
+/**
+ * Debug check: every written/unwritten entry of the es tree agrees, block range for block
+ * range, with the on-disk extent tree. Throws an Error naming the first disagreement.
+ */
+export async function checkMappingCache(f: FileMap, txn: MetaTxn): Promise<void> {
+  const env = f.treeEnv(txn);
+  for (const e of [...f.state.es]) {
+    if (e.status !== 'written' && e.status !== 'unwritten') continue;
+    for (let b: number = e.first; b < e.first + e.countBlocks;) {
+      const ext = await extentLookup(env, fb(b));
+      const want = e.fsBlock + (b - e.first);
+      if (!ext || ext.unwritten !== (e.status === 'unwritten') || ext.fsBlock + (b - ext.fileBlock) !== want) {
+        const disk = ext ? `${ext.unwritten ? 'unwritten' : 'written'} at ${ext.fsBlock + (b - ext.fileBlock)}` : 'a hole';
+        throw new Error(`inode ${f.ino}: es tree has block ${b} ${e.status} at ${want}, the extent tree has ${disk}`);
+      }
+      b = Math.min(e.first + e.countBlocks, ext.fileBlock + ext.countBlocks);
+    }
+  }
 }
 
 function push(out: Segment[], s: Segment): void {
@@ -104,7 +160,11 @@ export type ReserveDelayedFn = (f: FileMap, txn: MetaTxn, first: number, count: 
  * "cluster already reserved" decided from state the data lock does not protect) to prove that
  * its schedule explorer finds the race. Never set it from src/.
  */
-export const mapBlocksTestHooks: { reserveDelayed?: (real: ReserveDelayedFn, ...args: Parameters<ReserveDelayedFn>) => Promise<number> } = {};
+export const mapBlocksTestHooks: {
+  reserveDelayed?: (real: ReserveDelayedFn, ...args: Parameters<ReserveDelayedFn>) => Promise<number>;
+  /** Broken variant for test/es-mapping-cache.test.ts: a conversion leaves the es tree's old state. */
+  staleConversionCache?: boolean;
+} = {};
 
 /**
  * write(): makes every hole in [first, first+count) delayed, reserving quota and clusters.
@@ -240,9 +300,21 @@ async function allocateRange(f: FileMap, txn: MetaTxn, first: number, count: num
 
 /** Converts a written range back to unwritten or the reverse (zero-range, writeback of unwritten). */
 export async function setUnwritten(f: FileMap, txn: MetaTxn, first: number, count: number, unwritten: boolean): Promise<void> {
-  await extentSetUnwritten(f.treeEnv(txn), fb(first), count, unwritten);
-  const es = f.state.es.lookup(fb(first));
-  if (es && (es.status === 'written' || es.status === 'unwritten')) f.state.es.remove(fb(first), fb(first + count - 1));
+  const last = first + count - 1;
+  const known = [...f.state.es.overlapping(fb(first), fb(last))].filter(isMapped);
+  try {
+    await extentSetUnwritten(f.treeEnv(txn), fb(first), count, unwritten);
+  } catch (e) {
+    // Part of the range may be converted: forget what the es tree knew of it.
+    for (const k of known) f.state.es.remove(fb(Math.max(first, k.first)), fb(Math.min(last, entryLast(k))));
+    throw e;
+  }
+  if (mapBlocksTestHooks.staleConversionCache) return;
+  // The cached blocks keep their physical place and take the new state.
+  for (const k of known) {
+    const a = Math.max(first, k.first);
+    f.state.es.insert(fb(a), Math.min(last, entryLast(k)) - a + 1, unwritten ? 'unwritten' : 'written', pb(k.fsBlock + (a - k.first)));
+  }
 }
 
 /**

@@ -127,3 +127,74 @@ test('property: under any schedule, grants follow arrival order and writers are 
     { numRuns: 200 },
   );
 });
+
+test('withRead/withWrite on a free lock start fn at once, hold the lock through it and release it on sync and async throws', async () => {
+  const lock = new RwLock();
+  let ran = false;
+  const p = lock.withWrite(async () => {
+    ran = true;
+    await tick();
+    return 7;
+  });
+  assert.equal(ran, true, 'fn runs before withWrite returns when nothing holds or waits');
+  assert.equal(lock.writing, true);
+  // A reader arriving now queues behind the running writer.
+  let readerSawWriter = true;
+  const r = lock.withRead(() => { readerSawWriter = lock.writing; return 'r'; });
+  assert.equal(lock.waiting, 1);
+  assert.equal(await p, 7);
+  assert.equal(await r, 'r');
+  assert.equal(readerSawWriter, false);
+  assert.equal(lock.readers + lock.waiting, 0);
+  assert.equal(lock.writing, false);
+  // Synchronous results and throws.
+  assert.equal(await lock.withRead(() => 3), 3);
+  await assert.rejects(lock.withWrite(() => { throw new Error('sync boom'); }), /sync boom/);
+  assert.equal(lock.writing, false);
+  await assert.rejects(lock.withRead(() => Promise.reject(new Error('async boom'))), /async boom/);
+  assert.equal(lock.readers, 0);
+  // Readers share on the fast path.
+  let peak = 0;
+  await Promise.all([0, 1, 2].map(() => lock.withRead(async () => { peak = Math.max(peak, lock.readers); await tick(); })));
+  assert.equal(peak, 3);
+});
+
+test('property: withRead/withWrite mixed with acquire keep arrival order and exclusion', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.scheduler(),
+      fc.array(fc.record({ write: fc.boolean(), viaWith: fc.boolean(), holdTicks: fc.nat(3) }), { minLength: 1, maxLength: 10 }),
+      async (s, requests) => {
+        const lock = new RwLock();
+        const arrivals: number[] = [];
+        const grants: number[] = [];
+        let readers = 0;
+        let writers = 0;
+        const body = async (i: number, write: boolean, holdTicks: number): Promise<void> => {
+          grants.push(i);
+          if (write) writers++; else readers++;
+          if (writers > 1 || (writers === 1 && readers > 0)) throw new Error(`exclusion broken at ${i}`);
+          for (let t = 0; t < holdTicks; t++) await s.schedule(Promise.resolve(), `hold ${i}`);
+          if (write) writers--; else readers--;
+        };
+        const tasks = requests.map(async (req, i) => {
+          await s.schedule(Promise.resolve(), `arrive ${i} ${req.write ? 'W' : 'R'}`);
+          arrivals.push(i);
+          if (req.viaWith) {
+            await (req.write ? lock.withWrite(() => body(i, true, req.holdTicks)) : lock.withRead(() => body(i, false, req.holdTicks)));
+            return;
+          }
+          const release = await (req.write ? lock.acquireWrite() : lock.acquireRead());
+          await body(i, req.write, req.holdTicks);
+          release();
+        });
+        await s.waitIdle();
+        await Promise.all(tasks);
+        assert.deepEqual(grants, arrivals);
+        assert.equal(lock.readers + lock.waiting, 0);
+        assert.equal(lock.writing, false);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});

@@ -43,9 +43,49 @@ export class RwLock {
     return new Promise((resolve) => this.#queue.push({ exclusive: true, grant: resolve }));
   }
 
-  /** Holds the lock shared for the duration of `fn` (also when it throws). */
-  async withRead<T>(fn: () => T | Promise<T>): Promise<T> {
-    const release = await this.acquireRead();
+  /**
+   * Holds the lock shared for the duration of `fn` (also when it throws). When the lock is free
+   * (the common case) it is taken at once and `fn` starts synchronously: no grant promise, no
+   * release closure and no microtask turn before `fn`, which matters on hot paths that take
+   * several locks per operation (a file import takes about seven).
+   */
+  withRead<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (this.#writer || this.#queue.length !== 0) return this.#slowly(this.acquireRead(), fn);
+    this.#readers++;
+    return this.#run(fn, this.#releaseRead);
+  }
+
+  /** Holds the lock exclusively for the duration of `fn` (also when it throws); fast path as withRead. */
+  withWrite<T>(fn: () => T | Promise<T>): Promise<T> {
+    if (this.#writer || this.#readers !== 0 || this.#queue.length !== 0) return this.#slowly(this.acquireWrite(), fn);
+    this.#writer = true;
+    return this.#run(fn, this.#releaseWrite);
+  }
+
+  /** Runs `fn` under a hold taken on the fast path, then gives it back with `release`. */
+  #run<T>(fn: () => T | Promise<T>, release: () => void): Promise<T> {
+    let r: T | Promise<T>;
+    try {
+      r = fn();
+    } catch (e) {
+      release();
+      return Promise.reject(e);
+    }
+    if (!isThenable(r)) {
+      release();
+      return Promise.resolve(r);
+    }
+    return Promise.resolve(r).then((v) => {
+      release();
+      return v;
+    }, (e: unknown) => {
+      release();
+      throw e;
+    });
+  }
+
+  async #slowly<T>(granted: Promise<Release>, fn: () => T | Promise<T>): Promise<T> {
+    const release = await granted;
     try {
       return await fn();
     } finally {
@@ -53,15 +93,16 @@ export class RwLock {
     }
   }
 
-  /** Holds the lock exclusively for the duration of `fn` (also when it throws). */
-  async withWrite<T>(fn: () => T | Promise<T>): Promise<T> {
-    const release = await this.acquireWrite();
-    try {
-      return await fn();
-    } finally {
-      release();
-    }
-  }
+  // Fast-path holds are given back by the lock itself (exactly once, by #run): no per-hold closure.
+  readonly #releaseRead = (): void => {
+    this.#readers--;
+    this.#dispatch();
+  };
+
+  readonly #releaseWrite = (): void => {
+    this.#writer = false;
+    this.#dispatch();
+  };
 
   #makeRelease(exclusive: boolean): Release {
     let released = false;
@@ -91,6 +132,10 @@ export class RwLock {
       reader.grant(this.#makeRelease(false));
     }
   }
+}
+
+function isThenable<T>(v: T | Promise<T>): v is Promise<T> {
+  return v instanceof Promise || (typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function');
 }
 
 /** A FIFO async mutex. */
