@@ -154,22 +154,26 @@ export class InodeCache {
       // Most recently used last.
       this.open.delete(ino);
       this.open.set(ino, oi);
+      return oi;
     }
-    return oi;
+    // Evicted, but still held somewhere: the same object comes back.
+    const back = this.takeEvicted(ino);
+    return back ? this.insert(back) : undefined;
   }
 
   /** The in-memory inode, loaded from the inode table on first use (iget). */
   async get(ino: number): Promise<OpenInode> {
     let oi = this.getCached(ino);
     if (oi) return oi;
-    oi = this.takeEvicted(ino);
-    if (oi) return this.insert(oi);
     const inode = await this.vol.readInode(ino);
     oi = this.open.get(ino) ?? this.takeEvicted(ino);
     if (!oi) return this.insert(new OpenInode(ino, inode, this.home));
     if (this.open.get(ino) !== oi) this.insert(oi);
     return oi;
   }
+
+  /** Test hook: forgets every evicted inode, as if the garbage collector had taken them all. */
+  collectEvictedForTest(): void { this.evicted.clear(); }
 
   private takeEvicted(ino: number): OpenInode | undefined {
     const ref = this.evicted.get(ino);
